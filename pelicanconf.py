@@ -1,0 +1,121 @@
+"""Development settings for the blog (Pelican reads this file).
+
+`publishconf.py` imports everything here and overrides what differs in production.
+Secrets never live here: the newsletter reads its own from NEWSLETTER_* environment variables.
+"""
+
+import os
+
+AUTHOR = "Mark Williams"
+SITENAME = "Walk Again"
+SITESUBTITLE = "Rehab lessons for knees, hips and ankles from a registered acupuncturist"
+SITE_DESCRIPTION = (
+    "Mark Williams, a registered acupuncturist, writes about rehab, knee pain and the exercises "
+    "that got him walking again."
+)
+# Pages are built with absolute URLs so that canonical links, share links and feeds are right.
+# `invoke serve` serves output/ here; tests override it with their own server's address.
+SITEURL = os.environ.get("SITEURL", "http://localhost:8000")
+RELATIVE_URLS = False
+
+PATH = "content"
+ARTICLE_PATHS = ["articles"]
+PAGE_PATHS = ["pages"]
+STATIC_PATHS = ["images"]
+OUTPUT_PATH = "output/"
+THEME = "theme"
+TIMEZONE = "Europe/London"
+DEFAULT_LANG = "en"
+DEFAULT_DATE_FORMAT = "%-d %B %Y"
+DEFAULT_PAGINATION = 10
+DELETE_OUTPUT_DIRECTORY = False
+WITH_FUTURE_DATES = False  # a future-dated article stays a draft until its date
+
+ARTICLE_URL = "{date:%Y}/{slug}/"
+ARTICLE_SAVE_AS = "{date:%Y}/{slug}/index.html"
+PAGE_URL = "{slug}/"
+PAGE_SAVE_AS = "{slug}/index.html"
+CATEGORY_URL = "category/{slug}/"
+CATEGORY_SAVE_AS = "category/{slug}/index.html"
+TAG_URL = "tag/{slug}/"
+TAG_SAVE_AS = "tag/{slug}/index.html"
+AUTHOR_URL = "author/{slug}/"
+AUTHOR_SAVE_AS = "author/{slug}/index.html"
+ARCHIVES_SAVE_AS = "archives/index.html"
+YEAR_ARCHIVE_SAVE_AS = "{date:%Y}/index.html"
+YEAR_ARCHIVE_URL = "{date:%Y}/"
+CATEGORIES_SAVE_AS = "categories/index.html"
+TAGS_SAVE_AS = "tags/index.html"
+AUTHORS_SAVE_AS = "authors/index.html"
+DIRECT_TEMPLATES = ["index", "archives", "categories", "tags", "authors", "404"]
+PAGINATED_TEMPLATES = {"index": None, "tag": None, "category": None, "author": None}
+
+MARKDOWN = {
+    "extension_configs": {
+        "markdown.extensions.extra": {},
+        "markdown.extensions.meta": {},
+        "markdown.extensions.smarty": {},
+    },
+    "output_format": "html5",
+}
+
+# Pelican's own feedgenerator feeds are off: plugins/feeds writes RSS and Atom with feedgen.
+FEED_ALL_ATOM = None
+FEED_ALL_RSS = None
+CATEGORY_FEED_ATOM = None
+CATEGORY_FEED_RSS = None
+TRANSLATION_FEED_ATOM = None
+AUTHOR_FEED_ATOM = None
+AUTHOR_FEED_RSS = None
+
+PLUGIN_PATHS = ["plugins"]
+PLUGINS = ["content_check", "theme_helpers", "feeds", "robots", "pelican.plugins.sitemap"]
+
+FEEDS = {
+    "max_items": 20,
+    "all_rss": "feeds/all.rss.xml",
+    "all_atom": "feeds/all.atom.xml",
+    "category_rss": "feeds/{slug}.rss.xml",
+    "category_atom": "feeds/{slug}.atom.xml",
+}
+
+SITEMAP = {
+    "format": "xml",
+    "priorities": {"articles": 0.7, "indexes": 0.5, "pages": 0.5},
+    "changefreqs": {"articles": "monthly", "indexes": "daily", "pages": "monthly"},
+    "exclude": ["tag/", "category/", "author/", "404.html"],
+}
+
+# The author box: one entry per author, keyed by the Author metadata.
+AUTHORS_INFO = {
+    "Mark Williams": {
+        "job_title": "Registered acupuncturist",
+        "bio": (
+            "Mark treats chronic pain as a registered acupuncturist, after three decades as a "
+            "fitness instructor and personal trainer. A torn Achilles tendon taught him to walk "
+            "again; this blog shares what worked."
+        ),
+        "photo": None,  # a path under content/images, or None for a monogram
+        "links": [
+            {"label": "About Mark", "url": "about/"},
+        ],
+    },
+}
+
+# Share buttons, in this order. Each is a plain link: nothing is sent until a reader clicks.
+SHARE_NETWORKS = ["facebook", "twitter", "linkedin", "pinterest"]
+
+# Comments: a self-hosted Isso server. Empty means no comment server: the section explains that.
+ISSO_URL = os.environ.get("ISSO_URL", "")
+
+# The "Stay tuned" form posts here (the newsletter endpoint). Empty hides the email form and keeps
+# the RSS link.
+NEWSLETTER_URL = os.environ.get("NEWSLETTER_URL", "http://127.0.0.1:5000/subscribe")
+NEWSLETTER_CONSENT = (
+    "One email when a new article is out, nothing else. Unsubscribe with one click from any email."
+)
+
+MENUITEMS = [("Archives", "archives/"), ("About", "about/")]
+
+# Titles and metadata are text: our theme escapes them, and marks content HTML as safe itself.
+JINJA_ENVIRONMENT = {"trim_blocks": True, "lstrip_blocks": True, "autoescape": True}

@@ -1,0 +1,196 @@
+"""Template helpers for our theme: absolute URLs, share links, author boxes and JSON-LD.
+
+Contract: on `initialized` this plugin adds Jinja filters (`abs_url`, `urlquote`, `plain`,
+`isodate`) and globals (`share_links`, `author_info`, `article_jsonld`) to Pelican's settings, and
+checks the AUTHORS_INFO and SHARE_NETWORKS settings, failing with a message that names the setting.
+Everything is computed at build time; the pages need no script to show any of it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import struct
+from html import unescape
+from urllib.parse import quote, urljoin
+
+from markupsafe import Markup
+from pelican import signals
+
+SHARE_URLS = {
+    # Each network's documented share endpoint; values are percent-encoded with urlquote.
+    "facebook": ("Facebook", "https://www.facebook.com/sharer/sharer.php?u={url}"),
+    "twitter": ("X (Twitter)", "https://twitter.com/intent/tweet?url={url}&text={title}"),
+    "linkedin": ("LinkedIn", "https://www.linkedin.com/sharing/share-offsite/?url={url}"),
+    "pinterest": (
+        "Pinterest",
+        "https://www.pinterest.com/pin/create/button/?url={url}&media={image}&description={text}",
+    ),
+}
+AUTHOR_FIELDS = {"job_title", "bio", "photo", "links"}
+
+
+class SettingsError(Exception):
+    """A theme setting has the wrong shape."""
+
+
+def urlquote(value) -> str:
+    """Percent-encode everything but unreserved characters (for a query-string value)."""
+    return quote(str(value), safe="")
+
+
+def plain(html) -> str:
+    """HTML (a summary, a title) to plain text, for meta tags and share texts."""
+    return " ".join(unescape(Markup(str(html)).striptags()).split())
+
+
+def isodate(value) -> str:
+    return value.isoformat(timespec="seconds")
+
+
+def reading_time(html, words_per_minute: int = 230) -> int:
+    return max(1, round(len(plain(html).split()) / words_per_minute))
+
+
+@functools.cache
+def _image_size(path: str):
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return None
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return struct.unpack(">II", head[16:24])
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return struct.unpack("<HH", head[6:10])
+    match = re.search(rb'<svg[^>]*?\swidth="(\d+)"[^>]*?\sheight="(\d+)"', head)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def make_helpers(settings: dict) -> dict:
+    siteurl = settings.get("SITEURL", "").rstrip("/")
+
+    def abs_url(path) -> str:
+        """A site path ('2026/slug/', 'images/x.png') or URL made absolute against SITEURL."""
+        return urljoin(siteurl + "/", str(path or ""))
+
+    def author_info(author) -> dict:
+        name = str(author)
+        info = dict(settings.get("AUTHORS_INFO", {}).get(name, {}))
+        info.setdefault("job_title", "")
+        info.setdefault("bio", "")
+        info.setdefault("links", [])
+        info["name"] = name
+        info["monogram"] = "".join(part[0] for part in name.split()[:2]).upper()
+        return info
+
+    def share_links(article) -> list[dict]:
+        url = abs_url(article.url)
+        title = plain(article.title)
+        text = plain(getattr(article, "subtitle", "") or article.summary) or title
+        image = abs_url(article.image) if getattr(article, "image", None) else ""
+        values = {
+            "url": urlquote(url),
+            "title": urlquote(title),
+            "text": urlquote(f"{title}: {text}" if text != title else title),
+            "image": urlquote(image),
+        }
+        links = []
+        for network in settings.get("SHARE_NETWORKS", []):
+            label, template = SHARE_URLS[network]
+            links.append(
+                {
+                    "network": network,
+                    "label": label,
+                    "name": f"Share on {label}",
+                    "href": template.format(**values),
+                }
+            )
+        links.append(
+            {
+                "network": "email",
+                "label": "Email",
+                "name": "Share by email",
+                "href": f"mailto:?subject={values['title']}&body={urlquote(text + chr(10) + url)}",
+            }
+        )
+        return links
+
+    def article_jsonld(article) -> Markup:
+        author = author_info(article.author)
+        data = {
+            "@context": "https://schema.org",
+            "@type": "BlogPosting",
+            "headline": plain(article.title),
+            "description": plain(article.summary),
+            "datePublished": isodate(article.date),
+            "dateModified": isodate(getattr(article, "modified", None) or article.date),
+            "mainEntityOfPage": abs_url(article.url),
+            "url": abs_url(article.url),
+            "author": {
+                "@type": "Person",
+                "name": author["name"],
+                "jobTitle": author["job_title"],
+                "url": abs_url(article.author.url),
+            },
+            "publisher": {"@type": "Person", "name": author["name"]},
+            "keywords": [str(tag) for tag in getattr(article, "tags", [])],
+            "articleSection": str(article.category),
+        }
+        if getattr(article, "image", None):
+            data["image"] = abs_url(article.image)
+        text = json.dumps(data, ensure_ascii=False, indent=None)
+        # Safe inside <script>: no '</script>' or '<!--' can be formed.
+        text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+        return Markup(text)
+
+    def image_size(path):
+        """(width, height) of a PNG, GIF or SVG under content/, or None: lets pages reserve space."""
+        return _image_size(os.path.join(settings.get("PATH", os.curdir), str(path)))
+
+    return {
+        "filters": {
+            "abs_url": abs_url,
+            "urlquote": urlquote,
+            "plain": plain,
+            "isodate": isodate,
+            "reading_time": reading_time,
+        },
+        "globals": {
+            "image_size": image_size,
+            "share_links": share_links,
+            "author_info": author_info,
+            "article_jsonld": article_jsonld,
+        },
+    }
+
+
+def check_settings(settings: dict) -> None:
+    for network in settings.get("SHARE_NETWORKS", []):
+        if network not in SHARE_URLS:
+            raise SettingsError(
+                f"SHARE_NETWORKS: {network!r} is unknown; use some of {', '.join(SHARE_URLS)}"
+            )
+    authors = settings.get("AUTHORS_INFO", {})
+    if not isinstance(authors, dict):
+        raise SettingsError("AUTHORS_INFO must be a dict of author name -> details")
+    for name, info in authors.items():
+        unknown = set(info) - AUTHOR_FIELDS
+        if unknown:
+            raise SettingsError(
+                f"AUTHORS_INFO[{name!r}]: unknown key(s) {', '.join(sorted(unknown))}; "
+                f"use {', '.join(sorted(AUTHOR_FIELDS))}"
+            )
+
+
+def _install(pelican) -> None:
+    check_settings(pelican.settings)
+    helpers = make_helpers(pelican.settings)
+    pelican.settings.setdefault("JINJA_FILTERS", {}).update(helpers["filters"])
+    pelican.settings.setdefault("JINJA_GLOBALS", {}).update(helpers["globals"])
+
+
+def register():
+    signals.initialized.connect(_install)

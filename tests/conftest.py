@@ -1,0 +1,108 @@
+"""Shared fixtures: real Pelican builds into temporary folders, served over real HTTP."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from blog.build import ROOT, build
+
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = os.environ.get("CHROMIUM_PATH", shutil.which("chromium") or "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-features=Translate,OptimizationHints,MediaRouter",
+]
+ARTICLE_PATH = "2026/the-best-muscle-to-train-for-knee-pain/"
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@dataclass
+class StaticServer:
+    root: Path
+    url: str
+    httpd: http.server.ThreadingHTTPServer
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def serve_folder(root: Path) -> StaticServer:
+    """Serve a folder on 127.0.0.1 at a free port (port 0), in a thread."""
+    handler = functools.partial(QuietHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return StaticServer(root, f"http://127.0.0.1:{httpd.server_address[1]}", httpd)
+
+
+@dataclass
+class Site:
+    output: Path
+    url: str
+
+    def page(self, path: str) -> str:
+        target = self.output / path
+        if target.is_dir() or path.endswith("/"):
+            target = target / "index.html"
+        return target.read_text(encoding="utf-8")
+
+
+def build_site(output: Path, siteurl: str, **overrides) -> Site:
+    build("pelicanconf.py", SITEURL=siteurl, OUTPUT_PATH=output, **overrides)
+    return Site(output, siteurl)
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory):
+    """The real content, built with the real settings, served on 127.0.0.1."""
+    output = tmp_path_factory.mktemp("site")
+    server = serve_folder(output)
+    yield build_site(output, server.url, ISSO_URL="", NEWSLETTER_URL=server.url + "/subscribe")
+    server.stop()
+
+
+def write_article(folder: Path, name: str, title: str, date: str, *, body="Some text.", **meta):
+    """Write a Markdown article with the metadata our build requires (Id is a fresh UUID)."""
+    meta.setdefault("id", str(uuid.uuid4()))
+    meta.setdefault("category", "Rehab")
+    lines = [f"Title: {title}", f"Date: {date}"]
+    lines += [f"{key.capitalize()}: {value}" for key, value in meta.items()]
+    path = folder / "articles" / f"{name}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n\n" + body + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def content_dir(tmp_path):
+    """An empty content folder with the layout the settings expect."""
+    folder = tmp_path / "content"
+    for sub in ("articles", "pages", "images"):
+        (folder / sub).mkdir(parents=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def artifacts():
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,84 @@
+/* Progressive enhancement only: every feature below works (or degrades to a plain link or a
+   plain form post) without this file. Nothing here contacts a third party. */
+(function () {
+  "use strict";
+
+  function say(el, text, state) {
+    if (!el) return;
+    el.textContent = text;
+    if (state) el.setAttribute("data-state", state); else el.removeAttribute("data-state");
+  }
+
+  // Share: copy the link, and the Web Share API where the browser has it.
+  document.querySelectorAll(".share").forEach(function (box) {
+    var status = box.querySelector(".share-status");
+    var copy = box.querySelector(".share-copy");
+    var native = box.querySelector(".share-native");
+    if (copy && navigator.clipboard && window.isSecureContext) {
+      copy.hidden = false;
+      copy.addEventListener("click", function () {
+        navigator.clipboard.writeText(copy.dataset.url).then(
+          function () { say(status, "Link copied."); },
+          function () { say(status, "Could not copy; the address is " + copy.dataset.url); }
+        );
+      });
+    }
+    if (native && navigator.share) {
+      native.hidden = false;
+      native.addEventListener("click", function () {
+        navigator.share({ title: native.dataset.title, url: native.dataset.url }).catch(function () {});
+      });
+    }
+  });
+
+  // Comments: load our own Isso embed only when the reader reaches the section or asks for it.
+  var thread = document.getElementById("isso-thread");
+  var loadButton = document.querySelector("[data-isso]");
+  if (thread && loadButton) {
+    var loaded = false;
+    var load = function () {
+      if (loaded) return;
+      loaded = true;
+      var base = loadButton.getAttribute("data-isso").replace(/\/$/, "");
+      var script = document.createElement("script");
+      script.src = base + "/js/embed.min.js";
+      script.setAttribute("data-isso", base + "/");
+      script.setAttribute("data-isso-vote", "false");
+      script.async = true;
+      document.body.appendChild(script);
+      loadButton.parentNode.hidden = true;
+    };
+    loadButton.addEventListener("click", load);
+    if ("IntersectionObserver" in window) {
+      new IntersectionObserver(function (entries, observer) {
+        if (entries.some(function (e) { return e.isIntersecting; })) { observer.disconnect(); load(); }
+      }, { rootMargin: "200px" }).observe(document.getElementById("comments"));
+    }
+  }
+
+  // "Stay tuned": post in place and show the answer; on any network failure, submit normally.
+  document.querySelectorAll(".subscribe-form").forEach(function (form) {
+    var status = form.querySelector(".form-status");
+    form.addEventListener("submit", function (event) {
+      if (!window.fetch || !window.FormData) return;
+      event.preventDefault();
+      var button = form.querySelector("button[type=submit]");
+      button.disabled = true;
+      say(status, "Sending…");
+      fetch(form.action, {
+        method: "POST",
+        body: new URLSearchParams(new FormData(form)),
+        headers: { Accept: "application/json" },
+        credentials: "omit"
+      }).then(function (response) {
+        return response.json().catch(function () { return {}; }).then(function (data) {
+          var message = data.message || (response.ok ? "Thanks! Check your inbox." : "That did not work. Please try again.");
+          say(status, message, response.ok ? "ok" : "error");
+          if (response.ok) form.reset();
+        });
+      }).catch(function () {
+        form.submit();
+      }).finally(function () { button.disabled = false; });
+    });
+  });
+})();
