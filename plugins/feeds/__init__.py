@@ -182,7 +182,8 @@ def write_feeds(generator) -> list[str]:
 
 
 def _check(pelican) -> None:
-    feed_settings(pelican.settings)
+    # Complete the setting with defaults so templates can link every feed.
+    pelican.settings["FEEDS"] = feed_settings(pelican.settings)
 
 
 def _write_after_articles(generator, writer) -> None:
