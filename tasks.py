@@ -84,7 +84,10 @@ def publish(c, target="", github=False, dry_run=False):
     except pub.PublishError as error:
         raise Exit(f"Not published: {error}", code=1) from None
     print(" ".join(command))
-    pub.run(command)
+    try:
+        pub.run(command)
+    except pub.PublishError as error:
+        raise Exit(f"Not published: {error}", code=1) from None
 
 
 @task

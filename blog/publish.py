@@ -58,5 +58,10 @@ def ghp_command(folder: Path, branch: str = "gh-pages", *, push: bool = True) ->
     return [*command, str(folder)]
 
 
-def run(command: list[str]) -> None:
-    subprocess.run(command, check=True, cwd=ROOT)
+def run(command: list[str], cwd: Path = ROOT) -> None:
+    try:
+        subprocess.run(command, check=True, cwd=cwd)
+    except FileNotFoundError:
+        raise PublishError(f"{command[0]} is not installed on this machine") from None
+    except subprocess.CalledProcessError as error:
+        raise PublishError(f"{command[0]} failed with exit code {error.returncode}") from None
