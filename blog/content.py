@@ -11,7 +11,10 @@ from pelican.utils import slugify
 
 def new_article(folder: Path, title: str, now: datetime | None = None) -> Path:
     now = now or datetime.now()
-    slug = slugify(title, regex_subs=[(r"[^\w\s-]", ""), (r"(?u)\A\s*", ""), (r"(?u)\s*\Z", ""), (r"[-\s]+", "-")])
+    slug = slugify(
+        title,
+        regex_subs=[(r"[^\w\s-]", ""), (r"(?u)\A\s*", ""), (r"(?u)\s*\Z", ""), (r"[-\s]+", "-")],
+    )
     path = folder / f"{slug}.md"
     if path.exists():
         raise FileExistsError(f"{path} already exists")

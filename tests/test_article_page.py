@@ -71,7 +71,9 @@ def test_four_share_links_with_exact_encoded_urls(page, site):
     title = quote("The Best Muscle to Train for Knee Pain", safe="")
     image = quote(f"{site.url}/images/gluteus-medius.png", safe="")
     links = {a["aria-label"]: a for a in page.select(".share a.share-link")}
-    assert links["Share on Facebook"]["href"] == f"https://www.facebook.com/sharer/sharer.php?u={enc}"
+    assert (
+        links["Share on Facebook"]["href"] == f"https://www.facebook.com/sharer/sharer.php?u={enc}"
+    )
     assert links["Share on X (Twitter)"]["href"] == (
         f"https://twitter.com/intent/tweet?url={enc}&text={title}"
     )
@@ -162,9 +164,7 @@ def test_comments_with_isso_url_render_a_lazy_thread(tmp_path):
 def test_every_page_links_its_feeds(site):
     for path in ("", ARTICLE_PATH, "about/", "archives/", "category/rehab/", "tags/"):
         page = BeautifulSoup(site.page(path), "html.parser")
-        feeds = {
-            link["type"]: link["href"] for link in page.find_all("link", rel="alternate")
-        }
+        feeds = {link["type"]: link["href"] for link in page.find_all("link", rel="alternate")}
         assert feeds["application/rss+xml"].startswith(f"{site.url}/feeds/"), path
         assert feeds["application/atom+xml"].startswith(f"{site.url}/feeds/"), path
 

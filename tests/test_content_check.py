@@ -63,9 +63,20 @@ def test_feed_task_refuses_broken_content(tmp_path, content_dir):
 def test_plain_pelican_command_exits_non_zero(tmp_path, content_dir):
     write_article(content_dir, "broken", "Broken", "yesterday-ish")
     result = subprocess.run(
-        [sys.executable, "-m", "pelican", str(content_dir), "-s", "pelicanconf.py",
-         "-o", str(tmp_path / "out")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pelican",
+            str(content_dir),
+            "-s",
+            "pelicanconf.py",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0
     assert "broken.md: field 'Date'" in result.stdout + result.stderr

@@ -50,11 +50,19 @@ def test_github_pages_branch_gets_exactly_the_output(project):
     subprocess.run([*git, "init", "-q"], cwd=project, check=True)
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "init"], cwd=project, check=True)
     folder = publish.checked_output("output", root=project)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.org",
+    }
     subprocess.run(publish.ghp_command(folder, push=False), cwd=project, check=True, env=env)
     files = subprocess.run(
-        ["git", "ls-tree", "-r", "--name-only", "gh-pages"], cwd=project, check=True,
-        capture_output=True, text=True,
+        ["git", "ls-tree", "-r", "--name-only", "gh-pages"],
+        cwd=project,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     assert sorted(files) == [".nojekyll", "index.html"]

@@ -15,14 +15,28 @@ def test_invoke_lists_every_task_with_a_one_line_docstring():
     listing = subprocess.run(
         [str(INVOKE), "--list"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
-    for name in ("clean", "build", "rebuild", "serve", "preview", "publish", "feed", "test",
-                 "lint", "bench", "new"):
+    for name in (
+        "clean",
+        "build",
+        "rebuild",
+        "serve",
+        "preview",
+        "publish",
+        "feed",
+        "test",
+        "lint",
+        "bench",
+        "new",
+    ):
         assert f"\n  {name} " in listing, name
 
 
 def test_publish_refuses_without_a_target(tmp_path):
     result = subprocess.run(
-        [str(INVOKE), "publish"], cwd=ROOT, capture_output=True, text=True,
+        [str(INVOKE), "publish"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PUBLISH_TARGET": ""},
     )
     assert result.returncode == 1

@@ -46,7 +46,9 @@ def feed_settings(settings: dict) -> dict:
         )
     conf = {**DEFAULTS, **given}
     if not isinstance(conf["max_items"], int) or conf["max_items"] < 1:
-        raise FeedSettingsError(f"FEEDS['max_items'] must be a positive integer, not {conf['max_items']!r}")
+        raise FeedSettingsError(
+            f"FEEDS['max_items'] must be a positive integer, not {conf['max_items']!r}"
+        )
     if not settings.get("SITEURL", "").startswith(("http://", "https://")):
         raise FeedSettingsError(
             f"SITEURL must be an absolute http(s) URL for feeds, not {settings.get('SITEURL')!r}"
@@ -152,7 +154,9 @@ def write_feeds(generator) -> list[str]:
     siteurl = settings["SITEURL"].rstrip("/")
     articles = published(generator.articles)
     written = []
-    jobs = [(settings.get("SITENAME", ""), conf["all_rss"], conf["all_atom"], siteurl + "/", articles)]
+    jobs = [
+        (settings.get("SITENAME", ""), conf["all_rss"], conf["all_atom"], siteurl + "/", articles)
+    ]
     for category, _ in generator.categories:
         in_category = [a for a in articles if a.category == category]
         if in_category:

@@ -147,7 +147,7 @@ def make_helpers(settings: dict) -> dict:
         return Markup(text)
 
     def image_size(path):
-        """(width, height) of a PNG, GIF or SVG under content/, or None: lets pages reserve space."""
+        """(width, height) of a PNG, GIF or SVG under content/, or None (reserves space)."""
         return _image_size(os.path.join(settings.get("PATH", os.curdir), str(path)))
 
     return {
