@@ -41,6 +41,7 @@ def fixture_content(content_dir):
         "Plain article",
         "2026-01-01 10:00",
         id=ids["plain"],
+        subtitle="A dek with <angle> & ampersand",
         summary="The first one.",
         image="images/dot.png",
     )
@@ -202,3 +203,13 @@ def test_announce_opt_out_is_carried_into_the_feed(tmp_path, content_dir):
     assert {"term": "no", "scheme": "announce", "label": None} in [
         dict(t) for t in feed.entries[0].tags
     ]
+
+
+def test_the_dek_travels_in_its_own_element(tmp_path, fixture_content):
+    content, _ = fixture_content
+    output = build(tmp_path, content)
+    for name in ("all.rss.xml", "all.atom.xml"):
+        feed, _ = parse(output, name)
+        plain = next(e for e in feed.entries if e.title == "Plain article")
+        assert plain.st_subtitle == "A dek with <angle> & ampersand"
+        assert "st_subtitle" not in feed.entries[0]

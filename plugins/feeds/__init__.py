@@ -3,11 +3,12 @@
 Contract: after Pelican writes the articles, `write_feeds(generator)` writes one RSS and one Atom
 feed for all published articles and one of each per category, at the paths in the FEEDS setting.
 Each entry carries the full HTML with every URL made absolute, the summary, a stable guid built
-from the article's `Id` metadata (never its URL), the author, categories and tags, and the image
-as an enclosure and media:content. Entries are newest first, at most `max_items`; the feed's own
-date is the newest entry's, so rebuilding unchanged content writes byte-identical files. Drafts,
-hidden and future-dated articles are never included. An article with `Announce: no` carries
-`<category domain="announce">no</category>` so the newsletter can skip it.
+from the article's `Id` metadata (never its URL), the author, categories and tags, the dek as
+`<st:subtitle>`, and the image as an enclosure and media:content. Entries are newest first, at
+most `max_items`; the feed's own date is the newest entry's, so rebuilding unchanged content
+writes byte-identical files. Drafts, hidden and future-dated articles are never included. An
+article with `Announce: no` carries `<category domain="announce">no</category>` so the
+newsletter can skip it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import re
 from datetime import UTC, datetime
 from urllib.parse import urljoin
 
+from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
+from feedgen.util import xml_elem
 from pelican import signals
 
 DEFAULTS = {
@@ -29,8 +32,33 @@ DEFAULTS = {
     "category_atom": "feeds/{slug}.atom.xml",
 }
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NS = "urn:x-stay-tuned:article:1"  # our own elements; feedparser shows them as st_*
 URL_ATTR = re.compile(r"""(\s(?:href|src|poster|cite)\s*=\s*)(["'])(.*?)\2""", re.I | re.S)
 SRCSET_ATTR = re.compile(r"""(\ssrcset\s*=\s*)(["'])(.*?)\2""", re.I | re.S)
+
+
+class ArticleExtension(BaseExtension):
+    def extend_ns(self):
+        return {"st": NS}
+
+
+class ArticleEntryExtension(BaseEntryExtension):
+    """<st:subtitle>: the article's dek, which RSS and Atom have no element for."""
+
+    def __init__(self):
+        self._subtitle = None
+
+    def subtitle(self, value=None):
+        if value is not None:
+            self._subtitle = value
+        return self._subtitle
+
+    def _extend(self, entry):
+        if self._subtitle:
+            xml_elem(f"{{{NS}}}subtitle", entry).text = self._subtitle
+        return entry
+
+    extend_rss = extend_atom = _extend
 
 
 class FeedSettingsError(Exception):
@@ -93,6 +121,7 @@ def build_feed(articles, settings, *, title, rss_path, atom_path, html_url, cont
     fg = FeedGenerator()
     fg.load_extension("dc")
     fg.load_extension("media")
+    fg.register_extension("st", ArticleExtension, ArticleEntryExtension)
     fg.id(html_url)
     fg.title(title)
     fg.subtitle(settings.get("SITESUBTITLE") or settings.get("SITENAME", ""))
@@ -111,6 +140,8 @@ def build_feed(articles, settings, *, title, rss_path, atom_path, html_url, cont
         fe.updated(updated(article))
         fe.author({"name": str(article.author)})
         fe.dc.dc_creator(str(article.author))
+        if getattr(article, "subtitle", None):
+            fe.st.subtitle(str(article.subtitle))
         fe.summary(absolutize(str(article.summary), url), type="html")
         fe.description(absolutize(str(article.summary), url))
         fe.content(absolutize(article.get_content(siteurl), url), type="html")
