@@ -50,11 +50,11 @@ AUTHORS_SAVE_AS = "authors/index.html"
 DIRECT_TEMPLATES = ["index", "archives", "categories", "tags", "authors", "404"]
 PAGINATED_TEMPLATES = {"index": None, "tag": None, "category": None, "author": None}
 
+# No "smarty" extension: it costs ~40% of the build time; write typographic quotes yourself.
 MARKDOWN = {
     "extension_configs": {
         "markdown.extensions.extra": {},
         "markdown.extensions.meta": {},
-        "markdown.extensions.smarty": {},
     },
     "output_format": "html5",
 }

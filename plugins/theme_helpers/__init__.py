@@ -72,9 +72,13 @@ def _image_size(path: str):
 def make_helpers(settings: dict) -> dict:
     siteurl = settings.get("SITEURL", "").rstrip("/")
 
+    @functools.lru_cache(maxsize=65536)
+    def _join(path: str) -> str:
+        return urljoin(siteurl + "/", path)
+
     def abs_url(path) -> str:
         """A site path ('2026/slug/', 'images/x.png') or URL made absolute against SITEURL."""
-        return urljoin(siteurl + "/", str(path or ""))
+        return _join(str(path or ""))
 
     def author_info(author) -> dict:
         name = str(author)
@@ -192,5 +196,27 @@ def _install(pelican) -> None:
     pelican.settings.setdefault("JINJA_GLOBALS", {}).update(helpers["globals"])
 
 
+def freeze_urls(generator) -> None:
+    """Compute each article's and page's url and save_as once (Pelican rebuilds them on every
+    access, with strftime; our templates ask for them often). Runs after Pelican has settled
+    each status (a future date turns an article into a draft after it is created)."""
+    for name in (
+        "articles",
+        "translations",
+        "drafts",
+        "drafts_translations",
+        "hidden_articles",
+        "hidden_translations",
+        "pages",
+        "hidden_pages",
+        "draft_pages",
+    ):
+        for content in getattr(generator, name, []) or []:
+            content.override_url = content.url
+            content.override_save_as = content.save_as
+
+
 def register():
     signals.initialized.connect(_install)
+    signals.article_generator_finalized.connect(freeze_urls)
+    signals.page_generator_finalized.connect(freeze_urls)
