@@ -42,11 +42,15 @@ def rebuild(c):
 
 @task(help={"port": "port for the site (default 8000)"})
 def serve(c, port=8000):
-    """Build, then serve output/ on 127.0.0.1 with live reload (and Isso comments if installed)."""
+    """Build and serve output/ with live reload, the newsletter endpoint, and Isso if installed."""
     from blog import comments
     from blog.serve import serve as run_server
+    from newsletter import devserver
 
     helpers = []
+    endpoint = devserver.start(site_url=f"http://localhost:{port}")
+    if endpoint:
+        helpers.append(endpoint)
     isso = comments.start_local_isso(site_url=f"http://localhost:{port}")
     if isso:
         helpers.append(isso.process)
@@ -66,9 +70,10 @@ def preview(c):
         "target": "rsync destination user@host:/path (default: $PUBLISH_TARGET)",
         "github": "publish to GitHub Pages (gh-pages branch) with ghp-import instead of rsync",
         "dry_run": "show what would be uploaded, upload nothing",
+        "announce": "then email new articles to subscribers (invoke announce --check-live)",
     }
 )
-def publish(c, target="", github=False, dry_run=False):
+def publish(c, target="", github=False, dry_run=False, announce=False):
     """Build with publishconf.py and upload output/ (rsync over ssh, or GitHub Pages)."""
     from blog import publish as pub
 
@@ -88,6 +93,8 @@ def publish(c, target="", github=False, dry_run=False):
         pub.run(command)
     except pub.PublishError as error:
         raise Exit(f"Not published: {error}", code=1) from None
+    if announce and not dry_run:
+        _announce(check_live=True)
 
 
 @task
@@ -131,4 +138,149 @@ def bench(c, sizes="200,2000"):
     c.run(f"{PY} bench/page_weight.py")
 
 
+# Subscribers: `invoke subscribers.list` etc., thin front doors into newsletter.admin ------------
+def _admin(function, *args, **kwargs):
+    from newsletter import admin
+    from newsletter.config import ConfigError, Settings
+
+    try:
+        return getattr(admin, function)(Settings.from_env(), *args, **kwargs)
+    except (admin.AdminError, ConfigError) as error:
+        raise Exit(str(error), code=1) from None
+
+
+def _send_confirmations():
+    counts = _admin("send_queued", timeout=15)
+    if counts["queued"] or counts["sending"]:
+        print(f"{counts['queued'] + counts['sending']} email(s) still queued: they are retried.")
+
+
+@task(name="list", help={"status": "only this status (unconfirmed, confirmed, unsubscribed, ...)"})
+def subscribers_list(c, status=None):
+    """List subscribers with their status."""
+    from newsletter.admin import format_subscribers
+
+    print(format_subscribers(_admin("list_subscribers", status)))
+
+
+@task(name="add", help={"email": "the address", "confirmed": "skip the confirmation email"})
+def subscribers_add(c, email, confirmed=False):
+    """Add a subscriber; a confirmation email is sent unless --confirmed."""
+    subscriber, added = _admin("add", email, confirmed=confirmed)
+    state = "Added" if added else "Already on the list"
+    print(f"{state}: {subscriber.email} ({subscriber.status})")
+    _send_confirmations()
+
+
+@task(name="remove", help={"email": "the address"})
+def subscribers_remove(c, email):
+    """Unsubscribe an address (the record stays, so it is never re-imported)."""
+    print(f"Unsubscribed: {_admin('remove', email).email}")
+
+
+@task(name="import", help={"file": "a CSV file with an email column", "confirmed": "no emails"})
+def subscribers_import(c, file, confirmed=False):
+    """Import addresses from CSV: checked, de-duplicated; confirmed only with --confirmed."""
+    from newsletter.admin import format_report
+
+    print(format_report(_admin("import_csv", file, confirmed=confirmed), confirmed))
+    if not confirmed:
+        _send_confirmations()
+
+
+@task(name="export", help={"file": "where to write the CSV (default: standard output)"})
+def subscribers_export(c, file=""):
+    """Export every subscriber as CSV."""
+    if not file:
+        _admin("export_csv", sys.stdout)
+        return
+    with open(file, "w", encoding="utf-8", newline="") as out:
+        count = _admin("export_csv", out)
+    print(f"Wrote {count} subscriber(s) to {file}", file=sys.stderr)
+
+
+@task(name="forget", help={"email": "the address to erase"})
+def subscribers_forget(c, email):
+    """Delete every trace of an address (GDPR erasure): record, queued and outbox emails."""
+    subscriber, files = _admin("forget", email)
+    if subscriber is None and not files:
+        print(f"Nothing stored for {email}.")
+    else:
+        print(f"Forgot {email}: subscriber record {'deleted' if subscriber else 'absent'}, "
+              f"{len(files)} outbox file(s) deleted.")  # fmt: skip
+
+
+@task(name="stats")
+def subscribers_stats(c):
+    """Count subscribers by status, and the confirmation emails."""
+    from newsletter.admin import format_stats
+
+    print(format_stats(_admin("stats")))
+
+
+subscribers = Collection(
+    "subscribers",
+    subscribers_list,
+    subscribers_add,
+    subscribers_remove,
+    subscribers_import,
+    subscribers_export,
+    subscribers_forget,
+    subscribers_stats,
+)
+
+
+# Announcements: `invoke announce`, a thin front door into newsletter.announce ------------------
+def _announce(**options):
+    from newsletter import announce
+    from newsletter.config import ConfigError
+    from newsletter.feedreader import FeedError
+    from newsletter.ledger import LedgerLocked
+
+    try:
+        summary = announce.run(progress=announce.TerminalProgress(), **options)
+    except (ConfigError, FeedError, LedgerLocked) as error:
+        raise Exit(f"Not announced: {error}", code=1) from None
+    print("\n".join(summary.lines()))
+    if not summary.ok and not options.get("dry_run"):
+        raise Exit("Not every email went out (see above); run `invoke announce` again.", code=1)
+
+
+@task(
+    name="run",
+    default=True,
+    help={
+        "dry_run": "render every email to var/outbox/preview/, send and record nothing",
+        "feed_url": "read this feed (a URL or a file) instead of output/feeds/all.rss.xml",
+        "send_existing": "on the first run, announce the articles already in the feed",
+        "check_live": "announce an article only once its page answers 200",
+    },
+)
+def announce_run(c, dry_run=False, feed_url="", send_existing=False, check_live=False):
+    """Email each new article in the feed to every confirmed subscriber (exit 1 if any failed)."""
+    _announce(dry_run=dry_run, feed_url=feed_url or None, send_existing=send_existing,
+              check_live=check_live)  # fmt: skip
+
+
+@task(name="preview", help={"no_open": "only write the page, do not open a browser"})
+def announce_preview(c, no_open=False):
+    """Open the latest announcement email (or the newest article's) as a page in the browser."""
+    import webbrowser
+
+    from newsletter import announce
+    from newsletter.config import ConfigError
+    from newsletter.feedreader import FeedError
+
+    try:
+        page = announce.preview()
+    except (ConfigError, FeedError, ValueError) as error:
+        raise Exit(f"No preview: {error}", code=1) from None
+    print(f"wrote {page}")
+    if not no_open:
+        webbrowser.open(page.as_uri())
+
+
+announce_tasks = Collection("announce", announce_run, announce_preview)
 ns = Collection(clean, build, rebuild, serve, preview, publish, feed, new, test, lint, bench)
+ns.add_collection(subscribers)
+ns.add_collection(announce_tasks)

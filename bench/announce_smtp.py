@@ -1,0 +1,299 @@
+"""Announcing one article over SMTP to 10,000 and 100,000 subscribers, against an aiosmtpd sink.
+
+What is measured, each in a fresh Python subprocess (so ru_maxrss is that scenario's own peak):
+- "ours": `newsletter.announce.run()` with NEWSLETTER_TRANSPORT=smtp: read the feed, take the
+  lock, plan N deliveries in one transaction, compose each message (its own unsubscribe token
+  and Message-ID), check the subscriber is still confirmed, send through the pool (4 workers,
+  reused connections) and record every result in SQLite as soon as the server accepts it.
+- "ceiling": the sink's own ceiling: a bare sender, the same 4 threads with reused connections,
+  sending the same pre-built message bytes, no ledger, no composing.
+- "naive": the straightforward loop: per subscriber, build the email with the email package
+  (the same message, `Composer.message`), open a new SMTP connection (connect, EHLO, MAIL,
+  RCPT, DATA, QUIT), send, no ledger. It is slow, so it runs on a sample (default 3,000
+  messages) and its rate is reported.
+- "naive_prebuilt": the connection cost alone: a new connection per message, but the message
+  bytes pre-built (as the ceiling sends them). Reported next to "naive" for transparency.
+The sink is aiosmtpd on 127.0.0.1 in its own process, accepting everything and counting. The
+machine has 2 cores: the sink takes one, the sender the other. Messages per second = messages /
+wall time of the sending phase (for "ours": the whole run() call, feed to summary). Peak memory =
+ru_maxrss of the scenario's subprocess (the Python interpreter and imports included).
+Targets: ours >= 85% of the ceiling, >= 3x naive, peak memory < 150 MB and flat 10k -> 100k.
+
+Usage: python bench/announce_smtp.py [--sizes 10000,100000] [--naive 3000] [--workers 4]
+Results also go to bench/results/announce_smtp.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import smtplib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "results" / "announce_smtp.json"
+SECRET = "bench-secret-key-" + "x" * 32
+
+
+# The sink: its own process -------------------------------------------------------------------
+def _sink(port_queue, counter):
+    from aiosmtpd.controller import Controller
+
+    class Count:
+        async def handle_DATA(self, server, session, envelope):
+            with counter.get_lock():
+                counter.value += len(envelope.rcpt_tos)
+            return "250 2.0.0 OK"
+
+    class Free(Controller):
+        def _trigger_server(self):
+            self.port = self.server.sockets[0].getsockname()[1]
+            super()._trigger_server()
+
+    controller = Free(Count(), hostname="127.0.0.1", port=0, ready_timeout=10)
+    controller.start()
+    port_queue.put(controller.port)
+    threading.Event().wait()
+
+
+def start_sink():
+    context = multiprocessing.get_context("fork")
+    queue, counter = context.Queue(), context.Value("q", 0)
+    process = context.Process(target=_sink, args=(queue, counter), daemon=True)
+    process.start()
+    return process, queue.get(timeout=20), counter
+
+
+# Fixtures: a database with N confirmed subscribers, a feed with one new article -------------
+def make_database(folder: Path, count: int) -> Path:
+    from newsletter.store import Store
+
+    store = Store(folder / "newsletter.sqlite3")
+    now = store.now()
+    with store.transaction() as db:
+        db.executemany(
+            "INSERT INTO subscribers (public_id, email, email_key, status, confirm_nonce,"
+            " created_at, status_changed_at, confirmed_at) VALUES (?, ?, ?, 'confirmed', 'n',"
+            " ?, ?, ?)",
+            ((f"pub-{n:08d}-xxxxxxxxxx", f"reader{n}@example.com", f"reader{n}@example.com",
+              now, now, now) for n in range(count)),
+        )  # fmt: skip
+    store.close()
+    return folder / "newsletter.sqlite3"
+
+
+def make_feed(folder: Path) -> Path:
+    when = format_datetime(datetime.now(UTC) - timedelta(hours=1))
+    summary = "&lt;p&gt;" + "An article about knees and the gluteus medius. " * 6 + "&lt;/p&gt;"
+    path = folder / "all.rss.xml"
+    path.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0" '
+        'xmlns:st="urn:x-stay-tuned:article:1"><channel><title>Walk Again</title>'
+        "<link>https://walkagain.example/</link><description>d</description><item>"
+        "<title>The Best Muscle to Train for Knee Pain</title>"
+        "<link>https://walkagain.example/2026/the-best-muscle-to-train-for-knee-pain/</link>"
+        '<guid isPermaLink="false">urn:uuid:6f1d7c52-3b8e-4f0a-9a57-2c4e8d1b9e30</guid>'
+        "<st:subtitle>Gluteus Medius, the most important hip muscle</st:subtitle>"
+        f"<description>{summary}</description><pubDate>{when}</pubDate>"
+        '<enclosure url="https://walkagain.example/images/g.png" length="1" type="image/png"/>'
+        "</item></channel></rss>",
+        encoding="utf-8",
+    )
+    return path
+
+
+def settings(database: Path, port: int, workers: int):
+    from newsletter.config import Settings
+
+    return Settings(
+        database=database,
+        outbox=database.parent / "outbox",
+        secret_key=SECRET,
+        transport="smtp",
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_security="none",
+        smtp_workers=workers,
+        sender="Walk Again <news@walkagain.example>",
+        site_url="https://walkagain.example",
+        base_url="https://walkagain.example/newsletter",
+        postal_address="Walk Again, 2 Mill Lane, Leeds LS1 1AA",
+    )
+
+
+def composer_for(config):
+    from newsletter.announcement import Composer, drafts
+    from newsletter.feedreader import read_feed
+    from newsletter.ledger import Announcement
+    from newsletter.tokens import Tokens
+
+    feed = read_feed(config.database.parent / "all.rss.xml")
+    (draft,) = drafts(feed.items, config)
+    announcement = Announcement(1, draft.kind, draft.key, draft.subject, draft.items, "", None)
+    return Composer(config, Tokens(config.secret_key), announcement)
+
+
+def sample_bytes(config) -> bytes:
+    """One real announcement message, as ours would send it."""
+    from newsletter.ledger import Delivery
+
+    delivery = Delivery(1, 1, 0, 1, "pub-00000000-xxxxxxxxxx", "r@example.com")
+    return composer_for(config).outgoing(delivery).data
+
+
+# Scenarios (each runs in its own subprocess) ----------------------------------------------
+def ours(folder: Path, port: int, count: int, workers: int) -> dict:
+    from newsletter import announce
+
+    config = settings(folder / "newsletter.sqlite3", port, workers)
+    started = time.perf_counter()
+    summary = announce.run(config, feed_url=folder / "all.rss.xml", send_existing=True)
+    elapsed = time.perf_counter() - started
+    assert summary.ok and summary.tally.sent == count, summary.lines()
+    return {"messages": summary.tally.sent, "seconds": elapsed}
+
+
+def ceiling(folder: Path, port: int, count: int, workers: int) -> dict:
+    config = settings(folder / "newsletter.sqlite3", port, workers)
+    data = sample_bytes(config)
+    lock, left = threading.Lock(), [count]
+
+    def work():
+        smtp = smtplib.SMTP("127.0.0.1", port)
+        while True:
+            with lock:
+                if not left[0]:
+                    break
+                left[0] -= 1
+                n = left[0]
+            smtp.sendmail("news@walkagain.example", [f"reader{n}@example.com"], data)
+        smtp.quit()
+
+    threads = [threading.Thread(target=work) for _ in range(workers)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"messages": count, "seconds": time.perf_counter() - started}
+
+
+def naive(folder: Path, port: int, count: int, workers: int) -> dict:
+    """The straightforward loop: per subscriber, build the email with the email package (the
+    same message, through Composer.message), open a connection, send it, quit."""
+    from newsletter.ledger import Delivery
+
+    config = settings(folder / "newsletter.sqlite3", port, workers)
+    composer = composer_for(config)
+    started = time.perf_counter()
+    for n in range(count):
+        delivery = Delivery(n, 1, 0, n, f"pub-{n:08d}-xxxxxxxxxx", f"reader{n}@example.com")
+        with smtplib.SMTP("127.0.0.1", port) as smtp:
+            smtp.send_message(composer.message(delivery))
+    return {"messages": count, "seconds": time.perf_counter() - started}
+
+
+def naive_prebuilt(folder: Path, port: int, count: int, workers: int) -> dict:
+    """Only the connection cost: a new connection per message, the message bytes pre-built."""
+    config = settings(folder / "newsletter.sqlite3", port, workers)
+    data = sample_bytes(config)
+    started = time.perf_counter()
+    for n in range(count):
+        with smtplib.SMTP("127.0.0.1", port) as smtp:
+            smtp.sendmail("news@walkagain.example", [f"reader{n}@example.com"], data)
+    return {"messages": count, "seconds": time.perf_counter() - started}
+
+
+SCENARIOS = {"ours": ours, "ceiling": ceiling, "naive": naive, "naive_prebuilt": naive_prebuilt}
+
+
+def run_scenario(name: str, folder: Path, port: int, count: int, workers: int) -> dict:
+    """`name` in a fresh interpreter; its result with msgs/s and its peak memory."""
+    command = [sys.executable, __file__, "--scenario", name, "--folder", str(folder),
+               "--port", str(port), "--count", str(count), "--workers", str(workers)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        raise SystemExit(f"{name} failed:\n{done.stdout}\n{done.stderr}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["msgs_per_s"] = result["messages"] / result["seconds"]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--naive", type=int, default=3000, help="messages for the naive loop")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--scenario", choices=SCENARIOS)
+    parser.add_argument("--folder")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--count", type=int)
+    args = parser.parse_args()
+    if args.scenario:  # a child: one scenario, its result as the last line of JSON
+        result = SCENARIOS[args.scenario](Path(args.folder), args.port, args.count, args.workers)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        result["peak_mb"] = usage.ru_maxrss / 1024
+        result["cpu_us_per_msg"] = (usage.ru_utime + usage.ru_stime) / result["messages"] * 1e6
+        print(json.dumps(result))
+        return
+
+    sink, port, counter = start_sink()
+    report = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+        "load_before": os.getloadavg()[0],
+        "workers": args.workers,
+        "runs": [],
+    }
+    try:
+        for size in [int(s) for s in args.sizes.split(",")]:
+            with tempfile.TemporaryDirectory() as temporary:
+                folder = Path(temporary)
+                make_database(folder, size)
+                make_feed(folder)
+                row = {"subscribers": size}
+                plan = [("ceiling", size), ("ours", size), ("naive", args.naive),
+                        ("naive_prebuilt", args.naive)]  # fmt: skip
+                for name, count in plan:
+                    before = counter.value
+                    row[name] = run_scenario(name, folder, port, count, args.workers)
+                    row[name]["sink_counted"] = counter.value - before
+                row["ours_vs_ceiling"] = row["ours"]["msgs_per_s"] / row["ceiling"]["msgs_per_s"]
+                row["ours_vs_naive"] = row["ours"]["msgs_per_s"] / row["naive"]["msgs_per_s"]
+                row["ours_vs_naive_prebuilt"] = (
+                    row["ours"]["msgs_per_s"] / row["naive_prebuilt"]["msgs_per_s"]
+                )
+                report["runs"].append(row)
+                print(
+                    f"{size:>7} subscribers | ours {row['ours']['msgs_per_s']:7.0f} msg/s "
+                    f"{row['ours']['peak_mb']:5.1f} MB | ceiling "
+                    f"{row['ceiling']['msgs_per_s']:7.0f} msg/s "
+                    f"{row['ceiling']['peak_mb']:5.1f} MB | naive "
+                    f"{row['naive']['msgs_per_s']:6.0f} msg/s {row['naive']['peak_mb']:5.1f} MB | "
+                    f"naive prebuilt {row['naive_prebuilt']['msgs_per_s']:6.0f} msg/s | "
+                    f"ours/ceiling {row['ours_vs_ceiling']:.0%} | ours/naive "
+                    f"{row['ours_vs_naive']:.1f}x (prebuilt {row['ours_vs_naive_prebuilt']:.1f}x)",
+                    flush=True,
+                )
+    finally:
+        sink.terminate()
+    report["load_after"] = os.getloadavg()[0]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""What the author's `invoke subscribers.*` tasks do (the tasks only parse and print).
+
+Contract: every function takes `Settings` (from NEWSLETTER_* by default) and works on the same
+SQLite store as the endpoint, safely while it runs.
+- `list_subscribers(status=None)`, `stats()`: read only.
+- `add(email, confirmed=False)`: a new subscriber, confirmed at once only when the author says
+  so; otherwise a confirmation email is queued. An address already known is left as it is.
+- `remove(email)`: unsubscribes (the record stays, so the address is never re-imported).
+- `forget(email)`: deletes every trace: the subscriber, their queued emails (by cascade) and the
+  .eml files addressed to them in the outbox.
+- `import_csv(path, confirmed=False)`: checks every row, skips duplicates and known addresses,
+  reports rejected rows with line numbers and reasons; adds the rest in one transaction.
+- `export_csv(out)`: every subscriber as CSV (cells that a spreadsheet would run as a formula
+  are prefixed with ').
+- `send_queued(timeout)`: sends what is queued now (the confirmations `add`/`import` queued).
+Errors the author can fix raise `AdminError` with a sentence.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import TextIO
+
+from newsletter import addresses
+from newsletter.config import Settings
+from newsletter.sender import Sender
+from newsletter.store import Status, Store, Subscriber
+from newsletter.tokens import Tokens
+
+EXPORT_COLUMNS = [
+    "email", "status", "created_at", "confirmed_at", "unsubscribed_at", "bounced_at",
+    "complained_at", "consent_at", "consent_source",
+]  # fmt: skip
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+class AdminError(Exception):
+    """Something the author asked for cannot be done; the message says why."""
+
+
+@dataclass
+class ImportReport:
+    added: list[str] = field(default_factory=list)
+    known: list[tuple[int, str, str]] = field(default_factory=list)  # line, email, status
+    duplicates: list[tuple[int, str]] = field(default_factory=list)  # line, email
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)  # line, text, reason
+
+
+def open_store(settings: Settings) -> Store:
+    return Store(settings.database)
+
+
+def _address(email: str) -> tuple[str, str]:
+    try:
+        return addresses.normalize(email)
+    except addresses.InvalidAddress as error:
+        raise AdminError(f"{email!r}: {error}") from None
+
+
+def list_subscribers(settings: Settings, status: str | None = None) -> list[Subscriber]:
+    if status is not None and status not in Status.__members__.values():
+        raise AdminError(f"unknown status {status!r}; use one of: {', '.join(Status)}")
+    store = open_store(settings)
+    try:
+        return store.subscribers(Status(status) if status else None)
+    finally:
+        store.close()
+
+
+def add(settings: Settings, email: str, confirmed: bool = False) -> tuple[Subscriber, bool]:
+    """(subscriber, added): added is False when the address was already known (unchanged)."""
+    normal, key = _address(email)
+    store = open_store(settings)
+    try:
+        status = Status.CONFIRMED if confirmed else Status.UNCONFIRMED
+        subscriber = store.add(normal, key, status=status, source="added by the author")
+        if subscriber is not None:
+            return subscriber, True
+        existing = store.find(key)
+        if confirmed and existing.status == Status.UNCONFIRMED:
+            return store.set_status(existing.public_id, Status.CONFIRMED), True
+        return existing, False
+    finally:
+        store.close()
+
+
+def remove(settings: Settings, email: str) -> Subscriber:
+    _normal, key = _address(email)
+    store = open_store(settings)
+    try:
+        subscriber = store.find(key)
+        if subscriber is None:
+            raise AdminError(f"{email} is not on the list")
+        return store.unsubscribe(subscriber.public_id)
+    finally:
+        store.close()
+
+
+def forget(settings: Settings, email: str) -> tuple[Subscriber | None, list[Path]]:
+    """Delete the subscriber's row (and, by cascade, everything that refers to it) and the
+    outbox files addressed to them. Returns what was deleted."""
+    try:
+        _normal, key = addresses.normalize(email)
+    except addresses.InvalidAddress:
+        key = email.strip().casefold()  # forget even an address we would not accept today
+    store = open_store(settings)
+    try:
+        subscriber = store.forget(key)
+    finally:
+        store.close()
+    removed = []
+    if settings.outbox.is_dir():
+        parser = BytesHeaderParser(policy=default_policy)
+        for path in settings.outbox.glob("*.eml"):
+            with path.open("rb") as f:
+                headers = parser.parse(f)
+            recipients = [a.addr_spec.casefold() for a in getattr(headers["To"], "addresses", ())]
+            if key in recipients:
+                path.unlink()
+                removed.append(path)
+    return subscriber, removed
+
+
+def import_csv(settings: Settings, path: str | Path, confirmed: bool = False) -> ImportReport:
+    rows = _read_rows(Path(path))
+    report = ImportReport()
+    seen: set[str] = set()
+    wanted: list[tuple[str, str]] = []
+    store = open_store(settings)
+    try:
+        for line, text in rows:
+            try:
+                normal, key = addresses.normalize(text)
+            except addresses.InvalidAddress as error:
+                report.rejected.append((line, text, str(error)))
+                continue
+            if key in seen:
+                report.duplicates.append((line, normal))
+                continue
+            seen.add(key)
+            existing = store.find(key)
+            if existing is not None:
+                report.known.append((line, normal, existing.status.value))
+                continue
+            wanted.append((normal, key))
+        status = Status.CONFIRMED if confirmed else Status.UNCONFIRMED
+        report.added = store.add_many(
+            wanted, status=status, source=f"imported from {Path(path).name}"
+        )
+    finally:
+        store.close()
+    return report
+
+
+def _read_rows(path: Path) -> list[tuple[int, str]]:
+    """(line number, address text) for each data row: the `email` column if there is a header
+    naming one, else the first column."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise AdminError(f"{path}: no such file") from None
+    except UnicodeDecodeError as error:
+        raise AdminError(f"{path}: not UTF-8 text ({error.reason}); save it as UTF-8 CSV") from None
+    first_line = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=first_line.count)  # Excel writes ; in much of Europe
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows, line = [], 1
+    for row in reader:
+        rows.append((line, row))  # the physical line each row starts on
+        line = reader.line_num + 1
+    if not rows:
+        return []
+    header = [cell.strip().lower() for cell in rows[0][1]]
+    column, start = 0, 1
+    if "email" in header:
+        column = header.index("email")
+    elif "e-mail" in header:
+        column = header.index("e-mail")
+    else:
+        start = 0  # no header: every row is data
+    result = []
+    for number, row in rows[start:]:
+        if not any(cell.strip() for cell in row):
+            continue  # blank line
+        cell = row[column] if column < len(row) else ""
+        if cell.startswith("'") and cell[1:2] in FORMULA_STARTS:
+            cell = cell[1:]  # our own export's spreadsheet protection
+        result.append((number, cell))
+    return result
+
+
+def export_csv(settings: Settings, out: TextIO) -> int:
+    store = open_store(settings)
+    try:
+        subscribers = store.subscribers()
+    finally:
+        store.close()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for subscriber in subscribers:
+        writer.writerow([_cell(getattr(subscriber, name)) for name in EXPORT_COLUMNS])
+    return len(subscribers)
+
+
+def _cell(value) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def stats(settings: Settings) -> dict[str, dict[str, int]]:
+    store = open_store(settings)
+    try:
+        return store.counts()
+    finally:
+        store.close()
+
+
+def send_queued(settings: Settings, timeout: float = 30.0) -> dict[str, int]:
+    store = open_store(settings)
+    try:
+        sender = Sender(settings, store, Tokens(settings.secret_key))
+        return sender.drain(timeout=timeout)
+    finally:
+        store.close()
+
+
+__all__ = [
+    "AdminError",
+    "ImportReport",
+    "add",
+    "export_csv",
+    "forget",
+    "import_csv",
+    "list_subscribers",
+    "remove",
+    "send_queued",
+    "stats",
+]
+
+
+# Text for the tasks ---------------------------------------------------------------------------
+def format_subscribers(subscribers: list[Subscriber]) -> str:
+    if not subscribers:
+        return "No subscribers."
+    width = max(len(s.email) for s in subscribers)
+    lines = [f"{'email':<{width}}  {'status':<12}  since"]
+    for s in subscribers:
+        lines.append(f"{s.email:<{width}}  {s.status.value:<12}  {s.status_changed_at[:10]}")
+    return "\n".join(lines + [f"{len(subscribers)} subscriber(s)"])
+
+
+def format_report(report: ImportReport, confirmed: bool) -> str:
+    state = "confirmed" if confirmed else "unconfirmed (a confirmation email each)"
+    lines = [f"Imported {len(report.added)} new subscriber(s) as {state}."]
+    if report.known:
+        lines.append(f"Already on the list, left as they are: {len(report.known)}")
+        lines += [f"  line {n}: {email} ({status})" for n, email, status in report.known]
+    if report.duplicates:
+        lines.append(f"Duplicates in the file, skipped: {len(report.duplicates)}")
+        lines += [f"  line {n}: {email}" for n, email in report.duplicates]
+    if report.rejected:
+        lines.append(f"Rejected rows: {len(report.rejected)}")
+        lines += [f"  line {n}: {text!r}: {reason}" for n, text, reason in report.rejected]
+    return "\n".join(lines)
+
+
+def format_stats(counts: dict[str, dict[str, int]]) -> str:
+    subscribers, emails = counts["subscribers"], counts["emails"]
+    lines = [f"Subscribers: {sum(subscribers.values())}"]
+    lines += [f"  {status:<13}{count:>7}" for status, count in subscribers.items()]
+    lines.append("Confirmation emails:")
+    lines += [f"  {status:<13}{count:>7}" for status, count in emails.items()]
+    return "\n".join(lines)

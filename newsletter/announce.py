@@ -1,0 +1,318 @@
+"""`invoke announce`: one email per new article in the feed, to every confirmed subscriber.
+
+Contract: `run(settings, ...)` does, in this order, and returns a `Summary`:
+1. read the feed (output/feeds/all.rss.xml, or a URL): a broken feed raises `FeedError` and
+   nothing is sent;
+2. take the run lock (a second run raises `LedgerLocked`);
+3. decide what is new (ledger.select: first run, too old, opted out, not live yet);
+4. plan the new announcements and their deliveries in ONE transaction;
+5. send every unfinished announcement (earlier runs' leftovers first), recording each result.
+`dry_run=True` does 1 and 3 without writing anything to the ledger, and renders every email it
+would send to `<outbox>/preview/`. `preview()` renders the latest announcement (or the newest
+feed item) as an HTML page. The transport comes from NEWSLETTER_TRANSPORT: outbox (default),
+smtp (a pool of reused connections) or mailgun (the batch API).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import requests
+
+from newsletter import config
+from newsletter.announcement import URL_MARK, Composer, drafts
+from newsletter.config import Settings
+from newsletter.dispatch import (
+    SENT,
+    BulkSender,
+    NoProgress,
+    OutboxWriter,
+    Progress,
+    SmtpPool,
+    Tally,
+    dispatch,
+    iterate,
+)
+from newsletter.feedreader import FeedItem, read_feed
+from newsletter.ledger import ANNOUNCE, RECORD, WAIT, Announcement, Decision, Delivery, Ledger
+from newsletter.store import Status, Store, utcnow
+from newsletter.tokens import Tokens
+
+
+@dataclass
+class Summary:
+    feed: str
+    dry_run: bool = False
+    announced: list[Announcement] = field(default_factory=list)  # planned in this run
+    resumed: list[Announcement] = field(default_factory=list)  # left over from earlier runs
+    recorded: list[Decision] = field(default_factory=list)  # new items recorded, not sent
+    waiting: list[Decision] = field(default_factory=list)  # new items not live yet
+    tally: Tally = field(default_factory=Tally)
+    pending: int = 0  # deliveries still pending after the run, all announcements
+    previews: int = 0  # dry run: emails rendered
+    preview_folder: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Nothing failed and nothing is left pending or waiting."""
+        failed = self.tally.failed + self.tally.bounced
+        return not (failed or self.pending or self.waiting or self.tally.stopped)
+
+    def lines(self) -> list[str]:
+        out = [f"Feed: {self.feed}"]
+        for decision in self.recorded:
+            out.append(f"  recorded, not sent: {decision.item.title} ({decision.reason})")
+        for decision in self.waiting:
+            out.append(f"  waiting for a later run: {decision.item.title} ({decision.reason})")
+        for announcement in self.announced:
+            out.append(f"  new announcement: {announcement.subject}")
+        for announcement in self.resumed:
+            out.append(f"  resumed from an earlier run: {announcement.subject}")
+        if self.dry_run:
+            out.append(
+                f"Dry run: {self.previews} email(s) rendered to {self.preview_folder}; "
+                "nothing sent, nothing recorded."
+            )
+            return out
+        if not (self.announced or self.resumed):
+            out.append("Nothing to announce.")
+        t = self.tally
+        out.append(
+            f"Announced items: {sum(len(a.items) for a in self.announced)}, sent: {t.sent}, "
+            f"skipped: {t.skipped}, failed: {t.failed + t.bounced} "
+            f"({t.bounced} bounced), still pending: {self.pending}"
+        )
+        for text, count in sorted(t.errors.items(), key=lambda e: -e[1])[:5]:
+            out.append(f"  {count} x {text}")
+        out += [f"  {note}" for note in t.notes]
+        if self.pending:
+            out.append("Pending emails go out at the next `invoke announce`.")
+        return out
+
+
+def run(
+    settings: Settings | None = None,
+    *,
+    dry_run: bool = False,
+    feed_url: str | None = None,
+    send_existing: bool = False,
+    check_live: bool = False,
+    progress: Progress | None = None,
+    sender: BulkSender | None = None,
+    sleep=time.sleep,
+) -> Summary:
+    settings = config.load(settings)
+    feed = read_feed(feed_url or settings.feed_url or None)
+    summary = Summary(feed=feed.source, dry_run=dry_run)
+    store = Store(settings.database)
+    try:
+        ledger, tokens = Ledger(store), Tokens(settings.secret_key)
+        if dry_run:
+            return _dry_run(
+                settings, ledger, tokens, feed.items, summary, send_existing, check_live
+            )
+        with ledger.lock():
+            decisions = _decide(settings, ledger, feed.items, send_existing, check_live)
+            summary.recorded = [d for d in decisions if d.action == RECORD]
+            summary.waiting = [d for d in decisions if d.action == WAIT]
+            summary.resumed = ledger.unfinished()
+            new_items = [d.item for d in decisions if d.action == ANNOUNCE]
+            summary.announced = ledger.plan(decisions, drafts(new_items, settings))
+            sender = sender or bulk_sender(settings)
+            try:
+                for announcement in ledger.unfinished():
+                    summary.tally.add(
+                        dispatch(
+                            ledger,
+                            Composer(settings, tokens, announcement),
+                            sender,
+                            retries=settings.announce_retries,
+                            retry_delay=settings.announce_retry_delay,
+                            breaker=max(20, 3 * settings.smtp_workers),
+                            progress=progress,
+                            sleep=sleep,
+                        )
+                    )
+                    if summary.tally.stopped:
+                        break
+            finally:
+                sender.close()
+            summary.pending = ledger.counts()["pending"]
+        return summary
+    finally:
+        store.close()
+
+
+def _decide(settings, ledger, items, send_existing, check_live) -> list[Decision]:
+    return ledger.select(
+        items,
+        now=utcnow(),
+        max_age=timedelta(days=settings.announce_max_age_days),
+        send_existing=send_existing,
+        is_live=live_check(timeout=settings.smtp_timeout) if check_live else None,
+    )
+
+
+def bulk_sender(settings: Settings) -> BulkSender:
+    if settings.transport == "smtp":
+        return SmtpPool(settings)
+    if settings.transport == "mailgun":
+        from newsletter.mailgun import MailgunBatchSender
+
+        return MailgunBatchSender(settings)
+    return OutboxWriter(settings.outbox)
+
+
+def live_check(timeout: float = 10.0, session: requests.Session | None = None):
+    """is_live(item): None when the article's URL answers 200 (after redirects), else why not."""
+    http = session or requests.Session()
+
+    def is_live(item: FeedItem) -> str | None:
+        try:
+            with http.get(item.link, timeout=(timeout, timeout), stream=True) as response:
+                if response.status_code == 200:
+                    return None
+                return f"{item.link} answers {response.status_code}"
+        except requests.RequestException as error:
+            return f"{item.link} cannot be reached ({type(error).__name__})"
+
+    return is_live
+
+
+# Dry run and preview --------------------------------------------------------------------------
+def _dry_run(settings, ledger, tokens, items, summary, send_existing, check_live) -> Summary:
+    decisions = _decide(settings, ledger, items, send_existing, check_live)
+    summary.recorded = [d for d in decisions if d.action == RECORD]
+    summary.waiting = [d for d in decisions if d.action == WAIT]
+    new_items = [d.item for d in decisions if d.action == ANNOUNCE]
+    folder = settings.outbox / "preview"
+    shutil.rmtree(folder, ignore_errors=True)
+    writer = OutboxWriter(folder)
+    rendered = 0
+
+    def count(jobs, outcome, error):
+        nonlocal rendered
+        rendered += len(jobs) if outcome == SENT else 0
+
+    subscribers = ledger.store.subscribers(Status.CONFIRMED)
+    for draft in drafts(new_items, settings):
+        announcement = Announcement(0, draft.kind, draft.key, draft.subject, draft.items, "", None)
+        summary.announced.append(announcement)
+        composer = Composer(settings, tokens, announcement)
+        jobs = (
+            composer.outgoing(Delivery(0, 0, 0, s.id, s.public_id, s.email)) for s in subscribers
+        )
+        writer.run(iterate(jobs), count)
+    for announcement in ledger.unfinished():
+        summary.resumed.append(announcement)
+        composer = Composer(settings, tokens, announcement)
+        pending = ledger.deliveries(announcement.id)
+        jobs = (
+            composer.outgoing(Delivery(r["id"], announcement.id, r["attempts"], r["subscriber_id"],
+                                       _public_id(ledger, r["subscriber_id"]), r["email"]))
+            for r in pending if r["status"] == "pending"
+        )  # fmt: skip
+        writer.run(iterate(jobs), count)
+    summary.previews, summary.preview_folder = rendered, folder
+    return summary
+
+
+def _public_id(ledger: Ledger, subscriber_id: int) -> str:
+    return ledger.store.db.execute(
+        "SELECT public_id FROM subscribers WHERE id = ?", (subscriber_id,)
+    ).fetchone()[0]
+
+
+def preview(settings: Settings | None = None, *, feed_url: str | None = None) -> Path:
+    """The latest announcement (or, before the first one, the newest feed item) as an HTML page
+    at <outbox>/preview/latest.html, with a sample unsubscribe link; returns its path."""
+    settings = config.load(settings)
+    store = Store(settings.database)
+    try:
+        announcement = Ledger(store).latest()
+    finally:
+        store.close()
+    if announcement is None:
+        feed = read_feed(feed_url or settings.feed_url or None)
+        if not feed.items:
+            raise ValueError(f"nothing to preview: no announcement yet and {feed.source} is empty")
+        (draft,) = drafts(feed.items[:1], settings)
+        announcement = Announcement(0, draft.kind, draft.key, draft.subject, draft.items, "", None)
+    composer = Composer(settings, Tokens(settings.secret_key), announcement)
+    sample = f"{settings.base_url}/unsubscribe/sample-link-in-the-preview"
+    target = settings.outbox / "preview" / "latest.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(composer.html.replace(URL_MARK, sample), encoding="utf-8")
+    return target
+
+
+# Progress on the terminal ---------------------------------------------------------------------
+class TerminalProgress:
+    """A progress bar on a terminal (rich); elsewhere (cron, CI) a line every 10 %."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._bar = None
+
+    def start(self, total: int, label: str) -> None:
+        self.total, self.done, self.label, self._shown = total, 0, label, -1
+        self._started = time.monotonic()
+        if self.tty:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+            self._bar = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream),
+                transient=False,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(label[:40], total=total)
+        else:
+            print(f"Sending {label!r}: {total} email(s)", file=self.stream, flush=True)
+
+    def advance(self, count: int = 1) -> None:
+        if not count:
+            return
+        self.done += count
+        if self._bar is not None:
+            self._bar.advance(self._task, count)
+        elif self.total:
+            tenth = self.done * 10 // self.total
+            if tenth != self._shown:
+                self._shown = tenth
+                print(f"  {self.done}/{self.total}", file=self.stream, flush=True)
+
+    def note(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(f"  {text}")
+        else:
+            print(f"  {text}", file=self.stream, flush=True)
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+        seconds = time.monotonic() - self._started
+        rate = self.done / seconds if seconds > 0 else 0
+        print(f"  {self.done} handled in {seconds:.1f} s ({rate:.0f}/s)", file=self.stream)
+
+
+__all__ = [
+    "NoProgress",
+    "Summary",
+    "TerminalProgress",
+    "bulk_sender",
+    "live_check",
+    "preview",
+    "run",
+]

@@ -1,0 +1,427 @@
+"""The announcement ledger (tables from migration 0002): what was seen, what is owed, what went.
+
+Contract, over the subscriber `Store`'s SQLite file:
+- `select(items, ...)` decides for each feed item: already known (its guid, or else its link,
+  was recorded before) or new; a new item is announced, or recorded without an email because
+  the ledger was empty (first run, unless `send_existing`), it is older than `max_age` at
+  discovery, or it opted out (`Announce: no`); an item whose page is not live yet (`is_live`)
+  waits for a later run and is not recorded.
+- `plan(decisions, drafts)` writes, in ONE transaction, every decision, the announcements and one
+  `pending` delivery per (announcement, subscriber confirmed at that instant), unique.
+- Sending goes through `pending()` (a page of deliveries, after skipping subscribers who are no
+  longer confirmed) and one `mark_*` call per result, each its own transaction, right after the
+  transport answered: so a crash loses nothing and re-sends at most the messages in flight.
+- `lock()` is the run lock: one row with a lease that the holder renews; a second announcer
+  gets `LedgerLocked` with who holds it. A holder that died on this host (its pid is gone), or
+  whose lease ran out, is replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from newsletter.feedreader import FeedItem
+from newsletter.store import Status, Store, parse_stamp, stamp
+
+ANNOUNCE, RECORD, WAIT = "announce", "record", "wait"
+DEFAULT_LEASE = timedelta(seconds=60)
+
+
+class LedgerLocked(Exception):
+    """Another announce run holds the lock; str() says which and until when."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    item: FeedItem
+    action: str  # ANNOUNCE, RECORD or WAIT
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An announcement to plan: one article, or a digest of several."""
+
+    kind: str  # "article" or "digest"
+    key: str  # the guid, or "digest:<hash>": part of every Message-ID
+    subject: str
+    items: list[FeedItem]
+
+
+@dataclass(frozen=True)
+class Announcement:
+    id: int
+    kind: str
+    key: str
+    subject: str
+    items: list[FeedItem]
+    created_at: str
+    finished_at: str | None
+
+    @classmethod
+    def from_row(cls, row) -> Announcement:
+        return cls(
+            id=row["id"],
+            kind=row["kind"],
+            key=row["key"],
+            subject=row["subject"],
+            items=[FeedItem.from_dict(item) for item in json.loads(row["items"])],
+            created_at=row["created_at"],
+            finished_at=row["finished_at"],
+        )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    announcement_id: int
+    attempts: int
+    subscriber_id: int
+    public_id: str
+    email: str
+
+
+@dataclass
+class Page:
+    deliveries: list[Delivery] = field(default_factory=list)
+    skipped: int = 0  # subscribers no longer confirmed, marked skipped while reading this page
+    last_id: int = 0  # where the next page starts
+
+
+def link_key(link: str) -> str:
+    """A link without scheme, case of host, or trailing slash: http->https is the same page."""
+    parts = urlsplit(link.strip())
+    key = f"{(parts.hostname or '').lower()}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    if parts.query:
+        key += f"?{parts.query}"
+    return key.rstrip("/")
+
+
+class Ledger:
+    def __init__(self, store: Store):
+        self.store = store
+
+    # What is new ----------------------------------------------------------------------------
+    def is_empty(self) -> bool:
+        """True before the first run that planned (even on an empty feed): then what is in the
+        feed is the back catalogue."""
+        return (
+            self.store.db.execute(
+                "SELECT 1 FROM announce_state WHERE key = 'initialized_at'"
+            ).fetchone()
+            is None
+        )
+
+    def known(self, item: FeedItem) -> bool:
+        return (
+            self.store.db.execute(
+                "SELECT 1 FROM feed_items WHERE guid = ? OR link_key = ? LIMIT 1",
+                (item.guid, link_key(item.link)),
+            ).fetchone()
+            is not None
+        )
+
+    def select(
+        self,
+        items: Iterable[FeedItem],
+        *,
+        now: datetime,
+        max_age: timedelta,
+        send_existing: bool = False,
+        is_live: Callable[[FeedItem], str | None] | None = None,
+    ) -> list[Decision]:
+        """Decisions for the new items, oldest first. `is_live(item)` returns None when the
+        page answers 200, else why not."""
+        first_run = self.is_empty()
+        new = [item for item in items if not self.known(item)]
+        new.sort(key=lambda item: (item.published or now, item.guid))
+        decisions = []
+        for item in new:
+            if not item.announce:
+                decisions.append(Decision(item, RECORD, "opted out (Announce: no)"))
+            elif first_run and not send_existing:
+                decisions.append(Decision(item, RECORD, "in the feed before the first run"))
+            elif item.published is not None and now - item.published > max_age:
+                days = max_age / timedelta(days=1)
+                decisions.append(Decision(item, RECORD, f"older than {days:g} days when seen"))
+            elif is_live is not None and (problem := is_live(item)) is not None:
+                decisions.append(Decision(item, WAIT, f"not live yet: {problem}"))
+            else:
+                decisions.append(Decision(item, ANNOUNCE))
+        return decisions
+
+    # Planning -------------------------------------------------------------------------------
+    def plan(self, decisions: Iterable[Decision], drafts: Iterable[Draft]) -> list[Announcement]:
+        """Record the decisions and plan the drafts' deliveries, all in one transaction."""
+        now = self.store.now()
+        announced: dict[str, int] = {}
+        created = []
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO announce_state (key, value) VALUES ('initialized_at', ?)",
+                (now,),
+            )
+            for draft in drafts:
+                cursor = db.execute(
+                    "INSERT INTO announcements (kind, key, subject, items, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (draft.kind, draft.key, draft.subject,
+                     json.dumps([item.to_dict() for item in draft.items]), now),
+                )  # fmt: skip
+                announcement_id = cursor.lastrowid
+                db.execute(
+                    "INSERT INTO deliveries (announcement_id, subscriber_id, updated_at)"
+                    " SELECT ?, id, ? FROM subscribers WHERE status = ? ORDER BY id",
+                    (announcement_id, now, Status.CONFIRMED),
+                )
+                for item in draft.items:
+                    announced[item.guid] = announcement_id
+                created.append(announcement_id)
+            for decision in decisions:
+                if decision.action == WAIT:
+                    continue
+                item = decision.item
+                announcement_id = announced.get(item.guid)
+                if decision.action == ANNOUNCE and announcement_id is None:
+                    raise ValueError(f"item {item.guid} is to be announced but in no draft")
+                db.execute(
+                    "INSERT INTO feed_items (guid, link, link_key, title, published_at, seen_at,"
+                    " outcome, reason, announcement_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (item.guid, item.link, link_key(item.link), item.title,
+                     stamp(item.published) if item.published else None, now,
+                     "announced" if announcement_id else "recorded", decision.reason or None,
+                     announcement_id),
+                )  # fmt: skip
+            rows = [
+                db.execute("SELECT * FROM announcements WHERE id = ?", (i,)).fetchone()
+                for i in created
+            ]
+        return [Announcement.from_row(row) for row in rows]
+
+    # Sending --------------------------------------------------------------------------------
+    def announcement(self, announcement_id: int) -> Announcement:
+        row = self.store.db.execute(
+            "SELECT * FROM announcements WHERE id = ?", (announcement_id,)
+        ).fetchone()
+        return Announcement.from_row(row)
+
+    def announcements(self) -> list[Announcement]:
+        rows = self.store.db.execute("SELECT * FROM announcements ORDER BY id")
+        return [Announcement.from_row(row) for row in rows]
+
+    def latest(self) -> Announcement | None:
+        row = self.store.db.execute(
+            "SELECT * FROM announcements ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return Announcement.from_row(row) if row else None
+
+    def unfinished(self) -> list[Announcement]:
+        """Announcements with deliveries still pending, oldest first."""
+        rows = self.store.db.execute(
+            "SELECT * FROM announcements WHERE finished_at IS NULL ORDER BY id"
+        )
+        return [Announcement.from_row(row) for row in rows]
+
+    def pending(self, announcement_id: int, after_id: int = 0, limit: int = 200) -> Page:
+        """The next page of pending deliveries (by id, after `after_id`). Deliveries to
+        subscribers who are no longer confirmed are marked skipped on the way."""
+        rows = self.store.db.execute(
+            "SELECT d.id, d.attempts, d.subscriber_id, s.public_id, s.email, s.status"
+            " FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
+            " WHERE d.announcement_id = ? AND d.status = 'pending' AND d.id > ?"
+            " ORDER BY d.id LIMIT ?",
+            (announcement_id, after_id, limit),
+        ).fetchall()
+        page = Page(last_id=rows[-1]["id"] if rows else after_id)
+        gone = [(f"subscriber is {row['status']} now", row["id"]) for row in rows
+                if row["status"] != Status.CONFIRMED]  # fmt: skip
+        if gone:
+            now = self.store.now()
+            with self.store.transaction() as db:
+                db.executemany(
+                    "UPDATE deliveries SET status = 'skipped', last_error = ?, updated_at = ?"
+                    " WHERE id = ? AND status = 'pending'",
+                    [(reason, now, delivery_id) for reason, delivery_id in gone],
+                )
+            page.skipped = len(gone)
+        page.deliveries = [
+            Delivery(row["id"], announcement_id, row["attempts"], row["subscriber_id"],
+                     row["public_id"], row["email"])
+            for row in rows if row["status"] == Status.CONFIRMED
+        ]  # fmt: skip
+        return page
+
+    def still_confirmed(self, subscriber_id: int) -> bool:
+        row = self.store.db.execute(
+            "SELECT status FROM subscribers WHERE id = ?", (subscriber_id,)
+        ).fetchone()
+        return row is not None and row[0] == Status.CONFIRMED
+
+    def mark_sent(self, delivery_ids: Iterable[int]) -> None:
+        """The server accepted these messages: record it at once (one transaction)."""
+        now = self.store.now()
+        with self.store.transaction() as db:
+            db.executemany(
+                "UPDATE deliveries SET status = 'sent', sent_at = ?, updated_at = ?,"
+                " attempts = attempts + 1, last_error = NULL WHERE id = ? AND status = 'pending'",
+                [(now, now, delivery_id) for delivery_id in delivery_ids],
+            )
+
+    def mark_retry(self, delivery_ids: Iterable[int], error: str) -> None:
+        """A temporary failure: the delivery stays pending, for a later pass or run."""
+        self._update(delivery_ids, "pending", error, attempt=True)
+
+    def mark_failed(self, delivery_ids: Iterable[int], error: str) -> None:
+        self._update(delivery_ids, "failed", error, attempt=True)
+
+    def mark_skipped(self, delivery_ids: Iterable[int], reason: str) -> None:
+        self._update(delivery_ids, "skipped", reason, attempt=False)
+
+    def bounce(self, delivery: Delivery, error: str) -> None:
+        """A permanent refusal of the address: the subscriber is bounced, the delivery failed."""
+        self.store.set_status(delivery.public_id, Status.BOUNCED)
+        self.mark_failed([delivery.id], error)
+
+    def _update(self, delivery_ids, status: str, error: str, *, attempt: bool) -> None:
+        now = self.store.now()
+        with self.store.transaction() as db:
+            db.executemany(
+                "UPDATE deliveries SET status = ?, last_error = ?, updated_at = ?,"
+                f" attempts = attempts + {1 if attempt else 0}"
+                " WHERE id = ? AND status = 'pending'",
+                [(status, error[:500], now, delivery_id) for delivery_id in delivery_ids],
+            )
+
+    def finish_if_done(self, announcement_id: int) -> bool:
+        with self.store.transaction() as db:
+            left = db.execute(
+                "SELECT count(*) FROM deliveries WHERE announcement_id = ? AND status = 'pending'",
+                (announcement_id,),
+            ).fetchone()[0]
+            if left == 0:
+                db.execute(
+                    "UPDATE announcements SET finished_at = ? WHERE id = ? AND finished_at IS NULL",
+                    (self.store.now(), announcement_id),
+                )
+        return left == 0
+
+    def counts(self, announcement_id: int | None = None) -> dict[str, int]:
+        """Deliveries by status (all announcements, or one)."""
+        counts = dict.fromkeys(("pending", "sent", "failed", "skipped"), 0)
+        where, args = (
+            ("WHERE announcement_id = ?", (announcement_id,)) if announcement_id else ("", ())
+        )
+        for status, count in self.store.db.execute(
+            f"SELECT status, count(*) FROM deliveries {where} GROUP BY status", args
+        ):
+            counts[status] = count
+        return counts
+
+    def deliveries(self, announcement_id: int | None = None) -> list:
+        """Delivery rows with each subscriber's address: for tasks and tests."""
+        where, args = (
+            ("WHERE d.announcement_id = ?", (announcement_id,)) if announcement_id else ("", ())
+        )
+        return self.store.db.execute(
+            "SELECT d.*, s.email, s.status AS subscriber_status FROM deliveries d"
+            f" JOIN subscribers s ON s.id = d.subscriber_id {where} ORDER BY d.id",
+            args,
+        ).fetchall()
+
+    def items(self) -> list:
+        return self.store.db.execute("SELECT * FROM feed_items ORDER BY id").fetchall()
+
+    # The run lock ---------------------------------------------------------------------------
+    @contextmanager
+    def lock(self, lease: timedelta = DEFAULT_LEASE) -> Iterator[RunLock]:
+        run_lock = RunLock(self.store, lease)
+        run_lock.acquire()
+        try:
+            yield run_lock
+        finally:
+            run_lock.release()
+
+
+class RunLock:
+    """The one row of `announce_lock`, held with a lease that a thread renews."""
+
+    def __init__(self, store: Store, lease: timedelta = DEFAULT_LEASE):
+        self.store, self.lease = store, lease
+        self.host, self.pid = socket.gethostname(), os.getpid()
+        self.owner = f"{self.host}:{self.pid}:{secrets.token_hex(4)}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self) -> None:
+        moment = self.store.clock()
+        with self.store.transaction() as db:
+            row = db.execute("SELECT * FROM announce_lock WHERE id = 1").fetchone()
+            if row is not None and not self._stale(row, moment):
+                raise LedgerLocked(
+                    f"another announce run is sending (process {row['pid']} on {row['host']}, "
+                    f"since {row['acquired_at']}); not starting a second one. If that run died, "
+                    f"its lock expires at {row['expires_at']}."
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO announce_lock (id, owner, host, pid, acquired_at,"
+                " expires_at) VALUES (1, ?, ?, ?, ?, ?)",
+                (self.owner, self.host, self.pid, stamp(moment), stamp(moment + self.lease)),
+            )
+        self._thread = threading.Thread(target=self._renew, name="announce-lock", daemon=True)
+        self._thread.start()
+
+    def _stale(self, row, moment: datetime) -> bool:
+        if parse_stamp(row["expires_at"]) <= moment:
+            return True
+        if row["host"] == self.host and row["pid"] != self.pid:
+            try:
+                os.kill(row["pid"], 0)
+            except ProcessLookupError:
+                return True  # that run died (killed, crashed) on this machine
+            except PermissionError:
+                return False
+        return False
+
+    def _renew(self) -> None:
+        interval = self.lease.total_seconds() / 4
+        while not self._stop.wait(interval):
+            try:
+                with self.store.transaction() as db:
+                    db.execute(
+                        "UPDATE announce_lock SET expires_at = ? WHERE id = 1 AND owner = ?",
+                        (stamp(self.store.clock() + self.lease), self.owner),
+                    )
+            except Exception:  # noqa: BLE001 - a busy database: try again at the next beat
+                pass
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM announce_lock WHERE id = 1 AND owner = ?", (self.owner,))
+
+
+__all__ = [
+    "ANNOUNCE",
+    "Announcement",
+    "Decision",
+    "Delivery",
+    "Draft",
+    "Ledger",
+    "LedgerLocked",
+    "Page",
+    "RECORD",
+    "RunLock",
+    "WAIT",
+    "link_key",
+]

@@ -1,0 +1,200 @@
+"""The background sender: drains the email queue through a transport, with retries.
+
+Contract:
+- `Sender(settings, store, tokens)`: `send_due()` claims due emails (a batch at a time, leased
+  so that several senders, e.g. one per gunicorn worker, never send the same row twice), composes
+  and sends each, then records the result: sent; retried after a backoff (`retry_delay`,
+  doubling, at most an hour) on a `TemporaryFailure`; failed on a `PermanentFailure` or after
+  `max_attempts`; skipped when it no longer applies (the subscriber confirmed or left meanwhile).
+- `start()` runs `send_due()` in a daemon thread, woken at once by `wake()` (the web app calls it
+  after queueing) and otherwise when the next retry is due; `stop()` ends it. Given `busy` (the
+  web app: "a request came in during the last 50 ms"), it sends at low priority: while busy, it
+  waits up to half a second before each email, so that composing emails never slows the form.
+- `drain(timeout)` sends until nothing is queued or in flight, waiting out retries (tasks).
+The subscribe request never waits on any of this: its email is already safe in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+from newsletter import compose
+from newsletter.config import Settings
+from newsletter.store import QueuedEmail, Status, Store
+from newsletter.tokens import Tokens
+from newsletter.transports import PermanentFailure, TemporaryFailure, Transport, get_transport
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF = 3600.0
+POLL = 2.0  # seconds between looks at the queue when idle (retries, other processes' rows)
+YIELD_MAX = 0.5  # under load, still at least one email per this many seconds
+CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints, when the store leaves them to us
+
+
+class Sender:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        tokens: Tokens,
+        transport_factory: Callable[[], Transport] | None = None,
+        batch: int = 20,
+        busy: Callable[[], bool] | None = None,
+    ):
+        self.settings, self.store, self.tokens = settings, store, tokens
+        self.transport_factory = transport_factory or (lambda: get_transport(settings))
+        self.batch = batch
+        self.busy = busy
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid_lock = threading.Lock()
+        self._last_checkpoint = 0.0
+
+    # One pass -----------------------------------------------------------------------------
+    def send_due(self) -> int:
+        """Send every email due now; return how many were handled."""
+        handled = 0
+        transport = None
+        try:
+            while not self._stop.is_set():
+                claimed = self.store.claim(self.batch)
+                if not claimed:
+                    break
+                if transport is None:
+                    transport = self.transport_factory()
+                handled += self._send_batch(transport, claimed)
+            if transport is not None:
+                transport.flush()
+        finally:
+            if transport is not None:
+                transport.close()
+        return handled
+
+    def _send_batch(self, transport: Transport, claimed: list[QueuedEmail]) -> int:
+        for index, email in enumerate(claimed):
+            self._yield_to_requests()
+            try:
+                message = self.compose(email)
+                if message is None:
+                    continue
+                transport.send(message)
+            except TemporaryFailure as error:
+                self._retry(email, str(error))
+                # The server is unwell: give the rest of this batch back, untried.
+                for rest in claimed[index + 1 :]:
+                    self._retry(rest, f"not tried after an earlier failure: {error}")
+                log.warning("email %s not sent, will retry: %s", email.id, error)
+                return index + 1
+            except PermanentFailure as error:
+                self.store.mark_failed(email.id, str(error))
+                log.error("email %s refused for good: %s", email.id, error)
+            except Exception as error:  # noqa: BLE001 - a bug must not lose the email either
+                log.exception("email %s: unexpected error", email.id)
+                self._retry(email, f"unexpected error: {error!r}")
+            else:
+                self.store.mark_sent(email.id)
+        return len(claimed)
+
+    def _yield_to_requests(self) -> None:
+        """Low priority: while the host is busy answering requests, wait (up to YIELD_MAX
+        seconds per email), so a burst of sign-ups is answered first and mailed right after."""
+        if self.busy is None:
+            return
+        deadline = time.monotonic() + YIELD_MAX
+        while self.busy() and time.monotonic() < deadline and not self._stop.is_set():
+            self._maybe_checkpoint()
+            time.sleep(0.01)
+
+    def _maybe_checkpoint(self) -> None:
+        if not self.store.background_checkpoints:
+            return
+        now = time.monotonic()
+        if now - self._last_checkpoint >= CHECKPOINT_EVERY:
+            self._last_checkpoint = now
+            try:
+                self.store.checkpoint()
+            except Exception:  # noqa: BLE001 - the next one will do
+                log.exception("newsletter sender: WAL checkpoint failed")
+
+    def compose(self, email: QueuedEmail):
+        subscriber = email.subscriber
+        if email.kind != "confirmation":
+            self.store.mark_failed(email.id, f"unknown kind of email {email.kind!r}")
+            return None
+        if subscriber.status != Status.UNCONFIRMED:
+            self.store.mark_skipped(email.id, f"subscriber is {subscriber.status} now")
+            return None
+        return compose.confirmation_email(
+            self.settings,
+            subscriber,
+            **compose.links(self.settings, self.tokens, subscriber),
+            message_id=compose.message_id(self.settings, email.kind, email.id),
+        )
+
+    def _retry(self, email: QueuedEmail, error: str) -> None:
+        if email.attempts >= self.settings.max_attempts:
+            self.store.mark_failed(email.id, f"gave up after {email.attempts} attempts: {error}")
+            return
+        delay = min(self.settings.retry_delay * 2 ** (email.attempts - 1), MAX_BACKOFF)
+        self.store.mark_retry(email.id, error, delay)
+
+    # Running in the background --------------------------------------------------------------
+    def start(self) -> None:
+        with self._pid_lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="newsletter-sender", daemon=True)
+            self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self.send_due()
+                self._maybe_checkpoint()
+                wait = self._seconds_to_next_due()
+            except Exception:  # noqa: BLE001 - keep the thread alive; the store may be back soon
+                log.exception("newsletter sender: pass failed")
+                wait = POLL
+            self._wake.wait(wait)
+
+    def _seconds_to_next_due(self) -> float:
+        due = self.store.next_due()
+        if due is None:
+            return CHECKPOINT_EVERY if self.store.background_checkpoints else POLL
+        return max(0.0, min(POLL, (due - self.store.clock()) / timedelta(seconds=1)))
+
+    def drain(self, timeout: float = 60.0) -> dict[str, int]:
+        """Send until nothing is queued or in flight (or `timeout` seconds pass); return counts."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.send_due()
+            counts = self.store.counts()["emails"]
+            if counts["queued"] + counts["sending"] == 0 or time.monotonic() >= deadline:
+                return counts
+            time.sleep(
+                min(self._seconds_to_next_due() or 0.05, max(0.0, deadline - time.monotonic()))
+            )
+
+
+__all__ = ["Sender"]

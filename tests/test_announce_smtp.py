@@ -1,0 +1,237 @@
+"""Announcements through SMTP to a real aiosmtpd server on 127.0.0.1: the headers as received,
+one-click unsubscribe against the running endpoint, a misbehaving server, a SIGKILL mid-send,
+and the pool's connection reuse and rate limit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from newsletter import announce
+from newsletter.dispatch import SENT, SmtpPool, iterate
+from newsletter.ledger import Ledger
+from newsletter.store import Status, Store
+from tests.announce_helpers import (
+    SECRET,
+    SITEURL,
+    Sink,
+    add_confirmed_bulk,
+    add_subscribers,
+    build,
+    recent,
+    settings_for,
+)
+from tests.conftest import write_article
+from tests.newsletter_helpers import start_endpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def smtp_settings(tmp_path, sink, **changes):
+    return settings_for(
+        tmp_path,
+        transport="smtp",
+        smtp_host="127.0.0.1",
+        smtp_port=sink.port,
+        smtp_security="none",
+        smtp_timeout=5,
+        **changes,
+    )
+
+
+def environment(settings) -> dict[str, str]:
+    """The same settings as NEWSLETTER_* variables, for `invoke announce` in a subprocess."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(
+        NEWSLETTER_DATABASE=str(settings.database),
+        NEWSLETTER_OUTBOX=str(settings.outbox),
+        NEWSLETTER_SECRET_KEY=settings.secret_key,
+        NEWSLETTER_TRANSPORT="smtp",
+        NEWSLETTER_SMTP_HOST="127.0.0.1",
+        NEWSLETTER_SMTP_PORT=str(settings.smtp_port),
+        NEWSLETTER_SMTP_SECURITY="none",
+        NEWSLETTER_SMTP_WORKERS=str(settings.smtp_workers),
+        NEWSLETTER_FROM=settings.sender,
+        NEWSLETTER_SITE_URL=settings.site_url,
+        NEWSLETTER_BASE_URL=settings.base_url,
+        NEWSLETTER_POSTAL_ADDRESS=settings.postal_address,
+        NEWSLETTER_ANNOUNCE_RETRY_DELAY="0.05",
+        NEWSLETTER_ANNOUNCE_RETRIES="3",
+    )
+    return env
+
+
+def invoke_announce(settings, feed, *extra, **popen):
+    command = [sys.executable, "-m", "invoke", "announce", "--feed-url", str(feed), *extra]
+    return subprocess.Popen(command, cwd=ROOT, env=environment(settings), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)  # fmt: skip
+
+
+def first_article(content, output):
+    write_article(content, "first", "The first article", recent(48))
+    return build(content, output)
+
+
+def test_headers_as_received_and_one_click_unsubscribe(tmp_path, content_dir):
+    output = tmp_path / "output"
+    endpoint = start_endpoint(
+        database=tmp_path / "var" / "newsletter.sqlite3",
+        outbox=tmp_path / "var" / "outbox",
+        secret_key=SECRET,
+        site_url=SITEURL,
+    )
+    try:
+        with Sink() as sink:
+            settings = smtp_settings(tmp_path, sink, base_url=endpoint.url)
+            add_subscribers(settings, {"ann@example.com": Status.CONFIRMED,
+                                       "bob@example.com": Status.CONFIRMED})  # fmt: skip
+            announce.run(settings, feed_url=first_article(content_dir, output))
+            write_article(content_dir, "two", "Second article", recent(2), subtitle="Dek")
+            summary = announce.run(settings, feed_url=build(content_dir, output))
+            assert summary.ok and summary.tally.sent == 2
+            by_reader = {str(m["To"]): m for m in sink.messages}
+            assert sorted(by_reader) == ["ann@example.com", "bob@example.com"]
+            message = by_reader["ann@example.com"]
+            assert message["Subject"] == "Second article"
+            assert message["From"] == "Walk Again <news@walkagain.example>"
+            assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+            assert message["List-Id"] == "Walk Again <newsletter.walkagain.example>"
+            assert message["Message-ID"].endswith(".announce@walkagain.example>")
+            url = str(message["List-Unsubscribe"]).strip("<>")
+            assert url.startswith(f"{endpoint.url}/unsubscribe/")
+            html = message.get_body(("html",)).get_content()
+            assert f'href="{url}"' in html  # the visible link is the same
+
+            # RFC 8058: what a mail provider POSTs when the reader clicks "Unsubscribe".
+            answer = requests.post(url, data="List-Unsubscribe=One-Click", allow_redirects=False,
+                                   headers={"Content-Type": "application/x-www-form-urlencoded"},
+                                   timeout=5)  # fmt: skip
+            assert answer.status_code == 200
+            store = Store(settings.database)
+            try:
+                assert store.find("ann@example.com").status == Status.UNSUBSCRIBED
+            finally:
+                store.close()
+
+            write_article(content_dir, "three", "Third article", recent(1))
+            later = announce.run(settings, feed_url=build(content_dir, output))
+            assert later.tally.sent == 1
+            assert [str(m["To"]) for m in sink.messages[2:]] == ["bob@example.com"]
+    finally:
+        endpoint.stop()
+
+
+def test_a_misbehaving_server(tmp_path, content_dir):
+    """421 and 451 for some messages, 550 for some addresses, dropped connections: every good
+    address gets exactly one email, the 550s end bounced, and the summary and exit code say so."""
+    good = [f"reader{n}@example.com" for n in range(16)]
+    refused = ["nobody@example.com", "gone@example.com"]
+    temporary = {
+        good[1]: ["421"],
+        good[3]: ["451", "451"],
+        good[5]: ["drop"],
+        good[7]: ["421", "drop", "451"],
+        good[9]: ["drop"],
+    }
+    with Sink(refuse=refused, temporary=temporary) as sink:
+        settings = smtp_settings(tmp_path, sink, smtp_workers=3)
+        add_subscribers(settings, {a: Status.CONFIRMED for a in good + refused})
+        feed = first_article(content_dir, tmp_path / "output")
+        assert invoke_announce(settings, feed).wait(60) == 0  # first run: records, sends nothing
+        write_article(content_dir, "two", "Second article", recent(2))
+        feed = build(content_dir, tmp_path / "output")
+        run = invoke_announce(settings, feed)
+        out, _ = run.communicate(timeout=60)
+        assert run.returncode == 1, out
+        assert "Sending 'Second article': 18 email(s)" in out  # progress, then the summary
+        assert "sent: 16, skipped: 0, failed: 2 (2 bounced), still pending: 0" in out
+        assert "550 5.1.1 No such user here" in out
+        assert "Not every email went out" in out
+        assert sink.accepted == {address: 1 for address in good}
+        store = Store(settings.database)
+        try:
+            assert {s.email for s in store.subscribers(Status.BOUNCED)} == set(refused)
+            rows = {r["email"]: r for r in Ledger(store).deliveries()}
+            assert rows[good[7]]["attempts"] == 4 and rows[good[7]]["status"] == "sent"
+        finally:
+            store.close()
+        # A re-run has nothing left to send, and says all is well.
+        again = invoke_announce(settings, feed)
+        out, _ = again.communicate(timeout=60)
+        assert again.returncode == 0, out
+        assert sum(sink.accepted.values()) == 16
+
+
+def test_a_server_that_stays_down_leaves_everything_pending(tmp_path, content_dir):
+    with Sink(temporary={f"reader{n}@example.com": ["451"] * 99 for n in range(3)}) as sink:
+        settings = smtp_settings(tmp_path, sink, announce_retries=2, smtp_workers=1)
+        add_subscribers(settings, {f"reader{n}@example.com": Status.CONFIRMED for n in range(3)})
+        announce.run(settings, feed_url=first_article(content_dir, tmp_path / "output"))
+        write_article(content_dir, "two", "Second article", recent(2))
+        summary = announce.run(settings, feed_url=build(content_dir, tmp_path / "output"))
+    assert not summary.ok and summary.pending == 3 and summary.tally.sent == 0
+    assert summary.tally.retried == 9  # 3 readers x (1 try + 2 retry passes)
+    assert "still pending: 3" in "\n".join(summary.lines())
+
+
+def test_sigkill_in_the_middle_of_2000_emails_then_rerun(tmp_path, content_dir):
+    workers = 4
+    with Sink(parse=False) as sink:
+        settings = smtp_settings(tmp_path, sink, smtp_workers=workers)
+        add_confirmed_bulk(settings, 2000)
+        feed = first_article(content_dir, tmp_path / "output")
+        assert invoke_announce(settings, feed).wait(60) == 0
+        write_article(content_dir, "two", "Second article", recent(2))
+        feed = build(content_dir, tmp_path / "output")
+        run = invoke_announce(settings, feed)
+        deadline = time.monotonic() + 60
+        while sum(sink.accepted.values()) < 700 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(10)
+        killed_at = sum(sink.accepted.values())
+        assert 700 <= killed_at < 2000, "the run must die in the middle"
+        again = invoke_announce(settings, feed)  # the dead run's lock does not block this one
+        out, _ = again.communicate(timeout=120)
+        assert again.returncode == 0, out
+        assert "resumed from an earlier run: Second article" in out
+    expected = {f"reader{n}@example.com" for n in range(2000)}
+    assert set(sink.accepted) == expected  # everyone has the email
+    duplicates = sum(sink.accepted.values()) - 2000
+    assert 0 <= duplicates <= workers  # at most the messages in flight at the kill
+
+
+def test_the_pool_reuses_connections_and_keeps_the_rate(tmp_path):
+    from newsletter.announcement import Composer, drafts
+    from newsletter.feedreader import FeedItem
+    from newsletter.ledger import Announcement, Delivery
+    from newsletter.tokens import Tokens
+
+    with Sink(parse=False) as sink:
+        settings = smtp_settings(tmp_path, sink, smtp_workers=3, smtp_rate=40)
+        item = FeedItem(guid="g", link="https://walkagain.example/a/", title="A")
+        (draft,) = drafts([item], settings)
+        announcement = Announcement(1, "article", "g", draft.subject, [item], "", None)
+        composer = Composer(settings, Tokens(SECRET), announcement)
+        jobs = (composer.outgoing(Delivery(n, 1, 0, n, f"p{n}", f"r{n}@example.com"))
+                for n in range(30))  # fmt: skip
+        results = []
+        started = time.monotonic()
+        SmtpPool(settings).run(iterate(jobs), lambda jobs, outcome, error: results.append(outcome))
+        elapsed = time.monotonic() - started
+    assert results == [SENT] * 30 and len(sink.accepted) == 30
+    assert sink.connections == 3  # one per worker, kept open from message to message
+    assert elapsed >= 29 / 40 * 0.95  # 40 messages per second at most
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_environment(monkeypatch):
+    for name in [n for n in os.environ if n.startswith("NEWSLETTER_")]:
+        monkeypatch.delenv(name)

@@ -1,0 +1,173 @@
+"""The announcement email, read back with the standard `email` package as a mail program would."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from datetime import UTC, datetime
+
+import pytest
+from bs4 import BeautifulSoup
+
+from newsletter.announcement import Composer, drafts, html_to_text
+from newsletter.feedreader import FeedItem
+from newsletter.ledger import Announcement, Delivery
+from newsletter.tokens import Tokens
+from tests.announce_helpers import settings_for
+
+TRICKY = 'Knees & Hips <Part 1> "quoted"'
+ITEM = FeedItem(
+    guid="urn:uuid:6f1d7c52-3b8e-4f0a-9a57-2c4e8d1b9e30",
+    link="https://walkagain.example/2026/knees-hips/",
+    title=TRICKY,
+    subtitle="Gluteus medius, the <b>hip</b> muscle & you",
+    summary="<p>One <em>often</em> overlooked muscle &amp; what it does.</p>",
+    image="https://walkagain.example/images/gluteus-medius.png",
+    published=datetime(2026, 11, 23, 18, 0, tzinfo=UTC),
+    author="Mark Williams",
+)
+READER = Delivery(1, 1, 0, 7, "Pub1d-of-reader", "reader@example.com")
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return settings_for(tmp_path, reply_to="mark@walkagain.example")
+
+
+def composer_for(settings, items=(ITEM,)):
+    (draft,) = drafts(list(items), settings)
+    announcement = Announcement(1, draft.kind, draft.key, draft.subject, draft.items, "", None)
+    return Composer(settings, Tokens(settings.secret_key), announcement)
+
+
+def received(composer, delivery=READER):
+    return email.message_from_bytes(composer.outgoing(delivery).data, policy=email.policy.default)
+
+
+def test_headers_and_rfc8058(settings):
+    composer = composer_for(settings)
+    message = received(composer)
+    token = Tokens(settings.secret_key).unsubscribe_token(READER.public_id)
+    assert message["From"] == "Walk Again <news@walkagain.example>"
+    assert message["Reply-To"] == "mark@walkagain.example"
+    assert message["To"] == "reader@example.com"
+    assert message["Subject"] == TRICKY
+    assert message["Date"].datetime.tzinfo is not None
+    assert message["List-Unsubscribe"] == f"<{settings.base_url}/unsubscribe/{token}>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["List-Id"] == "Walk Again <newsletter.walkagain.example>"
+    assert message.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+    # Deterministic per (article, subscriber): the same twice, another for another reader.
+    again = received(composer_for(settings))
+    other = received(composer, Delivery(2, 1, 0, 8, "other-public-id", "other@example.com"))
+    assert again["Message-ID"] == message["Message-ID"] != other["Message-ID"]
+    assert re.fullmatch(r"<[0-9a-f]{32}\.announce@walkagain\.example>", message["Message-ID"])
+    assert "reader" not in message["Message-ID"] and "Pub1d" not in message["List-Unsubscribe"]
+
+
+def test_mailto_joins_the_https_url_when_configured(settings):
+    settings = settings.replace(unsubscribe_mailto="leave@walkagain.example")
+    message = received(composer_for(settings))
+    https, mailto = str(message["List-Unsubscribe"]).split(", ")
+    assert https.startswith(f"<{settings.base_url}/unsubscribe/")
+    assert mailto == "<mailto:leave@walkagain.example?subject=unsubscribe>"
+
+
+def test_html_part_has_everything_escaped_and_inlined(settings):
+    message = received(composer_for(settings))
+    html = message.get_body(("html",)).get_content()
+    soup = BeautifulSoup(html, "html.parser")
+    assert soup.find("style") is None and soup.find("h1")["style"]  # CSS inlined
+    assert soup.find("h1").get_text() == TRICKY  # escaped, so it reads as written
+    assert soup.select_one("p.dek").get_text() == "Gluteus medius, the <b>hip</b> muscle & you"
+    assert soup.find("img")["src"] == ITEM.image and soup.find("img")["alt"] == TRICKY
+    assert soup.select_one(".summary em").get_text() == "often"  # the summary's own HTML kept
+    button = soup.find("a", string="Read the article")
+    assert button["href"] == ITEM.link and "background" in button["style"]
+    assert "Stay tuned," in soup.get_text() and "Mark Williams" in soup.get_text()
+    footer = soup.select_one(".footer").get_text(" ", strip=True)
+    assert "you subscribed to new articles" in footer  # why you get this
+    assert settings.postal_address in footer
+    unsubscribe = soup.find("a", string="Unsubscribe")
+    assert unsubscribe["href"] == message["List-Unsubscribe"].strip("<>")
+
+
+def test_text_part_reads_well(settings):
+    text = received(composer_for(settings)).get_body(("plain",)).get_content()
+    text = text.replace("\r\n", "\n")  # the wire's CRLF, as a mail program reads it
+    assert text.startswith(f"{TRICKY}\nGluteus medius, the <b>hip</b> muscle & you\n")
+    assert "One often overlooked muscle & what it does." in text
+    assert f"Read the article: {ITEM.link}" in text
+    assert "Stay tuned,\nMark Williams" in text
+    assert "Walk Again, 2 Mill Lane, Leeds LS1 1AA" in text
+    assert f"Unsubscribe with one click: {settings.base_url}/unsubscribe/" in text
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "Line one\nBcc: victim@example.com",
+        "Tabs\tand\r\ncarriage returns",
+        "<script>x</script> & é",
+    ],
+)
+def test_titles_never_break_headers_or_html(settings, title):
+    item = FeedItem(guid="g", link="https://walkagain.example/a/", title=title)
+    message = received(composer_for(settings, [item]))
+    assert message["Bcc"] is None and len(message.keys()) == 11
+    assert "\n" not in message["Subject"] and message["Subject"] == " ".join(title.split())
+    soup = BeautifulSoup(message.get_body(("html",)).get_content(), "html.parser")
+    assert soup.find("script") is None
+    assert soup.find("h1").get_text().split() == title.split()  # as text, not markup
+
+
+def test_the_fast_path_equals_the_email_packages_own_message(settings):
+    """Bulk sending makes each message from a prototype; it must be the same message that the
+    email package builds from scratch, for plain and internationalised addresses."""
+    composer = composer_for(settings)
+    readers = [
+        READER,
+        Delivery(2, 1, 0, 8, "x" * 22, "o'brien+news@sub.example.org"),
+        Delivery(3, 1, 0, 9, "y" * 22, "josé@exämple.com"),
+    ]
+    for delivery in readers:
+        fast = email.message_from_bytes(
+            composer.outgoing(delivery).data, policy=email.policy.default
+        )
+        reference = email.message_from_bytes(
+            composer.message(delivery).as_bytes(policy=email.policy.SMTPUTF8),
+            policy=email.policy.default,
+        )
+        names = [name for name in reference.keys() if name != "Content-Type"]
+        assert [n for n in fast.keys() if n != "Content-Type"] == names
+        for name in names:
+            assert str(fast[name]) == str(reference[name]), name
+        for kind in ("plain", "html"):
+            assert fast.get_body((kind,)).get_content() == reference.get_body((kind,)).get_content()
+        assert b"\r\n" in composer.outgoing(delivery).data
+        assert max(map(len, composer.outgoing(delivery).data.split(b"\r\n"))) <= 998
+
+
+def test_digest_lists_every_article(settings):
+    settings = settings.replace(announce_mode="digest")
+    second = FeedItem(guid="urn:uuid:2", link="https://walkagain.example/2026/ankles/",
+                      title="Ankles & stairs", summary="<p>Steps.</p>")  # fmt: skip
+    (draft,) = drafts([ITEM, second], settings)
+    assert draft.kind == "digest" and draft.key.startswith("digest:")
+    assert draft.subject == f"2 new articles on Walk Again: {TRICKY}, Ankles & stairs"
+    message = received(composer_for(settings, [ITEM, second]))
+    soup = BeautifulSoup(message.get_body(("html",)).get_content(), "html.parser")
+    assert [a.get_text() for a in soup.select(".item h2 a")] == [TRICKY, "Ankles & stairs"]
+    assert [a["href"] for a in soup.select("a.more")] == [ITEM.link, second.link]
+    text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert f"1. {TRICKY}" in text and "2. Ankles & stairs" in text
+    # One new article in digest mode is a plain article email.
+    (single,) = drafts([second], settings)
+    assert single.kind == "article"
+
+
+def test_html_to_text():
+    html = "<p>One &amp; <em>two</em></p><ul><li>a</li><li>b</li></ul><p>x<br>y</p>"
+    assert html_to_text(html) == "One & two\n\n- a\n\n- b\n\nx\ny"

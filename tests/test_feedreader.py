@@ -1,0 +1,162 @@
+"""Reading the blog's feed as the announcer does: from a real Pelican build, from a file and over
+HTTP, and every way a feed can be broken or out of reach (a clear FeedError, nothing more)."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from newsletter.feedreader import FeedError, parse_feed, read_feed
+from tests.announce_helpers import SITEURL, build, recent
+from tests.conftest import serve_folder, write_article
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("feedreader")
+    content = root / "content"
+    for sub in ("articles", "pages", "images"):
+        (content / sub).mkdir(parents=True)
+    (content / "images" / "knee.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    ids = {name: str(uuid.uuid4()) for name in ("plain", "tricky", "quiet")}
+    future = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%d %H:%M")
+    write_article(content, "plain", "Plain article", recent(5), id=ids["plain"],
+                  subtitle="The dek, with <angle> & ampersand", summary="The *first* one.",
+                  image="images/knee.png")  # fmt: skip
+    write_article(content, "tricky", 'Knees & Hips <Part 1> "quoted"', recent(4), id=ids["tricky"])
+    write_article(content, "quiet", "Housekeeping", recent(3), id=ids["quiet"], announce="no")
+    write_article(content, "draft", "A draft", recent(2), status="draft")
+    write_article(content, "future", "From the future", future)
+    feed = build(content, root / "output")
+    return feed, ids
+
+
+def test_items_from_a_pelican_build(built):
+    path, ids = built
+    feed = read_feed(path)
+    assert [item.title for item in feed.items] == [
+        "Housekeeping",
+        'Knees & Hips <Part 1> "quoted"',
+        "Plain article",
+    ]  # no draft, no future article
+    quiet, tricky, plain = feed.items
+    assert plain.guid == f"urn:uuid:{ids['plain']}"
+    assert plain.link == f"{SITEURL}/{datetime.now(UTC).year}/plain-article/"
+    assert plain.subtitle == "The dek, with <angle> & ampersand"
+    assert plain.summary == "<p>The <em>first</em> one.</p>"
+    assert plain.image == f"{SITEURL}/images/knee.png"
+    assert plain.author == "Mark Williams"
+    assert abs(datetime.now(UTC) - timedelta(hours=5) - plain.published) < timedelta(minutes=2)
+    assert plain.announce and tricky.announce and not quiet.announce
+    assert tricky.subtitle == "" and tricky.image == ""
+
+
+def test_the_same_items_over_http_with_retries(built):
+    path, _ = built
+    server = serve_folder(path.parent.parent)
+    try:
+        feed = read_feed(f"{server.url}/feeds/all.rss.xml")
+    finally:
+        server.stop()
+    assert feed.items == read_feed(path).items
+
+
+class Flaky(http.server.BaseHTTPRequestHandler):
+    answers: list = []  # (status, body) per request, the last one repeats
+    seen: list = []
+
+    def do_GET(self):
+        Flaky.seen.append(self.path)
+        status, body = Flaky.answers[min(len(Flaky.seen), len(Flaky.answers)) - 1]
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def flaky():
+    Flaky.answers, Flaky.seen = [], []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/feeds/all.rss.xml"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_503_and_429_are_retried_then_the_feed_is_read(flaky, built):
+    path, _ = built
+    Flaky.answers = [(503, b"busy"), (429, b"slow down"), (200, path.read_bytes())]
+    feed = read_feed(flaky, backoff=0.01)
+    assert len(feed.items) == 3 and len(Flaky.seen) == 3
+
+
+def test_a_404_is_not_retried_and_says_so(flaky):
+    Flaky.answers = [(404, b"not here")]
+    with pytest.raises(FeedError, match=r"feed http://127\.0\.0\.1:\d+/feeds/all\.rss\.xml: .*404"):
+        read_feed(flaky, backoff=0.01)
+    assert len(Flaky.seen) == 1
+
+
+def test_a_server_that_stays_down_is_a_clear_error(flaky):
+    Flaky.answers = [(502, b"bad gateway")]
+    with pytest.raises(FeedError, match="502 Bad Gateway; tried 3 times"):
+        read_feed(flaky, retries=2, backoff=0.01)
+
+
+def test_an_unreachable_site_is_a_clear_error():
+    with pytest.raises(FeedError, match="cannot reach it .*tried 2 times"):
+        read_feed("http://127.0.0.1:9/feed.xml", retries=1, backoff=0.01, timeout=2)
+
+
+RSS = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel><title>T</title><link>https://x.example/</link>
+<description>d</description>{items}</channel></rss>"""
+
+
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (b"", "empty"),
+        (b"<html><body><p>Moved to our new site</p></body></html>", "not an RSS or Atom feed"),
+        (RSS.format(items="<item><title>x</title>").encode(), "not well-formed XML"),
+        (
+            RSS.format(items="<item><title>No id</title><link>https://x.example/a/</link></item>"),
+            "item 1 \\('No id'\\): no guid",
+        ),
+        (
+            RSS.format(items="<item><title>Rel</title><guid>g1</guid><link>/a/</link></item>"),
+            "not an absolute http",
+        ),
+        (
+            RSS.format(items="<item><guid>g1</guid><link>https://x.example/</link></item>"),
+            "no title",
+        ),
+    ],
+)
+def test_broken_feeds_are_refused_with_what_is_wrong(data, words):
+    data = data.encode() if isinstance(data, str) else data
+    with pytest.raises(FeedError, match=words):
+        parse_feed(data, "test.xml")
+
+
+def test_a_missing_file_says_to_build_first(tmp_path):
+    with pytest.raises(FeedError, match="no such file"):
+        read_feed(tmp_path / "nope.xml")
+
+
+def test_line_breaks_in_titles_become_spaces():
+    feed = parse_feed(
+        RSS.format(
+            items="<item><title>Two\nlines\r\n  here</title><guid>g</guid>"
+            "<link>https://x.example/a/</link></item>"
+        ).encode()
+    )
+    assert feed.items[0].title == "Two lines here"

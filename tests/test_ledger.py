@@ -1,0 +1,219 @@
+"""The announcement ledger on a real SQLite file: what counts as new, planning in one
+transaction, the delivery states, and the run lock."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from newsletter.feedreader import FeedItem
+from newsletter.ledger import ANNOUNCE, RECORD, WAIT, Draft, Ledger, LedgerLocked, RunLock
+from newsletter.store import Status, Store
+from tests.announce_helpers import add_subscribers, settings_for
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+WEEK = timedelta(days=7)
+
+
+def item(n, *, days_old=1.0, link=None, announce=True):
+    return FeedItem(
+        guid=f"urn:uuid:{n}",
+        link=link or f"https://walkagain.example/2026/article-{n}/",
+        title=f"Article {n}",
+        published=NOW - timedelta(days=days_old),
+        announce=announce,
+    )
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return settings_for(tmp_path)
+
+
+@pytest.fixture
+def ledger(settings):
+    store = Store(settings.database)
+    yield Ledger(store)
+    store.close()
+
+
+def plan_all(ledger, decisions):
+    drafts = [
+        Draft("article", d.item.guid, d.item.title, [d.item])
+        for d in decisions
+        if d.action == ANNOUNCE
+    ]
+    return ledger.plan(decisions, drafts)
+
+
+def actions(decisions):
+    return [(d.item.guid, d.action) for d in decisions]
+
+
+def test_first_run_records_everything_and_sends_nothing(ledger):
+    decisions = ledger.select([item(1), item(2)], now=NOW, max_age=WEEK)
+    assert actions(decisions) == [("urn:uuid:1", RECORD), ("urn:uuid:2", RECORD)]
+    assert {d.reason for d in decisions} == {"in the feed before the first run"}
+    plan_all(ledger, decisions)
+    assert ledger.select([item(1), item(2)], now=NOW, max_age=WEEK) == []  # known now
+    decisions = ledger.select([item(1), item(2), item(3)], now=NOW, max_age=WEEK)
+    assert actions(decisions) == [("urn:uuid:3", ANNOUNCE)]
+
+
+def test_a_first_run_on_an_empty_feed_still_counts_as_the_first_run(ledger):
+    plan_all(ledger, ledger.select([], now=NOW, max_age=WEEK))  # the timer runs before any post
+    assert actions(ledger.select([item(1)], now=NOW, max_age=WEEK)) == [("urn:uuid:1", ANNOUNCE)]
+
+
+def test_send_existing_announces_the_back_catalogue_on_the_first_run(ledger):
+    items = [item(1), item(2, days_old=2), item(3, days_old=30)]
+    decisions = ledger.select(items, now=NOW, max_age=WEEK, send_existing=True)
+    assert actions(decisions) == [  # oldest first; too old stays too old
+        ("urn:uuid:3", RECORD),
+        ("urn:uuid:2", ANNOUNCE),
+        ("urn:uuid:1", ANNOUNCE),
+    ]
+
+
+def test_known_by_guid_or_by_link_old_opted_out_and_not_live(ledger):
+    plan_all(ledger, ledger.select([item(1)], now=NOW, max_age=WEEK))
+    renamed = item(1, link="https://walkagain.example/2026/a-better-slug/")  # same guid
+    moved = FeedItem(guid="urn:uuid:other", link="HTTP://WalkAgain.example/2026/article-1",
+                     title="Same page, new guid")  # fmt: skip
+    old = item(2, days_old=8)
+    quiet = item(3, announce=False)
+    offline = item(4)
+    fine = item(5)
+    decisions = ledger.select(
+        [renamed, moved, old, quiet, offline, fine],
+        now=NOW,
+        max_age=WEEK,
+        is_live=lambda i: "answers 404" if i is offline else None,
+    )
+    assert actions(decisions) == [
+        ("urn:uuid:2", RECORD),
+        ("urn:uuid:3", RECORD),
+        ("urn:uuid:4", WAIT),
+        ("urn:uuid:5", ANNOUNCE),
+    ]
+    assert [d.reason for d in decisions[:3]] == [
+        "older than 7 days when seen",
+        "opted out (Announce: no)",
+        "not live yet: answers 404",
+    ]
+    plan_all(ledger, decisions)
+    # The article that was not live is not recorded: the next run looks at it again.
+    assert actions(ledger.select([offline], now=NOW, max_age=WEEK)) == [("urn:uuid:4", ANNOUNCE)]
+
+
+def test_plan_makes_one_delivery_per_confirmed_subscriber_in_one_transaction(settings, ledger):
+    plan_all(ledger, ledger.select([item(1)], now=NOW, max_age=WEEK))
+    people = add_subscribers(
+        settings,
+        {
+            "a@example.com": Status.CONFIRMED,
+            "b@example.com": Status.CONFIRMED,
+            "u@example.com": Status.UNCONFIRMED,
+            "gone@example.com": Status.UNSUBSCRIBED,
+            "bounce@example.com": Status.BOUNCED,
+            "spam@example.com": Status.COMPLAINED,
+        },
+    )
+    (announcement,) = plan_all(ledger, ledger.select([item(2)], now=NOW, max_age=WEEK))
+    rows = ledger.deliveries(announcement.id)
+    assert sorted(r["email"] for r in rows) == ["a@example.com", "b@example.com"]
+    assert {r["status"] for r in rows} == {"pending"}
+    with pytest.raises(sqlite3.IntegrityError):  # unique per (announcement, subscriber)
+        with ledger.store.transaction() as db:
+            db.execute(
+                "INSERT INTO deliveries (announcement_id, subscriber_id, updated_at)"
+                " VALUES (?, ?, 'x')",
+                (announcement.id, people["a@example.com"].id),
+            )
+    # A failure inside plan() leaves nothing behind: not the items, not the deliveries.
+    decisions = ledger.select([item(3), item(4)], now=NOW, max_age=WEEK)
+    clash = [Draft("article", "same", "x", [decisions[0].item]),
+             Draft("article", "same", "y", [decisions[1].item])]  # fmt: skip
+    with pytest.raises(sqlite3.IntegrityError):
+        ledger.plan(decisions, clash)
+    assert len(ledger.items()) == 2 and ledger.counts()["pending"] == 2
+
+
+def test_delivery_states_skip_bounce_and_finish(settings, ledger):
+    plan_all(ledger, ledger.select([item(1)], now=NOW, max_age=WEEK))
+    people = add_subscribers(
+        settings,
+        {f"{n}@example.com": Status.CONFIRMED for n in "abcd"},
+    )
+    (announcement,) = plan_all(ledger, ledger.select([item(2)], now=NOW, max_age=WEEK))
+    ledger.store.unsubscribe(people["d@example.com"].public_id)
+    page = ledger.pending(announcement.id)
+    assert page.skipped == 1 and [d.email for d in page.deliveries] == [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+    ]
+    a, b, c = page.deliveries
+    ledger.mark_sent([a.id])
+    ledger.mark_sent([a.id])  # recording twice changes nothing
+    ledger.mark_retry([b.id], "451 busy")
+    ledger.bounce(c, "550 no such user")
+    assert ledger.store.get(c.public_id).status == Status.BOUNCED
+    assert ledger.counts(announcement.id) == {"pending": 1, "sent": 1, "failed": 1, "skipped": 1}
+    assert not ledger.finish_if_done(announcement.id)
+    assert [d.email for d in ledger.pending(announcement.id).deliveries] == ["b@example.com"]
+    ledger.mark_sent([b.id])
+    assert ledger.finish_if_done(announcement.id) and ledger.unfinished() == []
+    rows = {r["email"]: r for r in ledger.deliveries(announcement.id)}
+    assert rows["b@example.com"]["attempts"] == 2 and rows["a@example.com"]["attempts"] == 1
+    # Forgetting a subscriber (GDPR) removes their ledger rows too.
+    ledger.store.forget("a@example.com")
+    assert "a@example.com" not in {r["email"] for r in ledger.deliveries()}
+
+
+def test_a_second_run_is_refused_while_the_first_holds_the_lock(settings, ledger):
+    other = Store(settings.database)
+    try:
+        with ledger.lock():
+            with pytest.raises(LedgerLocked, match="another announce run is sending"):
+                with Ledger(other).lock():
+                    pass
+        with Ledger(other).lock():  # released: the next run may go
+            pass
+    finally:
+        other.close()
+
+
+def test_a_dead_runs_lock_is_taken_over(settings, ledger):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    lock = RunLock(ledger.store)
+    with ledger.store.transaction() as db:
+        db.execute(
+            "INSERT INTO announce_lock VALUES (1, 'old', ?, ?, '2026-01-01T00:00:00.000000Z',"
+            " '2999-01-01T00:00:00.000000Z')",
+            (lock.host, int(dead.stdout)),
+        )
+    with ledger.lock():  # that process is gone: its lock is stale although its lease is not
+        pass
+    with ledger.store.transaction() as db:  # another machine's lock with an expired lease
+        db.execute(
+            "INSERT INTO announce_lock VALUES (1, 'x', 'elsewhere', 1,"
+            " '2026-01-01T00:00:00.000000Z', '2026-01-01T00:01:00.000000Z')"
+        )
+    with ledger.lock():
+        pass
+    with ledger.store.transaction() as db:  # another machine's live lease is respected
+        db.execute(
+            "INSERT INTO announce_lock VALUES (1, 'x', 'elsewhere', ?, "
+            "'2026-01-01T00:00:00.000000Z', '2999-01-01T00:00:00.000000Z')",
+            (os.getpid(),),
+        )
+    with pytest.raises(LedgerLocked, match="elsewhere"):
+        with ledger.lock():
+            pass

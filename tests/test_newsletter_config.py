@@ -1,0 +1,162 @@
+"""Newsletter settings from the environment: local defaults, clear errors, a safe production."""
+
+import runpy
+
+import pytest
+
+from newsletter.config import (
+    DEV_SECRET_KEY,
+    ROOT,
+    VARIABLES,
+    ConfigError,
+    RateLimit,
+    Settings,
+    load,
+)
+
+PRODUCTION = {
+    "NEWSLETTER_ENV": "production",
+    "NEWSLETTER_SECRET_KEY": "s" * 48,
+    "NEWSLETTER_FROM": "Walk Again <news@walkagain.example>",
+    "NEWSLETTER_SITE_URL": "https://walkagain.example",
+    "NEWSLETTER_BASE_URL": "https://walkagain.example/newsletter",
+    "NEWSLETTER_POSTAL_ADDRESS": "Walk Again, 2 Mill Lane, Leeds LS1 1AA",
+}
+
+
+def test_defaults_run_everything_locally_under_var():
+    settings = Settings.from_env({})
+    assert settings.env == "development"
+    assert settings.database == ROOT / "var" / "newsletter.sqlite3"
+    assert settings.outbox == ROOT / "var" / "outbox"
+    assert settings.transport == "outbox"
+    assert settings.site_url == "http://localhost:8000"
+    assert settings.base_url == "http://127.0.0.1:5000"
+    assert settings.site_origin == "http://localhost:8000"
+    assert settings.from_address.addr_spec == "newsletter@localhost"
+    assert settings.rate_limit == RateLimit(20, 3600)
+    # The form in the development site posts to this endpoint.
+    site = runpy.run_path(str(ROOT / "pelicanconf.py"))
+    assert site["NEWSLETTER_URL"] == settings.base_url + "/subscribe"
+    assert site["SITEURL"] == settings.site_url
+    assert site["SITENAME"] == settings.site_name
+
+
+# Announcements (issue 4) read these; tests/test_announce_settings.py checks their values.
+ANNOUNCE_ENV = {
+    "NEWSLETTER_FEED_URL": "https://walkagain.example/feeds/all.rss.xml",
+    "NEWSLETTER_ANNOUNCE_MODE": "digest",
+    "NEWSLETTER_ANNOUNCE_MAX_AGE_DAYS": "3",
+    "NEWSLETTER_ANNOUNCE_RETRIES": "2",
+    "NEWSLETTER_ANNOUNCE_RETRY_DELAY": "0.5",
+    "NEWSLETTER_REPLY_TO": "mark@walkagain.example",
+    "NEWSLETTER_UNSUBSCRIBE_MAILTO": "unsubscribe@walkagain.example",
+    "NEWSLETTER_SMTP_WORKERS": "8",
+    "NEWSLETTER_SMTP_RATE": "50",
+    "NEWSLETTER_MAILGUN_API_KEY": "key-123",
+    "NEWSLETTER_MAILGUN_DOMAIN": "mg.walkagain.example",
+    "NEWSLETTER_MAILGUN_REGION": "eu",
+    "NEWSLETTER_MAILGUN_BASE_URL": "https://mailgun-proxy.example",
+    "NEWSLETTER_MAILGUN_BATCH_SIZE": "500",
+}
+
+
+def test_every_variable_is_read(tmp_path):
+    env = {
+        **PRODUCTION,
+        "NEWSLETTER_DATABASE": str(tmp_path / "db.sqlite3"),
+        "NEWSLETTER_TRANSPORT": "SMTP",
+        "NEWSLETTER_OUTBOX": str(tmp_path / "outbox"),
+        "NEWSLETTER_SMTP_HOST": "smtp.example.net",
+        "NEWSLETTER_SMTP_PORT": "2525",
+        "NEWSLETTER_SMTP_SECURITY": "ssl",
+        "NEWSLETTER_SMTP_USER": "mark",
+        "NEWSLETTER_SMTP_PASSWORD": "hunter2",
+        "NEWSLETTER_SMTP_TIMEOUT": "2.5",
+        "NEWSLETTER_SITE_NAME": "Walk Again!",
+        "NEWSLETTER_RATE_LIMIT": "30/10m",
+        "NEWSLETTER_PROXY_COUNT": "1",
+        "NEWSLETTER_RETRY_DELAY": "0.5",
+        "NEWSLETTER_MAX_ATTEMPTS": "3",
+        "NEWSLETTER_URL": "https://walkagain.example/newsletter/subscribe",  # the site's own
+        **ANNOUNCE_ENV,  # the announcements' settings: checked in test_announce_settings.py
+    }
+    assert set(env) - {"NEWSLETTER_URL"} == set(VARIABLES)
+    s = Settings.from_env(env)
+    assert (s.env, s.transport, s.smtp_security) == ("production", "smtp", "ssl")
+    assert (s.smtp_host, s.smtp_port, s.smtp_user, s.smtp_password) == (
+        "smtp.example.net",
+        2525,
+        "mark",
+        "hunter2",
+    )
+    assert s.database == tmp_path / "db.sqlite3" and s.outbox == tmp_path / "outbox"
+    assert s.smtp_timeout == 2.5 and s.retry_delay == 0.5 and s.max_attempts == 3
+    assert s.rate_limit == RateLimit(30, 600) and s.proxy_count == 1
+    assert s.base_url == "https://walkagain.example/newsletter"
+    assert s.list_id == "Walk Again! <newsletter.walkagain.example>"
+    assert "hunter2" not in repr(s) and "s" * 48 not in repr(s)
+
+
+@pytest.mark.parametrize(
+    "name, value, words",
+    [
+        ("NEWSLETTER_SMTP_PORT", "smtp", "whole number"),
+        ("NEWSLETTER_SMTP_PORT", "70000", "port number"),
+        ("NEWSLETTER_TRANSPORT", "carrier-pigeon", "outbox, smtp"),
+        ("NEWSLETTER_SMTP_SECURITY", "tls", "starttls, ssl, none"),
+        ("NEWSLETTER_RATE_LIMIT", "lots", "COUNT/PERIOD"),
+        ("NEWSLETTER_SITE_URL", "localhost:8000", "http:// or https://"),
+        ("NEWSLETTER_BASE_URL", "https://x.example/?a=1", "query"),
+        ("NEWSLETTER_FROM", "no address", "Name <address@domain>"),
+        ("NEWSLETTER_SMTP_TIMEOUT", "-1", "positive"),
+        ("NEWSLETTER_SECRET_KEY", "short", "too short"),
+        ("NEWSLETTER_DATABASE", str(ROOT / "output" / "db.sqlite3"), "published"),
+        ("NEWSLETTER_ENV", "staging", "development, production"),
+        ("NEWSLETTER_SMTP_USER", "mark", "go together"),
+    ],
+)
+def test_malformed_values_name_the_variable(name, value, words):
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({name: value})
+    message = str(error.value)
+    assert name in message or name.removeprefix("NEWSLETTER_") in message
+    assert words in message
+
+
+def test_unknown_variable_is_refused_with_a_hint():
+    with pytest.raises(
+        ConfigError, match=r"NEWSLETTER_SMTP_HOTS \(did you mean NEWSLETTER_SMTP_HOST"
+    ):
+        Settings.from_env({"NEWSLETTER_SMTP_HOTS": "mail.example"})
+    # Other programs' variables are none of our business.
+    assert Settings.from_env({"SMTP_HOTS": "x", "PATH": "/bin"}).smtp_host == "localhost"
+
+
+def test_production_refuses_development_defaults():
+    assert Settings.from_env(PRODUCTION).env == "production"
+    with pytest.raises(ConfigError, match="NEWSLETTER_SECRET_KEY: production refuses"):
+        Settings.from_env({**PRODUCTION, "NEWSLETTER_SECRET_KEY": DEV_SECRET_KEY})
+    for name in (
+        "NEWSLETTER_SECRET_KEY",
+        "NEWSLETTER_FROM",
+        "NEWSLETTER_SITE_URL",
+        "NEWSLETTER_BASE_URL",
+        "NEWSLETTER_POSTAL_ADDRESS",
+    ):
+        env = {k: v for k, v in PRODUCTION.items() if k != name}
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env(env)
+    with pytest.raises(ConfigError, match="https"):
+        Settings.from_env({**PRODUCTION, "NEWSLETTER_BASE_URL": "http://walkagain.example/nl"})
+
+
+def test_load_accepts_settings_a_mapping_or_the_environment(monkeypatch, tmp_path):
+    settings = Settings(database=tmp_path / "a.sqlite3")
+    assert load(settings) is settings
+    assert load({"NEWSLETTER_SITE_URL": "https://a.example/"}).site_url == "https://a.example"
+    monkeypatch.setenv("NEWSLETTER_RATE_LIMIT", "5/minute")
+    assert load().rate_limit == RateLimit(5, 60)
+    monkeypatch.setenv("NEWSLETTER_TYPO", "1")
+    with pytest.raises(ConfigError, match="NEWSLETTER_TYPO"):
+        load()

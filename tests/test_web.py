@@ -1,0 +1,413 @@
+"""Every route of the endpoint through create_app, over a real SQLite file, with bad input."""
+
+import time
+
+import pytest
+from bs4 import BeautifulSoup
+
+from newsletter.config import RateLimit, Settings
+from newsletter.store import Status
+from newsletter.tokens import Tokens
+from newsletter.web import THANKS, create_app
+from tests.newsletter_helpers import link, path_of, wait_for_emails
+
+SITE = "https://walkagain.example"
+ARTICLE = SITE + "/2026/the-best-muscle-to-train-for-knee-pain/"
+JSON = {"Accept": "application/json"}
+HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(
+        database=tmp_path / "var" / "newsletter.sqlite3",
+        outbox=tmp_path / "var" / "outbox",
+        site_url=SITE,
+        base_url=SITE + "/newsletter",
+        secret_key="web-test-secret-" + "x" * 24,
+        rate_limit=RateLimit(1000, 60),
+    )
+
+
+@pytest.fixture
+def app(settings):
+    app = create_app(settings)
+    yield app
+    app.extensions["newsletter"].close()
+
+
+@pytest.fixture
+def client(app):
+    return Checked(app.test_client())
+
+
+class Checked:
+    """A test client that checks what every answer must be: never a 500, and every 4xx says
+    what was wrong (a JSON message, or a page with an alert)."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def open(self, method, path, **kwargs):
+        response = self.client.open(path, method=method, **kwargs)
+        assert response.status_code < 500, response.get_data(as_text=True)[:500]
+        if 400 <= response.status_code < 500 and method != "HEAD":
+            if response.is_json:
+                assert response.json["ok"] is False and len(response.json["message"]) > 15
+            else:
+                alert = BeautifulSoup(response.get_data(as_text=True), "html.parser").select_one(
+                    "[role=alert]"
+                )
+                assert alert is not None and len(alert.get_text(strip=True)) > 15
+        return response
+
+    def get(self, path, **kwargs):
+        return self.open("GET", path, **kwargs)
+
+    def post(self, path, **kwargs):
+        return self.open("POST", path, **kwargs)
+
+
+def nl(app):
+    return app.extensions["newsletter"]
+
+
+def stored(app):
+    counts = nl(app).store.counts()
+    return sum(counts["subscribers"].values()), sum(counts["emails"].values())
+
+
+def soup(response):
+    return BeautifulSoup(response.get_data(as_text=True), "html.parser")
+
+
+def test_subscribe_confirm_unsubscribe_without_javascript(client, app, settings):
+    answer = client.post(
+        "/subscribe",
+        data={"email": "Reader@Example.com", "source": ARTICLE, "website": ""},
+        headers=HTML,
+    )
+    assert answer.status_code == 200 and answer.mimetype == "text/html"
+    page = soup(answer)
+    assert page.h1.get_text() == "Check your inbox"
+    assert page.find("a", string="Back to the article")["href"] == ARTICLE
+    (message,) = wait_for_emails(settings.outbox, 1)
+    assert message["To"] == "Reader@example.com"
+
+    confirmed = client.get(path_of(link(message, "confirm")).removeprefix("/newsletter"))
+    assert confirmed.status_code == 200 and soup(confirmed).h1.get_text() == "You’re subscribed"
+    (subscriber,) = nl(app).store.subscribers()
+    assert subscriber.status == Status.CONFIRMED and subscriber.consent_source == ARTICLE
+    assert subscriber.consent_ip_hash and "127.0.0.1" not in subscriber.consent_ip_hash
+
+    unsubscribe = path_of(link(message, "unsubscribe")).removeprefix("/newsletter")
+    shown = client.get(unsubscribe)  # a link scanner's GET changes nothing
+    assert soup(shown).find("button", string="Unsubscribe") is not None
+    assert "R•••@example.com" in shown.get_data(as_text=True)
+    assert nl(app).store.subscribers()[0].status == Status.CONFIRMED
+    done = client.post(unsubscribe, headers=HTML)
+    assert done.status_code == 200 and soup(done).h1.get_text() == "You’re unsubscribed"
+    assert nl(app).store.subscribers()[0].status == Status.UNSUBSCRIBED
+    assert "not subscribed" in client.get(unsubscribe).get_data(as_text=True)
+
+
+def test_json_answers_for_the_enhanced_form_and_json_bodies(client, app):
+    form = client.post("/subscribe", data={"email": "a@example.com"}, headers=JSON)
+    assert form.status_code == 200 and form.json == {"ok": True, "message": THANKS}
+    body = client.post("/subscribe", json={"email": "b@example.com", "source": ARTICLE})
+    assert body.status_code == 200 and body.json["ok"] is True
+    assert [s.email for s in nl(app).store.subscribers()] == ["a@example.com", "b@example.com"]
+
+
+@pytest.mark.parametrize(
+    "fields, words",
+    [
+        ({}, "Please enter your email address"),
+        ({"email": ""}, "Please enter your email address"),
+        ({"email": "   "}, "Please enter your email address"),
+        ({"email": "reader.example.com"}, "must have an @-sign"),
+        ({"email": "reader@"}, "not a valid email address"),
+        ({"email": "x" * 288 + "@example.com"}, "too long (300 characters"),
+        ({"email": "a@b.c\r\nBcc: x@y.z"}, "cannot contain line breaks"),
+        ({"email": "a@b.c\nBcc: x@y.z"}, "cannot contain line breaks"),
+        ({"email": "<script>@example.com"}, "not a valid email address"),
+    ],
+)
+@pytest.mark.parametrize("as_json", [False, True])
+def test_bad_addresses_are_refused_and_nothing_is_stored(
+    client, app, settings, fields, words, as_json
+):
+    if as_json:
+        answer = client.post("/subscribe", json=fields)
+        assert answer.json["error"] == "bad_request" and words in answer.json["message"]
+    else:
+        answer = client.post("/subscribe", data=fields, headers=HTML)
+        page = soup(answer)
+        assert words in page.select_one("[role=alert]").get_text()
+        # The form is shown again, with what was typed, to fix it.
+        assert page.select_one("form.subscribe-form input[name=email]") is not None
+    assert answer.status_code == 400
+    assert stored(app) == (0, 0)
+    assert not settings.outbox.exists() or not list(settings.outbox.iterdir())
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"data": "{not json", "content_type": "application/json"}, "JSON object"),
+        ({"json": ["a@example.com"]}, "JSON object"),
+        ({"json": {"email": 42}}, "must be text"),
+        ({"json": {"email": ["a@example.com"]}}, "must be text"),
+        ({"data": b"email=a%00b@example.com", "content_type": "application/x-www-form-urlencoded"},
+         "control characters"),
+    ],
+)  # fmt: skip
+def test_malformed_bodies_are_clear_400s(client, app, kwargs, words):
+    answer = client.post("/subscribe", headers=JSON, **kwargs)
+    assert answer.status_code == 400 and words in answer.json["message"]
+    assert stored(app) == (0, 0)
+
+
+def test_a_100_kb_body_is_refused_with_its_limit(client, app):
+    big = "a" * 100_000 + "@example.com"
+    for kwargs in ({"data": {"email": big}}, {"json": {"email": big}}):
+        answer = client.post("/subscribe", headers=JSON, **kwargs)
+        assert answer.status_code == 413
+        assert answer.json["message"] == "The request is too large: at most 16 KB is accepted."
+    page = client.post("/subscribe", data={"email": "a@example.com", "x": big}, headers=HTML)
+    assert page.status_code == 413 and "too large" in soup(page).select_one("[role=alert]").text
+    assert stored(app) == (0, 0)
+
+
+def test_honeypot_gets_the_usual_answer_and_nothing_happens(client, app, settings):
+    answer = client.post(
+        "/subscribe",
+        data={"email": "bot@example.com", "website": "http://spam.example"},
+        headers=JSON,
+    )
+    assert answer.status_code == 200 and answer.json == {"ok": True, "message": THANKS}
+    time.sleep(0.2)
+    assert stored(app) == (0, 0)
+    assert not settings.outbox.exists() or not list(settings.outbox.iterdir())
+
+
+def test_same_answer_whether_the_address_is_known_or_not(client, app, settings):
+    def ask(address, headers):
+        return client.post(
+            "/subscribe", data={"email": address, "source": ARTICLE}, headers=headers
+        ).get_data()
+
+    for name, headers in (("json", JSON), ("html", HTML)):
+        fresh = ask(f"new-{name}@example.com", headers)
+        assert ask(f"new-{name}@example.com", headers) == fresh  # known now, unconfirmed
+    store = nl(app).store
+    (message, _) = wait_for_emails(settings.outbox, 2)
+    client.get(path_of(link(message, "confirm")).removeprefix("/newsletter"))
+    assert any(s.status == Status.CONFIRMED for s in store.subscribers())
+    confirmed = next(s for s in store.subscribers() if s.status == Status.CONFIRMED)
+    assert ask(confirmed.email, JSON) == ask("someone-else@example.com", JSON)
+
+
+def test_one_confirmation_per_address_per_ten_minutes_and_resubscribe(client, app, settings):
+    for _ in range(3):
+        client.post("/subscribe", data={"email": "a@example.com"}, headers=JSON)
+    assert len(wait_for_emails(settings.outbox, 1)) == 1
+    time.sleep(0.3)
+    assert len(wait_for_emails(settings.outbox, 1)) == 1
+    store = nl(app).store
+    backdate = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-11 minutes') || ''"
+    store.db.execute(f"UPDATE subscribers SET confirmation_sent_at = {backdate}")
+    client.post("/subscribe", data={"email": "A@EXAMPLE.com"}, headers=JSON)
+    first, second = wait_for_emails(settings.outbox, 2)
+    tokens = nl(app).tokens
+    opt_in = tokens.read_confirm(link(first, "confirm").rsplit("/", 1)[1])
+    assert tokens.read_confirm(link(second, "confirm").rsplit("/", 1)[1]) == opt_in
+    # Unsubscribed, then back later: a new confirmation with a new link.
+    client.post(path_of(link(first, "unsubscribe")).removeprefix("/newsletter"), headers=JSON)
+    store.db.execute(f"UPDATE subscribers SET confirmation_sent_at = {backdate}")
+    client.post("/subscribe", data={"email": "a@example.com"}, headers=JSON)
+    third = wait_for_emails(settings.outbox, 3)[-1]
+    assert tokens.read_confirm(link(third, "confirm").rsplit("/", 1)[1]) != opt_in
+    old = client.get(path_of(link(first, "confirm")).removeprefix("/newsletter"), headers=JSON)
+    assert old.status_code == 410 and "no longer valid" in old.json["message"]
+    assert (
+        client.get(path_of(link(third, "confirm")).removeprefix("/newsletter")).status_code == 200
+    )
+    assert store.subscribers()[0].status == Status.CONFIRMED
+
+
+@pytest.mark.parametrize(
+    "method, path, allowed",
+    [
+        ("PUT", "/subscribe", "GET or POST"),
+        ("DELETE", "/subscribe", "GET or POST"),
+        ("POST", "/confirm/abc", "GET"),
+        ("PUT", "/unsubscribe/abc", "GET or POST"),
+        ("POST", "/healthz", "GET"),
+    ],
+)
+def test_wrong_methods_say_which_are_allowed(client, method, path, allowed):
+    for headers in (JSON, HTML):
+        answer = client.open(method, path, headers=headers)
+        assert answer.status_code == 405
+        text = answer.json["message"] if answer.is_json else soup(answer).text
+        assert f"does not accept {method} requests. Use {allowed}." in text
+
+
+def test_unknown_paths_are_404_pages(client):
+    answer = client.get("/admin", headers=HTML)
+    assert answer.status_code == 404 and "nothing at this address" in answer.get_data(as_text=True)
+
+
+def test_tampered_forged_and_expired_links(client, app, settings):
+    client.post("/subscribe", data={"email": "a@example.com"}, headers=JSON)
+    (message,) = wait_for_emails(settings.outbox, 1)
+    confirm = path_of(link(message, "confirm")).removeprefix("/newsletter")
+    unsubscribe = path_of(link(message, "unsubscribe")).removeprefix("/newsletter")
+    subscriber = nl(app).store.subscribers()[0]
+    forged = Tokens("someone-elses-key-" + "y" * 20)
+    expired = Tokens(settings.secret_key, clock=lambda: time.time() - 49 * 3600)
+    cases = [
+        (confirm[:-4] + "AAAA", 400, "not valid"),
+        (confirm.replace(".", "x", 1), 400, "not valid"),
+        ("/confirm/" + forged.confirm_token(subscriber.public_id, subscriber.confirm_nonce), 400,
+         "not valid"),
+        ("/confirm/" + expired.confirm_token(subscriber.public_id, subscriber.confirm_nonce), 410,
+         "expired"),
+        ("/confirm/" + unsubscribe.rsplit("/", 1)[1], 400, "not valid"),
+        ("/confirm/" + "x" * 300, 400, "not valid"),
+        ("/unsubscribe/" + forged.unsubscribe_token(subscriber.public_id), 400, "not valid"),
+        (unsubscribe[:-3], 400, "not valid"),
+    ]  # fmt: skip
+    for path, status, words in cases:
+        for method in ("GET", "POST") if path.startswith("/unsubscribe") else ("GET",):
+            answer = client.open(method, path, headers=JSON)
+            assert (answer.status_code, words in answer.json["message"]) == (status, True), path
+        page = client.get(path, headers=HTML)
+        assert page.status_code == status and words in soup(page).select_one("[role=alert]").text
+    assert nl(app).store.subscribers()[0].status == Status.UNCONFIRMED  # nothing changed
+
+
+def test_replayed_confirmation_is_harmless(client, app, settings):
+    client.post("/subscribe", data={"email": "a@example.com"}, headers=JSON)
+    (message,) = wait_for_emails(settings.outbox, 1)
+    confirm = path_of(link(message, "confirm")).removeprefix("/newsletter")
+    assert client.get(confirm, headers=JSON).json["message"].startswith("Thank you")
+    again = client.get(confirm, headers=HTML)
+    assert again.status_code == 200 and soup(again).h1.text == "Already subscribed"
+    nl(app).store.forget("a@example.com")
+    gone = client.get(confirm, headers=JSON)
+    assert gone.status_code == 404 and "no subscription for this link" in gone.json["message"]
+
+
+def test_rfc8058_one_click_unsubscribe(client, app, settings):
+    client.post("/subscribe", data={"email": "a@example.com"}, headers=JSON)
+    (message,) = wait_for_emails(settings.outbox, 1)
+    target = message["List-Unsubscribe"].strip("<>")
+    assert target == link(message, "unsubscribe")
+    # What Gmail or Yahoo send: a POST with this exact body, following no redirect.
+    answer = client.post(
+        path_of(target).removeprefix("/newsletter"),
+        data="List-Unsubscribe=One-Click",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert answer.status_code == 200 and "Location" not in answer.headers
+    assert nl(app).store.subscribers()[0].status == Status.UNSUBSCRIBED
+    one_click = {
+        "data": "List-Unsubscribe=One-Click",
+        "content_type": "application/x-www-form-urlencoded",
+    }
+    assert client.post(path_of(target).removeprefix("/newsletter"), **one_click).status_code == 200
+    nl(app).store.forget("a@example.com")  # even a forgotten subscriber's link answers 200
+    assert client.post(path_of(target).removeprefix("/newsletter"), **one_click).status_code == 200
+
+
+def test_a_flood_from_one_ip_is_limited(settings):
+    app = create_app(settings.replace(rate_limit=RateLimit(5, 60)))
+    client = Checked(app.test_client())
+    try:
+        for n in range(5):
+            answer = client.post("/subscribe", data={"email": f"u{n}@example.com"}, headers=JSON)
+            assert answer.status_code == 200
+        for n in range(5, 8):
+            limited = client.post("/subscribe", data={"email": f"u{n}@example.com"}, headers=JSON)
+            assert limited.status_code == 429
+            assert "Too many requests" in limited.json["message"]
+            assert 1 <= int(limited.headers["Retry-After"]) <= 12
+        page = client.post("/subscribe", data={"email": "u9@example.com"}, headers=HTML)
+        assert page.status_code == 429 and "try again in" in soup(page).text
+        other = client.post("/subscribe", data={"email": "v@example.com"}, headers=JSON,
+                            environ_base={"REMOTE_ADDR": "203.0.113.9"})  # fmt: skip
+        assert other.status_code == 200
+        assert sorted(s.email for s in nl(app).store.subscribers()) == [
+            "u0@example.com", "u1@example.com", "u2@example.com", "u3@example.com",
+            "u4@example.com", "v@example.com",
+        ]  # fmt: skip
+    finally:
+        nl(app).close()
+
+
+def test_behind_a_proxy_the_limit_applies_to_the_forwarded_client(settings):
+    app = create_app(settings.replace(rate_limit=RateLimit(1, 60), proxy_count=1))
+    client = Checked(app.test_client())
+    try:
+        for ip in ("198.51.100.1", "198.51.100.2"):
+            headers = {**JSON, "X-Forwarded-For": ip}
+            assert client.post("/subscribe", data={"email": f"{ip}@example.com"},
+                               headers=headers).status_code == 200  # fmt: skip
+        again = {**JSON, "X-Forwarded-For": "198.51.100.1"}
+        assert client.post("/subscribe", data={"email": "z@example.com"},
+                           headers=again).status_code == 429  # fmt: skip
+    finally:
+        nl(app).close()
+
+
+def test_cors_only_for_the_sites_origin(client):
+    ok = client.open("OPTIONS", "/subscribe", headers={
+        "Origin": SITE, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})  # fmt: skip
+    assert ok.headers["Access-Control-Allow-Origin"] == SITE
+    assert "POST" in ok.headers["Access-Control-Allow-Methods"]
+    post = client.post(
+        "/subscribe", data={"email": "a@example.com"}, headers={**JSON, "Origin": SITE}
+    )
+    assert post.headers["Access-Control-Allow-Origin"] == SITE and "Origin" in post.headers["Vary"]
+    for origin in ("https://evil.example", "https://walkagain.example.evil.example", "null"):
+        preflight = client.open("OPTIONS", "/subscribe", headers={"Origin": origin})
+        assert "Access-Control-Allow-Origin" not in preflight.headers
+        answer = client.post("/subscribe", data={"email": "b@example.com"},
+                             headers={**JSON, "Origin": origin})  # fmt: skip
+        assert "Access-Control-Allow-Origin" not in answer.headers
+
+
+def test_source_outside_the_site_is_not_recorded(client, app):
+    client.post("/subscribe", data={"email": "a@example.com", "source": "https://evil.example/"})
+    client.post("/subscribe", data={"email": "b@example.com", "source": "x" * 2000})
+    assert [s.consent_source for s in nl(app).store.subscribers()] == [None, None]
+
+
+def test_healthz(client, app):
+    answer = client.get("/healthz")
+    assert answer.status_code == 200
+    assert answer.json == {
+        "status": "ok",
+        "database": "ok",
+        "sender": "running",
+        "emails": {"queued": 0, "failed": 0},
+    }
+
+
+def test_pages_wear_the_blog_theme_and_are_locked_down(client):
+    page = client.get("/subscribe?source=" + ARTICLE, headers=HTML)
+    html = soup(page)
+    assert html.select_one("header.site-header .site-name")["href"] == SITE + "/"
+    assert html.select_one("main.wrap section.stay-tuned form.subscribe-form") is not None
+    assert html.select_one("input[name=website]").find_parent(class_="hp") is not None
+    assert html.select_one("input[name=source]")["value"] == ARTICLE
+    stylesheet = html.find("link", rel="stylesheet")["href"]
+    assert stylesheet == SITE + "/newsletter/static/css/style.css"
+    css = client.get("/static/css/style.css")
+    assert css.status_code == 200 and css.mimetype == "text/css" and b".stay-tuned" in css.data
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["Referrer-Policy"] == "no-referrer"  # tokens never leak via Referer
+    assert page.headers["Cache-Control"] == "no-store"
