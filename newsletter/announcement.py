@@ -24,7 +24,6 @@ Contract:
 from __future__ import annotations
 
 import binascii
-import email.policy
 import hashlib
 import re
 from dataclasses import dataclass
@@ -40,7 +39,9 @@ from newsletter.feedreader import FeedItem
 from newsletter.ledger import Announcement, Delivery, Draft
 from newsletter.tokens import Tokens
 
-SMTP_POLICY = email.policy.SMTP
+# Like email.policy.SMTP, but folding only past 998 characters: a folded List-Unsubscribe URL
+# becomes an RFC 2047 encoded word, which mail providers do not read as a URL.
+SMTP_POLICY = compose.POLICY.clone(linesep="\r\n")
 TO_MARK = "to-placeholder-7f3a9c@placeholder.invalid"
 ID_MARK = "<id-placeholder-7f3a9c@placeholder.invalid>"
 URL_MARK = "https://unsubscribe-placeholder-7f3a9c.invalid/u"

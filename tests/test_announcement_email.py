@@ -148,6 +148,9 @@ def test_the_fast_path_equals_the_email_packages_own_message(settings):
             assert fast.get_body((kind,)).get_content() == reference.get_body((kind,)).get_content()
         assert b"\r\n" in composer.outgoing(delivery).data
         assert max(map(len, composer.outgoing(delivery).data.split(b"\r\n"))) <= 998
+        # On the wire the URL is literal (never folded into an =?utf-8?q?...?= encoded word).
+        url = composer.unsubscribe_url(delivery).encode()
+        assert b"\r\nList-Unsubscribe: <" + url + b">" in composer.outgoing(delivery).data
 
 
 def test_digest_lists_every_article(settings):

@@ -133,6 +133,8 @@ def test_stay_tuned_form_works_without_javascript(page, site):
     assert form.select_one("button[type=submit]").get_text() == "Subscribe"
     assert "Unsubscribe with one click" in form.select_one(".consent").get_text()
     assert form.find("input", attrs={"name": "website"}) is not None  # the honeypot
+    source = form.find("input", attrs={"name": "source"})["value"]
+    assert source == f"{site.url}/{ARTICLE_PATH}"  # the consent record names the canonical page
     rss = page.select_one("#stay-tuned-article .rss-link a")
     assert rss["href"] == f"{site.url}/feeds/all.rss.xml"
     assert rss.get_text(strip=True) == "Subscribe via RSS"
