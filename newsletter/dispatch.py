@@ -186,17 +186,7 @@ class SmtpPool:
             if settings.smtp_security != "none"
             else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # unused without TLS: no CA loading
         )
-        self.factory = factory or (
-            lambda: SmtpTransport(
-                settings.smtp_host,
-                settings.effective_smtp_port,
-                security=settings.smtp_security,
-                user=settings.smtp_user,
-                password=settings.smtp_password,
-                timeout=settings.smtp_timeout,
-                ssl_context=tls,
-            )
-        )
+        self.factory = factory or (lambda: SmtpTransport.from_settings(settings, tls))
 
     def begin(self, composer) -> None:
         pass

@@ -98,6 +98,21 @@ class SmtpTransport:
         self.ssl_context = ssl_context or ssl.create_default_context()
         self._smtp: smtplib.SMTP | None = None
 
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, ssl_context: ssl.SSLContext | None = None
+    ) -> SmtpTransport:
+        """The SMTP server, port, security, login and timeout from NEWSLETTER_SMTP_*."""
+        return cls(
+            settings.smtp_host,
+            settings.effective_smtp_port,
+            security=settings.smtp_security,
+            user=settings.smtp_user,
+            password=settings.smtp_password,
+            timeout=settings.smtp_timeout,
+            ssl_context=ssl_context,
+        )
+
     def _connect(self) -> smtplib.SMTP:
         if self.security == "ssl":
             smtp = smtplib.SMTP_SSL(
@@ -185,14 +200,7 @@ def classify(error: Exception) -> TransportError:
 
 def get_transport(settings: Settings) -> Transport:
     if settings.transport == "smtp":
-        return SmtpTransport(
-            settings.smtp_host,
-            settings.effective_smtp_port,
-            security=settings.smtp_security,
-            user=settings.smtp_user,
-            password=settings.smtp_password,
-            timeout=settings.smtp_timeout,
-        )
+        return SmtpTransport.from_settings(settings)
     if settings.transport == "mailgun":  # the HTTP API (announcements issue): newsletter.mailgun
         from newsletter.mailgun import MailgunTransport
 
