@@ -20,7 +20,6 @@ limit); `newsletter.mailgun` adds Mailgun's batches.
 
 from __future__ import annotations
 
-import re
 import smtplib
 import ssl
 import threading
@@ -33,7 +32,12 @@ from typing import Protocol
 from newsletter.announcement import Composer, Outgoing
 from newsletter.config import Settings
 from newsletter.ledger import Delivery, Ledger
-from newsletter.transports import SmtpTransport, TemporaryFailure, TransportError
+from newsletter.transports import (
+    OutboxTransport,
+    SmtpTransport,
+    TemporaryFailure,
+    TransportError,
+)
 
 SENT, TEMPORARY, BOUNCED, FAILED = "sent", "temporary", "bounced", "failed"
 MESSAGE_REFUSALS = 10  # message-level 5xx in a row: stop, the message itself is refused
@@ -117,25 +121,17 @@ class OutboxWriter:
     needs_bytes = True
 
     def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
+        self.outbox = OutboxTransport(folder)
 
     def begin(self, composer) -> None:
         pass
 
-    def path_for(self, message_id: str) -> Path:
-        name = re.sub(r"[^A-Za-z0-9._-]", "_", message_id.strip("<> "))[:150]
-        return self.folder / f"{name}.eml"
-
     def run(self, next_job, report) -> None:
         while (job := next_job()) is not None:
-            target = self.path_for(job.message_id)
             try:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                temporary = target.with_suffix(".tmp")
-                temporary.write_bytes(job.data)
-                temporary.replace(target)
-            except OSError as error:
-                report([job], TEMPORARY, f"cannot write {target}: {error}")
+                self.outbox.write(job.message_id, job.data)
+            except TemporaryFailure as error:
+                report([job], TEMPORARY, str(error))
             else:
                 report([job], SENT, None)
 

@@ -55,17 +55,21 @@ class OutboxTransport:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
 
-    def path_for(self, message: EmailMessage) -> Path:
+    def path_for(self, message_id: str) -> Path:
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", message_id.strip("<> "))[:150]
+        return self.folder / f"{name}.eml"
+
+    def send(self, message: EmailMessage) -> None:
         message_id = str(message.get("Message-ID", "")).strip("<> ")
         if not message_id:
             raise PermanentFailure("the message has no Message-ID")
-        return self.folder / (re.sub(r"[^A-Za-z0-9._-]", "_", message_id)[:150] + ".eml")
+        self.write(message_id, message.as_bytes())
 
-    def send(self, message: EmailMessage) -> None:
-        target = self.path_for(message)
+    def write(self, message_id: str, data: bytes) -> None:
+        """Write the bytes of one message atomically (a re-send overwrites its file)."""
+        target = self.path_for(message_id)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            data = message.as_bytes()
             with tempfile.NamedTemporaryFile(dir=self.folder, suffix=".tmp", delete=False) as f:
                 f.write(data)
             os.replace(f.name, target)
