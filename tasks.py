@@ -45,7 +45,7 @@ def serve(c, port=8000):
     """Build and serve output/ with live reload, the newsletter endpoint, and Isso if installed."""
     from blog import comments
     from blog.serve import serve as run_server
-    from newsletter import devserver
+    from newsletter.subscriptions import devserver
 
     helpers = []
     endpoint = devserver.start(site_url=f"http://localhost:{port}")
@@ -138,10 +138,10 @@ def bench(c, sizes="200,2000"):
     c.run(f"{PY} bench/page_weight.py")
 
 
-# Subscribers: `invoke subscribers.list` etc., thin front doors into newsletter.admin ------------
+# Subscribers: `invoke subscribers.list` etc., front doors into newsletter.subscriptions.admin
 def _admin(function, *args, **kwargs):
-    from newsletter import admin
-    from newsletter.config import ConfigError, Settings
+    from newsletter.settings import ConfigError, Settings
+    from newsletter.subscriptions import admin
 
     try:
         return getattr(admin, function)(Settings.from_env(), *args, **kwargs)
@@ -158,7 +158,7 @@ def _send_confirmations():
 @task(name="list", help={"status": "only this status (unconfirmed, confirmed, unsubscribed, ...)"})
 def subscribers_list(c, status=None):
     """List subscribers with their status."""
-    from newsletter.admin import format_subscribers
+    from newsletter.subscriptions.admin import format_subscribers
 
     print(format_subscribers(_admin("list_subscribers", status)))
 
@@ -181,7 +181,7 @@ def subscribers_remove(c, email):
 @task(name="import", help={"file": "a CSV file with an email column", "confirmed": "no emails"})
 def subscribers_import(c, file, confirmed=False):
     """Import addresses from CSV: checked, de-duplicated; confirmed only with --confirmed."""
-    from newsletter.admin import format_report
+    from newsletter.subscriptions.admin import format_report
 
     print(format_report(_admin("import_csv", file, confirmed=confirmed), confirmed))
     if not confirmed:
@@ -213,7 +213,7 @@ def subscribers_forget(c, email):
 @task(name="stats")
 def subscribers_stats(c):
     """Count subscribers by status, and the confirmation emails."""
-    from newsletter.admin import format_stats
+    from newsletter.subscriptions.admin import format_stats
 
     print(format_stats(_admin("stats")))
 
@@ -230,12 +230,12 @@ subscribers = Collection(
 )
 
 
-# Announcements: `invoke announce`, a thin front door into newsletter.announce ------------------
+# Announcements: `invoke announce`, a thin front door into newsletter.announcements.run
 def _announce(**options):
-    from newsletter import announce
-    from newsletter.config import ConfigError
-    from newsletter.feedreader import FeedError
-    from newsletter.ledger import LedgerLocked
+    from newsletter.announcements import run as announce
+    from newsletter.announcements.feed import FeedError
+    from newsletter.announcements.ledger import LedgerLocked
+    from newsletter.settings import ConfigError
 
     try:
         summary = announce.run(progress=announce.TerminalProgress(), **options)
@@ -267,9 +267,9 @@ def announce_preview(c, no_open=False):
     """Open the latest announcement email (or the newest article's) as a page in the browser."""
     import webbrowser
 
-    from newsletter import announce
-    from newsletter.config import ConfigError
-    from newsletter.feedreader import FeedError
+    from newsletter.announcements import run as announce
+    from newsletter.announcements.feed import FeedError
+    from newsletter.settings import ConfigError
 
     try:
         page = announce.preview()

@@ -78,7 +78,7 @@ def start_sink():
 
 # Fixtures: a database with N confirmed subscribers, a feed with one new article -------------
 def make_database(folder: Path, count: int) -> Path:
-    from newsletter.store import Store
+    from newsletter.subscriptions.subscribers import Store
 
     store = Store(folder / "newsletter.sqlite3")
     now = store.now()
@@ -115,7 +115,7 @@ def make_feed(folder: Path) -> Path:
 
 
 def settings(database: Path, port: int, workers: int):
-    from newsletter.config import Settings
+    from newsletter.settings import Settings
 
     return Settings(
         database=database,
@@ -134,10 +134,10 @@ def settings(database: Path, port: int, workers: int):
 
 
 def composer_for(config):
-    from newsletter.announcement import Composer, drafts
-    from newsletter.feedreader import read_feed
-    from newsletter.ledger import Announcement
-    from newsletter.tokens import Tokens
+    from newsletter.announcements.emails import Composer, drafts
+    from newsletter.announcements.feed import read_feed
+    from newsletter.announcements.ledger import Announcement
+    from newsletter.subscriptions.tokens import Tokens
 
     feed = read_feed(config.database.parent / "all.rss.xml")
     (draft,) = drafts(feed.items, config)
@@ -147,7 +147,7 @@ def composer_for(config):
 
 def sample_bytes(config) -> bytes:
     """One real announcement message, as ours would send it."""
-    from newsletter.ledger import Delivery
+    from newsletter.announcements.ledger import Delivery
 
     delivery = Delivery(1, 1, 0, 1, "pub-00000000-xxxxxxxxxx", "r@example.com")
     return composer_for(config).outgoing(delivery).data
@@ -155,7 +155,7 @@ def sample_bytes(config) -> bytes:
 
 # Scenarios (each runs in its own subprocess) ----------------------------------------------
 def ours(folder: Path, port: int, count: int, workers: int) -> dict:
-    from newsletter import announce
+    from newsletter.announcements import run as announce
 
     config = settings(folder / "newsletter.sqlite3", port, workers)
     started = time.perf_counter()
@@ -193,7 +193,7 @@ def ceiling(folder: Path, port: int, count: int, workers: int) -> dict:
 def naive(folder: Path, port: int, count: int, workers: int) -> dict:
     """The straightforward loop: per subscriber, build the email with the email package (the
     same message, through Composer.message), open a connection, send it, quit."""
-    from newsletter.ledger import Delivery
+    from newsletter.announcements.ledger import Delivery
 
     config = settings(folder / "newsletter.sqlite3", port, workers)
     composer = composer_for(config)

@@ -4,7 +4,8 @@ What is measured: requests per second, latency percentiles (p50, p90, p99, max) 
 `wrk` (https://github.com/wg/wrk, `apt-get install wrk`) reports them, for form-encoded POSTs of
 a fresh address each (`load-<thread>-<n>@example.com`) with `Accept: application/json`, exactly
 what the site's enhanced form sends. The app runs as in production: `gunicorn` with the
-`newsletter.web:create_app()` factory, a fresh SQLite database (WAL) and the default outbox
+`newsletter.subscriptions.app:create_app()` factory, a fresh SQLite database (WAL) and the
+default outbox
 transport, each worker running its background sender, which writes the confirmation .eml files
 while the load goes on. The per-IP rate limit is raised (NEWSLETTER_RATE_LIMIT) since all load
 comes from one address. wrk shares the machine's cores with the server.
@@ -107,7 +108,7 @@ def start_gunicorn(folder: Path, worker_class: str, workers: int, threads: int):
     command = [
         str(GUNICORN), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
         "--worker-class", worker_class, "--threads", str(threads), "--backlog", "2048",
-        "--keep-alive", "5", "--log-level", "warning", "newsletter.web:create_app()",
+        "--keep-alive", "5", "--log-level", "warning", "newsletter.subscriptions.app:create_app()",
     ]  # fmt: skip
     log = open(folder / "gunicorn.log", "wb")  # noqa: SIM115 - lives as long as the server
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

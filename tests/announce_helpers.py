@@ -13,9 +13,9 @@ from pathlib import Path
 
 from aiosmtpd.smtp import SMTP
 
-from newsletter.addresses import normalize
-from newsletter.config import Settings
-from newsletter.store import Status, Store
+from newsletter.settings import Settings
+from newsletter.subscriptions.addresses import normalize
+from newsletter.subscriptions.subscribers import Status, Store
 from tests.conftest import build_site
 from tests.smtp_server import _Controller
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from newsletter.web import create_app
+from newsletter.subscriptions.views import create_app
 
 
 def wait_for_emails(outbox: Path, count: int, timeout: float = 10.0) -> list[EmailMessage]:
@@ -75,7 +75,7 @@ class LiveEndpoint:
 
 
 def start_endpoint(**settings) -> LiveEndpoint:
-    from newsletter.config import Settings
+    from newsletter.settings import Settings
 
     holder = {}
     server = make_server(

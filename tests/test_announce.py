@@ -8,11 +8,11 @@ import uuid
 
 import pytest
 
-from newsletter import announce
-from newsletter.dispatch import OutboxWriter
-from newsletter.feedreader import FeedError
-from newsletter.ledger import Ledger, LedgerLocked
-from newsletter.store import Status, Store
+from newsletter.announcements import run as announce
+from newsletter.announcements.dispatch import OutboxWriter
+from newsletter.announcements.feed import FeedError
+from newsletter.announcements.ledger import Ledger, LedgerLocked
+from newsletter.subscriptions.subscribers import Status, Store
 from tests.announce_helpers import (
     add_subscribers,
     build,

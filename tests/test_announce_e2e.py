@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 
 from playwright.sync_api import expect, sync_playwright
 
-from newsletter import announce
-from newsletter.store import Status
-from newsletter.web import THANKS
+from newsletter.announcements import run as announce
+from newsletter.subscriptions.subscribers import Status
+from newsletter.subscriptions.views import THANKS
 from tests.announce_helpers import outbox_messages, recent
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, build_site, serve_folder, write_article
 from tests.newsletter_helpers import email_to, link, start_endpoint

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from newsletter.config import ConfigError, Settings
+from newsletter.settings import ConfigError, Settings
 from tests.test_newsletter_config import ANNOUNCE_ENV
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from newsletter import announce
-from newsletter.dispatch import SENT, SmtpPool, iterate
-from newsletter.ledger import Ledger
-from newsletter.store import Status, Store
+from newsletter.announcements import run as announce
+from newsletter.announcements.dispatch import SENT, SmtpPool, iterate
+from newsletter.announcements.ledger import Ledger
+from newsletter.subscriptions.subscribers import Status, Store
 from tests.announce_helpers import (
     SECRET,
     SITEURL,
@@ -209,10 +209,10 @@ def test_sigkill_in_the_middle_of_2000_emails_then_rerun(tmp_path, content_dir):
 
 
 def test_the_pool_reuses_connections_and_keeps_the_rate(tmp_path):
-    from newsletter.announcement import Composer, drafts
-    from newsletter.feedreader import FeedItem
-    from newsletter.ledger import Announcement, Delivery
-    from newsletter.tokens import Tokens
+    from newsletter.announcements.emails import Composer, drafts
+    from newsletter.announcements.feed import FeedItem
+    from newsletter.announcements.ledger import Announcement, Delivery
+    from newsletter.subscriptions.tokens import Tokens
 
     with Sink(parse=False) as sink:
         settings = smtp_settings(tmp_path, sink, smtp_workers=3, smtp_rate=40)

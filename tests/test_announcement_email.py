@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import pytest
 from bs4 import BeautifulSoup
 
-from newsletter.announcement import Composer, drafts, html_to_text
-from newsletter.feedreader import FeedItem
-from newsletter.ledger import Announcement, Delivery
-from newsletter.tokens import Tokens
+from newsletter.announcements.emails import Composer, drafts, html_to_text
+from newsletter.announcements.feed import FeedItem
+from newsletter.announcements.ledger import Announcement, Delivery
+from newsletter.subscriptions.tokens import Tokens
 from tests.announce_helpers import settings_for
 
 TRICKY = 'Knees & Hips <Part 1> "quoted"'

@@ -8,11 +8,11 @@ from email.message import EmailMessage
 import pytest
 from bs4 import BeautifulSoup
 
-from newsletter import compose
-from newsletter.addresses import normalize
-from newsletter.config import Settings
-from newsletter.store import Store
-from newsletter.tokens import Tokens
+from newsletter.mail import message as compose
+from newsletter.settings import Settings
+from newsletter.subscriptions.addresses import normalize
+from newsletter.subscriptions.subscribers import Store
+from newsletter.subscriptions.tokens import Tokens
 
 SETTINGS = Settings(
     sender="Walk Again <news@walkagain.example>",

@@ -4,7 +4,7 @@ import json
 import urllib.request
 
 from blog.comments import free_port
-from newsletter import devserver
+from newsletter.subscriptions import devserver
 
 
 def test_endpoint_starts_answers_and_stops(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from newsletter.feedreader import FeedError, parse_feed, read_feed
+from newsletter.announcements.feed import FeedError, parse_feed, read_feed
 from tests.announce_helpers import SITEURL, build, recent
 from tests.conftest import serve_folder, write_article
 

@@ -11,9 +11,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from newsletter.feedreader import FeedItem
-from newsletter.ledger import ANNOUNCE, RECORD, WAIT, Draft, Ledger, LedgerLocked, RunLock
-from newsletter.store import Status, Store
+from newsletter.announcements.feed import FeedItem
+from newsletter.announcements.ledger import (
+    ANNOUNCE,
+    RECORD,
+    WAIT,
+    Draft,
+    Ledger,
+    LedgerLocked,
+    RunLock,
+)
+from newsletter.subscriptions.subscribers import Status, Store
 from tests.announce_helpers import add_subscribers, settings_for
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

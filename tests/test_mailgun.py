@@ -16,14 +16,14 @@ import pytest
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
-from newsletter import announce
-from newsletter.compose import message_id, new_message
-from newsletter.config import ConfigError, Settings
-from newsletter.ledger import Ledger
-from newsletter.mailgun import MailgunTransport
-from newsletter.store import Status, Store
-from newsletter.tokens import Tokens
-from newsletter.transports import get_transport
+from newsletter.announcements import run as announce
+from newsletter.announcements.ledger import Ledger
+from newsletter.mail.mailgun import MailgunTransport
+from newsletter.mail.message import message_id, new_message
+from newsletter.mail.smtp import get_transport
+from newsletter.settings import ConfigError, Settings
+from newsletter.subscriptions.subscribers import Status, Store
+from newsletter.subscriptions.tokens import Tokens
 from tests.announce_helpers import add_confirmed_bulk, add_subscribers, settings_for
 from tests.newsletter_helpers import QuietHandler
 

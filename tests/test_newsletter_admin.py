@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import admin
-from newsletter.config import Settings
-from newsletter.store import Status, Store
+from newsletter.settings import Settings
+from newsletter.subscriptions import admin
+from newsletter.subscriptions.subscribers import Status, Store
 from tests.newsletter_helpers import wait_for_emails
 
 INVOKE = Path(sys.executable).parent / "invoke"

@@ -4,7 +4,7 @@ import runpy
 
 import pytest
 
-from newsletter.config import (
+from newsletter.settings import (
     DEV_SECRET_KEY,
     ROOT,
     VARIABLES,

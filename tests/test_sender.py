@@ -4,11 +4,11 @@ import time
 
 import pytest
 
-from newsletter.addresses import normalize
-from newsletter.config import Settings
-from newsletter.sender import Sender
-from newsletter.store import Status, Store
-from newsletter.tokens import Tokens
+from newsletter.settings import Settings
+from newsletter.subscriptions.addresses import normalize
+from newsletter.subscriptions.sender import Sender
+from newsletter.subscriptions.subscribers import Status, Store
+from newsletter.subscriptions.tokens import Tokens
 from tests.smtp_server import SmtpServer
 
 

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from newsletter.addresses import InvalidAddress, normalize
-from newsletter.store import (
+from newsletter.subscriptions.addresses import InvalidAddress, normalize
+from newsletter.subscriptions.subscribers import (
     SCHEMA,
     Confirmation,
     Outcome,

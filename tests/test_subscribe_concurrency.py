@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from newsletter.config import RateLimit
+from newsletter.settings import RateLimit
 from tests.newsletter_helpers import start_endpoint, wait_for_emails
 
 DISTINCT = 250

@@ -7,9 +7,9 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect, sync_playwright
 
-from newsletter.config import RateLimit
-from newsletter.store import Status
-from newsletter.web import THANKS
+from newsletter.settings import RateLimit
+from newsletter.subscriptions.subscribers import Status
+from newsletter.subscriptions.views import THANKS
 from tests.conftest import ARTICLE_PATH, CHROMIUM, CHROMIUM_ARGS, build_site, serve_folder
 from tests.newsletter_helpers import email_to, link, start_endpoint
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from newsletter.tokens import ExpiredToken, InvalidToken, Tokens
+from newsletter.subscriptions.tokens import ExpiredToken, InvalidToken, Tokens
 
 KEY = "k" * 40
 PUBLIC_ID = "q3Zb8kq0Vt1mYwVb6xv1Tg"

@@ -8,15 +8,15 @@ import time
 
 import pytest
 
-from newsletter.compose import message_id, new_message
-from newsletter.config import Settings
-from newsletter.transports import (
+from newsletter.mail.message import message_id, new_message
+from newsletter.mail.smtp import (
     OutboxTransport,
     PermanentFailure,
     SmtpTransport,
     TemporaryFailure,
     get_transport,
 )
+from newsletter.settings import Settings
 from tests.smtp_server import SLOW_SECONDS, SmtpServer, self_signed_certificate
 
 SETTINGS = Settings()

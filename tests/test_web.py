@@ -5,10 +5,10 @@ import time
 import pytest
 from bs4 import BeautifulSoup
 
-from newsletter.config import RateLimit, Settings
-from newsletter.store import Status
-from newsletter.tokens import Tokens
-from newsletter.web import THANKS, create_app
+from newsletter.settings import RateLimit, Settings
+from newsletter.subscriptions.subscribers import Status
+from newsletter.subscriptions.tokens import Tokens
+from newsletter.subscriptions.views import THANKS, create_app
 from tests.newsletter_helpers import link, path_of, wait_for_emails
 
 SITE = "https://walkagain.example"

@@ -24,22 +24,24 @@ from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 from pelican import signals
 
+from blog import feed_contract
+
 DEFAULTS = {
     "max_items": 20,
-    "all_rss": "feeds/all.rss.xml",
-    "all_atom": "feeds/all.atom.xml",
+    "all_rss": feed_contract.ALL_RSS,
+    "all_atom": feed_contract.ALL_ATOM,
     "category_rss": "feeds/{slug}.rss.xml",
     "category_atom": "feeds/{slug}.atom.xml",
 }
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-NS = "urn:x-stay-tuned:article:1"  # our own elements; feedparser shows them as st_*
+NS = feed_contract.NAMESPACE  # our own elements; feedparser shows them as st_*
 URL_ATTR = re.compile(r"""(\s(?:href|src|poster|cite)\s*=\s*)(["'])(.*?)\2""", re.I | re.S)
 SRCSET_ATTR = re.compile(r"""(\ssrcset\s*=\s*)(["'])(.*?)\2""", re.I | re.S)
 
 
 class ArticleExtension(BaseExtension):
     def extend_ns(self):
-        return {"st": NS}
+        return {feed_contract.PREFIX: NS}
 
 
 class ArticleEntryExtension(BaseEntryExtension):
@@ -148,8 +150,8 @@ def build_feed(articles, settings, *, title, rss_path, atom_path, html_url, cont
         fe.category(term=str(article.category), label=str(article.category))
         for tag in getattr(article, "tags", []):
             fe.category(term=str(tag), label=str(tag))
-        if str(getattr(article, "announce", "yes")).strip().lower() in {"no", "false", "off"}:
-            fe.category(term="no", scheme="announce")
+        if feed_contract.opts_out(getattr(article, "announce", "yes")):
+            fe.category(term="no", scheme=feed_contract.ANNOUNCE_DOMAIN)
         image = getattr(article, "image", None)
         if image:
             image_url = urljoin(siteurl + "/", str(image))

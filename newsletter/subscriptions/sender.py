@@ -1,11 +1,13 @@
-"""The background sender: drains the email queue through a transport, with retries.
+"""The background sender: drains the confirmation queue through the mailer, with retries.
 
 Contract:
-- `Sender(settings, store, tokens)`: `send_due()` claims due emails (a batch at a time, leased
-  so that several senders, e.g. one per gunicorn worker, never send the same row twice), composes
-  and sends each, then records the result: sent; retried after a backoff (`retry_delay`,
-  doubling, at most an hour) on a `TemporaryFailure`; failed on a `PermanentFailure` or after
-  `max_attempts`; skipped when it no longer applies (the subscriber confirmed or left meanwhile).
+- `Sender(settings, database, tokens)`: `send_due()` claims due emails (a batch at a time,
+  leased so that several senders, e.g. one per gunicorn worker, never send the same row twice),
+  composes each and pushes it to the one mailer (`newsletter.mail.connect`), then records the
+  result: sent; retried after the one backoff (`retry_delay`, doubling, at most an hour) on a
+  `TemporaryFailure` or a `MessageRefused` (our account or settings: it may pass once fixed);
+  failed on a `RecipientRefused` or after `max_attempts`; skipped when it no longer applies
+  (the subscriber confirmed or left meanwhile).
 - `start()` runs `send_due()` in a daemon thread, woken at once by `wake()` (the web app calls it
   after queueing) and otherwise when the next retry is due; `stop()` ends it. Given `busy` (the
   web app: "a request came in during the last 50 ms"), it sends at low priority: while busy, it
@@ -22,11 +24,14 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from newsletter import compose
-from newsletter.config import Settings
-from newsletter.store import QueuedEmail, Status, Store
-from newsletter.tokens import Tokens
-from newsletter.transports import PermanentFailure, TemporaryFailure, Transport, get_transport
+from newsletter import backoff, mail
+from newsletter.database import Database
+from newsletter.mail import message as compose
+from newsletter.settings import Settings
+from newsletter.subscriptions import emails
+from newsletter.subscriptions.queue import EmailQueue, QueuedEmail
+from newsletter.subscriptions.subscribers import Status, Subscriber
+from newsletter.subscriptions.tokens import Tokens
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 3600.0
@@ -39,14 +44,15 @@ class Sender:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        database: Database,
         tokens: Tokens,
-        transport_factory: Callable[[], Transport] | None = None,
+        connect: Callable[[mail.Report], mail.Mailer] | None = None,
         batch: int = 20,
         busy: Callable[[], bool] | None = None,
     ):
-        self.settings, self.store, self.tokens = settings, store, tokens
-        self.transport_factory = transport_factory or (lambda: get_transport(settings))
+        self.settings, self.database, self.tokens = settings, database, tokens
+        self.queue = EmailQueue(database)
+        self.connect = connect or (lambda report: mail.connect(settings, report))
         self.batch = batch
         self.busy = busy
         self._wake = threading.Event()
@@ -59,45 +65,47 @@ class Sender:
     def send_due(self) -> int:
         """Send every email due now; return how many were handled."""
         handled = 0
-        transport = None
+        results = mail.Collect()
+        mailer = None
         try:
             while not self._stop.is_set():
-                claimed = self.store.claim(self.batch)
+                claimed = self.queue.claim(self.batch)
                 if not claimed:
                     break
-                if transport is None:
-                    transport = self.transport_factory()
-                handled += self._send_batch(transport, claimed)
-            if transport is not None:
-                transport.flush()
+                if mailer is None:
+                    mailer = self.connect(results)
+                handled += self._send_batch(mailer, results, claimed)
         finally:
-            if transport is not None:
-                transport.close()
+            if mailer is not None:
+                mailer.close()
         return handled
 
-    def _send_batch(self, transport: Transport, claimed: list[QueuedEmail]) -> int:
+    def _send_batch(self, mailer: mail.Mailer, results: mail.Collect, claimed) -> int:
         for index, email in enumerate(claimed):
             self._yield_to_requests()
             try:
-                message = self.compose(email)
-                if message is None:
+                outgoing = self.compose(email)
+                if outgoing is None:
                     continue
-                transport.send(message)
-            except TemporaryFailure as error:
+                mailer.push(outgoing)
+                mailer.flush()
+                error = results.results.pop(outgoing.message_id)
+            except Exception as problem:  # noqa: BLE001 - a bug must not lose the email either
+                log.exception("email %s: unexpected error", email.id)
+                self._retry(email, f"unexpected error: {problem!r}")
+                continue
+            if error is None:
+                self.queue.mark_sent(email.id)
+            elif isinstance(error, mail.RecipientRefused):
+                self.queue.mark_failed(email.id, str(error))
+                log.error("email %s refused for good: %s", email.id, error)
+            else:  # temporary, or our account/message refused: the server is unwell
                 self._retry(email, str(error))
-                # The server is unwell: give the rest of this batch back, untried.
+                # Give the rest of this batch back, untried.
                 for rest in claimed[index + 1 :]:
                     self._retry(rest, f"not tried after an earlier failure: {error}")
                 log.warning("email %s not sent, will retry: %s", email.id, error)
                 return index + 1
-            except PermanentFailure as error:
-                self.store.mark_failed(email.id, str(error))
-                log.error("email %s refused for good: %s", email.id, error)
-            except Exception as error:  # noqa: BLE001 - a bug must not lose the email either
-                log.exception("email %s: unexpected error", email.id)
-                self._retry(email, f"unexpected error: {error!r}")
-            else:
-                self.store.mark_sent(email.id)
         return len(claimed)
 
     def _yield_to_requests(self) -> None:
@@ -111,37 +119,44 @@ class Sender:
             time.sleep(0.01)
 
     def _maybe_checkpoint(self) -> None:
-        if not self.store.background_checkpoints:
+        if not self.database.background_checkpoints:
             return
         now = time.monotonic()
         if now - self._last_checkpoint >= CHECKPOINT_EVERY:
             self._last_checkpoint = now
             try:
-                self.store.checkpoint()
+                self.database.checkpoint()
             except Exception:  # noqa: BLE001 - the next one will do
                 log.exception("newsletter sender: WAL checkpoint failed")
 
-    def compose(self, email: QueuedEmail):
-        subscriber = email.subscriber
+    def compose(self, email: QueuedEmail) -> mail.Outgoing | None:
+        subscriber = Subscriber.from_row(email.subscriber)
         if email.kind != "confirmation":
-            self.store.mark_failed(email.id, f"unknown kind of email {email.kind!r}")
+            self.queue.mark_failed(email.id, f"unknown kind of email {email.kind!r}")
             return None
         if subscriber.status != Status.UNCONFIRMED:
-            self.store.mark_skipped(email.id, f"subscriber is {subscriber.status} now")
+            self.queue.mark_skipped(email.id, f"subscriber is {subscriber.status} now")
             return None
-        return compose.confirmation_email(
+        message = emails.confirmation_email(
             self.settings,
             subscriber,
-            **compose.links(self.settings, self.tokens, subscriber),
+            **emails.links(self.settings, self.tokens, subscriber),
             message_id=compose.message_id(self.settings, email.kind, email.id),
+        )
+        return mail.Outgoing(
+            to=subscriber.email,
+            message_id=str(message["Message-ID"]),
+            data=compose.wire(message),
+            ref=email.id,
         )
 
     def _retry(self, email: QueuedEmail, error: str) -> None:
         if email.attempts >= self.settings.max_attempts:
-            self.store.mark_failed(email.id, f"gave up after {email.attempts} attempts: {error}")
+            self.queue.mark_failed(email.id, f"gave up after {email.attempts} attempts: {error}")
             return
-        delay = min(self.settings.retry_delay * 2 ** (email.attempts - 1), MAX_BACKOFF)
-        self.store.mark_retry(email.id, error, delay)
+        self.queue.mark_retry(
+            email.id, error, backoff.delay(email.attempts, self.settings.retry_delay, MAX_BACKOFF)
+        )
 
     # Running in the background --------------------------------------------------------------
     def start(self) -> None:
@@ -179,17 +194,17 @@ class Sender:
             self._wake.wait(wait)
 
     def _seconds_to_next_due(self) -> float:
-        due = self.store.next_due()
+        due = self.queue.next_due()
         if due is None:
-            return CHECKPOINT_EVERY if self.store.background_checkpoints else POLL
-        return max(0.0, min(POLL, (due - self.store.clock()) / timedelta(seconds=1)))
+            return CHECKPOINT_EVERY if self.database.background_checkpoints else POLL
+        return max(0.0, min(POLL, (due - self.database.clock()) / timedelta(seconds=1)))
 
     def drain(self, timeout: float = 60.0) -> dict[str, int]:
         """Send until nothing is queued or in flight (or `timeout` seconds pass); return counts."""
         deadline = time.monotonic() + timeout
         while True:
             self.send_due()
-            counts = self.store.counts()["emails"]
+            counts = self.queue.counts()
             if counts["queued"] + counts["sending"] == 0 or time.monotonic() >= deadline:
                 return counts
             time.sleep(

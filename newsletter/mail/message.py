@@ -1,15 +1,16 @@
-"""The emails we send, composed with the standard library's `email` package.
+"""Composing email with the standard library's `email` package: the parts every email shares.
 
 Contract:
-- `confirmation_email(settings, subscriber, confirm_url=, unsubscribe_url=, message_id=)` returns
-  a multipart/alternative `EmailMessage`: plain text, then HTML rendered from Jinja templates
-  with its CSS inlined by css-inline; From from settings; the postal address in the footer.
-- `message_id(settings, kind, key)` is deterministic: the same queued email always gets the same
-  Message-ID, so a resend after a crash can be recognised as a duplicate.
+- `render(template, **context)` returns (text, html) from `templates/email/<template>.txt` and
+  `.html` (Jinja, autoescaped HTML), the HTML with its CSS inlined by css-inline.
+- `new_message(settings, to, subject, message_id)` starts a message: From from the settings,
+  To, Subject, Date, Message-ID. `message_id(settings, kind, key)` is deterministic: the same
+  email always gets the same Message-ID, so a resend after a crash is recognisably the same.
 - `set_list_headers(message, settings, unsubscribe_url)` is the one place that writes
   List-Unsubscribe, List-Unsubscribe-Post (RFC 8058 one-click) and List-Id: every email to a
-  subscriber (confirmation now, announcements next) goes through it.
-- `links(settings, tokens, subscriber)` builds the confirmation and unsubscribe URLs.
+  subscriber goes through it.
+- `wire(message)` is the message as SMTP carries it (CRLF; UTF-8 headers only for an
+  internationalised address).
 Header values come from settings and validated addresses; the email package refuses line breaks
 in any header, so nothing from outside can add a header. Messages use `POLICY`: headers are
 never folded into encoded words below 998 characters (List-Unsubscribe must stay a literal URL);
@@ -29,11 +30,10 @@ from pathlib import Path
 import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from newsletter.config import Settings
-from newsletter.store import Subscriber, utcnow
-from newsletter.tokens import Tokens
+from newsletter.database import utcnow
+from newsletter.settings import Settings
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 _env = Environment(
     loader=FileSystemLoader(TEMPLATES / "email"),
     autoescape=select_autoescape(["html"]),
@@ -64,18 +64,7 @@ class _HeaderClasses(HeaderRegistry):
 # 998 characters: at the usual 78, the email package would rewrite List-Unsubscribe's long URL
 # as an RFC 2047 encoded word, which no mail provider reads as a URL.
 POLICY = email.policy.default.clone(max_line_length=998, header_factory=_HeaderClasses())
-
-
-def links(settings: Settings, tokens: Tokens, subscriber: Subscriber) -> dict[str, str]:
-    return {
-        "confirm_url": f"{settings.base_url}/confirm/"
-        + tokens.confirm_token(subscriber.public_id, subscriber.confirm_nonce),
-        "unsubscribe_url": unsubscribe_url(settings, tokens, subscriber),
-    }
-
-
-def unsubscribe_url(settings: Settings, tokens: Tokens, subscriber: Subscriber) -> str:
-    return f"{settings.base_url}/unsubscribe/" + tokens.unsubscribe_token(subscriber.public_id)
+SMTP_POLICY = POLICY.clone(linesep="\r\n")
 
 
 def message_id(settings: Settings, kind: str, key: str | int) -> str:
@@ -116,31 +105,10 @@ def render(template: str, **context) -> tuple[str, str]:
     return text, html
 
 
-def confirmation_email(
-    settings: Settings,
-    subscriber: Subscriber,
-    *,
-    confirm_url: str,
-    unsubscribe_url: str,
-    message_id: str,
-) -> EmailMessage:
-    subject = f"Confirm your subscription to {settings.site_name}"
-    text, html = render(
-        "confirm",
-        subject=subject,
-        site_name=settings.site_name,
-        site_url=settings.site_url,
-        postal_address=settings.postal_address,
-        confirm_url=confirm_url,
-        unsubscribe_url=unsubscribe_url,
-        hours=settings.confirm_max_age // 3600,
-    )
-    message = new_message(settings, subscriber.email, subject, message_id)
-    message["Auto-Submitted"] = "auto-generated"  # no vacation auto-replies to a confirmation
-    set_list_headers(message, settings, unsubscribe_url)
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
-    return message
+def wire(message: EmailMessage) -> bytes:
+    """The message as SMTP carries it: CRLF line ends; UTF-8 headers for a non-ASCII address."""
+    to = str(message.get("To", ""))
+    return message.as_bytes(policy=SMTP_POLICY if to.isascii() else SMTP_POLICY.clone(utf8=True))
 
 
 def _address(email: str) -> Address:
@@ -150,11 +118,11 @@ def _address(email: str) -> Address:
 
 __all__ = [
     "POLICY",
-    "confirmation_email",
-    "links",
+    "SMTP_POLICY",
+    "TEMPLATES",
     "message_id",
     "new_message",
     "render",
     "set_list_headers",
-    "unsubscribe_url",
+    "wire",
 ]

@@ -22,6 +22,8 @@ from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from newsletter.ratelimit import Rate
+
 ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
 DEV_FROM = "Walk Again <newsletter@localhost>"
@@ -52,17 +54,6 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class RateLimit:
-    """At most `count` requests per `period` seconds (per client IP)."""
-
-    count: int
-    period: float
-
-    def __str__(self) -> str:
-        return f"{self.count}/{self.period:g}s"
-
-
-@dataclass(frozen=True)
 class Settings:
     env: str = "development"
     database: Path = ROOT / "var" / "newsletter.sqlite3"
@@ -80,7 +71,7 @@ class Settings:
     site_url: str = DEV_SITE_URL  # the public blog: links back to it, the one CORS origin
     base_url: str = DEV_BASE_URL  # this endpoint's public URL: confirmation/unsubscribe links
     postal_address: str = DEV_POSTAL_ADDRESS
-    rate_limit: RateLimit = RateLimit(20, 3600)
+    rate_limit: Rate = Rate(20, 3600)
     proxy_count: int = 0  # reverse proxies in front whose X-Forwarded-For we trust
     resend_interval: float = 600.0  # at most one confirmation email per address per 10 minutes
     confirm_max_age: int = 48 * 3600
@@ -112,7 +103,7 @@ class Settings:
             ("NEWSLETTER_OUTBOX", self.outbox),
         ):
             path = Path(value).resolve()
-            if path.is_relative_to(ROOT / "output"):
+            if path.is_relative_to((ROOT / "output").resolve()):
                 raise ConfigError(f"{name}={value}: must not be under output/, which is published")
             object.__setattr__(self, name.removeprefix("NEWSLETTER_").lower(), path)
         for name, value in (
@@ -300,7 +291,7 @@ def _port(raw: str) -> int:
     return value
 
 
-def parse_rate_limit(raw: str) -> RateLimit:
+def parse_rate_limit(raw: str) -> Rate:
     """'20/hour', '10/minute', '1000/s', '30/10m': N requests per period."""
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*", raw.lower())
     if not match or match.group(3) not in PERIODS or int(match.group(1)) < 1:
@@ -308,7 +299,7 @@ def parse_rate_limit(raw: str) -> RateLimit:
     multiple = int(match.group(2) or 1)
     if multiple < 1:
         raise ValueError("the period must be at least 1")
-    return RateLimit(int(match.group(1)), multiple * PERIODS[match.group(3)])
+    return Rate(int(match.group(1)), multiple * PERIODS[match.group(3)])
 
 
 def _url(name: str, value: str) -> str:
@@ -418,4 +409,4 @@ VARIABLES: dict[str, tuple[str, object, str]] = {
 # Read by pelicanconf.py, not by the newsletter: the address the site's form posts to.
 IGNORED = {"NEWSLETTER_URL"}
 
-__all__ = ["ConfigError", "RateLimit", "Settings", "VARIABLES", "load", "parse_rate_limit"]
+__all__ = ["ROOT", "ConfigError", "Settings", "VARIABLES", "load", "parse_rate_limit"]

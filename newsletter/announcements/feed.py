@@ -1,9 +1,10 @@
-"""The blog's RSS feed, read the way any feed reader reads it: the contract with the announcer.
+"""The blog's RSS feed, read the way any feed reader reads it (names from `blog.feed_contract`).
 
 Contract: `read_feed(source=None)` returns a `Feed` whose `items` are `FeedItem`s, newest first as
 in the feed. `source` is a file (default `output/feeds/all.rss.xml`, written by `invoke build`) or
-an http(s) URL (the live site), fetched with `requests` with a timeout, retrying refused or dropped
-connections, timeouts, 429 and 5xx answers with exponential backoff. Anything wrong (a missing
+an http(s) URL (the live site), fetched with `requests` with a timeout; urllib3's `Retry` on the
+session retries refused or dropped connections, timeouts, 429 and 5xx answers with exponential
+backoff. Anything wrong (a missing
 file, an unreachable site, a 404, XML that is not well formed, something that is not RSS or Atom,
 an item without a guid, a link or a title) raises `FeedError` with a sentence that says what and
 where, and the caller then sends nothing. Each item carries its guid (its identity, never the
@@ -15,7 +16,6 @@ metadata becomes `<category domain="announce">no</category>`).
 from __future__ import annotations
 
 import calendar
-import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,12 +23,15 @@ from urllib.parse import urlsplit
 
 import feedparser
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_FEED = ROOT / "output" / "feeds" / "all.rss.xml"
+from blog import feed_contract
+from newsletter.settings import ROOT
+
+DEFAULT_FEED = ROOT / "output" / feed_contract.ALL_RSS
 MAX_BYTES = 20 * 1024 * 1024
 USER_AGENT = "stay-tuned-announcer/1.0 (+newsletter)"
-OPT_OUT = {"no", "false", "off", "0"}
 
 
 class FeedError(Exception):
@@ -84,6 +87,27 @@ def read_feed(
     return parse_feed(data, source)
 
 
+def session_with_retries(retries: int = 3, backoff: float = 1.0) -> requests.Session:
+    """A session that retries connection errors, timeouts, 429 and 5xx `retries` times, waiting
+    `backoff` x 1, 2, 4 ... seconds (or what Retry-After says)."""
+    retry = Retry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        backoff_factor=backoff,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=("GET",),
+        raise_on_status=False,
+        respect_retry_after_header=True,
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
 def fetch(
     url: str,
     *,
@@ -93,33 +117,33 @@ def fetch(
     session: requests.Session | None = None,
 ) -> bytes:
     """The body of `url`; retries what may pass (connection errors, timeouts, 429, 5xx)."""
-    http = session or requests.Session()
-    problem = ""
-    for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1))
-        try:
-            response = http.get(
-                url, timeout=(timeout, timeout), headers={"User-Agent": USER_AGENT}, stream=True
+    http = session or session_with_retries(retries, backoff)
+    tries = f"tried {retries + 1} times"
+    try:
+        response = http.get(
+            url, timeout=(timeout, timeout), headers={"User-Agent": USER_AGENT}, stream=True
+        )
+    except requests.exceptions.RetryError as error:
+        raise FeedError(f"feed {url}: the server kept failing ({error}); {tries}") from None
+    except requests.RequestException as error:
+        raise FeedError(
+            f"feed {url}: cannot reach it ({type(error).__name__}: {error}); {tries}"
+        ) from None
+    with response:
+        if response.status_code == 429 or response.status_code >= 500:
+            raise FeedError(
+                f"feed {url}: the server answered {response.status_code} {response.reason}; {tries}"
             )
+        if response.status_code != 200:
+            raise FeedError(
+                f"feed {url}: the server answered {response.status_code} {response.reason}"
+            )
+        try:
+            return _bounded(response)
         except requests.RequestException as error:
-            problem = f"cannot reach it ({type(error).__name__}: {error})"
-            continue
-        with response:
-            if response.status_code == 429 or response.status_code >= 500:
-                problem = f"the server answered {response.status_code} {response.reason}"
-                continue
-            if response.status_code != 200:
-                raise FeedError(
-                    f"feed {url}: the server answered {response.status_code} {response.reason}"
-                )
-            try:
-                data = _bounded(response)
-            except requests.RequestException as error:
-                problem = f"the connection broke while reading it ({error})"
-                continue
-            return data
-    raise FeedError(f"feed {url}: {problem}; tried {retries + 1} times")
+            raise FeedError(
+                f"feed {url}: the connection broke while reading it ({error})"
+            ) from None
 
 
 def _bounded(response: requests.Response) -> bytes:
@@ -173,15 +197,15 @@ def _item(entry, where: str) -> FeedItem:
     if urlsplit(link).scheme not in ("http", "https") or not urlsplit(link).hostname:
         raise FeedError(f"{where}: its link {link!r} is not an absolute http(s) URL")
     announce = not any(
-        (tag.get("scheme") or "").lower() == "announce"
-        and str(tag.get("term", "")).strip().lower() in OPT_OUT
+        (tag.get("scheme") or "").lower() == feed_contract.ANNOUNCE_DOMAIN
+        and feed_contract.opts_out(tag.get("term", ""))
         for tag in entry.get("tags", [])
     )
     return FeedItem(
         guid=guid,
         link=link,
         title=title,
-        subtitle=" ".join(str(entry.get("st_subtitle", "")).split()),
+        subtitle=" ".join(str(entry.get(f"{feed_contract.PREFIX}_subtitle", "")).split()),
         summary=str(entry.get("summary", "")).strip(),
         image=_image(entry),
         published=_published(entry),

@@ -1,9 +1,10 @@
 """The endpoint for `invoke serve`: the Flask app on 127.0.0.1:5000, next to the blog.
 
 Contract: `start(site_url, port)` checks the NEWSLETTER_* settings (the site's origin defaults to
-`site_url`), runs `flask --app newsletter.web:create_app run` as a subprocess and returns it once
-/healthz answers; it returns None, after printing why, if the settings are wrong or the endpoint
-does not come up (the blog is served anyway; its form then shows a network error).
+`site_url`), runs `flask --app newsletter.subscriptions.app:create_app run` as a subprocess
+and returns it once /healthz answers; it returns None, after printing why, if the settings are
+wrong or the endpoint does not come up (the blog is served anyway; its form then shows a network
+error).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import sys
 import time
 import urllib.request
 
-from newsletter.config import ROOT, ConfigError, Settings
+from newsletter.settings import ROOT, ConfigError, Settings
+
+APP = "newsletter.subscriptions.app:create_app"
 
 
 def start(site_url: str, port: int = 5000, timeout: float = 15.0) -> subprocess.Popen | None:
@@ -26,7 +29,7 @@ def start(site_url: str, port: int = 5000, timeout: float = 15.0) -> subprocess.
     except ConfigError as error:
         print(f"Newsletter endpoint off: {error}")
         return None
-    command = [sys.executable, "-m", "flask", "--app", "newsletter.web:create_app", "run",
+    command = [sys.executable, "-m", "flask", "--app", APP, "run",
                "--host", "127.0.0.1", "--port", str(port), "--no-reload"]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     deadline = time.monotonic() + timeout

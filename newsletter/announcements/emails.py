@@ -15,6 +15,9 @@ Contract:
     email package serialised once: only To, Message-ID, the unsubscribe URL and the two
     quoted-printable bodies differ per subscriber. Addresses that are not plain ASCII take the
     reference path.
+  - `outgoing(delivery, with_data=)`: the `mail.Outgoing` for the mailer, with the shared
+    `Batch` (the bodies and headers with the unsubscribe URL and Message-ID as placeholders) and
+    the subscriber's own values, for mailers that send one call to many.
   The Message-ID is deterministic per (announcement key, subscriber), so a message re-sent after
   a crash is recognisably the same message.
 - Titles, deks and summaries are feed text: autoescaped in HTML, whitespace (line breaks
@@ -26,22 +29,22 @@ from __future__ import annotations
 import binascii
 import hashlib
 import re
-from dataclasses import dataclass
 from email.message import EmailMessage
 from html import unescape
 from html.parser import HTMLParser
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from newsletter import compose
-from newsletter.config import Settings
-from newsletter.feedreader import FeedItem
-from newsletter.ledger import Announcement, Delivery, Draft
-from newsletter.tokens import Tokens
+from newsletter.announcements.feed import FeedItem
+from newsletter.announcements.ledger import Announcement, Delivery, Draft
+from newsletter.mail import Batch, Outgoing
+from newsletter.mail import message as compose
+from newsletter.mail.message import SMTP_POLICY
+from newsletter.settings import Settings
+from newsletter.subscriptions.emails import unsubscribe_url
+from newsletter.subscriptions.tokens import Tokens
 
-# Like email.policy.SMTP, but folding only past 998 characters: a folded List-Unsubscribe URL
-# becomes an RFC 2047 encoded word, which mail providers do not read as a URL.
-SMTP_POLICY = compose.POLICY.clone(linesep="\r\n")
+BATCH_HEADERS = ("Reply-To", "List-Unsubscribe", "List-Unsubscribe-Post", "List-Id")
 TO_MARK = "to-placeholder-7f3a9c@placeholder.invalid"
 ID_MARK = "<id-placeholder-7f3a9c@placeholder.invalid>"
 URL_MARK = "https://unsubscribe-placeholder-7f3a9c.invalid/u"
@@ -121,17 +124,6 @@ def html_to_text(html: str) -> str:
     return unescape(parser.text())
 
 
-@dataclass(frozen=True)
-class Outgoing:
-    """One message for one delivery: the wire bytes, and what transports need besides."""
-
-    delivery: Delivery
-    message_id: str
-    to: str
-    unsubscribe_url: str
-    data: bytes
-
-
 class Composer:
     def __init__(self, settings: Settings, tokens: Tokens, announcement: Announcement):
         self.settings, self.tokens, self.announcement = settings, tokens, announcement
@@ -183,6 +175,16 @@ class Composer:
         for part in prototype.iter_parts():
             part.replace_header("Content-Transfer-Encoding", "quoted-printable")
         self.prototype = prototype
+        headers = [(name, str(prototype[name])) for name in BATCH_HEADERS if prototype[name]]
+        self.batch = Batch(
+            key=self.announcement.key,
+            sender=str(prototype["From"]),
+            subject=str(prototype["Subject"]),
+            text=self.text,
+            html=self.html,
+            headers=(*headers, ("Message-Id", ID_MARK)),
+            placeholders={URL_MARK: "unsubscribe_url", ID_MARK: "message_id"},
+        )
         data = prototype.as_bytes(policy=SMTP_POLICY)
         head, rest = data.split(TEXT_MARK.encode(), 1)
         middle, tail = rest.split(HTML_MARK.encode(), 1)
@@ -195,9 +197,7 @@ class Composer:
         )
 
     def unsubscribe_url(self, delivery: Delivery) -> str:
-        return f"{self.settings.base_url}/unsubscribe/" + self.tokens.unsubscribe_token(
-            delivery.public_id
-        )
+        return unsubscribe_url(self.settings, self.tokens, delivery.public_id)
 
     def message(self, delivery: Delivery) -> EmailMessage:
         """The reference message, made by the email package from scratch."""
@@ -224,7 +224,14 @@ class Composer:
             )  # fmt: skip
         else:  # an internationalised address: let the email package write it
             data = self.message(delivery).as_bytes(policy=SMTP_POLICY.clone(utf8=True))
-        return Outgoing(delivery, message_id, delivery.email, url, data)
+        return Outgoing(
+            to=delivery.email,
+            message_id=message_id,
+            data=data,
+            batch=self.batch,
+            variables={"unsubscribe_url": url, "message_id": message_id},
+            ref=delivery,
+        )
 
     def data(self, delivery: Delivery) -> bytes:
         return self.outgoing(delivery).data
@@ -262,4 +269,4 @@ class _QpTemplate:
         return (b"=\r\n" + soft + b"=\r\n").join(self.encoded)
 
 
-__all__ = ["Composer", "Outgoing", "drafts", "html_to_text", "one_line", "subject_for"]
+__all__ = ["Composer", "drafts", "html_to_text", "one_line", "subject_for"]

@@ -1,6 +1,6 @@
 """The announcement ledger (tables from migration 0002): what was seen, what is owed, what went.
 
-Contract, over the subscriber `Store`'s SQLite file:
+Contract, over the `Database` (the subscribers' file; it asks `Subscribers` who is confirmed):
 - `select(items, ...)` decides for each feed item: already known (its guid, or else its link,
   was recorded before) or new; a new item is announced, or recorded without an email because
   the ledger was empty (first run, unless `send_existing`), it is older than `max_age` at
@@ -11,29 +11,25 @@ Contract, over the subscriber `Store`'s SQLite file:
 - Sending goes through `pending()` (a page of deliveries, after skipping subscribers who are no
   longer confirmed) and one `mark_*` call per result, each its own transaction, right after the
   transport answered: so a crash loses nothing and re-sends at most the messages in flight.
-- `lock()` is the run lock: one row with a lease that the holder renews; a second announcer
-  gets `LedgerLocked` with who holds it. A holder that died on this host (its pid is gone), or
-  whose lease ran out, is replaced.
+- `lock()` is the run lock: the one file lock, which the kernel releases when the holder ends
+  or dies; a second announcer gets `LedgerLocked` naming the holder's pid.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import socket
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from newsletter.feedreader import FeedItem
-from newsletter.store import Status, Store, parse_stamp, stamp
+from newsletter.announcements.feed import FeedItem
+from newsletter.database import Database, stamp
+from newsletter.filelock import FileLock, Locked
+from newsletter.subscriptions.subscribers import Status, Subscribers
 
 ANNOUNCE, RECORD, WAIT = "announce", "record", "wait"
-DEFAULT_LEASE = timedelta(seconds=60)
 
 
 class LedgerLocked(Exception):
@@ -107,15 +103,16 @@ def link_key(link: str) -> str:
 
 
 class Ledger:
-    def __init__(self, store: Store):
-        self.store = store
+    def __init__(self, database: Database):
+        self.database = database
+        self.subscribers = Subscribers(database)
 
     # What is new ----------------------------------------------------------------------------
     def is_empty(self) -> bool:
         """True before the first run that planned (even on an empty feed): then what is in the
         feed is the back catalogue."""
         return (
-            self.store.db.execute(
+            self.database.db.execute(
                 "SELECT 1 FROM announce_state WHERE key = 'initialized_at'"
             ).fetchone()
             is None
@@ -123,7 +120,7 @@ class Ledger:
 
     def known(self, item: FeedItem) -> bool:
         return (
-            self.store.db.execute(
+            self.database.db.execute(
                 "SELECT 1 FROM feed_items WHERE guid = ? OR link_key = ? LIMIT 1",
                 (item.guid, link_key(item.link)),
             ).fetchone()
@@ -162,10 +159,10 @@ class Ledger:
     # Planning -------------------------------------------------------------------------------
     def plan(self, decisions: Iterable[Decision], drafts: Iterable[Draft]) -> list[Announcement]:
         """Record the decisions and plan the drafts' deliveries, all in one transaction."""
-        now = self.store.now()
+        now = self.database.now()
         announced: dict[str, int] = {}
         created = []
-        with self.store.transaction() as db:
+        with self.database.transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO announce_state (key, value) VALUES ('initialized_at', ?)",
                 (now,),
@@ -209,24 +206,24 @@ class Ledger:
 
     # Sending --------------------------------------------------------------------------------
     def announcement(self, announcement_id: int) -> Announcement:
-        row = self.store.db.execute(
+        row = self.database.db.execute(
             "SELECT * FROM announcements WHERE id = ?", (announcement_id,)
         ).fetchone()
         return Announcement.from_row(row)
 
     def announcements(self) -> list[Announcement]:
-        rows = self.store.db.execute("SELECT * FROM announcements ORDER BY id")
+        rows = self.database.db.execute("SELECT * FROM announcements ORDER BY id")
         return [Announcement.from_row(row) for row in rows]
 
     def latest(self) -> Announcement | None:
-        row = self.store.db.execute(
+        row = self.database.db.execute(
             "SELECT * FROM announcements ORDER BY id DESC LIMIT 1"
         ).fetchone()
         return Announcement.from_row(row) if row else None
 
     def unfinished(self) -> list[Announcement]:
         """Announcements with deliveries still pending, oldest first."""
-        rows = self.store.db.execute(
+        rows = self.database.db.execute(
             "SELECT * FROM announcements WHERE finished_at IS NULL ORDER BY id"
         )
         return [Announcement.from_row(row) for row in rows]
@@ -234,7 +231,7 @@ class Ledger:
     def pending(self, announcement_id: int, after_id: int = 0, limit: int = 200) -> Page:
         """The next page of pending deliveries (by id, after `after_id`). Deliveries to
         subscribers who are no longer confirmed are marked skipped on the way."""
-        rows = self.store.db.execute(
+        rows = self.database.db.execute(
             "SELECT d.id, d.attempts, d.subscriber_id, s.public_id, s.email, s.status"
             " FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
             " WHERE d.announcement_id = ? AND d.status = 'pending' AND d.id > ?"
@@ -245,8 +242,8 @@ class Ledger:
         gone = [(f"subscriber is {row['status']} now", row["id"]) for row in rows
                 if row["status"] != Status.CONFIRMED]  # fmt: skip
         if gone:
-            now = self.store.now()
-            with self.store.transaction() as db:
+            now = self.database.now()
+            with self.database.transaction() as db:
                 db.executemany(
                     "UPDATE deliveries SET status = 'skipped', last_error = ?, updated_at = ?"
                     " WHERE id = ? AND status = 'pending'",
@@ -261,15 +258,15 @@ class Ledger:
         return page
 
     def still_confirmed(self, subscriber_id: int) -> bool:
-        row = self.store.db.execute(
+        row = self.database.db.execute(
             "SELECT status FROM subscribers WHERE id = ?", (subscriber_id,)
         ).fetchone()
         return row is not None and row[0] == Status.CONFIRMED
 
     def mark_sent(self, delivery_ids: Iterable[int]) -> None:
         """The server accepted these messages: record it at once (one transaction)."""
-        now = self.store.now()
-        with self.store.transaction() as db:
+        now = self.database.now()
+        with self.database.transaction() as db:
             db.executemany(
                 "UPDATE deliveries SET status = 'sent', sent_at = ?, updated_at = ?,"
                 " attempts = attempts + 1, last_error = NULL WHERE id = ? AND status = 'pending'",
@@ -288,12 +285,13 @@ class Ledger:
 
     def bounce(self, delivery: Delivery, error: str) -> None:
         """A permanent refusal of the address: the subscriber is bounced, the delivery failed."""
-        self.store.set_status(delivery.public_id, Status.BOUNCED)
-        self.mark_failed([delivery.id], error)
+        with self.database.transaction():
+            self.subscribers.set_status(delivery.public_id, Status.BOUNCED)
+            self.mark_failed([delivery.id], error)
 
     def _update(self, delivery_ids, status: str, error: str, *, attempt: bool) -> None:
-        now = self.store.now()
-        with self.store.transaction() as db:
+        now = self.database.now()
+        with self.database.transaction() as db:
             db.executemany(
                 "UPDATE deliveries SET status = ?, last_error = ?, updated_at = ?,"
                 f" attempts = attempts + {1 if attempt else 0}"
@@ -302,7 +300,7 @@ class Ledger:
             )
 
     def finish_if_done(self, announcement_id: int) -> bool:
-        with self.store.transaction() as db:
+        with self.database.transaction() as db:
             left = db.execute(
                 "SELECT count(*) FROM deliveries WHERE announcement_id = ? AND status = 'pending'",
                 (announcement_id,),
@@ -310,7 +308,7 @@ class Ledger:
             if left == 0:
                 db.execute(
                     "UPDATE announcements SET finished_at = ? WHERE id = ? AND finished_at IS NULL",
-                    (self.store.now(), announcement_id),
+                    (self.database.now(), announcement_id),
                 )
         return left == 0
 
@@ -320,7 +318,7 @@ class Ledger:
         where, args = (
             ("WHERE announcement_id = ?", (announcement_id,)) if announcement_id else ("", ())
         )
-        for status, count in self.store.db.execute(
+        for status, count in self.database.db.execute(
             f"SELECT status, count(*) FROM deliveries {where} GROUP BY status", args
         ):
             counts[status] = count
@@ -331,84 +329,34 @@ class Ledger:
         where, args = (
             ("WHERE d.announcement_id = ?", (announcement_id,)) if announcement_id else ("", ())
         )
-        return self.store.db.execute(
+        return self.database.db.execute(
             "SELECT d.*, s.email, s.status AS subscriber_status FROM deliveries d"
             f" JOIN subscribers s ON s.id = d.subscriber_id {where} ORDER BY d.id",
             args,
         ).fetchall()
 
     def items(self) -> list:
-        return self.store.db.execute("SELECT * FROM feed_items ORDER BY id").fetchall()
+        return self.database.db.execute("SELECT * FROM feed_items ORDER BY id").fetchall()
 
     # The run lock ---------------------------------------------------------------------------
     @contextmanager
-    def lock(self, lease: timedelta = DEFAULT_LEASE) -> Iterator[RunLock]:
-        run_lock = RunLock(self.store, lease)
-        run_lock.acquire()
+    def lock(self) -> Iterator[FileLock]:
+        """One announcer at a time: the file lock `<db>-announce.lock`, released by the kernel
+        when the run ends or dies. A second run gets `LedgerLocked` naming the holder."""
+        run_lock = FileLock(
+            self.database.path.with_name(self.database.path.name + "-announce.lock")
+        )
+        try:
+            run_lock.acquire(wait=False)
+        except Locked as held:
+            raise LedgerLocked(
+                f"another announce run is sending ({held}); not starting a second one. "
+                "Its lock ends with that process."
+            ) from None
         try:
             yield run_lock
         finally:
             run_lock.release()
-
-
-class RunLock:
-    """The one row of `announce_lock`, held with a lease that a thread renews."""
-
-    def __init__(self, store: Store, lease: timedelta = DEFAULT_LEASE):
-        self.store, self.lease = store, lease
-        self.host, self.pid = socket.gethostname(), os.getpid()
-        self.owner = f"{self.host}:{self.pid}:{secrets.token_hex(4)}"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def acquire(self) -> None:
-        moment = self.store.clock()
-        with self.store.transaction() as db:
-            row = db.execute("SELECT * FROM announce_lock WHERE id = 1").fetchone()
-            if row is not None and not self._stale(row, moment):
-                raise LedgerLocked(
-                    f"another announce run is sending (process {row['pid']} on {row['host']}, "
-                    f"since {row['acquired_at']}); not starting a second one. If that run died, "
-                    f"its lock expires at {row['expires_at']}."
-                )
-            db.execute(
-                "INSERT OR REPLACE INTO announce_lock (id, owner, host, pid, acquired_at,"
-                " expires_at) VALUES (1, ?, ?, ?, ?, ?)",
-                (self.owner, self.host, self.pid, stamp(moment), stamp(moment + self.lease)),
-            )
-        self._thread = threading.Thread(target=self._renew, name="announce-lock", daemon=True)
-        self._thread.start()
-
-    def _stale(self, row, moment: datetime) -> bool:
-        if parse_stamp(row["expires_at"]) <= moment:
-            return True
-        if row["host"] == self.host and row["pid"] != self.pid:
-            try:
-                os.kill(row["pid"], 0)
-            except ProcessLookupError:
-                return True  # that run died (killed, crashed) on this machine
-            except PermissionError:
-                return False
-        return False
-
-    def _renew(self) -> None:
-        interval = self.lease.total_seconds() / 4
-        while not self._stop.wait(interval):
-            try:
-                with self.store.transaction() as db:
-                    db.execute(
-                        "UPDATE announce_lock SET expires_at = ? WHERE id = 1 AND owner = ?",
-                        (stamp(self.store.clock() + self.lease), self.owner),
-                    )
-            except Exception:  # noqa: BLE001 - a busy database: try again at the next beat
-                pass
-
-    def release(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        with self.store.transaction() as db:
-            db.execute("DELETE FROM announce_lock WHERE id = 1 AND owner = ?", (self.owner,))
 
 
 __all__ = [
@@ -421,7 +369,6 @@ __all__ = [
     "LedgerLocked",
     "Page",
     "RECORD",
-    "RunLock",
     "WAIT",
     "link_key",
 ]

@@ -26,11 +26,12 @@ from email.policy import default as default_policy
 from pathlib import Path
 from typing import TextIO
 
-from newsletter import addresses
-from newsletter.config import Settings
-from newsletter.sender import Sender
-from newsletter.store import Status, Store, Subscriber
-from newsletter.tokens import Tokens
+from newsletter.settings import Settings
+from newsletter.subscriptions import addresses
+from newsletter.subscriptions.queue import EmailQueue
+from newsletter.subscriptions.sender import Sender
+from newsletter.subscriptions.subscribers import Status, Subscriber, Subscribers
+from newsletter.subscriptions.tokens import Tokens
 
 EXPORT_COLUMNS = [
     "email", "status", "created_at", "confirmed_at", "unsubscribed_at", "bounced_at",
@@ -51,8 +52,8 @@ class ImportReport:
     rejected: list[tuple[int, str, str]] = field(default_factory=list)  # line, text, reason
 
 
-def open_store(settings: Settings) -> Store:
-    return Store(settings.database)
+def open_store(settings: Settings) -> Subscribers:
+    return Subscribers.open(settings.database)
 
 
 def _address(email: str) -> tuple[str, str]:
@@ -67,7 +68,7 @@ def list_subscribers(settings: Settings, status: str | None = None) -> list[Subs
         raise AdminError(f"unknown status {status!r}; use one of: {', '.join(Status)}")
     store = open_store(settings)
     try:
-        return store.subscribers(Status(status) if status else None)
+        return store.list(Status(status) if status else None)
     finally:
         store.close()
 
@@ -197,7 +198,7 @@ def _read_rows(path: Path) -> list[tuple[int, str]]:
 def export_csv(settings: Settings, out: TextIO) -> int:
     store = open_store(settings)
     try:
-        subscribers = store.subscribers()
+        subscribers = store.list()
     finally:
         store.close()
     writer = csv.writer(out, lineterminator="\n")
@@ -215,7 +216,7 @@ def _cell(value) -> str:
 def stats(settings: Settings) -> dict[str, dict[str, int]]:
     store = open_store(settings)
     try:
-        return store.counts()
+        return {"subscribers": store.counts(), "emails": EmailQueue(store.database).counts()}
     finally:
         store.close()
 
@@ -223,7 +224,7 @@ def stats(settings: Settings) -> dict[str, dict[str, int]]:
 def send_queued(settings: Settings, timeout: float = 30.0) -> dict[str, int]:
     store = open_store(settings)
     try:
-        sender = Sender(settings, store, Tokens(settings.secret_key))
+        sender = Sender(settings, store.database, Tokens(settings.secret_key))
         return sender.drain(timeout=timeout)
     finally:
         store.close()

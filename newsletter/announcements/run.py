@@ -9,8 +9,9 @@ Contract: `run(settings, ...)` does, in this order, and returns a `Summary`:
 5. send every unfinished announcement (earlier runs' leftovers first), recording each result.
 `dry_run=True` does 1 and 3 without writing anything to the ledger, and renders every email it
 would send to `<outbox>/preview/`. `preview()` renders the latest announcement (or the newest
-feed item) as an HTML page. The transport comes from NEWSLETTER_TRANSPORT: outbox (default),
-smtp (a pool of reused connections) or mailgun (the batch API).
+feed item) as an HTML page. The mailer is the one `newsletter.mail.connect` makes from
+NEWSLETTER_TRANSPORT: outbox (default), smtp (NEWSLETTER_SMTP_WORKERS reused connections) or
+mailgun (the batch API).
 """
 
 from __future__ import annotations
@@ -24,24 +25,24 @@ from pathlib import Path
 
 import requests
 
-from newsletter import config
-from newsletter.announcement import URL_MARK, Composer, drafts
-from newsletter.config import Settings
-from newsletter.dispatch import (
-    SENT,
-    BulkSender,
-    NoProgress,
-    OutboxWriter,
-    Progress,
-    SmtpPool,
-    Tally,
-    dispatch,
-    iterate,
+from newsletter import mail
+from newsletter.announcements.dispatch import NoProgress, Progress, Results, Tally, dispatch
+from newsletter.announcements.emails import URL_MARK, Composer, drafts
+from newsletter.announcements.feed import FeedItem, read_feed
+from newsletter.announcements.ledger import (
+    ANNOUNCE,
+    RECORD,
+    WAIT,
+    Announcement,
+    Decision,
+    Delivery,
+    Ledger,
 )
-from newsletter.feedreader import FeedItem, read_feed
-from newsletter.ledger import ANNOUNCE, RECORD, WAIT, Announcement, Decision, Delivery, Ledger
-from newsletter.store import Status, Store, utcnow
-from newsletter.tokens import Tokens
+from newsletter.database import Database, utcnow
+from newsletter.mail.outbox import OutboxMailer
+from newsletter.settings import Settings, load
+from newsletter.subscriptions.subscribers import Status, Subscribers
+from newsletter.subscriptions.tokens import Tokens
 
 
 @dataclass
@@ -103,15 +104,16 @@ def run(
     send_existing: bool = False,
     check_live: bool = False,
     progress: Progress | None = None,
-    sender: BulkSender | None = None,
+    connect=None,
     sleep=time.sleep,
 ) -> Summary:
-    settings = config.load(settings)
+    """`connect(report)` makes the mailer (default: `mail.connect` from the settings)."""
+    settings = load(settings)
     feed = read_feed(feed_url or settings.feed_url or None)
     summary = Summary(feed=feed.source, dry_run=dry_run)
-    store = Store(settings.database)
+    database = Database(settings.database)
     try:
-        ledger, tokens = Ledger(store), Tokens(settings.secret_key)
+        ledger, tokens = Ledger(database), Tokens(settings.secret_key)
         if dry_run:
             return _dry_run(
                 settings, ledger, tokens, feed.items, summary, send_existing, check_live
@@ -123,29 +125,32 @@ def run(
             summary.resumed = ledger.unfinished()
             new_items = [d.item for d in decisions if d.action == ANNOUNCE]
             summary.announced = ledger.plan(decisions, drafts(new_items, settings))
-            sender = sender or bulk_sender(settings)
+            results = Results(ledger, breaker=max(20, 3 * settings.smtp_workers))
+            connect = connect or (
+                lambda report: mail.connect(settings, report, workers=settings.smtp_workers)
+            )
+            mailer = connect(results)
             try:
                 for announcement in ledger.unfinished():
-                    summary.tally.add(
-                        dispatch(
-                            ledger,
-                            Composer(settings, tokens, announcement),
-                            sender,
-                            retries=settings.announce_retries,
-                            retry_delay=settings.announce_retry_delay,
-                            breaker=max(20, 3 * settings.smtp_workers),
-                            progress=progress,
-                            sleep=sleep,
-                        )
+                    dispatch(
+                        ledger,
+                        Composer(settings, tokens, announcement),
+                        mailer,
+                        results,
+                        retries=settings.announce_retries,
+                        retry_delay=settings.announce_retry_delay,
+                        progress=progress,
+                        sleep=sleep,
                     )
-                    if summary.tally.stopped:
+                    if results.tally.stopped:
                         break
             finally:
-                sender.close()
+                mailer.close()
+            summary.tally = results.tally
             summary.pending = ledger.counts()["pending"]
         return summary
     finally:
-        store.close()
+        database.close()
 
 
 def _decide(settings, ledger, items, send_existing, check_live) -> list[Decision]:
@@ -156,16 +161,6 @@ def _decide(settings, ledger, items, send_existing, check_live) -> list[Decision
         send_existing=send_existing,
         is_live=live_check(timeout=settings.smtp_timeout) if check_live else None,
     )
-
-
-def bulk_sender(settings: Settings) -> BulkSender:
-    if settings.transport == "smtp":
-        return SmtpPool(settings)
-    if settings.transport == "mailgun":
-        from newsletter.mailgun import MailgunBatchSender
-
-        return MailgunBatchSender(settings)
-    return OutboxWriter(settings.outbox)
 
 
 def live_check(timeout: float = 10.0, session: requests.Session | None = None):
@@ -192,38 +187,31 @@ def _dry_run(settings, ledger, tokens, items, summary, send_existing, check_live
     new_items = [d.item for d in decisions if d.action == ANNOUNCE]
     folder = settings.outbox / "preview"
     shutil.rmtree(folder, ignore_errors=True)
-    writer = OutboxWriter(folder)
-    rendered = 0
+    rendered = mail.Collect()
+    writer = OutboxMailer(folder, rendered)
 
-    def count(jobs, outcome, error):
-        nonlocal rendered
-        rendered += len(jobs) if outcome == SENT else 0
-
-    subscribers = ledger.store.subscribers(Status.CONFIRMED)
+    subscribers = Subscribers(ledger.database).list(Status.CONFIRMED)
     for draft in drafts(new_items, settings):
         announcement = Announcement(0, draft.kind, draft.key, draft.subject, draft.items, "", None)
         summary.announced.append(announcement)
         composer = Composer(settings, tokens, announcement)
-        jobs = (
-            composer.outgoing(Delivery(0, 0, 0, s.id, s.public_id, s.email)) for s in subscribers
-        )
-        writer.run(iterate(jobs), count)
+        for s in subscribers:
+            writer.push(composer.outgoing(Delivery(0, 0, 0, s.id, s.public_id, s.email)))
     for announcement in ledger.unfinished():
         summary.resumed.append(announcement)
         composer = Composer(settings, tokens, announcement)
-        pending = ledger.deliveries(announcement.id)
-        jobs = (
-            composer.outgoing(Delivery(r["id"], announcement.id, r["attempts"], r["subscriber_id"],
-                                       _public_id(ledger, r["subscriber_id"]), r["email"]))
-            for r in pending if r["status"] == "pending"
-        )  # fmt: skip
-        writer.run(iterate(jobs), count)
-    summary.previews, summary.preview_folder = rendered, folder
+        for r in ledger.deliveries(announcement.id):
+            if r["status"] == "pending":
+                delivery = Delivery(r["id"], announcement.id, r["attempts"], r["subscriber_id"],
+                                    _public_id(ledger, r["subscriber_id"]), r["email"])  # fmt: skip
+                writer.push(composer.outgoing(delivery))
+    summary.previews = sum(error is None for error in rendered.results.values())
+    summary.preview_folder = folder
     return summary
 
 
 def _public_id(ledger: Ledger, subscriber_id: int) -> str:
-    return ledger.store.db.execute(
+    return ledger.database.db.execute(
         "SELECT public_id FROM subscribers WHERE id = ?", (subscriber_id,)
     ).fetchone()[0]
 
@@ -231,12 +219,12 @@ def _public_id(ledger: Ledger, subscriber_id: int) -> str:
 def preview(settings: Settings | None = None, *, feed_url: str | None = None) -> Path:
     """The latest announcement (or, before the first one, the newest feed item) as an HTML page
     at <outbox>/preview/latest.html, with a sample unsubscribe link; returns its path."""
-    settings = config.load(settings)
-    store = Store(settings.database)
+    settings = load(settings)
+    database = Database(settings.database)
     try:
-        announcement = Ledger(store).latest()
+        announcement = Ledger(database).latest()
     finally:
-        store.close()
+        database.close()
     if announcement is None:
         feed = read_feed(feed_url or settings.feed_url or None)
         if not feed.items:
@@ -311,7 +299,6 @@ __all__ = [
     "NoProgress",
     "Summary",
     "TerminalProgress",
-    "bulk_sender",
     "live_check",
     "preview",
     "run",

@@ -1,0 +1,28 @@
+"""The feed contract between the blog and the newsletter, in one place.
+
+The blog (`plugins/feeds`) writes the feed with these names; the announcer
+(`newsletter.announcements.feed`) reads it with the same ones, never Pelican's internals.
+- `ALL_RSS`: where the feed of all articles lives under the output folder.
+- `NAMESPACE` (prefix `PREFIX`): our own elements; `<st:subtitle>` is the article's dek
+  (feedparser shows it as `st_subtitle`).
+- An article's `Announce:` metadata set to one of `OPT_OUT` words becomes
+  `<category domain="announce">no</category>` (`ANNOUNCE_DOMAIN`), and the announcer records
+  the item without sending it. `opts_out(value)` is the one test of those words.
+"""
+
+from __future__ import annotations
+
+ALL_RSS = "feeds/all.rss.xml"
+ALL_ATOM = "feeds/all.atom.xml"
+NAMESPACE = "urn:x-stay-tuned:article:1"
+PREFIX = "st"
+ANNOUNCE_DOMAIN = "announce"
+OPT_OUT = frozenset({"no", "false", "off", "0"})
+
+
+def opts_out(value: object) -> bool:
+    """True when an `Announce:` value (or the feed's announce category) says not to announce."""
+    return str(value).strip().lower() in OPT_OUT
+
+
+__all__ = ["ALL_ATOM", "ALL_RSS", "ANNOUNCE_DOMAIN", "NAMESPACE", "OPT_OUT", "PREFIX", "opts_out"]

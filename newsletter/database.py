@@ -1,0 +1,264 @@
+"""The database: one SQLite file, the standard library's sqlite3, and its migrations.
+
+Contract:
+- `Database(path)` opens (creating it and its folder if needed) and migrates the file: it runs
+  the numbered `migrations/NNNN_*.sql` it has not had yet (PRAGMA user_version); a new file runs
+  them all. WAL mode, foreign keys on (erasing a subscriber cascades to every row about them),
+  and a busy timeout, so concurrent writers (threads, gunicorn workers, tasks) wait their turn
+  instead of failing with "database is locked".
+- `transaction()` is one `BEGIN IMMEDIATE` write transaction. Writers of this code also queue
+  on the one file lock (`<db>-writer.lock`), which hands over at once, unlike SQLite's polling
+  busy handler. A transaction opened inside another one in the same thread joins it (one
+  commit, or one rollback for both); it never waits on itself.
+- Each thread gets its own connection; `close()` closes them all. Safe across fork (gunicorn
+  --preload): a child never touches its parent's connections.
+- `background_checkpoints=True` (the web app): commits never checkpoint the WAL; the caller's
+  background thread runs `checkpoint()` instead.
+- Timestamps are fixed-width UTC ISO 8601 text (`stamp`, `parse_stamp`), so they sort as they
+  compare. The features own their tables and queries; this module knows none of them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from newsletter.filelock import FileLock
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+BUSY_TIMEOUT_S = 30.0
+
+
+class DatabaseError(Exception):
+    """The database could not be opened or migrated."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def stamp(moment: datetime) -> str:
+    """Timestamps are stored as fixed-width UTC ISO 8601 text, so they sort as they compare."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_stamp(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def migrations() -> list[tuple[int, Path]]:
+    found = []
+    for path in sorted(MIGRATIONS.glob("*.sql")):
+        match = re.fullmatch(r"(\d{4})_[a-z0-9_]+\.sql", path.name)
+        if not match:
+            raise DatabaseError(f"migration {path.name}: name it NNNN_what_it_does.sql")
+        found.append((int(match.group(1)), path))
+    numbers = [number for number, _ in found]
+    if numbers != list(range(1, len(found) + 1)):
+        raise DatabaseError(f"migrations must be numbered 0001, 0002, ... without gaps: {numbers}")
+    return found
+
+
+def split_statements(script: str) -> list[str]:
+    """SQL statements of a script, one by one (triggers included), so that they run inside our
+    own transaction: sqlite3's executescript() would commit first."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip().strip(";").strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip() and not all(
+        part.strip().startswith("--") for part in buffer.strip().splitlines() if part.strip()
+    ):
+        raise DatabaseError(
+            f"incomplete SQL statement at the end of a script: {buffer.strip()[:80]}"
+        )
+    return statements
+
+
+class _Holder:
+    """Owns one thread's connection; closes it when the thread (and so this holder) goes."""
+
+    __slots__ = ("connection", "__weakref__")
+
+    def __init__(self, connection: sqlite3.Connection):
+        self.connection = connection
+
+    def __del__(self):
+        try:
+            self.connection.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+class Database:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        migrate: bool = True,
+        background_checkpoints: bool = False,
+    ):
+        self.path = Path(path)
+        self.clock = clock
+        self.background_checkpoints = background_checkpoints
+        self._local = threading.local()
+        self._holders: weakref.WeakSet[_Holder] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._inherited: list[_Holder] = []
+        self._writer = threading.Lock()  # one writer per process at a time ...
+        self._writer_lock = self._new_writer_lock()  # ... and one per machine (flock)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DatabaseError(f"cannot create {self.path.parent}: {error}") from None
+        if migrate:
+            self.migrate()
+
+    # Connections and transactions -----------------------------------------------------------
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():
+            self._after_fork()
+        holder = getattr(self._local, "holder", None)
+        if holder is None:
+            holder = _Holder(self._connect())
+            self._local.holder = holder
+            with self._lock:
+                self._holders.add(holder)
+        return holder.connection
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            connection.row_factory = sqlite3.Row
+            connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise DatabaseError(f"{self.path}: could not switch to WAL mode (got {mode})")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            if self.background_checkpoints:  # see checkpoint()
+                connection.execute("PRAGMA wal_autocheckpoint = 0")
+            connection.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as error:
+            raise DatabaseError(f"cannot open the database {self.path}: {error}") from None
+        return connection
+
+    def _after_fork(self) -> None:
+        """In a forked child (gunicorn --preload): never touch the parent's connections, not
+        even to close them; keep them referenced so that no destructor closes them either."""
+        with self._lock:
+            self._inherited.extend(self._holders)
+            self._holders = weakref.WeakSet()
+            self._local = threading.local()
+            self._pid = os.getpid()
+            self._writer = threading.Lock()
+            self._writer_lock = self._new_writer_lock()  # the parent's file stays the parent's
+
+    def close(self) -> None:
+        """Close every thread's connection (at shutdown, when no thread uses the store)."""
+        with self._lock:
+            holders = list(self._holders)
+            self._holders = weakref.WeakSet()
+        for holder in holders:
+            holder.connection.close()
+        self._local = threading.local()
+        if self._pid == os.getpid():
+            with self._writer:
+                self._writer_lock.close()
+
+    def _new_writer_lock(self) -> FileLock:
+        # Writers wait in line on a file lock, which the kernel hands over the moment it is
+        # released. SQLite's own busy handler polls with sleeps of 1 to 100 ms, which under load
+        # costs far more than the write itself; it remains the fallback for other programs.
+        return FileLock(self.path.with_name(self.path.name + "-writer.lock"), describe=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (BEGIN IMMEDIATE) so that a read never has to
+        become a write mid-transaction (which fails at once in WAL mode instead of waiting).
+        Inside another transaction of this thread, it joins that one."""
+        db = self.db
+        if getattr(self._local, "depth", 0):
+            self._local.depth += 1
+            try:
+                yield db
+            finally:
+                self._local.depth -= 1
+            return
+        with self._writer:
+            self._writer_lock.acquire()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                self._local.depth = 1
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                else:
+                    db.execute("COMMIT")
+                finally:
+                    self._local.depth = 0
+            finally:
+                self._writer_lock.release()
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database file (PASSIVE: never waits on, nor
+        blocks, readers and writers). With `background_checkpoints`, a background thread calls
+        this instead of SQLite doing it inside some writer's commit, so that no request waits
+        on the fsync it involves."""
+        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def now(self) -> str:
+        return stamp(self.clock())
+
+    # Schema ---------------------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema; return the version now in place. Safe to run from many
+        processes at once: the first one takes the write lock, the others find it done."""
+        steps = migrations()
+        latest = steps[-1][0] if steps else 0
+        try:
+            with self.transaction() as db:
+                current = db.execute("PRAGMA user_version").fetchone()[0]
+                if current > latest:
+                    raise DatabaseError(
+                        f"{self.path} is at schema version {current}, newer than this code "
+                        f"({latest}); update the code"
+                    )
+                scripts = [path for number, path in steps if number > current]
+                for script in scripts:
+                    for statement in split_statements(script.read_text(encoding="utf-8")):
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {latest}")
+        except sqlite3.Error as error:
+            raise DatabaseError(f"cannot migrate {self.path}: {error}") from None
+        return latest
+
+
+__all__ = [
+    "Database",
+    "DatabaseError",
+    "migrations",
+    "parse_stamp",
+    "stamp",
+    "utcnow",
+]

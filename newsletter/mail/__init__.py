@@ -1,0 +1,47 @@
+"""The mail room: one interface for sending any email (see `base`), and composing it.
+
+`connect(settings, report, workers=1)` makes the mailer NEWSLETTER_TRANSPORT names: `outbox`
+(default: .eml files in NEWSLETTER_OUTBOX), `smtp` (`workers` reused connections) or `mailgun`.
+Both features send through it: the confirmation queue (one worker) and announcements
+(NEWSLETTER_SMTP_WORKERS). This room imports settings and the database helpers only.
+"""
+
+from __future__ import annotations
+
+from newsletter.mail.base import (
+    Batch,
+    Collect,
+    Mailer,
+    MailError,
+    MessageRefused,
+    Outgoing,
+    RecipientRefused,
+    Report,
+    TemporaryFailure,
+)
+from newsletter.mail.mailgun import MailgunMailer
+from newsletter.mail.outbox import OutboxMailer
+from newsletter.mail.smtp import SmtpMailer
+from newsletter.settings import Settings
+
+
+def connect(settings: Settings, report: Report, *, workers: int = 1) -> Mailer:
+    if settings.transport == "smtp":
+        return SmtpMailer(settings, report, workers=workers)
+    if settings.transport == "mailgun":
+        return MailgunMailer(settings, report)
+    return OutboxMailer(settings.outbox, report)
+
+
+__all__ = [
+    "Batch",
+    "Collect",
+    "MailError",
+    "Mailer",
+    "MessageRefused",
+    "Outgoing",
+    "RecipientRefused",
+    "Report",
+    "TemporaryFailure",
+    "connect",
+]

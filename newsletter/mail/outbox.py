@@ -1,0 +1,52 @@
+"""The outbox mailer (development and tests): each message becomes an .eml file in a folder.
+
+Contract: `OutboxMailer(folder, report)`: `push` writes `folder/<message-id>.eml` at once,
+atomically (the same Message-ID overwrites its file, so a resend never makes a second file),
+the bytes exactly as SMTP would carry them, and reports it; a write that fails (a full disk, no
+permission) is a `TemporaryFailure`. `path_for(message_id)` names the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from newsletter.mail.base import MessageRefused, Outgoing, Report, TemporaryFailure
+
+
+class OutboxMailer:
+    batches = False
+
+    def __init__(self, folder: str | Path, report: Report):
+        self.folder = Path(folder)
+        self.report = report
+
+    def path_for(self, message_id: str) -> Path:
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", message_id.strip("<> "))[:150]
+        return self.folder / f"{name}.eml"
+
+    def push(self, outgoing: Outgoing) -> None:
+        if not outgoing.message_id.strip("<> "):
+            self.report([outgoing], MessageRefused("the message has no Message-ID"))
+            return
+        target = self.path_for(outgoing.message_id)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.folder, suffix=".tmp", delete=False) as f:
+                f.write(outgoing.data)
+            os.replace(f.name, target)
+        except OSError as error:
+            self.report([outgoing], TemporaryFailure(f"cannot write {target}: {error}"))
+        else:
+            self.report([outgoing], None)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+__all__ = ["OutboxMailer"]

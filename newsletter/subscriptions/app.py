@@ -1,0 +1,109 @@
+"""The subscription endpoint's app factory, `create_app(config=None)` (served by gunicorn:
+`gunicorn 'newsletter.subscriptions.app:create_app()'`).
+
+Contract: `create_app` reads the settings (a `Settings`, a mapping of NEWSLETTER_* names, or the
+environment), opens and migrates the database, registers the views' Blueprint and starts the
+background sender of confirmation emails. `app.extensions["newsletter"]` is the `Newsletter`
+the views use; its `close()` stops the sender thread and closes the database.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from newsletter.database import Database
+from newsletter.ratelimit import RateLimiter
+from newsletter.settings import ROOT, Settings, load
+from newsletter.subscriptions.queue import EmailQueue
+from newsletter.subscriptions.sender import Sender
+from newsletter.subscriptions.subscribers import Subscribers
+from newsletter.subscriptions.tokens import Tokens
+from newsletter.subscriptions.views import bp
+
+THEME_STATIC = ROOT / "theme" / "static"
+
+
+class Activity:
+    """When this process last started answering a request: the sender yields while busy."""
+
+    def __init__(self, window: float = 0.05):
+        self.window = window
+        self.last = 0.0
+
+    def touch(self) -> None:
+        self.last = time.monotonic()
+
+    def busy(self) -> bool:
+        return time.monotonic() - self.last < self.window
+
+
+@dataclass
+class Newsletter:
+    """What the app holds: `app.extensions["newsletter"]`."""
+
+    settings: Settings
+    database: Database
+    subscribers: Subscribers
+    queue: EmailQueue
+    tokens: Tokens
+    sender: Sender
+    limiter: RateLimiter
+    activity: Activity
+    closed: bool = field(default=False)
+
+    def close(self) -> None:
+        self.closed = True
+        self.sender.stop()
+        self.database.close()
+
+
+def create_app(config: Settings | dict | None = None) -> Flask:
+    settings = load(config)
+    database = Database(settings.database, background_checkpoints=True)  # the sender checkpoints
+    database.close()  # no connection survives into a forked worker (gunicorn --preload)
+    tokens = Tokens(settings.secret_key, max_age=settings.confirm_max_age)
+    activity = Activity()
+    state = Newsletter(
+        settings=settings,
+        database=database,
+        subscribers=Subscribers(database),
+        queue=EmailQueue(database),
+        tokens=tokens,
+        sender=Sender(settings, database, tokens, busy=activity.busy),
+        limiter=RateLimiter(settings.rate_limit),
+        activity=activity,
+    )
+
+    app = Flask(
+        __name__,
+        static_folder=str(THEME_STATIC),
+        static_url_path="/static",
+        template_folder="../templates/pages",
+    )
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        MAX_FORM_MEMORY_SIZE=settings.max_request_bytes,
+        MAX_FORM_PARTS=20,
+        SEND_FILE_MAX_AGE_DEFAULT=3600,
+    )
+    if settings.proxy_count:
+        n = settings.proxy_count
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_prefix=n)
+    app.extensions["newsletter"] = state
+    app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
+    app.jinja_env.globals.update(
+        site_name=settings.site_name,
+        site_url=settings.site_url,
+        base_url=settings.base_url,
+        postal_address=settings.postal_address,
+    )
+    app.register_blueprint(bp)
+    state.sender.start()
+    return app
+
+
+__all__ = ["Activity", "Newsletter", "create_app"]

@@ -1,0 +1,61 @@
+"""The confirmation email and the links in every email to a subscriber.
+
+Contract:
+- `links(settings, tokens, subscriber)`: the confirmation and unsubscribe URLs (signed, opaque
+  tokens: the subscriber's random public id, never the row id or the address).
+- `unsubscribe_url(settings, tokens, public_id)`: the one-click URL; the same string every time.
+- `confirmation_email(settings, subscriber, confirm_url=, unsubscribe_url=, message_id=)`: a
+  multipart/alternative `EmailMessage` (plain text, then HTML in the blog's look with its CSS
+  inlined), `Auto-Submitted: auto-generated`, the list headers, the postal address in the footer.
+"""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+from newsletter.mail import message as compose
+from newsletter.settings import Settings
+from newsletter.subscriptions.subscribers import Subscriber
+from newsletter.subscriptions.tokens import Tokens
+
+
+def links(settings: Settings, tokens: Tokens, subscriber: Subscriber) -> dict[str, str]:
+    return {
+        "confirm_url": f"{settings.base_url}/confirm/"
+        + tokens.confirm_token(subscriber.public_id, subscriber.confirm_nonce),
+        "unsubscribe_url": unsubscribe_url(settings, tokens, subscriber.public_id),
+    }
+
+
+def unsubscribe_url(settings: Settings, tokens: Tokens, public_id: str) -> str:
+    return f"{settings.base_url}/unsubscribe/" + tokens.unsubscribe_token(public_id)
+
+
+def confirmation_email(
+    settings: Settings,
+    subscriber: Subscriber,
+    *,
+    confirm_url: str,
+    unsubscribe_url: str,
+    message_id: str,
+) -> EmailMessage:
+    subject = f"Confirm your subscription to {settings.site_name}"
+    text, html = compose.render(
+        "confirm",
+        subject=subject,
+        site_name=settings.site_name,
+        site_url=settings.site_url,
+        postal_address=settings.postal_address,
+        confirm_url=confirm_url,
+        unsubscribe_url=unsubscribe_url,
+        hours=settings.confirm_max_age // 3600,
+    )
+    message = compose.new_message(settings, subscriber.email, subject, message_id)
+    message["Auto-Submitted"] = "auto-generated"  # no vacation auto-replies to a confirmation
+    compose.set_list_headers(message, settings, unsubscribe_url)
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+__all__ = ["confirmation_email", "links", "unsubscribe_url"]

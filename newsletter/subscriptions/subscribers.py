@@ -1,0 +1,279 @@
+"""Subscribers: who asked for the newsletter, and where each one is on the opt-in path.
+
+Contract, over the `Database` (table `subscribers`, migration 0001):
+- States are the `Status` enum: `unconfirmed -> confirmed -> unsubscribed`, also `bounced` and
+  `complained` (set by the mail providers' feedback). Each change sets its timestamp. The
+  `confirm_nonce` changes whenever someone leaves the opt-in path, so an old confirmation link
+  can never re-subscribe someone who left.
+- `request_subscription(...)` records consent and queues a confirmation email (the `queue`
+  module) in ONE transaction; its `Outcome` is for the logs: the web answer is the same for all.
+- `confirm`, `set_status`, `unsubscribe`, `add`, `add_many` and `forget` (which deletes the row;
+  the foreign keys cascade to every queued email and delivery about them) are each one
+  transaction. Public links name a subscriber by `public_id` only: random, never the row id.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+import sqlite3
+from dataclasses import dataclass, fields
+from datetime import timedelta
+from pathlib import Path
+
+from newsletter.database import Database, parse_stamp, stamp
+from newsletter.subscriptions import queue
+
+
+class Status(enum.StrEnum):
+    UNCONFIRMED = "unconfirmed"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class Outcome(enum.StrEnum):
+    """What a subscribe request did. The web answer is the same for all of them."""
+
+    QUEUED = "queued"  # a confirmation email is on its way
+    THROTTLED = "throttled"  # one was queued less than the re-send interval ago
+    ALREADY_CONFIRMED = "already_confirmed"
+    BLOCKED = "blocked"  # the address complained (marked us as spam): never mail it again
+
+
+class Confirmation(enum.StrEnum):
+    CONFIRMED = "confirmed"
+    ALREADY_CONFIRMED = "already_confirmed"
+    STALE = "stale"  # a link from an earlier opt-in (they left since, or asked again later)
+    UNKNOWN = "unknown"  # no such subscriber (forgotten)
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    id: int
+    public_id: str
+    email: str
+    email_key: str
+    status: Status
+    confirm_nonce: str
+    created_at: str
+    status_changed_at: str
+    confirmation_sent_at: str | None
+    confirmed_at: str | None
+    unsubscribed_at: str | None
+    bounced_at: str | None
+    complained_at: str | None
+    consent_at: str | None
+    consent_source: str | None
+    consent_ip_hash: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row, prefix: str = "") -> Subscriber:
+        values = {f.name: row[prefix + f.name] for f in fields(cls)}
+        values["status"] = Status(values["status"])
+        return cls(**values)
+
+
+class Subscribers:
+    def __init__(self, database: Database):
+        self.database = database
+
+    @classmethod
+    def open(cls, path: str | Path, **options) -> Subscribers:
+        """Open (and migrate) the database file at `path`."""
+        return cls(Database(path, **options))
+
+    def close(self) -> None:
+        self.database.close()
+
+    def _subscriber(self, db, where: str, value) -> Subscriber | None:
+        row = db.execute(f"SELECT * FROM subscribers WHERE {where} = ?", (value,)).fetchone()
+        return Subscriber.from_row(row) if row else None
+
+    def get(self, public_id: str) -> Subscriber | None:
+        return self._subscriber(self.database.db, "public_id", public_id)
+
+    def find(self, key: str) -> Subscriber | None:
+        """The subscriber with this address key (see addresses.normalize)."""
+        return self._subscriber(self.database.db, "email_key", key)
+
+    def list(self, status: Status | None = None) -> list[Subscriber]:
+        if status is None:
+            rows = self.database.db.execute("SELECT * FROM subscribers ORDER BY created_at, id")
+        else:
+            rows = self.database.db.execute(
+                "SELECT * FROM subscribers WHERE status = ? ORDER BY created_at, id", (status,)
+            )
+        return [Subscriber.from_row(row) for row in rows]
+
+    def request_subscription(
+        self,
+        email: str,
+        key: str,
+        *,
+        source: str | None = None,
+        ip_hash: str | None = None,
+        resend_interval: float = 600.0,
+    ) -> Outcome:
+        """The subscribe form: record consent and queue a confirmation email, in one transaction."""
+        moment = self.database.clock()
+        now = stamp(moment)
+        with self.database.transaction() as db:
+            subscriber = self._subscriber(db, "email_key", key)
+            if subscriber is None:
+                cursor = db.execute(
+                    "INSERT INTO subscribers (public_id, email, email_key, status, confirm_nonce,"
+                    " created_at, status_changed_at, confirmation_sent_at, consent_at,"
+                    " consent_source, consent_ip_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (new_public_id(), email, key, Status.UNCONFIRMED, new_nonce(), now, now, now,
+                     now, source, ip_hash),
+                )  # fmt: skip
+                queue.enqueue(db, "confirmation", cursor.lastrowid, now)
+                return Outcome.QUEUED
+            if subscriber.status == Status.CONFIRMED:
+                return Outcome.ALREADY_CONFIRMED
+            if subscriber.status == Status.COMPLAINED:
+                return Outcome.BLOCKED
+            last = subscriber.confirmation_sent_at
+            if last and moment - parse_stamp(last) < timedelta(seconds=resend_interval):
+                return Outcome.THROTTLED
+            if subscriber.status == Status.UNCONFIRMED:
+                db.execute(
+                    "UPDATE subscribers SET confirmation_sent_at = ?, consent_at = ?,"
+                    " consent_source = ?, consent_ip_hash = ? WHERE id = ?",
+                    (now, now, source, ip_hash, subscriber.id),
+                )
+            else:  # unsubscribed or bounced, and asking again: a new opt-in
+                db.execute(
+                    "UPDATE subscribers SET status = ?, status_changed_at = ?, confirm_nonce = ?,"
+                    " confirmation_sent_at = ?, consent_at = ?, consent_source = ?,"
+                    " consent_ip_hash = ? WHERE id = ?",
+                    (Status.UNCONFIRMED, now, new_nonce(), now, now, source, ip_hash,
+                     subscriber.id),
+                )  # fmt: skip
+            queue.enqueue(db, "confirmation", subscriber.id, now)
+            return Outcome.QUEUED
+
+    def confirm(self, public_id: str, nonce: str) -> tuple[Confirmation, Subscriber | None]:
+        """The confirmation link: idempotent; only the latest opt-in's link works."""
+        now = self.database.now()
+        with self.database.transaction() as db:
+            subscriber = self._subscriber(db, "public_id", public_id)
+            if subscriber is None:
+                return Confirmation.UNKNOWN, None
+            if not secrets.compare_digest(subscriber.confirm_nonce, nonce):
+                return Confirmation.STALE, subscriber
+            if subscriber.status == Status.CONFIRMED:
+                return Confirmation.ALREADY_CONFIRMED, subscriber
+            if subscriber.status != Status.UNCONFIRMED:
+                return Confirmation.STALE, subscriber
+            self._set_status(db, subscriber.id, Status.CONFIRMED, now)
+            return Confirmation.CONFIRMED, self._subscriber(db, "id", subscriber.id)
+
+    def set_status(self, public_id: str, status: Status) -> Subscriber | None:
+        """Move a subscriber to `status` (unsubscribe, bounce, complaint, or the author's
+        confirm); a no-op if already there. Leaving the opt-in path voids old confirm links."""
+        now = self.database.now()
+        with self.database.transaction() as db:
+            subscriber = self._subscriber(db, "public_id", public_id)
+            if subscriber is None or subscriber.status == status:
+                return subscriber
+            self._set_status(db, subscriber.id, status, now)
+            return self._subscriber(db, "id", subscriber.id)
+
+    def unsubscribe(self, public_id: str) -> Subscriber | None:
+        """Unsubscribe (idempotent). A bounced or complained address keeps that status."""
+        subscriber = self.get(public_id)
+        if subscriber is None or subscriber.status in (Status.BOUNCED, Status.COMPLAINED):
+            return subscriber
+        return self.set_status(public_id, Status.UNSUBSCRIBED)
+
+    @staticmethod
+    def _set_status(db, subscriber_id: int, status: Status, now: str) -> None:
+        column = {
+            Status.CONFIRMED: "confirmed_at",
+            Status.UNSUBSCRIBED: "unsubscribed_at",
+            Status.BOUNCED: "bounced_at",
+            Status.COMPLAINED: "complained_at",
+            Status.UNCONFIRMED: "status_changed_at",
+        }[status]
+        nonce = "" if status == Status.CONFIRMED else ", confirm_nonce = :nonce"
+        db.execute(
+            f"UPDATE subscribers SET status = :status, status_changed_at = :now, {column} = :now"
+            f"{nonce} WHERE id = :id",
+            {"status": status, "now": now, "nonce": new_nonce(), "id": subscriber_id},
+        )
+
+    def add(
+        self, email: str, key: str, *, status: Status, source: str | None = None
+    ) -> Subscriber | None:
+        """Add a new subscriber as the author (tasks), `confirmed` or `unconfirmed` (then a
+        confirmation email is queued). Returns None, changing nothing, if the address is known."""
+        now = self.database.now()
+        with self.database.transaction() as db:
+            if self._subscriber(db, "email_key", key) is not None:
+                return None
+            cursor = db.execute(
+                "INSERT INTO subscribers (public_id, email, email_key, status, confirm_nonce,"
+                " created_at, status_changed_at, confirmed_at, confirmation_sent_at, consent_at,"
+                " consent_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (new_public_id(), email, key, status, new_nonce(), now, now,
+                 now if status == Status.CONFIRMED else None,
+                 now if status == Status.UNCONFIRMED else None, now, source),
+            )  # fmt: skip
+            if status == Status.UNCONFIRMED:
+                queue.enqueue(db, "confirmation", cursor.lastrowid, now)
+            return self._subscriber(db, "id", cursor.lastrowid)
+
+    def add_many(
+        self, pairs: list[tuple[str, str]], *, status: Status, source: str | None = None
+    ) -> list[str]:
+        """`add` for many (email, key) pairs in one transaction (an import: all or nothing);
+        known addresses are skipped. Returns the addresses added."""
+        added = []
+        with self.database.transaction() as db:
+            for email, key in pairs:
+                if db.execute("SELECT 1 FROM subscribers WHERE email_key = ?", (key,)).fetchone():
+                    continue
+                now = self.database.now()
+                confirmed = status == Status.CONFIRMED
+                cursor = db.execute(
+                    "INSERT INTO subscribers (public_id, email, email_key, status, confirm_nonce,"
+                    " created_at, status_changed_at, confirmed_at, confirmation_sent_at,"
+                    " consent_at, consent_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (new_public_id(), email, key, status, new_nonce(), now, now,
+                     now if confirmed else None, None if confirmed else now, now, source),
+                )  # fmt: skip
+                if not confirmed:
+                    queue.enqueue(db, "confirmation", cursor.lastrowid, now)
+                added.append(email)
+        return added
+
+    def forget(self, key: str) -> Subscriber | None:
+        """Delete the subscriber and, by cascade, every row that refers to them."""
+        with self.database.transaction() as db:
+            subscriber = self._subscriber(db, "email_key", key)
+            if subscriber is not None:
+                db.execute("DELETE FROM subscribers WHERE id = ?", (subscriber.id,))
+            return subscriber
+
+    def counts(self) -> dict[str, int]:
+        """Subscribers by status, every status listed."""
+        counts = {status.value: 0 for status in Status}
+        for row in self.database.db.execute(
+            "SELECT status, count(*) FROM subscribers GROUP BY status"
+        ):
+            counts[row[0]] = row[1]
+        return counts
+
+
+def new_public_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(6)
+
+
+__all__ = ["Confirmation", "Outcome", "Status", "Subscriber", "Subscribers"]

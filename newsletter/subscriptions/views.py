@@ -1,0 +1,375 @@
+"""The subscription endpoint's views: one Flask Blueprint, `bp`, with module-level views.
+
+Routes (each answers JSON when asked for it, with `Accept: application/json` or a JSON body, and
+a page in the blog's look otherwise):
+- `POST /subscribe` (form-encoded or JSON: `email`, `source`, honeypot `website`): validates the
+  address (email-validator, no DNS), records consent and queues a confirmation email in one
+  transaction, wakes the background sender and answers at once, the same way whether or not the
+  address is known. At most one confirmation per address per 10 minutes; a per-IP rate limit; a
+  request-size limit; CORS for the site's origin only. `GET /subscribe` shows the form.
+- `GET /confirm/<token>`: confirms (idempotent). Tampered/forged: 400; expired: 410.
+- `GET /unsubscribe/<token>`: a page with an Unsubscribe button (link scanners only GET).
+  `POST /unsubscribe/<token>`: unsubscribes at once; RFC 8058's one-click POST
+  (`List-Unsubscribe=One-Click`) gets 200 and no redirect.
+- `GET /healthz`: 200 when the database answers, 503 otherwise.
+Bad input never causes a 500: every 4xx carries a sentence saying what was wrong, and rejected
+input stores nothing. The views read what the app holds from `newsletter()` (see `app`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import sqlite3
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from werkzeug.exceptions import BadRequest, HTTPException
+
+from newsletter.subscriptions import addresses
+from newsletter.subscriptions.emails import unsubscribe_url
+from newsletter.subscriptions.subscribers import Confirmation, Outcome, Status
+from newsletter.subscriptions.tokens import ExpiredToken, InvalidToken
+
+log = logging.getLogger(__name__)
+MAX_SOURCE_LENGTH = 500
+bp = Blueprint("subscriptions", __name__)
+
+MESSAGES = {
+    400: "The request was not understood.",
+    404: "There is nothing at this address.",
+    405: "This address does not accept {method} requests.",
+    413: "The request is too large: at most {limit} KB is accepted.",
+    429: "Too many requests from your network. Please try again in {minutes}.",
+    500: "Something went wrong on our side. Please try again in a few minutes.",
+    503: "The service is busy right now. Please try again in a minute.",
+}
+THANKS = (
+    "Almost done: if this address is not on the list yet, an email with a confirmation link is "
+    "on its way. Open it and click the link to confirm."
+)
+
+
+@bp.route("/subscribe", methods=["GET", "POST"])
+def subscribe():
+    nl = newsletter()
+    settings = nl.settings
+    if request.method == "GET":
+        return page("subscribe.html", title="Stay tuned", source=_source(request.args))
+    wait = nl.limiter.hit(_network(request.remote_addr))
+    if wait is not None:
+        return error(429, minutes=_minutes(wait), retry_after=wait)
+    data = _submitted()
+    source = _source(data)
+    if _text(data.get("website")):  # the honeypot: only bots fill it; tell them nothing
+        log.info("honeypot filled; nothing stored")
+        return subscribed(source)
+    try:
+        email, key = addresses.normalize(data.get("email"))
+    except addresses.InvalidAddress as problem:
+        typed = data.get("email") if isinstance(data.get("email"), str) else ""
+        return error(400, str(problem), template="subscribe.html", email=typed[:300], source=source)
+    outcome = nl.subscribers.request_subscription(
+        email,
+        key,
+        source=source,
+        ip_hash=_ip_hash(settings.secret_key, request.remote_addr),
+        resend_interval=settings.resend_interval,
+    )
+    if outcome == Outcome.QUEUED:
+        nl.sender.start()  # no-op when running; restarts it in a forked worker
+        nl.sender.wake()
+    return subscribed(source)
+
+
+def subscribed(source):
+    settings = newsletter().settings
+    if wants_json():
+        return jsonify(ok=True, message=THANKS)
+    return page(
+        "message.html",
+        title="Check your inbox",
+        lead=THANKS,
+        notes=[
+            f"The link works for {settings.confirm_max_age // 3600} hours. Nothing after a "
+            "few minutes? Look in your spam or promotions folder, or try again later.",
+        ],
+        back=source,
+    )
+
+
+@bp.get("/confirm/<token>")
+def confirm(token):
+    nl = newsletter()
+    settings = nl.settings
+    try:
+        public_id, nonce = nl.tokens.read_confirm(token)
+    except ExpiredToken as problem:
+        return error(410, str(problem), template="subscribe.html", title="Link expired")
+    except InvalidToken as problem:
+        return error(400, str(problem), title="Link not valid")
+    outcome, subscriber = nl.subscribers.confirm(public_id, nonce)
+    if outcome == Confirmation.UNKNOWN:
+        return error(
+            404,
+            "There is no subscription for this link: it may have been deleted at the "
+            "subscriber's request. You can subscribe again below.",
+            template="subscribe.html",
+            title="No subscription",
+        )
+    if outcome == Confirmation.STALE:
+        return error(
+            410,
+            "This confirmation link is no longer valid: a newer one was sent, or the "
+            "subscription was ended since. Subscribe again to get a fresh link.",
+            template="subscribe.html",
+            title="Link no longer valid",
+        )
+    already = outcome == Confirmation.ALREADY_CONFIRMED
+    message = (
+        "You were already subscribed: nothing has changed."
+        if already
+        else f"Thank you! You will get one email from {settings.site_name} each time a new "
+        "article is out."
+    )
+    if wants_json():
+        return jsonify(ok=True, status=subscriber.status.value, message=message)
+    return page(
+        "message.html",
+        title="You’re subscribed" if not already else "Already subscribed",
+        lead=message,
+        notes=["Every email has a link to unsubscribe with one click."],
+        unsubscribe=unsubscribe_url(settings, nl.tokens, subscriber.public_id),
+    )
+
+
+@bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
+def unsubscribe(token):
+    nl = newsletter()
+    settings = nl.settings
+    try:
+        public_id = nl.tokens.read_unsubscribe(token)
+    except InvalidToken as problem:
+        return error(400, str(problem), title="Link not valid")
+    if request.method == "GET":
+        subscriber = nl.subscribers.get(public_id)
+        active = subscriber is not None and subscriber.status in (
+            Status.UNCONFIRMED,
+            Status.CONFIRMED,
+        )
+        if wants_json():
+            return jsonify(ok=True, subscribed=active)
+        if not active:
+            return page(
+                "message.html",
+                title="You’re not subscribed",
+                lead=f"This address gets no emails from {settings.site_name}.",
+            )
+        return page("unsubscribe.html", title="Unsubscribe", masked=_mask(subscriber.email))
+    nl.subscribers.unsubscribe(public_id)
+    done = f"{settings.site_name} will not email this address again."
+    if request.form.get("List-Unsubscribe") == "One-Click" or wants_json():
+        # RFC 8058: the mail provider posts this; answer 200, no redirect, nothing to load.
+        return jsonify(ok=True, message="You’re unsubscribed: " + done)
+    return page(
+        "message.html",
+        title="You’re unsubscribed",
+        lead=done,
+        notes=["Changed your mind? The “Stay tuned” form on the site signs you up again."],
+    )
+
+
+@bp.get("/healthz")
+def healthz():
+    nl = newsletter()
+    try:
+        emails = nl.queue.health()
+    except sqlite3.Error as problem:
+        log.error("healthz: database error: %s", problem)
+        return jsonify(status="error", database=str(problem)), 503
+    return jsonify(
+        status="ok",
+        database="ok",
+        sender="running" if nl.sender.running else "stopped",
+        emails=emails,
+    )
+
+
+@bp.before_app_request
+def note_activity() -> None:
+    nl = newsletter()
+    nl.activity.touch()
+
+
+@bp.after_app_request
+def headers(response: Response) -> Response:
+    settings = newsletter().settings
+    origin = request.headers.get("Origin", "")
+    if origin and origin.lower() == settings.site_origin and request.path == "/subscribe":
+        response.headers["Access-Control-Allow-Origin"] = origin
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = "POST"
+            response.headers["Access-Control-Allow-Headers"] = "Content-Type, Accept"
+            response.headers["Access-Control-Max-Age"] = "86400"
+    response.vary.add("Origin")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if response.mimetype == "text/html":
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'none'; style-src 'self' {settings.base_origin}; "
+            f"img-src 'self' data:; form-action 'self' {settings.base_origin}; "
+            "base-uri 'none'; frame-ancestors 'none'"
+        )
+    if not request.path.startswith("/static/"):
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.app_errorhandler(HTTPException)
+def http_error(problem: HTTPException):
+    settings = newsletter().settings
+    if problem.code == 405:
+        methods = sorted(set(problem.valid_methods or ()) - {"HEAD", "OPTIONS"})
+        text = MESSAGES[405].format(method=request.method) + f" Use {' or '.join(methods)}."
+    elif problem.code == 413:
+        text = MESSAGES[413].format(limit=settings.max_request_bytes // 1024)
+    elif problem.code == 400 and problem.description != BadRequest.description:
+        text = problem.description
+    else:
+        text = MESSAGES.get(problem.code, problem.description)
+    return error(problem.code, text)
+
+
+@bp.app_errorhandler(sqlite3.OperationalError)
+def database_busy(problem):
+    log.error("database error: %s", problem)
+    return error(503, retry_after=30)
+
+
+@bp.app_errorhandler(Exception)
+def unexpected(problem):
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    return error(500)
+
+
+# Answers ----------------------------------------------------------------------------------------
+def wants_json() -> bool:
+    if request.is_json:
+        return True
+    accept = request.headers.get("Accept", "")
+    if "json" not in accept:  # the common cases, without parsing the header
+        return False
+    if "html" not in accept and "*/*" not in accept:
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def page(template: str, status: int = 200, **context) -> Response:
+    response = Response(render_template(template, **context), status=status, mimetype="text/html")
+    return response
+
+
+def error(status: int, message: str | None = None, *, template="message.html", title=None,
+          retry_after: float | None = None, minutes: str = "", **context) -> Response:  # fmt: skip
+    message = message or MESSAGES[status].format(minutes=minutes)
+    if wants_json():
+        response = jsonify(ok=False, error=_ERROR_NAMES.get(status, "error"), message=message)
+        response.status_code = status
+    else:
+        response = page(
+            template,
+            status,
+            title=title or _TITLES.get(status, "Something went wrong"),
+            lead=message,
+            error=True,
+            **context,
+        )
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, round(retry_after)))
+    return response
+
+
+_TITLES = {
+    400: "That did not work",
+    404: "Not found",
+    405: "Not allowed",
+    410: "Link no longer valid",
+    413: "Too large",
+    429: "Too many requests",
+    500: "Something went wrong",
+    503: "Busy",
+}
+_ERROR_NAMES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    410: "gone",
+    413: "too_large",
+    429: "rate_limited",
+    500: "server_error",
+    503: "unavailable",
+}
+
+
+# Input helpers ----------------------------------------------------------------------------------
+def _submitted() -> dict:
+    """The posted fields, from a JSON object or a form; a broken body is a clear 400."""
+    if request.is_json:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            raise BadRequest('The body must be a JSON object, like {"email": "you@example.com"}.')
+        return data
+    return request.form
+
+
+def _text(value) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _source(data) -> str | None:
+    """The page the form was on, kept only if it is a page of the site (or of this endpoint)."""
+    value = _text(data.get("source"))
+    if not value or len(value) > MAX_SOURCE_LENGTH or any(c in value for c in "\r\n\0"):
+        return None
+    settings = newsletter().settings
+    parts = urlsplit(value)
+    origin = f"{parts.scheme}://{parts.netloc}".lower()
+    return value if origin in (settings.site_origin, settings.base_origin) else None
+
+
+def _network(ip: str | None) -> str:
+    """Rate-limit key: the IPv4 address, or the /64 an IPv6 client can freely move around in."""
+    try:
+        address = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return str(ip)
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def _ip_hash(secret: str, ip: str | None) -> str | None:
+    if not ip:
+        return None
+    return hmac.new(secret.encode(), ip.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _minutes(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    return "a minute" if minutes == 1 else f"{minutes} minutes"
+
+
+def _mask(email: str) -> str:
+    local, _, domain = email.rpartition("@")
+    return f"{local[:1]}•••@{domain}"
+
+
+def newsletter():
+    """What the app holds (`app.extensions["newsletter"]`, a `Newsletter`)."""
+    return current_app.extensions["newsletter"]
+
+
+__all__ = ["THANKS", "bp", "newsletter"]
