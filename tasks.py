@@ -126,9 +126,10 @@ def test(c, args=""):
 
 @task
 def lint(c):
-    """Check code style and formatting with ruff."""
+    """Check code style and formatting with ruff, and the import contracts with import-linter."""
     c.run(f"{PY} -m ruff check .")
     c.run(f"{PY} -m ruff format --check .")
+    c.run(f"{Path(PY).parent / 'lint-imports'}")
 
 
 @task(help={"sizes": "article counts to build, comma-separated"})
@@ -136,6 +137,15 @@ def bench(c, sizes="200,2000"):
     """Run the benchmarks in bench/ and print the results (build time, page weight)."""
     c.run(f"{PY} bench/build_speed.py --sizes {sizes}")
     c.run(f"{PY} bench/page_weight.py")
+
+
+@task
+def docs(c):
+    """Regenerate docs/settings.md from the settings' definitions."""
+    from newsletter import settings_doc
+
+    (ROOT / settings_doc.PAGE).write_text(settings_doc.render(), encoding="utf-8", newline="\n")
+    print(f"wrote {settings_doc.PAGE}")
 
 
 # Subscribers: `invoke subscribers.list` etc., front doors into newsletter.subscriptions.admin
@@ -281,6 +291,6 @@ def announce_preview(c, no_open=False):
 
 
 announce_tasks = Collection("announce", announce_run, announce_preview)
-ns = Collection(clean, build, rebuild, serve, preview, publish, feed, new, test, lint, bench)
+ns = Collection(clean, build, rebuild, serve, preview, publish, feed, new, test, lint, bench, docs)
 ns.add_collection(subscribers)
 ns.add_collection(announce_tasks)

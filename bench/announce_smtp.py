@@ -78,11 +78,11 @@ def start_sink():
 
 # Fixtures: a database with N confirmed subscribers, a feed with one new article -------------
 def make_database(folder: Path, count: int) -> Path:
-    from newsletter.subscriptions.subscribers import Store
+    from newsletter.subscriptions.subscribers import Subscribers
 
-    store = Store(folder / "newsletter.sqlite3")
-    now = store.now()
-    with store.transaction() as db:
+    store = Subscribers.open(folder / "newsletter.sqlite3")
+    now = store.database.now()
+    with store.database.transaction() as db:
         db.executemany(
             "INSERT INTO subscribers (public_id, email, email_key, status, confirm_nonce,"
             " created_at, status_changed_at, confirmed_at) VALUES (?, ?, ?, 'confirmed', 'n',"

@@ -15,7 +15,7 @@ from aiosmtpd.smtp import SMTP
 
 from newsletter.settings import Settings
 from newsletter.subscriptions.addresses import normalize
-from newsletter.subscriptions.subscribers import Status, Store
+from newsletter.subscriptions.subscribers import Status, Subscribers
 from tests.conftest import build_site
 from tests.smtp_server import _Controller
 
@@ -52,7 +52,7 @@ def build(content: Path, output: Path, siteurl: str = SITEURL) -> Path:
 
 def add_subscribers(settings: Settings, statuses: dict[str, Status]) -> dict[str, object]:
     """Subscribers with the given statuses (set through the store's own transitions)."""
-    store = Store(settings.database)
+    store = Subscribers.open(settings.database)
     try:
         made = {}
         for address, status in statuses.items():
@@ -69,10 +69,10 @@ def add_subscribers(settings: Settings, statuses: dict[str, Status]) -> dict[str
 
 def add_confirmed_bulk(settings: Settings, count: int, domain: str = "example.com") -> None:
     """Many confirmed subscribers at once (one transaction), for the crash test and benches."""
-    store = Store(settings.database)
+    store = Subscribers.open(settings.database)
     try:
-        now = store.now()
-        with store.transaction() as db:
+        now = store.database.now()
+        with store.database.transaction() as db:
             db.executemany(
                 "INSERT INTO subscribers (public_id, email, email_key, status, confirm_nonce,"
                 " created_at, status_changed_at, confirmed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from newsletter.subscriptions.views import create_app
+from newsletter.subscriptions.app import create_app
 
 
 def wait_for_emails(outbox: Path, count: int, timeout: float = 10.0) -> list[EmailMessage]:

@@ -9,10 +9,10 @@ import uuid
 import pytest
 
 from newsletter.announcements import run as announce
-from newsletter.announcements.dispatch import OutboxWriter
 from newsletter.announcements.feed import FeedError
 from newsletter.announcements.ledger import Ledger, LedgerLocked
-from newsletter.subscriptions.subscribers import Status, Store
+from newsletter.mail import OutboxMailer
+from newsletter.subscriptions.subscribers import Status, Subscribers
 from tests.announce_helpers import (
     add_subscribers,
     build,
@@ -43,8 +43,8 @@ def site(tmp_path, content_dir):
 
 
 def ledger_of(settings):
-    store = Store(settings.database)
-    return Ledger(store), store
+    store = Subscribers.open(settings.database)
+    return Ledger(store.database), store
 
 
 def test_the_announcement_story(site):
@@ -158,21 +158,18 @@ def test_check_live_waits_for_the_deploy(tmp_path, site):
         server.stop()
 
 
-class Interrupted(OutboxWriter):
+class Interrupted(OutboxMailer):
     """Writes `limit` emails, then the process is interrupted (Ctrl-C)."""
 
-    def __init__(self, folder, limit, then=None):
-        super().__init__(folder)
-        self.limit, self.then = limit, then
+    def __init__(self, folder, report, limit):
+        super().__init__(folder, report)
+        self.limit = limit
 
-    def run(self, next_job, report):
-        def counted():
-            if self.limit == 0:
-                raise KeyboardInterrupt
-            self.limit -= 1
-            return next_job()
-
-        super().run(counted, report)
+    def push(self, outgoing):
+        if self.limit == 0:
+            raise KeyboardInterrupt
+        self.limit -= 1
+        super().push(outgoing)
 
 
 def test_an_interrupted_run_resumes_where_it_stopped_and_skips_who_left(site):
@@ -183,7 +180,11 @@ def test_an_interrupted_run_resumes_where_it_stopped_and_skips_who_left(site):
     write_article(content, "two", "Second article", recent(3))
     feed = build(content, output)
     with pytest.raises(KeyboardInterrupt):
-        announce.run(settings, feed_url=feed, sender=Interrupted(settings.outbox, 4))
+        announce.run(
+            settings,
+            feed_url=feed,
+            connect=lambda report: Interrupted(settings.outbox, report, 4),
+        )
     assert len(outbox_messages(settings.outbox)) == 4
     ledger, store = ledger_of(settings)
     try:

@@ -52,7 +52,7 @@ def test_subscribe_confirm_publish_announce_and_read(tmp_path, content_dir, arti
             confirmation = email_to(settings.outbox, "reader@example.com")
             page.goto(link(confirmation, "confirm"))
             expect(page.locator("h1")).to_have_text("You’re subscribed")
-            assert endpoint.nl.store.find("reader@example.com").status == Status.CONFIRMED
+            assert endpoint.nl.subscribers.find("reader@example.com").status == Status.CONFIRMED
 
             write_article(content_dir, "second", "Knees & Hips <Part 1>", recent(1),
                           subtitle="The hip muscle you never thought about",

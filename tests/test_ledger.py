@@ -3,7 +3,6 @@ transaction, the delivery states, and the run lock."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -19,9 +18,8 @@ from newsletter.announcements.ledger import (
     Draft,
     Ledger,
     LedgerLocked,
-    RunLock,
 )
-from newsletter.subscriptions.subscribers import Status, Store
+from newsletter.subscriptions.subscribers import Status, Subscribers
 from tests.announce_helpers import add_subscribers, settings_for
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -45,8 +43,8 @@ def settings(tmp_path):
 
 @pytest.fixture
 def ledger(settings):
-    store = Store(settings.database)
-    yield Ledger(store)
+    store = Subscribers.open(settings.database)
+    yield Ledger(store.database)
     store.close()
 
 
@@ -137,7 +135,7 @@ def test_plan_makes_one_delivery_per_confirmed_subscriber_in_one_transaction(set
     assert sorted(r["email"] for r in rows) == ["a@example.com", "b@example.com"]
     assert {r["status"] for r in rows} == {"pending"}
     with pytest.raises(sqlite3.IntegrityError):  # unique per (announcement, subscriber)
-        with ledger.store.transaction() as db:
+        with ledger.database.transaction() as db:
             db.execute(
                 "INSERT INTO deliveries (announcement_id, subscriber_id, updated_at)"
                 " VALUES (?, ?, 'x')",
@@ -159,7 +157,7 @@ def test_delivery_states_skip_bounce_and_finish(settings, ledger):
         {f"{n}@example.com": Status.CONFIRMED for n in "abcd"},
     )
     (announcement,) = plan_all(ledger, ledger.select([item(2)], now=NOW, max_age=WEEK))
-    ledger.store.unsubscribe(people["d@example.com"].public_id)
+    ledger.subscribers.unsubscribe(people["d@example.com"].public_id)
     page = ledger.pending(announcement.id)
     assert page.skipped == 1 and [d.email for d in page.deliveries] == [
         "a@example.com",
@@ -171,7 +169,7 @@ def test_delivery_states_skip_bounce_and_finish(settings, ledger):
     ledger.mark_sent([a.id])  # recording twice changes nothing
     ledger.mark_retry([b.id], "451 busy")
     ledger.bounce(c, "550 no such user")
-    assert ledger.store.get(c.public_id).status == Status.BOUNCED
+    assert ledger.subscribers.get(c.public_id).status == Status.BOUNCED
     assert ledger.counts(announcement.id) == {"pending": 1, "sent": 1, "failed": 1, "skipped": 1}
     assert not ledger.finish_if_done(announcement.id)
     assert [d.email for d in ledger.pending(announcement.id).deliveries] == ["b@example.com"]
@@ -180,48 +178,48 @@ def test_delivery_states_skip_bounce_and_finish(settings, ledger):
     rows = {r["email"]: r for r in ledger.deliveries(announcement.id)}
     assert rows["b@example.com"]["attempts"] == 2 and rows["a@example.com"]["attempts"] == 1
     # Forgetting a subscriber (GDPR) removes their ledger rows too.
-    ledger.store.forget("a@example.com")
+    ledger.subscribers.forget("a@example.com")
     assert "a@example.com" not in {r["email"] for r in ledger.deliveries()}
 
 
 def test_a_second_run_is_refused_while_the_first_holds_the_lock(settings, ledger):
-    other = Store(settings.database)
+    other = Subscribers.open(settings.database)
     try:
         with ledger.lock():
             with pytest.raises(LedgerLocked, match="another announce run is sending"):
-                with Ledger(other).lock():
+                with Ledger(other.database).lock():
                     pass
-        with Ledger(other).lock():  # released: the next run may go
+        with Ledger(other.database).lock():  # released: the next run may go
             pass
     finally:
         other.close()
 
 
-def test_a_dead_runs_lock_is_taken_over(settings, ledger):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)  # fmt: skip
-    lock = RunLock(ledger.store)
-    with ledger.store.transaction() as db:
-        db.execute(
-            "INSERT INTO announce_lock VALUES (1, 'old', ?, ?, '2026-01-01T00:00:00.000000Z',"
-            " '2999-01-01T00:00:00.000000Z')",
-            (lock.host, int(dead.stdout)),
-        )
-    with ledger.lock():  # that process is gone: its lock is stale although its lease is not
+def test_a_run_in_another_process_holds_the_lock_until_it_dies(settings, ledger):
+    """The run lock is a flock: another process holding it refuses us, naming its pid; when
+    that process is killed (SIGKILL: no cleanup at all), the kernel releases it at once."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_LOCK, str(settings.database)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(LedgerLocked, match=f"pid {holder.pid} since"):
+            with ledger.lock():
+                pass
+    finally:
+        holder.kill()
+        holder.wait(5)
+    with ledger.lock():  # the dead run's lock is gone with it: no lease to wait out
         pass
-    with ledger.store.transaction() as db:  # another machine's lock with an expired lease
-        db.execute(
-            "INSERT INTO announce_lock VALUES (1, 'x', 'elsewhere', 1,"
-            " '2026-01-01T00:00:00.000000Z', '2026-01-01T00:01:00.000000Z')"
-        )
-    with ledger.lock():
-        pass
-    with ledger.store.transaction() as db:  # another machine's live lease is respected
-        db.execute(
-            "INSERT INTO announce_lock VALUES (1, 'x', 'elsewhere', ?, "
-            "'2026-01-01T00:00:00.000000Z', '2999-01-01T00:00:00.000000Z')",
-            (os.getpid(),),
-        )
-    with pytest.raises(LedgerLocked, match="elsewhere"):
-        with ledger.lock():
-            pass
+
+
+HOLD_THE_LOCK = """
+import sys, time
+from newsletter.announcements.ledger import Ledger
+from newsletter.database import Database
+with Ledger(Database(sys.argv[1])).lock():
+    print("holding", flush=True)
+    time.sleep(60)
+"""

@@ -11,7 +11,7 @@ import pytest
 
 from newsletter.settings import Settings
 from newsletter.subscriptions import admin
-from newsletter.subscriptions.subscribers import Status, Store
+from newsletter.subscriptions.subscribers import Status, Subscribers
 from tests.newsletter_helpers import wait_for_emails
 
 INVOKE = Path(sys.executable).parent / "invoke"
@@ -116,10 +116,10 @@ def test_forget_erases_every_trace(settings):
     subscriber, files = admin.forget(settings, "GONE@example.com")
     assert subscriber.email == "gone@example.com" and len(files) == 1
     assert list(statuses(settings)) == ["stays@example.com"]
-    store = Store(settings.database)
-    rows = store.db.execute("SELECT * FROM email_queue").fetchall()
+    store = Subscribers.open(settings.database)
+    rows = store.database.db.execute("SELECT * FROM email_queue").fetchall()
     everything = str([tuple(r) for r in rows]) + str(
-        [tuple(r) for r in store.db.execute("SELECT * FROM subscribers")]
+        [tuple(r) for r in store.database.db.execute("SELECT * FROM subscribers")]
     )
     store.close()
     assert "gone@" not in everything and len(rows) == 1

@@ -4,12 +4,12 @@ import runpy
 
 import pytest
 
+from newsletter.ratelimit import Rate
 from newsletter.settings import (
     DEV_SECRET_KEY,
     ROOT,
     VARIABLES,
     ConfigError,
-    RateLimit,
     Settings,
     load,
 )
@@ -34,7 +34,7 @@ def test_defaults_run_everything_locally_under_var():
     assert settings.base_url == "http://127.0.0.1:5000"
     assert settings.site_origin == "http://localhost:8000"
     assert settings.from_address.addr_spec == "newsletter@localhost"
-    assert settings.rate_limit == RateLimit(20, 3600)
+    assert settings.rate_limit == Rate(20, 3600)
     # The form in the development site posts to this endpoint.
     site = runpy.run_path(str(ROOT / "pelicanconf.py"))
     assert site["NEWSLETTER_URL"] == settings.base_url + "/subscribe"
@@ -92,7 +92,7 @@ def test_every_variable_is_read(tmp_path):
     )
     assert s.database == tmp_path / "db.sqlite3" and s.outbox == tmp_path / "outbox"
     assert s.smtp_timeout == 2.5 and s.retry_delay == 0.5 and s.max_attempts == 3
-    assert s.rate_limit == RateLimit(30, 600) and s.proxy_count == 1
+    assert s.rate_limit == Rate(30, 600) and s.proxy_count == 1
     assert s.base_url == "https://walkagain.example/newsletter"
     assert s.list_id == "Walk Again! <newsletter.walkagain.example>"
     assert "hunter2" not in repr(s) and "s" * 48 not in repr(s)
@@ -156,7 +156,7 @@ def test_load_accepts_settings_a_mapping_or_the_environment(monkeypatch, tmp_pat
     assert load(settings) is settings
     assert load({"NEWSLETTER_SITE_URL": "https://a.example/"}).site_url == "https://a.example"
     monkeypatch.setenv("NEWSLETTER_RATE_LIMIT", "5/minute")
-    assert load().rate_limit == RateLimit(5, 60)
+    assert load().rate_limit == Rate(5, 60)
     monkeypatch.setenv("NEWSLETTER_TYPO", "1")
     with pytest.raises(ConfigError, match="NEWSLETTER_TYPO"):
         load()

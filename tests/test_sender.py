@@ -6,8 +6,9 @@ import pytest
 
 from newsletter.settings import Settings
 from newsletter.subscriptions.addresses import normalize
+from newsletter.subscriptions.queue import EmailQueue
 from newsletter.subscriptions.sender import Sender
-from newsletter.subscriptions.subscribers import Status, Store
+from newsletter.subscriptions.subscribers import Status, Subscribers
 from newsletter.subscriptions.tokens import Tokens
 from tests.smtp_server import SmtpServer
 
@@ -24,8 +25,8 @@ def make(tmp_path, port=None, **changes):
         retry_delay=0.05,
         **changes,
     )
-    store = Store(settings.database)
-    return settings, store, Sender(settings, store, Tokens(settings.secret_key))
+    store = Subscribers.open(settings.database)
+    return settings, store, Sender(settings, store.database, Tokens(settings.secret_key))
 
 
 def subscribe(store, address):
@@ -44,7 +45,7 @@ def test_confirmation_arrives_exactly_once_after_the_server_recovers(tmp_path, f
     assert counts == {"queued": 0, "sending": 0, "sent": 1, "failed": 0, "skipped": 0}
     assert received[0]["To"] == "reader@example.com"
     assert server.handler.transactions == len(faults) + 1
-    (row,) = store.emails()
+    (row,) = EmailQueue(store.database).emails()
     assert row["attempts"] == len(faults) + 1 and row["last_error"] is None
     store.close()
 
@@ -57,7 +58,7 @@ def test_permanent_refusal_fails_without_retrying_and_keeps_the_others_going(tmp
         counts = sender.drain(timeout=10)
         assert [m["To"] for m in server.wait_for(1)] == ["here@example.com"]
     assert (counts["failed"], counts["sent"]) == (1, 1)
-    failed = [row for row in store.emails() if row["status"] == "failed"]
+    failed = [row for row in EmailQueue(store.database).emails() if row["status"] == "failed"]
     assert "550" in failed[0]["last_error"] and failed[0]["attempts"] == 1
     store.close()
 
@@ -68,7 +69,7 @@ def test_gives_up_after_max_attempts_with_backoff(tmp_path):
         subscribe(store, "reader@example.com")
         counts = sender.drain(timeout=10)
     assert counts["failed"] == 1 and server.handler.transactions == 3
-    (row,) = store.emails()
+    (row,) = EmailQueue(store.database).emails()
     assert row["last_error"].startswith("gave up after 3 attempts") and "451" in row["last_error"]
     store.close()
 
@@ -76,7 +77,7 @@ def test_gives_up_after_max_attempts_with_backoff(tmp_path):
 def test_outdated_confirmation_is_skipped_not_sent(tmp_path):
     settings, store, sender = make(tmp_path)
     subscribe(store, "reader@example.com")
-    store.unsubscribe(store.subscribers()[0].public_id)  # left before the email went out
+    store.unsubscribe(store.list()[0].public_id)  # left before the email went out
     assert sender.drain(timeout=5)["skipped"] == 1
     assert not list(settings.outbox.glob("*.eml"))
     store.close()
@@ -92,7 +93,7 @@ def test_background_thread_sends_as_soon_as_woken_and_stops(tmp_path):
         while not list(settings.outbox.glob("*.eml")) and time.monotonic() - started < 5:
             time.sleep(0.01)
         assert time.monotonic() - started < 1.0
-        assert store.subscribers()[0].status == Status.UNCONFIRMED
+        assert store.list()[0].status == Status.UNCONFIRMED
     finally:
         sender.stop()
     assert not sender.running

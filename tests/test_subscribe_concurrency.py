@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from newsletter.settings import RateLimit
+from newsletter.ratelimit import Rate
+from newsletter.subscriptions.queue import EmailQueue
 from tests.newsletter_helpers import start_endpoint, wait_for_emails
 
 DISTINCT = 250
@@ -19,7 +20,7 @@ def test_500_concurrent_subscribes_store_each_address_once(tmp_path, caplog):
     endpoint = start_endpoint(
         database=tmp_path / "newsletter.sqlite3",
         outbox=tmp_path / "outbox",
-        rate_limit=RateLimit(100_000, 60),
+        rate_limit=Rate(100_000, 60),
     )
     # Every address twice, the second time in other letter case, all shuffled: the same
     # address often arrives twice at the same moment.
@@ -42,9 +43,9 @@ def test_500_concurrent_subscribes_store_each_address_once(tmp_path, caplog):
         with ThreadPoolExecutor(THREADS) as pool:
             answers = list(pool.map(post, posts))
         outbox = wait_for_emails(endpoint.nl.settings.outbox, DISTINCT, timeout=30)
-        store = endpoint.nl.store
-        subscribers = store.subscribers()
-        emails = store.emails()
+        store = endpoint.nl.subscribers
+        subscribers = store.list()
+        emails = EmailQueue(store.database).emails()
     finally:
         endpoint.stop()
         for session in local.values():

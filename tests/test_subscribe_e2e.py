@@ -7,7 +7,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect, sync_playwright
 
-from newsletter.settings import RateLimit
+from newsletter.ratelimit import Rate
 from newsletter.subscriptions.subscribers import Status
 from newsletter.subscriptions.views import THANKS
 from tests.conftest import ARTICLE_PATH, CHROMIUM, CHROMIUM_ARGS, build_site, serve_folder
@@ -26,7 +26,7 @@ def servers(tmp_path_factory):
         database=root / "var" / "newsletter.sqlite3",
         outbox=root / "var" / "outbox",
         site_url=static.url,
-        rate_limit=RateLimit(100, 60),
+        rate_limit=Rate(100, 60),
     )
     try:
         site = build_site(
@@ -66,7 +66,7 @@ def new_page(browser, *, javascript=True):
 
 
 def subscriber(endpoint, address):
-    return endpoint.nl.store.find(address.casefold())
+    return endpoint.nl.subscribers.find(address.casefold())
 
 
 def test_subscribe_with_javascript_confirm_then_unsubscribe(servers, browser, artifacts):

@@ -5,10 +5,12 @@ import time
 import pytest
 from bs4 import BeautifulSoup
 
-from newsletter.settings import RateLimit, Settings
+from newsletter.ratelimit import Rate
+from newsletter.settings import Settings
+from newsletter.subscriptions.app import create_app
 from newsletter.subscriptions.subscribers import Status
 from newsletter.subscriptions.tokens import Tokens
-from newsletter.subscriptions.views import THANKS, create_app
+from newsletter.subscriptions.views import THANKS
 from tests.newsletter_helpers import link, path_of, wait_for_emails
 
 SITE = "https://walkagain.example"
@@ -25,7 +27,7 @@ def settings(tmp_path):
         site_url=SITE,
         base_url=SITE + "/newsletter",
         secret_key="web-test-secret-" + "x" * 24,
-        rate_limit=RateLimit(1000, 60),
+        rate_limit=Rate(1000, 60),
     )
 
 
@@ -73,8 +75,7 @@ def nl(app):
 
 
 def stored(app):
-    counts = nl(app).store.counts()
-    return sum(counts["subscribers"].values()), sum(counts["emails"].values())
+    return sum(nl(app).subscribers.counts().values()), sum(nl(app).queue.counts().values())
 
 
 def soup(response):
@@ -96,7 +97,7 @@ def test_subscribe_confirm_unsubscribe_without_javascript(client, app, settings)
 
     confirmed = client.get(path_of(link(message, "confirm")).removeprefix("/newsletter"))
     assert confirmed.status_code == 200 and soup(confirmed).h1.get_text() == "You’re subscribed"
-    (subscriber,) = nl(app).store.subscribers()
+    (subscriber,) = nl(app).subscribers.list()
     assert subscriber.status == Status.CONFIRMED and subscriber.consent_source == ARTICLE
     assert subscriber.consent_ip_hash and "127.0.0.1" not in subscriber.consent_ip_hash
 
@@ -104,10 +105,10 @@ def test_subscribe_confirm_unsubscribe_without_javascript(client, app, settings)
     shown = client.get(unsubscribe)  # a link scanner's GET changes nothing
     assert soup(shown).find("button", string="Unsubscribe") is not None
     assert "R•••@example.com" in shown.get_data(as_text=True)
-    assert nl(app).store.subscribers()[0].status == Status.CONFIRMED
+    assert nl(app).subscribers.list()[0].status == Status.CONFIRMED
     done = client.post(unsubscribe, headers=HTML)
     assert done.status_code == 200 and soup(done).h1.get_text() == "You’re unsubscribed"
-    assert nl(app).store.subscribers()[0].status == Status.UNSUBSCRIBED
+    assert nl(app).subscribers.list()[0].status == Status.UNSUBSCRIBED
     assert "not subscribed" in client.get(unsubscribe).get_data(as_text=True)
 
 
@@ -116,7 +117,7 @@ def test_json_answers_for_the_enhanced_form_and_json_bodies(client, app):
     assert form.status_code == 200 and form.json == {"ok": True, "message": THANKS}
     body = client.post("/subscribe", json={"email": "b@example.com", "source": ARTICLE})
     assert body.status_code == 200 and body.json["ok"] is True
-    assert [s.email for s in nl(app).store.subscribers()] == ["a@example.com", "b@example.com"]
+    assert [s.email for s in nl(app).subscribers.list()] == ["a@example.com", "b@example.com"]
 
 
 @pytest.mark.parametrize(
@@ -200,11 +201,11 @@ def test_same_answer_whether_the_address_is_known_or_not(client, app, settings):
     for name, headers in (("json", JSON), ("html", HTML)):
         fresh = ask(f"new-{name}@example.com", headers)
         assert ask(f"new-{name}@example.com", headers) == fresh  # known now, unconfirmed
-    store = nl(app).store
+    store = nl(app).subscribers
     (message, _) = wait_for_emails(settings.outbox, 2)
     client.get(path_of(link(message, "confirm")).removeprefix("/newsletter"))
-    assert any(s.status == Status.CONFIRMED for s in store.subscribers())
-    confirmed = next(s for s in store.subscribers() if s.status == Status.CONFIRMED)
+    assert any(s.status == Status.CONFIRMED for s in store.list())
+    confirmed = next(s for s in store.list() if s.status == Status.CONFIRMED)
     assert ask(confirmed.email, JSON) == ask("someone-else@example.com", JSON)
 
 
@@ -214,9 +215,9 @@ def test_one_confirmation_per_address_per_ten_minutes_and_resubscribe(client, ap
     assert len(wait_for_emails(settings.outbox, 1)) == 1
     time.sleep(0.3)
     assert len(wait_for_emails(settings.outbox, 1)) == 1
-    store = nl(app).store
+    store = nl(app).subscribers
     backdate = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-11 minutes') || ''"
-    store.db.execute(f"UPDATE subscribers SET confirmation_sent_at = {backdate}")
+    store.database.db.execute(f"UPDATE subscribers SET confirmation_sent_at = {backdate}")
     client.post("/subscribe", data={"email": "A@EXAMPLE.com"}, headers=JSON)
     first, second = wait_for_emails(settings.outbox, 2)
     tokens = nl(app).tokens
@@ -224,7 +225,7 @@ def test_one_confirmation_per_address_per_ten_minutes_and_resubscribe(client, ap
     assert tokens.read_confirm(link(second, "confirm").rsplit("/", 1)[1]) == opt_in
     # Unsubscribed, then back later: a new confirmation with a new link.
     client.post(path_of(link(first, "unsubscribe")).removeprefix("/newsletter"), headers=JSON)
-    store.db.execute(f"UPDATE subscribers SET confirmation_sent_at = {backdate}")
+    store.database.db.execute(f"UPDATE subscribers SET confirmation_sent_at = {backdate}")
     client.post("/subscribe", data={"email": "a@example.com"}, headers=JSON)
     third = wait_for_emails(settings.outbox, 3)[-1]
     assert tokens.read_confirm(link(third, "confirm").rsplit("/", 1)[1]) != opt_in
@@ -233,7 +234,7 @@ def test_one_confirmation_per_address_per_ten_minutes_and_resubscribe(client, ap
     assert (
         client.get(path_of(link(third, "confirm")).removeprefix("/newsletter")).status_code == 200
     )
-    assert store.subscribers()[0].status == Status.CONFIRMED
+    assert store.list()[0].status == Status.CONFIRMED
 
 
 @pytest.mark.parametrize(
@@ -264,7 +265,7 @@ def test_tampered_forged_and_expired_links(client, app, settings):
     (message,) = wait_for_emails(settings.outbox, 1)
     confirm = path_of(link(message, "confirm")).removeprefix("/newsletter")
     unsubscribe = path_of(link(message, "unsubscribe")).removeprefix("/newsletter")
-    subscriber = nl(app).store.subscribers()[0]
+    subscriber = nl(app).subscribers.list()[0]
     forged = Tokens("someone-elses-key-" + "y" * 20)
     expired = Tokens(settings.secret_key, clock=lambda: time.time() - 49 * 3600)
     cases = [
@@ -285,7 +286,7 @@ def test_tampered_forged_and_expired_links(client, app, settings):
             assert (answer.status_code, words in answer.json["message"]) == (status, True), path
         page = client.get(path, headers=HTML)
         assert page.status_code == status and words in soup(page).select_one("[role=alert]").text
-    assert nl(app).store.subscribers()[0].status == Status.UNCONFIRMED  # nothing changed
+    assert nl(app).subscribers.list()[0].status == Status.UNCONFIRMED  # nothing changed
 
 
 def test_replayed_confirmation_is_harmless(client, app, settings):
@@ -295,7 +296,7 @@ def test_replayed_confirmation_is_harmless(client, app, settings):
     assert client.get(confirm, headers=JSON).json["message"].startswith("Thank you")
     again = client.get(confirm, headers=HTML)
     assert again.status_code == 200 and soup(again).h1.text == "Already subscribed"
-    nl(app).store.forget("a@example.com")
+    nl(app).subscribers.forget("a@example.com")
     gone = client.get(confirm, headers=JSON)
     assert gone.status_code == 404 and "no subscription for this link" in gone.json["message"]
 
@@ -312,18 +313,18 @@ def test_rfc8058_one_click_unsubscribe(client, app, settings):
         content_type="application/x-www-form-urlencoded",
     )
     assert answer.status_code == 200 and "Location" not in answer.headers
-    assert nl(app).store.subscribers()[0].status == Status.UNSUBSCRIBED
+    assert nl(app).subscribers.list()[0].status == Status.UNSUBSCRIBED
     one_click = {
         "data": "List-Unsubscribe=One-Click",
         "content_type": "application/x-www-form-urlencoded",
     }
     assert client.post(path_of(target).removeprefix("/newsletter"), **one_click).status_code == 200
-    nl(app).store.forget("a@example.com")  # even a forgotten subscriber's link answers 200
+    nl(app).subscribers.forget("a@example.com")  # even a forgotten subscriber's link answers 200
     assert client.post(path_of(target).removeprefix("/newsletter"), **one_click).status_code == 200
 
 
 def test_a_flood_from_one_ip_is_limited(settings):
-    app = create_app(settings.replace(rate_limit=RateLimit(5, 60)))
+    app = create_app(settings.replace(rate_limit=Rate(5, 60)))
     client = Checked(app.test_client())
     try:
         for n in range(5):
@@ -339,7 +340,7 @@ def test_a_flood_from_one_ip_is_limited(settings):
         other = client.post("/subscribe", data={"email": "v@example.com"}, headers=JSON,
                             environ_base={"REMOTE_ADDR": "203.0.113.9"})  # fmt: skip
         assert other.status_code == 200
-        assert sorted(s.email for s in nl(app).store.subscribers()) == [
+        assert sorted(s.email for s in nl(app).subscribers.list()) == [
             "u0@example.com", "u1@example.com", "u2@example.com", "u3@example.com",
             "u4@example.com", "v@example.com",
         ]  # fmt: skip
@@ -348,7 +349,7 @@ def test_a_flood_from_one_ip_is_limited(settings):
 
 
 def test_behind_a_proxy_the_limit_applies_to_the_forwarded_client(settings):
-    app = create_app(settings.replace(rate_limit=RateLimit(1, 60), proxy_count=1))
+    app = create_app(settings.replace(rate_limit=Rate(1, 60), proxy_count=1))
     client = Checked(app.test_client())
     try:
         for ip in ("198.51.100.1", "198.51.100.2"):
@@ -383,7 +384,7 @@ def test_cors_only_for_the_sites_origin(client):
 def test_source_outside_the_site_is_not_recorded(client, app):
     client.post("/subscribe", data={"email": "a@example.com", "source": "https://evil.example/"})
     client.post("/subscribe", data={"email": "b@example.com", "source": "x" * 2000})
-    assert [s.consent_source for s in nl(app).store.subscribers()] == [None, None]
+    assert [s.consent_source for s in nl(app).subscribers.list()] == [None, None]
 
 
 def test_healthz(client, app):

@@ -40,6 +40,7 @@ __all__ = [
     "Mailer",
     "MessageRefused",
     "Outgoing",
+    "OutboxMailer",
     "RecipientRefused",
     "Report",
     "TemporaryFailure",

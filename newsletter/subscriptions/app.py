@@ -9,10 +9,13 @@ the views use; its `close()` stops the sender thread and closes the database.
 
 from __future__ import annotations
 
+import runpy
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urljoin
 
 from flask import Flask
+from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from newsletter.database import Database
@@ -94,7 +97,21 @@ def create_app(config: Settings | dict | None = None) -> Flask:
         n = settings.proxy_count
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_prefix=n)
     app.extensions["newsletter"] = state
+    # The pages extend the blog theme's base.html (pages/ first, then the theme's templates) and
+    # get what Pelican gives the theme: pelicanconf.py's UPPER_CASE settings (read without Pelican)
+    # and an abs_url filter; links go to the blog (SITEURL), forms post here (NEWSLETTER_URL).
+    app.jinja_loader = ChoiceLoader(
+        [app.jinja_loader, FileSystemLoader(ROOT / "theme" / "templates")]
+    )
     app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
+    site = runpy.run_path(str(ROOT / "pelicanconf.py"))
+    theme = {"THEME_STATIC_DIR": "theme"}  # Pelican's default
+    theme.update((name, value) for name, value in site.items() if name.isupper())
+    theme.update(SITEURL=settings.site_url, NEWSLETTER_URL=settings.base_url + "/subscribe")
+    app.jinja_env.globals.update(theme)
+    app.jinja_env.filters["abs_url"] = lambda path: urljoin(
+        settings.site_url + "/", str(path or "")
+    )
     app.jinja_env.globals.update(
         site_name=settings.site_name,
         site_url=settings.site_url,

@@ -1,4 +1,4 @@
-"""The Mailgun transport against a local HTTP server that checks the request Mailgun documents
+"""The Mailgun mailer against a local HTTP server that checks the request Mailgun documents
 for batch sending: URL, basic auth, multipart form fields, recipient-variables, batch size."""
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import pytest
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
+from newsletter import mail
 from newsletter.announcements import run as announce
 from newsletter.announcements.ledger import Ledger
-from newsletter.mail.mailgun import MailgunTransport
-from newsletter.mail.message import message_id, new_message
-from newsletter.mail.smtp import get_transport
+from newsletter.mail.mailgun import MailgunMailer
+from newsletter.mail.message import message_id, new_message, wire
 from newsletter.settings import ConfigError, Settings
-from newsletter.subscriptions.subscribers import Status, Store
+from newsletter.subscriptions.subscribers import Status, Subscribers
 from newsletter.subscriptions.tokens import Tokens
 from tests.announce_helpers import add_confirmed_bulk, add_subscribers, settings_for
 from tests.newsletter_helpers import QuietHandler
@@ -160,10 +160,10 @@ def test_429_is_retried_and_an_invalid_address_is_found_and_bounced(tmp_path, ma
     summary = announce_second_article(settings, tmp_path)
     assert summary.tally.sent == 6 and summary.tally.bounced == 1 and summary.pending == 0
     assert not summary.ok  # a failed delivery: exit code 1
-    store = Store(settings.database)
+    store = Subscribers.open(settings.database)
     try:
-        assert [s.email for s in store.subscribers(Status.BOUNCED)] == ["r5@example.com"]
-        rows = {r["email"]: r["status"] for r in Ledger(store).deliveries()}
+        assert [s.email for s in store.list(Status.BOUNCED)] == ["r5@example.com"]
+        rows = {r["email"]: r["status"] for r in Ledger(store.database).deliveries()}
         assert rows == {a: ("failed" if a == "r5@example.com" else "sent") for a in readers}
     finally:
         store.close()
@@ -191,16 +191,62 @@ def test_regions_and_required_settings():
         Settings(transport="mailgun")
     with pytest.raises(ConfigError, match="NEWSLETTER_MAILGUN_BATCH_SIZE=1001"):
         Settings(mailgun_batch_size=1001)
-    assert isinstance(get_transport(Settings(**base)), MailgunTransport)
+    assert isinstance(mail.connect(Settings(**base), mail.Collect()), MailgunMailer)
 
 
 def test_one_ready_message_goes_to_the_mime_endpoint(tmp_path, mailgun):
     settings = mailgun_settings(tmp_path, mailgun)
     message = new_message(settings, "reader@example.com", "Confirm", message_id(settings, "t", 1))
     message.set_content("Hello")
-    MailgunTransport(settings).send(message)
+    results = mail.Collect()
+    mailer = MailgunMailer(settings, results)
+    mailer.push(mail.Outgoing("reader@example.com", str(message["Message-ID"]), wire(message)))
+    mailer.flush()
+    assert list(results.results.values()) == [None]
     (call,) = mailgun.calls
     assert call["path"] == f"/v3/{DOMAIN}/messages.mime"
     assert call["form"]["to"] == ["reader@example.com"]
     sent = email.message_from_bytes(call["files"]["message"], policy=email.policy.default)
     assert sent["Subject"] == "Confirm" and sent.get_content().strip() == "Hello"
+
+
+@pytest.mark.parametrize("status", [400, 401, 402, 403])
+def test_a_refusal_of_the_message_or_account_stops_the_run_and_bounces_nobody(
+    tmp_path, mailgun, status
+):
+    """Today's defect: a 400 refusing every call was bisected down to single recipients, each
+    reported bounced, so the whole list ended bounced. Now: at most one level of halves."""
+    settings = mailgun_settings(tmp_path, mailgun)
+    readers = [f"r{n}@example.com" for n in range(8)]
+    add_subscribers(settings, {address: Status.CONFIRMED for address in readers})
+    feed = feed_file(tmp_path / "feed.xml", (9, "Old one"))
+    announce.run(settings, feed_url=feed)  # first run: records, sends nothing
+    feed_file(feed, (1, "Knees & Hips <Part 1>"), (9, "Old one"))
+    mailgun.answers = [status] * 100  # every call refused, whatever it holds
+    summary = announce.run(settings, feed_url=feed)
+    assert len(mailgun.calls) <= 3  # the batch, then its two halves at most
+    assert summary.tally.bounced == 0 and summary.tally.sent == 0
+    assert summary.tally.stopped and not summary.ok  # `invoke announce` exits 1
+    assert summary.pending == 8
+    assert any(f"Mailgun answered {status}: answer {status}" in line for line in summary.lines())
+    store = Subscribers.open(settings.database)
+    try:
+        assert store.list(Status.BOUNCED) == []
+        statuses = {r["status"] for r in Ledger(store.database).deliveries()}
+        assert statuses == {"pending"}
+    finally:
+        store.close()
+    mailgun.answers = []  # fixed (a new key, a verified domain): the next run sends them all
+    again = announce.run(settings, feed_url=feed)
+    assert again.ok and again.tally.sent == 8 and again.resumed
+
+
+def test_one_recipient_alone_refused_without_naming_them_is_not_bounced(tmp_path, mailgun):
+    settings = mailgun_settings(tmp_path, mailgun)
+    add_subscribers(settings, {"only@example.com": Status.CONFIRMED})
+    feed = feed_file(tmp_path / "feed.xml", (9, "Old one"))
+    announce.run(settings, feed_url=feed)
+    feed_file(feed, (1, "New"), (9, "Old one"))
+    mailgun.answers = [400]  # "answer 400": says nothing about the recipient
+    summary = announce.run(settings, feed_url=feed)
+    assert summary.tally.bounced == 0 and summary.pending == 1 and summary.tally.stopped

@@ -1,0 +1,124 @@
+"""Subscribers on a real SQLite file: consent, the states and their timestamps, forgetting."""
+
+import sqlite3
+from datetime import timedelta
+
+import pytest
+
+from newsletter.database import utcnow
+from newsletter.subscriptions.addresses import normalize
+from newsletter.subscriptions.queue import EmailQueue
+from newsletter.subscriptions.subscribers import Confirmation, Outcome, Status, Subscribers
+
+
+class Clock:
+    def __init__(self):
+        self.now = utcnow()
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, **kwargs):
+        self.now += timedelta(**kwargs)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path, clock):
+    store = Subscribers.open(tmp_path / "var" / "newsletter.sqlite3", clock=clock)
+    yield store
+    store.close()
+
+
+def subscribe(store, address, **kwargs):
+    email, key = normalize(address)
+    return store.request_subscription(email, key, **kwargs)
+
+
+def test_addresses_are_normalised_and_unique_case_insensitively(store):
+    assert normalize("  Mark.Williams@Example.COM ") == (
+        "Mark.Williams@example.com",
+        "mark.williams@example.com",
+    )
+    assert subscribe(store, "Mark.Williams@Example.COM") == Outcome.QUEUED
+    assert subscribe(store, "mark.williams@example.com") == Outcome.THROTTLED
+    (only,) = store.list()
+    assert only.email == "Mark.Williams@example.com" and only.status == Status.UNCONFIRMED
+    with pytest.raises(sqlite3.IntegrityError):
+        with store.database.transaction() as db:
+            db.execute(
+                "INSERT INTO subscribers (public_id, email, email_key, confirm_nonce, created_at,"
+                " status_changed_at) VALUES ('p', 'x', 'mark.williams@example.com', 'n', 't', 't')"
+            )
+    with pytest.raises(sqlite3.IntegrityError):  # the status enum is enforced by SQLite too
+        with store.database.transaction() as db:
+            db.execute("UPDATE subscribers SET status = 'maybe'")
+
+
+def test_subscribe_records_consent_and_queues_one_email_in_the_same_transaction(store, clock):
+    subscribe(store, "a@example.com", source="http://localhost:8000/2026/x/", ip_hash="h1")
+    (s,) = store.list()
+    assert (s.consent_source, s.consent_ip_hash) == ("http://localhost:8000/2026/x/", "h1")
+    assert s.consent_at == s.created_at == s.confirmation_sent_at == s.status_changed_at
+    assert len(s.public_id) >= 20 and s.public_id != str(s.id)  # random, not the row id
+    (email,) = EmailQueue(store.database).emails(s.id)
+    assert (email["kind"], email["status"]) == ("confirmation", "queued")
+
+
+def test_resend_limit_is_ten_minutes(store, clock):
+    subscribe(store, "a@example.com")
+    clock.advance(minutes=9, seconds=59)
+    assert subscribe(store, "a@example.com") == Outcome.THROTTLED
+    clock.advance(seconds=2)
+    assert subscribe(store, "a@example.com", source="second") == Outcome.QUEUED
+    (s,) = store.list()
+    assert len(EmailQueue(store.database).emails(s.id)) == 2 and s.consent_source == "second"
+
+
+def test_states_and_their_timestamps(store, clock):
+    subscribe(store, "a@example.com")
+    s = store.list()[0]
+    clock.advance(seconds=5)
+    outcome, confirmed = store.confirm(s.public_id, s.confirm_nonce)
+    assert outcome == Confirmation.CONFIRMED and confirmed.status == Status.CONFIRMED
+    assert confirmed.confirmed_at > s.created_at
+    # Idempotent: a replayed confirmation changes nothing.
+    assert store.confirm(s.public_id, s.confirm_nonce) == (
+        Confirmation.ALREADY_CONFIRMED,
+        confirmed,
+    )
+    assert subscribe(store, "a@example.com") == Outcome.ALREADY_CONFIRMED
+    clock.advance(seconds=5)
+    left = store.unsubscribe(s.public_id)
+    assert left.status == Status.UNSUBSCRIBED and left.unsubscribed_at > confirmed.confirmed_at
+    assert store.unsubscribe(s.public_id) == left  # idempotent
+    # The old confirmation link cannot bring them back ...
+    assert store.confirm(s.public_id, s.confirm_nonce)[0] == Confirmation.STALE
+    # ... but asking again (after the re-send interval) starts a new opt-in.
+    clock.advance(minutes=11)
+    assert subscribe(store, "a@example.com") == Outcome.QUEUED
+    again = store.get(s.public_id)
+    assert again.status == Status.UNCONFIRMED and again.confirm_nonce != s.confirm_nonce
+    assert store.confirm(s.public_id, again.confirm_nonce)[0] == Confirmation.CONFIRMED
+    # Bounces and complaints keep their status; a complained address is never mailed again.
+    store.set_status(s.public_id, Status.COMPLAINED)
+    assert store.unsubscribe(s.public_id).status == Status.COMPLAINED
+    clock.advance(minutes=11)
+    assert subscribe(store, "a@example.com") == Outcome.BLOCKED
+    assert store.get(s.public_id).complained_at is not None
+    assert store.confirm("no-such-id", "x") == (Confirmation.UNKNOWN, None)
+
+
+def test_forget_deletes_every_trace(store):
+    subscribe(store, "a@example.com", source="page", ip_hash="h")
+    subscribe(store, "b@example.com")
+    gone = store.forget("a@example.com")
+    assert gone.email == "a@example.com"
+    assert [s.email for s in store.list()] == ["b@example.com"]
+    rows = store.database.db.execute("SELECT * FROM email_queue").fetchall()
+    assert [row["subscriber_id"] for row in rows] == [store.list()[0].id]
+    assert store.forget("a@example.com") is None
