@@ -6,6 +6,8 @@ Secrets never live here: the newsletter reads its own from NEWSLETTER_* environm
 
 import os
 
+from blog import feed_contract  # the feed paths the newsletter reads, in one place
+
 AUTHOR = "Mark Williams"
 SITENAME = "Walk Again"
 SITESUBTITLE = "Rehab lessons for knees, hips and ankles from a registered acupuncturist"
@@ -73,8 +75,8 @@ PLUGINS = ["content_check", "theme_helpers", "feeds", "robots", "pelican.plugins
 
 FEEDS = {
     "max_items": 20,
-    "all_rss": "feeds/all.rss.xml",
-    "all_atom": "feeds/all.atom.xml",
+    "all_rss": feed_contract.ALL_RSS,
+    "all_atom": feed_contract.ALL_ATOM,
     "category_rss": "feeds/{slug}.rss.xml",
     "category_atom": "feeds/{slug}.atom.xml",
 }

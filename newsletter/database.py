@@ -223,6 +223,14 @@ class Database:
         on the fsync it involves."""
         self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
+    def count_by_status(self, table: str, statuses, where: str = "", args=()) -> dict[str, int]:
+        """Rows of `table` by their `status` column, every one of `statuses` listed (0 if none)."""
+        counts = {str(status): 0 for status in statuses}
+        query = f"SELECT status, count(*) FROM {table} {where} GROUP BY status"
+        for status, count in self.db.execute(query, args):
+            counts[status] = count
+        return counts
+
     def now(self) -> str:
         return stamp(self.clock())
 

@@ -30,6 +30,7 @@ from newsletter.filelock import FileLock, Locked
 from newsletter.subscriptions.subscribers import Status, Subscribers
 
 ANNOUNCE, RECORD, WAIT = "announce", "record", "wait"
+DELIVERY_STATES = ("pending", "sent", "failed", "skipped")
 
 
 class LedgerLocked(Exception):
@@ -314,15 +315,10 @@ class Ledger:
 
     def counts(self, announcement_id: int | None = None) -> dict[str, int]:
         """Deliveries by status (all announcements, or one)."""
-        counts = dict.fromkeys(("pending", "sent", "failed", "skipped"), 0)
         where, args = (
             ("WHERE announcement_id = ?", (announcement_id,)) if announcement_id else ("", ())
         )
-        for status, count in self.database.db.execute(
-            f"SELECT status, count(*) FROM deliveries {where} GROUP BY status", args
-        ):
-            counts[status] = count
-        return counts
+        return self.database.count_by_status("deliveries", DELIVERY_STATES, where, args)
 
     def deliveries(self, announcement_id: int | None = None) -> list:
         """Delivery rows with each subscriber's address: for tasks and tests."""

@@ -93,16 +93,3 @@ class Collect:
     def __call__(self, outgoings: list[Outgoing], error: MailError | None) -> None:
         for outgoing in outgoings:
             self.results[outgoing.message_id] = error
-
-
-__all__ = [
-    "Batch",
-    "Collect",
-    "MailError",
-    "Mailer",
-    "MessageRefused",
-    "Outgoing",
-    "RecipientRefused",
-    "Report",
-    "TemporaryFailure",
-]

@@ -26,15 +26,7 @@ import re
 
 import requests
 
-from newsletter.mail.base import (
-    Batch,
-    MailError,
-    MessageRefused,
-    Outgoing,
-    RecipientRefused,
-    Report,
-    TemporaryFailure,
-)
+from newsletter.mail import base
 from newsletter.settings import Settings
 
 TRACKING_OFF = [("o:tracking", "no"), ("o:tracking-clicks", "no"), ("o:tracking-opens", "no")]
@@ -52,18 +44,20 @@ class _Refused(Exception):
 class MailgunMailer:
     batches = True
 
-    def __init__(self, settings: Settings, report: Report, session: requests.Session | None = None):
+    def __init__(
+        self, settings: Settings, report: base.Report, session: requests.Session | None = None
+    ):
         self.report = report
         self.url = f"{settings.mailgun_url}/v3/{settings.mailgun_domain}"
         self.session = session or requests.Session()
         self.session.auth = ("api", settings.mailgun_api_key)
         self.timeout = settings.smtp_timeout * 3
         self.batch_size = settings.mailgun_batch_size
-        self._pending: dict[str, list[Outgoing]] = {}
+        self._pending: dict[str, list[base.Outgoing]] = {}
         self._fields: dict[str, list[tuple[str, str]]] = {}
 
     # The interface ----------------------------------------------------------------------------
-    def push(self, outgoing: Outgoing) -> None:
+    def push(self, outgoing: base.Outgoing) -> None:
         if outgoing.batch is None:
             self._single(outgoing)
             return
@@ -86,7 +80,7 @@ class MailgunMailer:
         self.session.close()
 
     # Requests ---------------------------------------------------------------------------------
-    def fields_for(self, batch: Batch) -> list[tuple[str, str]]:
+    def fields_for(self, batch: base.Batch) -> list[tuple[str, str]]:
         """The form fields shared by every call of one batch."""
 
         def filled(text: str) -> str:
@@ -103,19 +97,19 @@ class MailgunMailer:
         fields += [(f"h:{name}", filled(value)) for name, value in batch.headers]
         return fields + TRACKING_OFF
 
-    def _single(self, outgoing: Outgoing) -> None:
+    def _single(self, outgoing: base.Outgoing) -> None:
         files = [("message", ("message.mime", outgoing.data, "message/rfc822"))]
         try:
             self._post("messages.mime", [("to", outgoing.to)], files)
         except _Refused as refused:
             error = _scope_of_one(refused.detail)
-        except MailError as failure:
+        except base.MailError as failure:
             error = failure
         else:
             error = None
         self.report([outgoing], error)
 
-    def _send_batch(self, shared, batch: list[Outgoing]) -> None:
+    def _send_batch(self, shared, batch: list[base.Outgoing]) -> None:
         detail = self._attempt(shared, batch)
         if detail is None:
             return
@@ -125,22 +119,22 @@ class MailgunMailer:
         halves = _halves(batch)  # one level of bisection tells an address from the message
         details = [self._attempt(shared, half) for half in halves]
         if all(details):
-            self.report(batch, MessageRefused(f"{details[-1]} (refused for every recipient)"))
+            self.report(batch, base.MessageRefused(f"{details[-1]} (refused for every recipient)"))
             return
         for half, refused in zip(halves, details, strict=True):
             if refused:
                 self._find_refused(shared, half, refused)
 
-    def _find_refused(self, shared, part: list[Outgoing], detail: str) -> None:
+    def _find_refused(self, shared, part: list[base.Outgoing], detail: str) -> None:
         """`part` was refused as a whole while other recipients went: find the address(es)."""
         if len(part) == 1:
-            self.report(part, RecipientRefused(detail))
+            self.report(part, base.RecipientRefused(detail))
             return
         for half in _halves(part):
             if (refused := self._attempt(shared, half)) is not None:
                 self._find_refused(shared, half, refused)
 
-    def _attempt(self, shared, part: list[Outgoing]) -> str | None:
+    def _attempt(self, shared, part: list[base.Outgoing]) -> str | None:
         """One call for `part`: reported when it went or failed otherwise (None), or the
         words of a 400 refusal, reported by the caller once it knows the scope."""
         variables = {job.to: dict(job.variables) for job in part}
@@ -148,7 +142,7 @@ class MailgunMailer:
         fields.append(("recipient-variables", json.dumps(variables, separators=(",", ":"))))
         try:
             self._post("messages", fields)
-        except MailError as error:
+        except base.MailError as error:
             self.report(part, error)
         except _Refused as refused:
             return refused.detail
@@ -163,29 +157,29 @@ class MailgunMailer:
                 f"{self.url}/{endpoint}", files=parts, timeout=(self.timeout, self.timeout)
             )
         except requests.RequestException as error:
-            raise TemporaryFailure(f"cannot reach Mailgun: {error}") from error
+            raise base.TemporaryFailure(f"cannot reach Mailgun: {error}") from error
         if response.status_code == 200:
             return
         detail = f"Mailgun answered {response.status_code}: {_message(response)}"
         if response.status_code in (401, 402, 403):
-            raise MessageRefused(
+            raise base.MessageRefused(
                 f"{detail} (check NEWSLETTER_MAILGUN_API_KEY, _DOMAIN and the account)"
             )
         if response.status_code == 429 or response.status_code >= 500:
-            raise TemporaryFailure(detail)
+            raise base.TemporaryFailure(detail)
         raise _Refused(detail)
 
 
-def _halves(part: list[Outgoing]) -> list[list[Outgoing]]:
+def _halves(part: list[base.Outgoing]) -> list[list[base.Outgoing]]:
     half = len(part) // 2
     return [part[:half], part[half:]]
 
 
-def _scope_of_one(detail: str) -> MailError:
+def _scope_of_one(detail: str) -> base.MailError:
     """A 400 for a single recipient: theirs only when Mailgun's words name the recipient."""
     if NAMES_RECIPIENT.search(detail.partition(":")[2]):
-        return RecipientRefused(detail)
-    return MessageRefused(detail)
+        return base.RecipientRefused(detail)
+    return base.MessageRefused(detail)
 
 
 def _message(response: requests.Response) -> str:

@@ -24,14 +24,7 @@ import socket
 import ssl
 import threading
 
-from newsletter.mail.base import (
-    MailError,
-    MessageRefused,
-    Outgoing,
-    RecipientRefused,
-    Report,
-    TemporaryFailure,
-)
+from newsletter.mail import base
 from newsletter.ratelimit import Rate, RateLimiter
 from newsletter.settings import Settings
 
@@ -117,7 +110,7 @@ class SmtpMailer:
     def __init__(
         self,
         settings: Settings,
-        report: Report,
+        report: base.Report,
         *,
         workers: int = 1,
         rate: float | None = None,
@@ -136,13 +129,13 @@ class SmtpMailer:
             else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # unused without TLS: no CA loading
         )
         self.connection = connection or (lambda: SmtpConnection.from_settings(settings, tls))
-        self._jobs: queue.Queue[Outgoing | None] = queue.Queue(maxsize=self.workers * 2)
+        self._jobs: queue.Queue[base.Outgoing | None] = queue.Queue(maxsize=self.workers * 2)
         self._threads: list[threading.Thread] = []
         self._single: SmtpConnection | None = None
         self._closing = False
         self._errors: list[BaseException] = []
 
-    def push(self, outgoing: Outgoing) -> None:
+    def push(self, outgoing: base.Outgoing) -> None:
         if self.workers == 1:
             if self._single is None:
                 self._single = self.connection()
@@ -158,11 +151,11 @@ class SmtpMailer:
         self._jobs.put(outgoing)
         self._raise_worker_error()
 
-    def _send(self, connection: SmtpConnection, outgoing: Outgoing) -> None:
+    def _send(self, connection: SmtpConnection, outgoing: base.Outgoing) -> None:
         self.pace.wait()
         try:
             connection.send(self.sender, outgoing.to, outgoing.data)
-        except MailError as error:
+        except base.MailError as error:
             self.report([outgoing], error)
         else:
             self.report([outgoing], None)
@@ -205,37 +198,41 @@ class SmtpMailer:
             self._closing = False
 
 
-def classify(error: Exception) -> MailError:
+def classify(error: Exception) -> base.MailError:
     """An smtplib/socket error as one of our failure types, with the server's words."""
-    if isinstance(error, MailError):
+    if isinstance(error, base.MailError):
         return error
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in error.recipients.values()]
         detail = "; ".join(
             f"{rcpt}: {code} {_text(msg)}" for rcpt, (code, msg) in error.recipients.items()
         )
-        kind = TemporaryFailure if all(400 <= c < 500 for c in codes) else RecipientRefused
+        kind = (
+            base.TemporaryFailure if all(400 <= c < 500 for c in codes) else base.RecipientRefused
+        )
         return kind(f"recipient refused: {detail}")
     if isinstance(error, smtplib.SMTPAuthenticationError):
-        return MessageRefused(f"SMTP login refused: {error.smtp_code} {_text(error.smtp_error)}")
+        return base.MessageRefused(
+            f"SMTP login refused: {error.smtp_code} {_text(error.smtp_error)}"
+        )
     if isinstance(error, smtplib.SMTPResponseException):
         code, text = error.smtp_code, _text(error.smtp_error)
         if 500 <= code < 600:
-            return MessageRefused(f"SMTP server refused the message: {code} {text}")
-        return TemporaryFailure(f"SMTP server said: {code} {text}")
+            return base.MessageRefused(f"SMTP server refused the message: {code} {text}")
+        return base.TemporaryFailure(f"SMTP server said: {code} {text}")
     if isinstance(error, smtplib.SMTPServerDisconnected):
         if isinstance(error.__context__, TimeoutError):
-            return TemporaryFailure(f"SMTP server did not answer in time: {error}")
-        return TemporaryFailure(f"SMTP server closed the connection: {error}")
+            return base.TemporaryFailure(f"SMTP server did not answer in time: {error}")
+        return base.TemporaryFailure(f"SMTP server closed the connection: {error}")
     if isinstance(error, smtplib.SMTPNotSupportedError):  # SMTPUTF8 for a non-ASCII address
-        return RecipientRefused(f"SMTP server cannot take this address: {error}")
+        return base.RecipientRefused(f"SMTP server cannot take this address: {error}")
     if isinstance(error, (TimeoutError, socket.timeout)):
-        return TemporaryFailure(f"SMTP server did not answer in time: {error}")
+        return base.TemporaryFailure(f"SMTP server did not answer in time: {error}")
     if isinstance(error, (OSError, smtplib.SMTPException)):  # refused, reset, DNS, TLS ...
-        return TemporaryFailure(f"cannot talk to the SMTP server: {error}")
+        return base.TemporaryFailure(f"cannot talk to the SMTP server: {error}")
     if isinstance(error, UnicodeError):
-        return RecipientRefused(f"the server cannot take this address: {error}")
-    return TemporaryFailure(f"unexpected error while sending: {error!r}")
+        return base.RecipientRefused(f"the server cannot take this address: {error}")
+    return base.TemporaryFailure(f"unexpected error while sending: {error!r}")
 
 
 def _text(value) -> str:

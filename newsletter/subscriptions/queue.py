@@ -127,12 +127,7 @@ class EmailQueue:
 
     def counts(self) -> dict[str, int]:
         """Emails by status, every status listed."""
-        counts = {status.value: 0 for status in QueueStatus}
-        for row in self.database.db.execute(
-            "SELECT status, count(*) FROM email_queue GROUP BY status"
-        ):
-            counts[row[0]] = row[1]
-        return counts
+        return self.database.count_by_status("email_queue", QueueStatus)
 
     def health(self) -> dict[str, int]:
         """Queued and failed emails, read through the queue's index (cheap at any size)."""

@@ -260,12 +260,7 @@ class Subscribers:
 
     def counts(self) -> dict[str, int]:
         """Subscribers by status, every status listed."""
-        counts = {status.value: 0 for status in Status}
-        for row in self.database.db.execute(
-            "SELECT status, count(*) FROM subscribers GROUP BY status"
-        ):
-            counts[row[0]] = row[1]
-        return counts
+        return self.database.count_by_status("subscribers", Status)
 
 
 def new_public_id() -> str:
