@@ -341,70 +341,53 @@ def _choice(name: str, value: str, choices) -> None:
         raise ConfigError(f"{name}={value!r}: must be one of " + ", ".join(choices))
 
 
-# name -> (Settings attribute, parser, help for the README)
+_environment, _transport = _one_of(ENVIRONMENTS), _one_of(TRANSPORTS)
+_security, _mode, _region = (
+    _one_of(SMTP_SECURITY),
+    _one_of(ANNOUNCE_MODES),
+    _one_of(MAILGUN_REGIONS),
+)
+
+# name -> (Settings attribute, parser, help); docs/settings.md is made from this and the defaults
 VARIABLES: dict[str, tuple[str, object, str]] = {
-    "NEWSLETTER_ENV": ("env", _one_of(ENVIRONMENTS), "development (default) or production"),
-    "NEWSLETTER_DATABASE": ("database", _path, "SQLite file (default var/newsletter.sqlite3)"),
+    "NEWSLETTER_ENV": ("env", _environment, "development or production"),
+    "NEWSLETTER_DATABASE": ("database", _path, "the SQLite file"),
     "NEWSLETTER_SECRET_KEY": ("secret_key", _text, "signs the links; required in production"),
-    "NEWSLETTER_TRANSPORT": ("transport", _one_of(TRANSPORTS), "outbox (default), smtp or mailgun"),
-    "NEWSLETTER_OUTBOX": ("outbox", _path, "folder for .eml files (default var/outbox/)"),
-    "NEWSLETTER_SMTP_HOST": ("smtp_host", _text, "SMTP server (default localhost)"),
+    "NEWSLETTER_TRANSPORT": ("transport", _transport, "outbox, smtp or mailgun"),
+    "NEWSLETTER_OUTBOX": ("outbox", _path, "folder for .eml files (transport outbox)"),
+    "NEWSLETTER_SMTP_HOST": ("smtp_host", _text, "SMTP server"),
     "NEWSLETTER_SMTP_PORT": ("smtp_port", _port, "default 587, 465 (ssl) or 25 (none)"),
-    "NEWSLETTER_SMTP_SECURITY": (
-        "smtp_security",
-        _one_of(SMTP_SECURITY),
-        "starttls (default), ssl or none",
-    ),
+    "NEWSLETTER_SMTP_SECURITY": ("smtp_security", _security, "starttls, ssl or none"),
     "NEWSLETTER_SMTP_USER": ("smtp_user", _text, "SMTP login (with the password)"),
     "NEWSLETTER_SMTP_PASSWORD": ("smtp_password", _text, "SMTP password"),
-    "NEWSLETTER_SMTP_TIMEOUT": ("smtp_timeout", _float, "seconds per SMTP operation (10)"),
+    "NEWSLETTER_SMTP_TIMEOUT": ("smtp_timeout", _float, "seconds per SMTP operation"),
     "NEWSLETTER_FROM": ("sender", _text, "From: 'Name <address>'; required in production"),
-    "NEWSLETTER_SITE_NAME": ("site_name", _text, "the list's name (default Walk Again)"),
+    "NEWSLETTER_SITE_NAME": ("site_name", _text, "the list's name"),
     "NEWSLETTER_SITE_URL": ("site_url", _text, "the public blog, for links and CORS"),
     "NEWSLETTER_BASE_URL": ("base_url", _text, "this endpoint's public URL, for email links"),
     "NEWSLETTER_POSTAL_ADDRESS": ("postal_address", _text, "sender's postal address (footer)"),
-    "NEWSLETTER_RATE_LIMIT": ("rate_limit", parse_rate_limit, "per-IP limit (default 20/hour)"),
-    "NEWSLETTER_PROXY_COUNT": ("proxy_count", _int, "trusted reverse proxies in front (0)"),
-    "NEWSLETTER_RETRY_DELAY": ("retry_delay", _float, "seconds before the first retry (30)"),
-    "NEWSLETTER_MAX_ATTEMPTS": ("max_attempts", _int, "attempts before an email fails (10)"),
-    "NEWSLETTER_FEED_URL": ("feed_url", _text, "feed to announce from (default output/feeds/)"),
-    "NEWSLETTER_ANNOUNCE_MODE": (
-        "announce_mode",
-        _one_of(ANNOUNCE_MODES),
-        "each (one email per article, default) or digest",
-    ),
-    "NEWSLETTER_ANNOUNCE_MAX_AGE_DAYS": (
-        "announce_max_age_days",
-        _float,
-        "older new items are recorded, not sent (7)",
-    ),
-    "NEWSLETTER_ANNOUNCE_RETRIES": ("announce_retries", _int, "retry passes in one run (3)"),
-    "NEWSLETTER_ANNOUNCE_RETRY_DELAY": (
-        "announce_retry_delay",
-        _rate,
-        "seconds before the first retry pass, doubling (5)",
-    ),
-    "NEWSLETTER_REPLY_TO": ("reply_to", _text, "Reply-To address of announcements"),
-    "NEWSLETTER_UNSUBSCRIBE_MAILTO": (
-        "unsubscribe_mailto",
+    "NEWSLETTER_RATE_LIMIT": ("rate_limit", parse_rate_limit, "subscribe requests per client IP"),
+    "NEWSLETTER_PROXY_COUNT": ("proxy_count", _int, "trusted reverse proxies in front"),
+    "NEWSLETTER_RETRY_DELAY": ("retry_delay", _float, "seconds before the first retry"),
+    "NEWSLETTER_MAX_ATTEMPTS": ("max_attempts", _int, "attempts before an email fails"),
+    "NEWSLETTER_FEED_URL": (
+        "feed_url",
         _text,
-        "address for mailto: in List-Unsubscribe",
+        "feed to announce (empty: output/feeds/all.rss.xml)",
     ),
-    "NEWSLETTER_SMTP_WORKERS": ("smtp_workers", _int, "parallel SMTP connections (4)"),
+    "NEWSLETTER_ANNOUNCE_MODE": ("announce_mode", _mode, "each (one email per item) or digest"),
+    "NEWSLETTER_ANNOUNCE_MAX_AGE_DAYS": ("announce_max_age_days", _float, "older: not sent"),
+    "NEWSLETTER_ANNOUNCE_RETRIES": ("announce_retries", _int, "retry passes in one run"),
+    "NEWSLETTER_ANNOUNCE_RETRY_DELAY": ("announce_retry_delay", _rate, "seconds, doubling"),
+    "NEWSLETTER_REPLY_TO": ("reply_to", _text, "Reply-To address of announcements"),
+    "NEWSLETTER_UNSUBSCRIBE_MAILTO": ("unsubscribe_mailto", _text, "mailto: in List-Unsubscribe"),
+    "NEWSLETTER_SMTP_WORKERS": ("smtp_workers", _int, "parallel SMTP connections"),
     "NEWSLETTER_SMTP_RATE": ("smtp_rate", _rate, "messages per second at most (0: no limit)"),
     "NEWSLETTER_MAILGUN_API_KEY": ("mailgun_api_key", _text, "Mailgun API key (secret)"),
     "NEWSLETTER_MAILGUN_DOMAIN": ("mailgun_domain", _text, "Mailgun sending domain"),
-    "NEWSLETTER_MAILGUN_REGION": (
-        "mailgun_region",
-        _one_of(tuple(MAILGUN_REGIONS)),
-        "us (default) or eu",
-    ),
+    "NEWSLETTER_MAILGUN_REGION": ("mailgun_region", _region, "us or eu"),
     "NEWSLETTER_MAILGUN_BASE_URL": ("mailgun_base_url", _text, "overrides the region's API URL"),
-    "NEWSLETTER_MAILGUN_BATCH_SIZE": (
-        "mailgun_batch_size",
-        _int,
-        "recipients per Mailgun call (1000)",
-    ),
+    "NEWSLETTER_MAILGUN_BATCH_SIZE": ("mailgun_batch_size", _int, "recipients per Mailgun call"),
 }
 # Read by pelicanconf.py, not by the newsletter: the address the site's form posts to.
 IGNORED = {"NEWSLETTER_URL"}
