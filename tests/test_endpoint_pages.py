@@ -12,8 +12,9 @@ import pytest
 from bs4 import BeautifulSoup
 
 import newsletter.subscriptions.app as app_module
-from newsletter.settings import ROOT, Settings
+from newsletter.settings import ROOT
 from newsletter.subscriptions.app import create_app
+from tests.conftest import newsletter_settings
 
 SITE = "http://localhost:8000"
 BASE = "http://127.0.0.1:5000"
@@ -25,14 +26,7 @@ FEED_URLS = [SITE + "/" + CONF["FEEDS"][feed] for feed in ("all_rss", "all_atom"
 
 
 def make_app(tmp_path):
-    return create_app(
-        Settings(
-            database=tmp_path / "db.sqlite3",
-            outbox=tmp_path / "outbox",
-            site_url=SITE,
-            base_url=BASE,
-        )
-    )
+    return create_app(newsletter_settings(tmp_path, site_url=SITE, base_url=BASE))
 
 
 @pytest.fixture
@@ -99,12 +93,16 @@ def test_header_and_menu_come_from_the_theme_and_menuitems(pages):
         assert header.select_one("a.site-name").get_text() == CONF["SITENAME"], name
         links = [(a.get_text(), a["href"]) for a in header.select("nav .nav-list a")]
         assert links[:-1] == menu, name
+        assert html.select_one("a.skip-link")["href"] == "#main", name
         subscribe = links[-1]
         assert subscribe[0] == "Subscribe", name
-        # The menu's Subscribe link reaches a form on every page (the page's own, or the footer's).
+        # The menu's Subscribe link reaches a form on every page (the page's own, or the footer's;
+        # the unsubscribe page has none: its link goes to the subscribe page).
+        if name == "unsubscribe":
+            assert subscribe[1] == BASE + "/subscribe"
+            continue
         target = html.find(id=subscribe[1].removeprefix("#"))
         assert target is not None and target.select_one("form.subscribe-form"), name
-        assert html.select_one("a.skip-link")["href"] == "#main", name
 
 
 def test_footer_comes_from_the_theme(pages):
@@ -120,6 +118,9 @@ def test_footer_comes_from_the_theme(pages):
 def test_one_stay_tuned_form_per_page_posting_here(pages):
     for name, (_, html) in pages.items():
         forms = html.select("form.subscribe-form")
+        if name == "unsubscribe":  # no sign-up form under an Unsubscribe button
+            assert forms == [] and html.select_one("main form button").get_text() == "Unsubscribe"
+            continue
         assert len(forms) == 1, name
         assert forms[0]["action"] == BASE + "/subscribe", name
         assert forms[0].select_one(".consent").get_text() == CONF["NEWSLETTER_CONSENT"], name
