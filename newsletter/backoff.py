@@ -11,7 +11,7 @@ from __future__ import annotations
 def delay(attempt: int, base: float, cap: float = float("inf")) -> float:
     if attempt < 1:
         return 0.0
-    return min(base * 2 ** (attempt - 1), cap)
+    return min(base * 2.0 ** min(attempt - 1, 60), cap)  # 2^60: past any cap, never overflows
 
 
 __all__ = ["delay"]

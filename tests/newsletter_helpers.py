@@ -14,6 +14,7 @@ from pathlib import Path
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from newsletter.subscriptions.app import create_app
+from tests.conftest import newsletter_settings
 
 
 def wait_for_emails(outbox: Path, count: int, timeout: float = 10.0) -> list[EmailMessage]:
@@ -74,9 +75,9 @@ class LiveEndpoint:
         self.nl.close()
 
 
-def start_endpoint(**settings) -> LiveEndpoint:
-    from newsletter.settings import Settings
-
+def start_endpoint(tmp_path: Path, **changes) -> LiveEndpoint:
+    """The app with `newsletter_settings(tmp_path, **changes)`; its base_url is the server's own
+    URL unless `changes` names one."""
     holder = {}
     server = make_server(
         "127.0.0.1",
@@ -86,8 +87,8 @@ def start_endpoint(**settings) -> LiveEndpoint:
         request_handler=QuietHandler,
     )
     url = f"http://127.0.0.1:{server.server_port}"
-    settings.setdefault("base_url", url)
-    holder["app"] = app = create_app(Settings(**settings))
+    changes.setdefault("base_url", url)
+    holder["app"] = app = create_app(newsletter_settings(tmp_path, **changes))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
     thread.daemon = True
     thread.start()

@@ -1,9 +1,23 @@
-"""A real SMTP server for tests (aiosmtpd on 127.0.0.1, a free port), that can misbehave.
+"""The one SMTP sink for tests: a real SMTP server (aiosmtpd on 127.0.0.1, a free port) that
+records what it accepts and can misbehave, in two ways that can be combined.
 
-`SmtpServer(faults=[...])` answers each mail transaction in turn with the next fault, then
-accepts everything: "421" and "451" (temporary refusals at MAIL FROM and DATA), "550" (refused
-for good at RCPT TO), "drop" (closes the connection after the message data, without a reply),
-"slow" (waits 3 s before answering MAIL FROM). Accepted messages are parsed into `messages`.
+- By transaction order, `SmtpSink(faults=[...])`: each mail transaction (MAIL FROM) takes the next
+  fault, then everything is accepted: "421" (refused at MAIL FROM, temporarily), "451" (refused
+  at DATA, temporarily), "550" (refused for good at RCPT TO), "drop" (the connection closes after
+  the message data, with no reply), "slow" (MAIL FROM is answered after SLOW_SECONDS).
+- By recipient, `refuse=[addresses]` (550 at RCPT TO, every time) and `temporary={address:
+  [codes]}`: each attempt for that address takes the next code ("421" at RCPT TO, "451" or "drop"
+  at DATA) until its list is empty.
+
+A transaction's fault is kept in its SMTP session, so concurrent connections never take each
+other's. `credentials=(user, password)` requires AUTH (over TLS when there is TLS); `tls_context`
+offers STARTTLS (required), or with `implicit_tls=True` the whole connection is TLS.
+
+Recorded: `envelopes` [(mail_from, rcpt_tos)] and `messages` (parsed; not with `parse=False`,
+for thousands of messages) per accepted message, `accepted` (a Counter of accepted messages per
+lower-cased recipient), `transactions` (MAIL FROM commands, refused ones included) and
+`connections` (opened by clients). `wait_for(n)` waits for n accepted messages and returns the
+parsed messages.
 """
 
 from __future__ import annotations
@@ -16,92 +30,66 @@ import ssl
 import subprocess
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 SLOW_SECONDS = 3.0
-
-
-class _Handler:
-    def __init__(self, faults, credentials):
-        self.faults = list(faults)
-        self.credentials = credentials
-        self.messages = []
-        self.envelopes = []
-        self.transactions = 0
-        self.lock = threading.Lock()
-        self._current = None
-
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        with self.lock:
-            self.transactions += 1
-            self._current = self.faults.pop(0) if self.faults else None
-        if self._current == "slow":
-            await asyncio.sleep(SLOW_SECONDS)
-        if self._current == "421":
-            return "421 4.3.2 Service not available, closing transmission channel"
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return "250 OK"
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if self._current == "550":
-            return "550 5.1.1 No such user here"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        if self._current == "451":
-            return "451 4.3.0 Mailbox busy, try again later"
-        if self._current == "drop":
-            server.transport.close()
-            return "250 never seen"
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        with self.lock:
-            self.messages.append(message)
-            self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
-        return "250 2.0.0 Message accepted for delivery"
-
-    def authenticate(self, server, session, envelope, mechanism, auth_data):
-        ok = (
-            isinstance(auth_data, LoginPassword)
-            and (
-                auth_data.login.decode(),
-                auth_data.password.decode(),
-            )
-            == self.credentials
-        )
-        return AuthResult(success=ok, handled=False)
+REPLIES = {
+    "421": "421 4.3.2 Service not available, closing transmission channel",
+    "451": "451 4.3.0 Mailbox busy, try again later",
+    "550": "550 5.1.1 No such user here",
+}
+ACCEPTED = "250 2.0.0 Message accepted for delivery"
 
 
 class _Controller(Controller):
-    """aiosmtpd's Controller, able to bind port 0: it learns the port before its self-check."""
+    """aiosmtpd's Controller, able to bind port 0 (it learns the port before its self-check), and
+    counting the connections it serves for the sink (one SMTP protocol object per connection)."""
 
     def _trigger_server(self):
         self.port = self.server.sockets[0].getsockname()[1]
         super()._trigger_server()
 
+    def factory(self):
+        with self.handler.lock:
+            self.handler.connections += 1
+        return super().factory()
 
-class SmtpServer:
+
+class SmtpSink:
     def __init__(
         self,
         faults=(),
         *,
+        refuse=(),
+        temporary: dict[str, list[str]] | None = None,
+        parse: bool = True,
         credentials: tuple[str, str] | None = None,
         tls_context: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
     ):
-        self.handler = _Handler(faults, credentials)
+        self.faults = list(faults)
+        self.refuse = {address.lower() for address in refuse}
+        self.temporary = {k.lower(): list(v) for k, v in (temporary or {}).items()}
+        self.parse = parse
+        self.credentials = credentials
+        self.lock = threading.Lock()
+        self.messages: list[email.message.EmailMessage] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+        self.accepted: Counter[str] = Counter()
+        self.transactions = 0
+        self.connections = 0
         kwargs = {}
         if credentials:
-            kwargs.update(authenticator=self.handler.authenticate, auth_required=True)
+            kwargs.update(authenticator=self._authenticate, auth_required=True)
             kwargs["auth_require_tls"] = tls_context is not None
         if tls_context is not None and not implicit_tls:
             kwargs.update(tls_context=tls_context, require_starttls=True)
         self.controller = _Controller(
-            self.handler,
+            self,
             hostname="127.0.0.1",
             port=0,
             ssl_context=tls_context if implicit_tls else None,
@@ -109,8 +97,10 @@ class SmtpServer:
             **kwargs,
         )
 
-    def __enter__(self) -> SmtpServer:
+    def __enter__(self) -> SmtpSink:
         self.controller.start()
+        with self.lock:
+            self.connections = 0  # not the controller's own check that the server is up
         return self
 
     def __exit__(self, *exc) -> None:
@@ -120,15 +110,70 @@ class SmtpServer:
     def port(self) -> int:
         return self.controller.port
 
-    @property
-    def messages(self):
-        return self.handler.messages
-
-    def wait_for(self, count: int, timeout: float = 10.0):
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[email.message.EmailMessage]:
+        """The parsed messages, once at least `count` messages were accepted (or on timeout)."""
         deadline = time.monotonic() + timeout
-        while len(self.messages) < count and time.monotonic() < deadline:
+        while len(self.envelopes) < count and time.monotonic() < deadline:
             time.sleep(0.02)
-        return list(self.messages)
+        with self.lock:
+            return list(self.messages)
+
+    # aiosmtpd's handler hooks (run in the server's thread) ----------------------------------
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        with self.lock:
+            self.transactions += 1
+            session.fault = self.faults.pop(0) if self.faults else None
+        if session.fault == "slow":
+            await asyncio.sleep(SLOW_SECONDS)
+        if session.fault == "421":
+            return REPLIES["421"]
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if getattr(session, "fault", None) == "550" or address.lower() in self.refuse:
+            return REPLIES["550"]
+        if self._take_temporary(address, "rcpt") == "421":
+            return REPLIES["421"]  # the client hangs up after a 421, as smtplib does
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        fault = getattr(session, "fault", None)
+        if fault not in ("451", "drop") and envelope.rcpt_tos:
+            fault = self._take_temporary(envelope.rcpt_tos[0], "data")
+        if fault == "451":
+            return REPLIES["451"]
+        if fault == "drop":
+            server.transport.close()
+            return "250 never seen"
+        message = None
+        if self.parse:
+            message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.lock:
+            if message is not None:
+                self.messages.append(message)
+            for rcpt in envelope.rcpt_tos:
+                self.accepted[rcpt.lower()] += 1
+            self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        return ACCEPTED
+
+    def _take_temporary(self, address: str, stage: str) -> str | None:
+        """The next temporary code for `address`, if it is one for this stage (then used up)."""
+        with self.lock:
+            codes = self.temporary.get(address.lower())
+            if codes and ("rcpt" if codes[0] == "421" else "data") == stage:
+                return codes.pop(0)
+        return None
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):
+        ok = isinstance(auth_data, LoginPassword) and (
+            auth_data.login.decode(),
+            auth_data.password.decode(),
+        ) == tuple(self.credentials)
+        return AuthResult(success=ok, handled=False)
 
 
 def self_signed_certificate(folder: Path) -> tuple[Path, Path]:

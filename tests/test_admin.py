@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.settings import Settings
 from newsletter.subscriptions import admin
 from newsletter.subscriptions.subscribers import Status, Subscribers
+from tests.conftest import newsletter_settings
 from tests.newsletter_helpers import wait_for_emails
 
 INVOKE = Path(sys.executable).parent / "invoke"
@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def settings(tmp_path):
-    return Settings(database=tmp_path / "db.sqlite3", outbox=tmp_path / "outbox")
+def settings(make_settings):
+    return make_settings()
 
 
 def statuses(settings):
@@ -101,7 +101,7 @@ def test_export_round_trips_and_defuses_formulas(settings, tmp_path):
     assert rows[0]["status"] == "confirmed" and rows[0]["confirmed_at"]
     exported = tmp_path / "export.csv"
     exported.write_text(out.getvalue())
-    other = Settings(database=tmp_path / "other.sqlite3", outbox=tmp_path / "o2")
+    other = newsletter_settings(tmp_path / "other")
     assert admin.import_csv(other, exported, confirmed=True).added == [
         "a@example.com",
         "=cmd@example.com",

@@ -17,24 +17,16 @@ import requests
 from newsletter.announcements import run as announce
 from newsletter.announcements.ledger import Ledger
 from newsletter.subscriptions.subscribers import Status, Subscribers
-from tests.announce_helpers import (
-    SECRET,
-    SITEURL,
-    Sink,
-    add_confirmed_bulk,
-    add_subscribers,
-    build,
-    recent,
-    settings_for,
-)
-from tests.conftest import write_article
+from tests.announce_helpers import add_confirmed_bulk, add_subscribers, build, recent
+from tests.conftest import newsletter_settings, write_article
 from tests.newsletter_helpers import start_endpoint
+from tests.smtp_server import SmtpSink
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def smtp_settings(tmp_path, sink, **changes):
-    return settings_for(
+    return newsletter_settings(
         tmp_path,
         transport="smtp",
         smtp_host="127.0.0.1",
@@ -80,14 +72,9 @@ def first_article(content, output):
 
 def test_headers_as_received_and_one_click_unsubscribe(tmp_path, content_dir):
     output = tmp_path / "output"
-    endpoint = start_endpoint(
-        database=tmp_path / "var" / "newsletter.sqlite3",
-        outbox=tmp_path / "var" / "outbox",
-        secret_key=SECRET,
-        site_url=SITEURL,
-    )
+    endpoint = start_endpoint(tmp_path)  # the same database, key and site as the announcer's
     try:
-        with Sink() as sink:
+        with SmtpSink() as sink:
             settings = smtp_settings(tmp_path, sink, base_url=endpoint.url)
             add_subscribers(settings, {"ann@example.com": Status.CONFIRMED,
                                        "bob@example.com": Status.CONFIRMED})  # fmt: skip
@@ -139,7 +126,7 @@ def test_a_misbehaving_server(tmp_path, content_dir):
         good[7]: ["421", "drop", "451"],
         good[9]: ["drop"],
     }
-    with Sink(refuse=refused, temporary=temporary) as sink:
+    with SmtpSink(refuse=refused, temporary=temporary) as sink:
         settings = smtp_settings(tmp_path, sink, smtp_workers=3)
         add_subscribers(settings, {a: Status.CONFIRMED for a in good + refused})
         feed = first_article(content_dir, tmp_path / "output")
@@ -169,7 +156,7 @@ def test_a_misbehaving_server(tmp_path, content_dir):
 
 
 def test_a_server_that_stays_down_leaves_everything_pending(tmp_path, content_dir):
-    with Sink(temporary={f"reader{n}@example.com": ["451"] * 99 for n in range(3)}) as sink:
+    with SmtpSink(temporary={f"reader{n}@example.com": ["451"] * 99 for n in range(3)}) as sink:
         settings = smtp_settings(tmp_path, sink, announce_retries=2, smtp_workers=1)
         add_subscribers(settings, {f"reader{n}@example.com": Status.CONFIRMED for n in range(3)})
         announce.run(settings, feed_url=first_article(content_dir, tmp_path / "output"))
@@ -182,7 +169,7 @@ def test_a_server_that_stays_down_leaves_everything_pending(tmp_path, content_di
 
 def test_sigkill_in_the_middle_of_2000_emails_then_rerun(tmp_path, content_dir):
     workers = 4
-    with Sink(parse=False) as sink:
+    with SmtpSink(parse=False) as sink:
         settings = smtp_settings(tmp_path, sink, smtp_workers=workers)
         add_confirmed_bulk(settings, 2000)
         feed = first_article(content_dir, tmp_path / "output")

@@ -14,7 +14,6 @@ from newsletter.announcements.emails import Composer, drafts, html_to_text
 from newsletter.announcements.feed import FeedItem
 from newsletter.announcements.ledger import Announcement, Delivery
 from newsletter.subscriptions.tokens import Tokens
-from tests.announce_helpers import settings_for
 
 TRICKY = 'Knees & Hips <Part 1> "quoted"'
 ITEM = FeedItem(
@@ -31,8 +30,8 @@ READER = Delivery(1, 1, 0, 7, "Pub1d-of-reader", "reader@example.com")
 
 
 @pytest.fixture
-def settings(tmp_path):
-    return settings_for(tmp_path, reply_to="mark@walkagain.example")
+def settings(make_settings):
+    return make_settings(reply_to="mark@walkagain.example")
 
 
 def composer_for(settings, items=(ITEM,)):

@@ -6,10 +6,10 @@ import uuid
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from blog.comments import start_isso
-from tests.conftest import ARTICLE_PATH, CHROMIUM, CHROMIUM_ARGS, build_site, serve_folder
+from tests.conftest import ARTICLE_PATH, build_site, serve_folder
 
 TIMEOUT_MS = 15_000
 LOCAL_SCHEMES = {"data", "blob", "about"}
@@ -34,27 +34,24 @@ def isso(tmp_path, static_server):
 
 
 @pytest.fixture
-def chromium():
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        expect.set_options(timeout=TIMEOUT_MS)
-        try:
-            yield browser
-        finally:
-            expect.set_options(timeout=5_000)  # Playwright's default
-            browser.close()
+def patient_expect():
+    expect.set_options(timeout=TIMEOUT_MS)
+    yield
+    expect.set_options(timeout=5_000)  # Playwright's default
 
 
 def isso_requests(requests, isso_url):
     return [url for url in requests if url.startswith(isso_url + "/")]
 
 
-def test_comment_posted_in_chromium_shows_and_persists(static_server, isso, chromium, artifacts):
+def test_comment_posted_in_chromium_shows_and_persists(
+    static_server, isso, new_context, patient_expect, artifacts
+):
     site = build_site(static_server.root, static_server.url, ISSO_URL=isso.url)
     article_url = f"{site.url}/{ARTICLE_PATH}"
     comment = f"Side-lying leg raises helped my knee. ({uuid.uuid4().hex[:8]})"
 
-    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    context = new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(TIMEOUT_MS)
     requests: list[str] = []
     context.on("request", lambda request: requests.append(request.url))

@@ -8,19 +8,18 @@ import pytest
 from bs4 import BeautifulSoup
 
 from newsletter.mail.message import message_id
-from newsletter.settings import Settings
 from newsletter.subscriptions import emails
 from newsletter.subscriptions.addresses import normalize
 from newsletter.subscriptions.subscribers import Subscribers
 from newsletter.subscriptions.tokens import Tokens
+from tests.conftest import newsletter_settings
 
-SETTINGS = Settings(
+SETTINGS = newsletter_settings(
     sender="Walk Again <news@walkagain.example>",
     site_url="https://walkagain.example",
     base_url="https://walkagain.example/newsletter",
     postal_address="Walk Again, 2 Mill Lane, Leeds LS1 1AA",
-    secret_key="compose-test-key-" + "x" * 20,
-)
+)  # the values the tests below read back, spelled out (they are also the factory's defaults)
 
 
 @pytest.fixture

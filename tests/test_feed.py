@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from newsletter.announcements.feed import FeedError, parse_feed, read_feed
-from tests.announce_helpers import SITEURL, build, recent
-from tests.conftest import serve_folder, write_article
+from tests.announce_helpers import build, recent
+from tests.conftest import SITE_URL, serve_folder, write_article
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +45,10 @@ def test_items_from_a_pelican_build(built):
     ]  # no draft, no future article
     quiet, tricky, plain = feed.items
     assert plain.guid == f"urn:uuid:{ids['plain']}"
-    assert plain.link == f"{SITEURL}/{datetime.now(UTC).year}/plain-article/"
+    assert plain.link == f"{SITE_URL}/{datetime.now(UTC).year}/plain-article/"
     assert plain.subtitle == "The dek, with <angle> & ampersand"
     assert plain.summary == "<p>The <em>first</em> one.</p>"
-    assert plain.image == f"{SITEURL}/images/knee.png"
+    assert plain.image == f"{SITE_URL}/images/knee.png"
     assert plain.author == "Mark Williams"
     assert abs(datetime.now(UTC) - timedelta(hours=5) - plain.published) < timedelta(minutes=2)
     assert plain.announce and tricky.announce and not quiet.announce

@@ -20,7 +20,7 @@ from newsletter.announcements.ledger import (
     LedgerLocked,
 )
 from newsletter.subscriptions.subscribers import Status, Subscribers
-from tests.announce_helpers import add_subscribers, settings_for
+from tests.announce_helpers import add_subscribers
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)
@@ -37,8 +37,8 @@ def item(n, *, days_old=1.0, link=None, announce=True):
 
 
 @pytest.fixture
-def settings(tmp_path):
-    return settings_for(tmp_path)
+def settings(make_settings):
+    return make_settings()
 
 
 @pytest.fixture

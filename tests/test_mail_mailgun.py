@@ -24,7 +24,8 @@ from newsletter.mail.message import message_id, new_message, wire
 from newsletter.settings import ConfigError, Settings
 from newsletter.subscriptions.subscribers import Status, Subscribers
 from newsletter.subscriptions.tokens import Tokens
-from tests.announce_helpers import add_confirmed_bulk, add_subscribers, settings_for
+from tests.announce_helpers import add_confirmed_bulk, add_subscribers
+from tests.conftest import newsletter_settings
 from tests.newsletter_helpers import QuietHandler
 
 KEY, DOMAIN = "key-0123456789abcdef", "mg.walkagain.example"
@@ -96,7 +97,7 @@ def feed_file(path, *items):
 
 
 def mailgun_settings(tmp_path, fake, **changes):
-    return settings_for(
+    return newsletter_settings(
         tmp_path,
         transport="mailgun",
         mailgun_api_key=KEY,

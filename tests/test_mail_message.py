@@ -6,14 +6,13 @@ from email.message import EmailMessage
 import pytest
 
 from newsletter.mail import message as compose
-from newsletter.settings import Settings
+from tests.conftest import newsletter_settings
 
-SETTINGS = Settings(
+SETTINGS = newsletter_settings(
     sender="Walk Again <news@walkagain.example>",
     site_url="https://walkagain.example",
     base_url="https://walkagain.example/newsletter",
-    secret_key="compose-test-key-" + "x" * 20,
-)
+)  # the values the tests below read back, spelled out (they are also the factory's defaults)
 
 
 def test_message_id_is_deterministic_per_email():

@@ -11,11 +11,11 @@ import pytest
 from newsletter import mail
 from newsletter.mail.message import message_id, new_message, wire
 from newsletter.mail.smtp import SmtpConnection, SmtpMailer
-from newsletter.settings import Settings
-from tests.announce_helpers import Sink
-from tests.smtp_server import SLOW_SECONDS, SmtpServer, self_signed_certificate
+from newsletter.settings import DEV_FROM
+from tests.conftest import newsletter_settings
+from tests.smtp_server import SLOW_SECONDS, SmtpSink, self_signed_certificate
 
-SETTINGS = Settings()
+SETTINGS = newsletter_settings(sender=DEV_FROM)  # its address: the envelope sender asserted below
 SENDER = SETTINGS.from_address.addr_spec
 
 
@@ -44,8 +44,10 @@ def smtp(port, **kwargs):
 
 
 def test_connect_makes_the_mailer_the_settings_name(tmp_path):
-    assert isinstance(mail.connect(Settings(outbox=tmp_path), mail.Collect()), mail.OutboxMailer)
-    settings = Settings(
+    assert isinstance(
+        mail.connect(newsletter_settings(tmp_path), mail.Collect()), mail.OutboxMailer
+    )
+    settings = newsletter_settings(
         transport="smtp", smtp_host="mail.example", smtp_security="ssl", smtp_timeout=3
     )
     mailer = mail.connect(settings, mail.Collect(), workers=3)
@@ -60,14 +62,14 @@ def test_connect_makes_the_mailer_the_settings_name(tmp_path):
 
 
 def test_smtp_delivers_over_one_connection():
-    with SmtpServer() as server:
+    with SmtpSink() as server:
         transport = smtp(server.port)
         transport.send_message(message(1))
         transport.send_message(message(2))
         transport.close()
         received = server.wait_for(2)
     assert [m["Subject"] for m in received] == ["Test 1", "Test 2"]
-    assert server.handler.envelopes[0] == ("newsletter@localhost", ["reader@example.com"])
+    assert server.envelopes[0] == ("newsletter@localhost", ["reader@example.com"])
     assert received[0]["Message-ID"] == message(1)["Message-ID"]
 
 
@@ -89,7 +91,7 @@ def contexts(certificate):
 
 def test_smtp_starttls_with_login(certificate):
     server_ctx, client_ctx = contexts(certificate)
-    with SmtpServer(credentials=("mark", "s3cret"), tls_context=server_ctx) as server:
+    with SmtpSink(credentials=("mark", "s3cret"), tls_context=server_ctx) as server:
         ok = smtp(server.port, security="starttls", user="mark", password="s3cret",
                   ssl_context=client_ctx)  # fmt: skip
         ok.send_message(message())
@@ -107,7 +109,7 @@ def test_smtp_starttls_with_login(certificate):
 
 def test_smtp_implicit_tls(certificate):
     server_ctx, client_ctx = contexts(certificate)
-    with SmtpServer(tls_context=server_ctx, implicit_tls=True) as server:
+    with SmtpSink(tls_context=server_ctx, implicit_tls=True) as server:
         transport = smtp(server.port, security="ssl", ssl_context=client_ctx)
         transport.send_message(message())
         transport.close()
@@ -124,7 +126,7 @@ def test_smtp_implicit_tls(certificate):
     ],
 )
 def test_smtp_failures_are_typed_by_scope_then_the_next_send_works(fault, kind, words):
-    with SmtpServer(faults=[fault]) as server:
+    with SmtpSink(faults=[fault]) as server:
         transport = smtp(server.port)
         with pytest.raises(kind, match=words):
             transport.send_message(message(1))
@@ -134,7 +136,7 @@ def test_smtp_failures_are_typed_by_scope_then_the_next_send_works(fault, kind, 
 
 
 def test_slow_or_absent_server_fails_fast_and_temporarily():
-    with SmtpServer(faults=["slow"]) as server:
+    with SmtpSink(faults=["slow"]) as server:
         started = time.monotonic()
         with pytest.raises(mail.TemporaryFailure, match="in time"):
             smtp(server.port, timeout=0.5).send_message(message())
@@ -157,8 +159,8 @@ def test_the_mailer_reports_every_message_once_with_its_scope(workers):
         threads.add(threading.current_thread().name)
         results(outgoings, error)
 
-    settings = Settings(transport="smtp", smtp_security="none", smtp_timeout=2)
-    with Sink(refuse=["r5@example.com"]) as sink:
+    settings = newsletter_settings(transport="smtp", smtp_security="none", smtp_timeout=2)
+    with SmtpSink(refuse=["r5@example.com"]) as sink:
         mailer = SmtpMailer(settings.replace(smtp_port=sink.port), report, workers=workers)
         sent = [outgoing(n, to=f"r{n}@example.com") for n in range(12)]
         for one in sent:
@@ -174,8 +176,10 @@ def test_the_mailer_reports_every_message_once_with_its_scope(workers):
 
 
 def test_the_pool_reuses_connections_and_keeps_the_rate():
-    settings = Settings(transport="smtp", smtp_security="none", smtp_timeout=2, smtp_rate=40.0)
-    with Sink(parse=False) as sink:
+    settings = newsletter_settings(
+        transport="smtp", smtp_security="none", smtp_timeout=2, smtp_rate=40.0
+    )
+    with SmtpSink(parse=False) as sink:
         results = mail.Collect()
         mailer = SmtpMailer(settings.replace(smtp_port=sink.port), results, workers=3)
         started = time.monotonic()

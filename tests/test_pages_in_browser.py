@@ -4,23 +4,15 @@ from urllib.parse import urlsplit
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import sync_playwright
 
-from tests.conftest import ARTICLE_PATH, CHROMIUM, CHROMIUM_ARGS
+from tests.conftest import ARTICLE_PATH
 
 WCAG = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-def open_page(browser, url, *, width, scheme="light", javascript=True, permissions=()):
-    context = browser.new_context(
+def open_page(new_context, url, *, width, scheme="light", javascript=True, permissions=()):
+    """A page in a fresh context (closed after the test), and the URLs it requested."""
+    context = new_context(
         viewport={"width": width, "height": 800},
         color_scheme=scheme,
         java_script_enabled=javascript,
@@ -30,100 +22,80 @@ def open_page(browser, url, *, width, scheme="light", javascript=True, permissio
     requests = []
     page.on("request", lambda request: requests.append(request.url))
     page.goto(url, wait_until="networkidle")
-    return context, page, requests
+    return page, requests
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("width", [360, 1280])
-def test_article_page_accessible_private_and_fits(browser, site, artifacts, width, scheme):
-    context, page, requests = open_page(
-        browser, f"{site.url}/{ARTICLE_PATH}", width=width, scheme=scheme
+def test_article_page_accessible_private_and_fits(new_context, site, artifacts, width, scheme):
+    page, requests = open_page(
+        new_context, f"{site.url}/{ARTICLE_PATH}", width=width, scheme=scheme
     )
-    try:
-        page.screenshot(path=artifacts / f"article-{width}-{scheme}.png", full_page=True)
-        hosts = {urlsplit(url).hostname for url in requests if not url.startswith("data:")}
-        assert hosts == {"127.0.0.1"}, f"requests left 127.0.0.1: {requests}"
-        overflow = page.evaluate(
-            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        )
-        assert overflow <= 0, f"horizontal scroll of {overflow}px at {width}px"
-        results = Axe().run(page, options=WCAG)
-        assert results.violations_count == 0, results.generate_report()
-        if scheme == "dark":
-            background = page.evaluate("getComputedStyle(document.body).backgroundColor")
-            assert background == "rgb(18, 23, 21)"
-    finally:
-        context.close()
+    page.screenshot(path=artifacts / f"article-{width}-{scheme}.png", full_page=True)
+    hosts = {urlsplit(url).hostname for url in requests if not url.startswith("data:")}
+    assert hosts == {"127.0.0.1"}, f"requests left 127.0.0.1: {requests}"
+    overflow = page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"horizontal scroll of {overflow}px at {width}px"
+    results = Axe().run(page, options=WCAG)
+    assert results.violations_count == 0, results.generate_report()
+    if scheme == "dark":
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(18, 23, 21)"
 
 
 @pytest.mark.parametrize("path", ["", "about/", "archives/", "category/rehab/", "404.html"])
-def test_other_pages_have_no_axe_violations_on_a_phone(browser, site, path):
-    context, page, requests = open_page(browser, f"{site.url}/{path}", width=360)
-    try:
-        assert {urlsplit(url).hostname for url in requests} == {"127.0.0.1"}
-        results = Axe().run(page, options=WCAG)
-        assert results.violations_count == 0, results.generate_report()
-        assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
-    finally:
-        context.close()
+def test_other_pages_have_no_axe_violations_on_a_phone(new_context, site, path):
+    page, requests = open_page(new_context, f"{site.url}/{path}", width=360)
+    assert {urlsplit(url).hostname for url in requests} == {"127.0.0.1"}
+    results = Axe().run(page, options=WCAG)
+    assert results.violations_count == 0, results.generate_report()
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
 
 
-def test_skip_link_is_first_and_visible_on_focus(browser, site):
-    context, page, _ = open_page(browser, f"{site.url}/{ARTICLE_PATH}", width=1280)
-    try:
-        page.keyboard.press("Tab")
-        focused = page.evaluate("document.activeElement.textContent")
-        assert focused == "Skip to content"
-        box = page.locator(".skip-link").bounding_box()
-        assert box["y"] >= 0, "the focused skip link is on screen"
-        outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
-        assert outline == "solid"
-        page.keyboard.press("Enter")
-        assert page.evaluate("location.hash") == "#main"
-    finally:
-        context.close()
+def test_skip_link_is_first_and_visible_on_focus(new_context, site):
+    page, _ = open_page(new_context, f"{site.url}/{ARTICLE_PATH}", width=1280)
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.textContent")
+    assert focused == "Skip to content"
+    box = page.locator(".skip-link").bounding_box()
+    assert box["y"] >= 0, "the focused skip link is on screen"
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid"
+    page.keyboard.press("Enter")
+    assert page.evaluate("location.hash") == "#main"
 
 
-def test_copy_link_copies_the_canonical_url(browser, site):
-    context, page, _ = open_page(
-        browser,
+def test_copy_link_copies_the_canonical_url(new_context, site):
+    page, _ = open_page(
+        new_context,
         f"{site.url}/{ARTICLE_PATH}",
         width=1280,
         permissions=["clipboard-read", "clipboard-write"],
     )
-    try:
-        page.get_by_role("button", name="Copy link").click()
-        page.get_by_text("Link copied.").wait_for(timeout=5000)
-        copied = page.evaluate("navigator.clipboard.readText()")
-        assert copied == f"{site.url}/{ARTICLE_PATH}"
-    finally:
-        context.close()
+    page.get_by_role("button", name="Copy link").click()
+    page.get_by_text("Link copied.").wait_for(timeout=5000)
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == f"{site.url}/{ARTICLE_PATH}"
 
 
-def test_without_javascript_share_links_and_form_still_work(browser, site):
-    context, page, requests = open_page(
-        browser, f"{site.url}/{ARTICLE_PATH}", width=360, javascript=False
-    )
-    try:
-        names = [
-            page.get_by_role("link", name=f"Share on {network}").count()
-            for network in ("Facebook", "X (Twitter)", "LinkedIn", "Pinterest")
-        ]
-        assert names == [1, 1, 1, 1]
-        assert page.get_by_role("button", name="Copy link").count() == 0  # stays hidden
-        form = page.locator("#stay-tuned-article form")
-        assert form.get_attribute("method") == "post"
-        assert page.get_by_label("Your email address").first.is_visible()
-    finally:
-        context.close()
+def test_without_javascript_share_links_and_form_still_work(new_context, site):
+    page, _ = open_page(new_context, f"{site.url}/{ARTICLE_PATH}", width=360, javascript=False)
+    names = [
+        page.get_by_role("link", name=f"Share on {network}").count()
+        for network in ("Facebook", "X (Twitter)", "LinkedIn", "Pinterest")
+    ]
+    assert names == [1, 1, 1, 1]
+    assert page.get_by_role("button", name="Copy link").count() == 0  # stays hidden
+    form = page.locator("#stay-tuned-article form")
+    assert form.get_attribute("method") == "post"
+    assert page.get_by_label("Your email address").first.is_visible()
 
 
-def test_print_stylesheet_hides_the_chrome(browser, site):
-    context, page, _ = open_page(browser, f"{site.url}/{ARTICLE_PATH}", width=1280)
-    try:
-        page.emulate_media(media="print")
-        for selector in (".share", ".stay-tuned", ".comments", ".site-footer"):
-            assert not page.locator(selector).first.is_visible(), selector
-        assert page.locator(".post-body").is_visible()
-    finally:
-        context.close()
+def test_print_stylesheet_hides_the_chrome(new_context, site):
+    page, _ = open_page(new_context, f"{site.url}/{ARTICLE_PATH}", width=1280)
+    page.emulate_media(media="print")
+    for selector in (".share", ".stay-tuned", ".comments", ".site-footer"):
+        assert not page.locator(selector).first.is_visible(), selector
+    assert page.locator(".post-body").is_visible()

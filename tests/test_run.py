@@ -19,7 +19,6 @@ from tests.announce_helpers import (
     outbox_messages,
     recent,
     recipients,
-    settings_for,
 )
 from tests.conftest import serve_folder, write_article
 
@@ -35,8 +34,8 @@ CONFIRMED = ["ann@example.com", "bob@example.com"]
 
 
 @pytest.fixture
-def site(tmp_path, content_dir):
-    settings = settings_for(tmp_path)
+def site(make_settings, tmp_path, content_dir):
+    settings = make_settings()
     add_subscribers(settings, PEOPLE)
     write_article(content_dir, "first", "The first article", recent(48))
     return settings, content_dir, tmp_path / "output"

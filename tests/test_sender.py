@@ -4,19 +4,18 @@ import time
 
 import pytest
 
-from newsletter.settings import Settings
 from newsletter.subscriptions.addresses import normalize
 from newsletter.subscriptions.queue import EmailQueue
 from newsletter.subscriptions.sender import Sender
 from newsletter.subscriptions.subscribers import Status, Subscribers
 from newsletter.subscriptions.tokens import Tokens
-from tests.smtp_server import SmtpServer
+from tests.conftest import newsletter_settings
+from tests.smtp_server import SmtpSink
 
 
 def make(tmp_path, port=None, **changes):
-    settings = Settings(
-        database=tmp_path / "db.sqlite3",
-        outbox=tmp_path / "outbox",
+    settings = newsletter_settings(
+        tmp_path,
         transport="smtp" if port else "outbox",
         smtp_host="127.0.0.1",
         smtp_port=port or 0,
@@ -35,7 +34,7 @@ def subscribe(store, address):
 
 @pytest.mark.parametrize("faults", [["421"], ["451", "451"], ["drop"], ["421", "drop", "451"]])
 def test_confirmation_arrives_exactly_once_after_the_server_recovers(tmp_path, faults):
-    with SmtpServer(faults=faults) as server:
+    with SmtpSink(faults=faults) as server:
         settings, store, sender = make(tmp_path, server.port)
         subscribe(store, "reader@example.com")
         counts = sender.drain(timeout=15)
@@ -44,14 +43,14 @@ def test_confirmation_arrives_exactly_once_after_the_server_recovers(tmp_path, f
         assert len(server.messages) == 1
     assert counts == {"queued": 0, "sending": 0, "sent": 1, "failed": 0, "skipped": 0}
     assert received[0]["To"] == "reader@example.com"
-    assert server.handler.transactions == len(faults) + 1
+    assert server.transactions == len(faults) + 1
     (row,) = EmailQueue(store.database).emails()
     assert row["attempts"] == len(faults) + 1 and row["last_error"] is None
     store.close()
 
 
 def test_permanent_refusal_fails_without_retrying_and_keeps_the_others_going(tmp_path):
-    with SmtpServer(faults=["550"]) as server:
+    with SmtpSink(faults=["550"]) as server:
         settings, store, sender = make(tmp_path, server.port)
         subscribe(store, "gone@example.com")
         subscribe(store, "here@example.com")
@@ -64,11 +63,11 @@ def test_permanent_refusal_fails_without_retrying_and_keeps_the_others_going(tmp
 
 
 def test_gives_up_after_max_attempts_with_backoff(tmp_path):
-    with SmtpServer(faults=["451"] * 10) as server:
+    with SmtpSink(faults=["451"] * 10) as server:
         settings, store, sender = make(tmp_path, server.port, max_attempts=3)
         subscribe(store, "reader@example.com")
         counts = sender.drain(timeout=10)
-    assert counts["failed"] == 1 and server.handler.transactions == 3
+    assert counts["failed"] == 1 and server.transactions == 3
     (row,) = EmailQueue(store.database).emails()
     assert row["last_error"].startswith("gave up after 3 attempts") and "451" in row["last_error"]
     store.close()

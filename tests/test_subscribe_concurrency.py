@@ -18,10 +18,8 @@ THREADS = 16
 def test_500_concurrent_subscribes_store_each_address_once(tmp_path, caplog):
     caplog.set_level(logging.WARNING)
     endpoint = start_endpoint(
-        database=tmp_path / "newsletter.sqlite3",
-        outbox=tmp_path / "outbox",
-        rate_limit=Rate(100_000, 60),
-    )
+        tmp_path, site_url="http://localhost:8000", rate_limit=Rate(100_000, 60)
+    )  # the site the posts below name as their source
     # Every address twice, the second time in other letter case, all shuffled: the same
     # address often arrives twice at the same moment.
     addresses = [f"reader{n}@example.com" for n in range(DISTINCT)]

@@ -6,7 +6,6 @@ import pytest
 from bs4 import BeautifulSoup
 
 from newsletter.ratelimit import Rate
-from newsletter.settings import Settings
 from newsletter.subscriptions.app import create_app
 from newsletter.subscriptions.subscribers import Status
 from newsletter.subscriptions.tokens import Tokens
@@ -20,15 +19,8 @@ HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0
 
 
 @pytest.fixture
-def settings(tmp_path):
-    return Settings(
-        database=tmp_path / "var" / "newsletter.sqlite3",
-        outbox=tmp_path / "var" / "outbox",
-        site_url=SITE,
-        base_url=SITE + "/newsletter",
-        secret_key="web-test-secret-" + "x" * 24,
-        rate_limit=Rate(1000, 60),
-    )
+def settings(make_settings):
+    return make_settings(site_url=SITE, base_url=SITE + "/newsletter", rate_limit=Rate(1000, 60))
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from newsletter.announcements.emails import Composer
 from newsletter.announcements.ledger import Delivery, Ledger
 
 PAGE = 200
+MAX_PASS_DELAY = 600.0  # seconds: a longer wait is the next run's job (cron)
 MAX_ERRORS = 50  # distinct error texts kept for the summary
 
 
@@ -156,7 +157,7 @@ def dispatch(
             if number:
                 if not ledger.counts(announcement.id)["pending"]:
                     break
-                delay = backoff.delay(number, retry_delay)
+                delay = backoff.delay(number, retry_delay, MAX_PASS_DELAY)
                 progress.note(f"retry {number} of {retries} in {delay:g} s")
                 sleep(delay)
             results.pass_stop, results.temporary_in_row = "", 0
