@@ -3,7 +3,8 @@ records what it accepts and can misbehave, in two ways that can be combined.
 
 - By transaction order, `SmtpSink(faults=[...])`: each mail transaction (MAIL FROM) takes the next
   fault, then everything is accepted: "421" (refused at MAIL FROM, temporarily), "451" (refused
-  at DATA, temporarily), "550" (refused for good at RCPT TO), "drop" (the connection closes after
+  at DATA, temporarily), "550" (refused for good at RCPT TO), "554" (the message refused for good
+  at DATA), "drop" (the connection closes after
   the message data, with no reply), "slow" (MAIL FROM is answered after SLOW_SECONDS).
 - By recipient, `refuse=[addresses]` (550 at RCPT TO, every time) and `temporary={address:
   [codes]}`: each attempt for that address takes the next code ("421" at RCPT TO, "451" or "drop"
@@ -41,6 +42,7 @@ REPLIES = {
     "421": "421 4.3.2 Service not available, closing transmission channel",
     "451": "451 4.3.0 Mailbox busy, try again later",
     "550": "550 5.1.1 No such user here",
+    "554": "554 5.7.1 Message refused by policy",
 }
 ACCEPTED = "250 2.0.0 Message accepted for delivery"
 
@@ -142,10 +144,10 @@ class SmtpSink:
 
     async def handle_DATA(self, server, session, envelope):
         fault = getattr(session, "fault", None)
-        if fault not in ("451", "drop") and envelope.rcpt_tos:
+        if fault not in ("451", "554", "drop") and envelope.rcpt_tos:
             fault = self._take_temporary(envelope.rcpt_tos[0], "data")
-        if fault == "451":
-            return REPLIES["451"]
+        if fault in ("451", "554"):
+            return REPLIES[fault]
         if fault == "drop":
             server.transport.close()
             return "250 never seen"

@@ -155,6 +155,32 @@ def test_a_misbehaving_server(tmp_path, content_dir):
         assert sum(sink.accepted.values()) == 16
 
 
+def test_a_message_the_server_refuses_stops_the_run_and_bounces_nobody(tmp_path, content_dir):
+    """554 at DATA refuses the message itself (content policy, our account): the run stops at
+    once with the server's words, nobody is bounced, everything stays pending; once fixed, the
+    next run sends them all."""
+    readers = [f"reader{n}@example.com" for n in range(6)]
+    with SmtpSink() as sink:
+        settings = smtp_settings(tmp_path, sink, smtp_workers=1)
+        add_subscribers(settings, {address: Status.CONFIRMED for address in readers})
+        announce.run(settings, feed_url=first_article(content_dir, tmp_path / "output"))
+        write_article(content_dir, "two", "Second article", recent(2))
+        feed = build(content_dir, tmp_path / "output")
+        sink.faults = ["554"]  # the first message of the announcement is refused
+        summary = announce.run(settings, feed_url=feed)
+        assert summary.tally.stopped and not summary.ok
+        assert summary.tally.bounced == 0 and summary.tally.sent == 0 and summary.pending == 6
+        assert any("554 5.7.1 Message refused by policy" in line for line in summary.lines())
+        assert sink.transactions == 1  # stopped at the first refusal
+        store = Subscribers.open(settings.database)
+        try:
+            assert store.list(Status.BOUNCED) == []
+        finally:
+            store.close()
+        again = announce.run(settings, feed_url=feed)
+        assert again.ok and again.tally.sent == 6 and sorted(sink.accepted) == readers
+
+
 def test_a_server_that_stays_down_leaves_everything_pending(tmp_path, content_dir):
     with SmtpSink(temporary={f"reader{n}@example.com": ["451"] * 99 for n in range(3)}) as sink:
         settings = smtp_settings(tmp_path, sink, announce_retries=2, smtp_workers=1)

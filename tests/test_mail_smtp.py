@@ -123,6 +123,7 @@ def test_smtp_implicit_tls(certificate):
         ("451", mail.TemporaryFailure, "451"),
         ("drop", mail.TemporaryFailure, "closed the connection"),
         ("550", mail.RecipientRefused, "550"),
+        ("554", mail.MessageRefused, "554 5.7.1 Message refused by policy"),
     ],
 )
 def test_smtp_failures_are_typed_by_scope_then_the_next_send_works(fault, kind, words):

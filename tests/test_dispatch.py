@@ -1,0 +1,108 @@
+"""Dispatch over a real ledger (SQLite): each answer recorded at once, retry passes with the one
+backoff, a pass that stops early when the server keeps failing, and a refused message that stops
+the run without bouncing anyone. The mailer is a small one of our own interface that answers
+what each test tells it to."""
+
+from __future__ import annotations
+
+import pytest
+
+from newsletter import mail
+from newsletter.announcements.dispatch import Results, dispatch
+from newsletter.announcements.emails import Composer
+from newsletter.announcements.feed import FeedItem
+from newsletter.announcements.ledger import Draft, Ledger
+from newsletter.subscriptions.subscribers import Status, Subscribers
+from newsletter.subscriptions.tokens import Tokens
+from tests.announce_helpers import add_subscribers
+
+READERS = [f"r{n}@example.com" for n in range(6)]
+
+
+class Scripted:
+    """A mailer that answers each push at once: `answers[address]` is a list of errors (or None)
+    taken in turn, then accepted."""
+
+    batches = False
+
+    def __init__(self, report, answers=None):
+        self.report, self.answers, self.pushed = report, answers or {}, []
+
+    def push(self, outgoing):
+        self.pushed.append(outgoing.to)
+        queue = self.answers.get(outgoing.to, [])
+        self.report([outgoing], queue.pop(0) if queue else None)
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def world(make_settings):
+    settings = make_settings()
+    people = add_subscribers(settings, {address: Status.CONFIRMED for address in READERS})
+    store = Subscribers.open(settings.database)
+    ledger = Ledger(store.database)
+    item = FeedItem(guid="urn:uuid:1", link="https://walkagain.example/2026/a/", title="A")
+    (announcement,) = ledger.plan([], [Draft("article", item.guid, item.title, [item])])
+    composer = Composer(settings, Tokens(settings.secret_key), announcement)
+    yield settings, store, ledger, composer, people
+    store.close()
+
+
+def run(ledger, composer, answers=None, **options):
+    results = Results(ledger, breaker=options.pop("breaker", 20))
+    mailer = Scripted(results, answers)
+    waits = []
+    options.setdefault("retry_delay", 5.0)
+    tally = dispatch(ledger, composer, mailer, results, sleep=waits.append, **options)
+    return tally, mailer, waits
+
+
+def test_each_answer_is_recorded_and_temporary_ones_are_retried_with_backoff(world):
+    settings, store, ledger, composer, _ = world
+    temporary = mail.TemporaryFailure("451 busy")
+    answers = {
+        "r1@example.com": [mail.RecipientRefused("550 no such user")],
+        "r2@example.com": [temporary, temporary],  # goes on the third pass
+        "r3@example.com": [temporary] * 9,  # still pending after every pass
+    }
+    tally, mailer, waits = run(ledger, composer, answers, retries=3)
+    assert (tally.sent, tally.bounced, tally.retried) == (4, 1, 2 + 4)
+    assert waits == [5.0, 10.0, 20.0]  # the one backoff: doubling
+    assert mailer.pushed.count("r3@example.com") == 4 and mailer.pushed.count("r0@example.com") == 1
+    rows = {r["email"]: r["status"] for r in ledger.deliveries()}
+    assert rows == {**dict.fromkeys(READERS, "sent"), "r1@example.com": "failed",
+                    "r3@example.com": "pending"}  # fmt: skip
+    assert [s.email for s in store.list(Status.BOUNCED)] == ["r1@example.com"]
+    assert ledger.unfinished()  # r3 waits for the next run
+
+
+def test_a_pass_stops_early_when_the_server_keeps_failing(world):
+    _, _, ledger, composer, _ = world
+    down = {address: [mail.TemporaryFailure("421 down")] * 9 for address in READERS}
+    tally, mailer, waits = run(ledger, composer, down, retries=1, breaker=2)
+    assert len(mailer.pushed) == 4  # two per pass, then the pass gives up
+    assert tally.sent == 0 and ledger.counts()["pending"] == 6
+
+
+def test_a_refused_message_stops_the_run_and_bounces_nobody(world):
+    _, store, ledger, composer, _ = world
+    refused = {"r2@example.com": [mail.MessageRefused("554 5.7.1 refused by policy")]}
+    tally, mailer, waits = run(ledger, composer, refused, retries=3)
+    assert mailer.pushed == READERS[:3] and waits == []  # nothing after the refusal, no retries
+    assert tally.stopped and tally.bounced == 0 and tally.sent == 2
+    assert any("554 5.7.1 refused by policy" in note for note in tally.notes)
+    assert ledger.counts() == {"pending": 4, "sent": 2, "failed": 0, "skipped": 0}
+    assert store.list(Status.BOUNCED) == []
+
+
+def test_who_left_before_their_turn_is_skipped(world):
+    _, store, ledger, composer, people = world
+    store.unsubscribe(people["r4@example.com"].public_id)
+    tally, mailer, _ = run(ledger, composer)
+    assert "r4@example.com" not in mailer.pushed
+    assert (tally.sent, tally.skipped) == (5, 1) and ledger.finish_if_done(composer.announcement.id)
