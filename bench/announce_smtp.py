@@ -1,7 +1,7 @@
 """Announcing one article over SMTP to 10,000 and 100,000 subscribers, against an aiosmtpd sink.
 
 What is measured, each in a fresh Python subprocess (so ru_maxrss is that scenario's own peak):
-- "ours": `newsletter.announcements.run.run()` with NEWSLETTER_TRANSPORT=smtp: read the feed, take the
+- "ours": `newsletter.announcements.run.run()` with NEWSLETTER_TRANSPORT=smtp: read the feed, take
   lock, plan N deliveries in one transaction, compose each message (its own unsubscribe token
   and Message-ID), check the subscriber is still confirmed, send through the pool (4 workers,
   reused connections) and record every result in SQLite as soon as the server accepts it.
