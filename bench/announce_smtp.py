@@ -2,7 +2,7 @@
 
 What is measured, each in a fresh Python subprocess (so ru_maxrss is that scenario's own peak):
 - "ours": `newsletter.announcements.run.run()` with NEWSLETTER_TRANSPORT=smtp: read the feed, take
-  lock, plan N deliveries in one transaction, compose each message (its own unsubscribe token
+  the lock, plan N deliveries in one transaction, compose each message (its own unsubscribe token
   and Message-ID), check the subscriber is still confirmed, send through the pool (4 workers,
   reused connections) and record every result in SQLite as soon as the server accepts it.
 - "ceiling": the sink's own ceiling: a bare sender, the same 4 threads with reused connections,
