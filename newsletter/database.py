@@ -216,6 +216,12 @@ class Database:
             finally:
                 self._writer_lock.release()
 
+    def read_only(self, on: bool = True) -> None:
+        """This thread's connection refuses every write while `on` (SQLite's `query_only`): the
+        web app sets it for any request that is not a POST, so no other method can change
+        state, whatever a view does."""
+        self.db.execute(f"PRAGMA query_only = {1 if on else 0}")
+
     def checkpoint(self) -> None:
         """Copy the write-ahead log into the database file (PASSIVE: never waits on, nor
         blocks, readers and writers). With `background_checkpoints`, a background thread calls

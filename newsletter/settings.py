@@ -72,7 +72,10 @@ class Settings:
     base_url: str = DEV_BASE_URL  # this endpoint's public URL: confirmation/unsubscribe links
     postal_address: str = DEV_POSTAL_ADDRESS
     rate_limit: Rate = Rate(20, 3600)
-    proxy_count: int = 0  # reverse proxies in front whose X-Forwarded-For we trust
+    # Reverse proxies in front whose X-Forwarded-For we trust. None: not said; development takes
+    # 0, production refuses to start (trusting too many lets a client pick its IP, too few makes
+    # every client one IP for the rate limit).
+    proxy_count: int | None = None
     resend_interval: float = 600.0  # at most one confirmation email per address per 10 minutes
     confirm_max_age: int = 48 * 3600
     retry_delay: float = 30.0  # first retry of a failed email; doubles each time, up to 1 h
@@ -127,6 +130,8 @@ class Settings:
         self._check_announcements()
         if self.env == "production":
             self._check_production()
+        elif self.proxy_count is None:
+            object.__setattr__(self, "proxy_count", 0)
 
     def _check_announcements(self) -> None:
         _choice("NEWSLETTER_ANNOUNCE_MODE", self.announce_mode, ANNOUNCE_MODES)
@@ -161,6 +166,12 @@ class Settings:
             )
 
     def _check_production(self) -> None:
+        if self.proxy_count is None:
+            raise ConfigError(
+                "NEWSLETTER_PROXY_COUNT: production needs it set explicitly: 0 when clients "
+                "connect to gunicorn directly, 1 behind one reverse proxy such as nginx (which "
+                "must then set X-Forwarded-For itself; see docs/deployment.md)"
+            )
         if self.secret_key == DEV_SECRET_KEY:
             raise ConfigError(
                 "NEWSLETTER_SECRET_KEY: production refuses the development key; set a random one, "
@@ -367,7 +378,7 @@ VARIABLES: dict[str, tuple[str, object, str]] = {
     "NEWSLETTER_BASE_URL": ("base_url", _text, "this endpoint's public URL, for email links"),
     "NEWSLETTER_POSTAL_ADDRESS": ("postal_address", _text, "sender's postal address (footer)"),
     "NEWSLETTER_RATE_LIMIT": ("rate_limit", parse_rate_limit, "subscribe requests per client IP"),
-    "NEWSLETTER_PROXY_COUNT": ("proxy_count", _int, "trusted reverse proxies in front"),
+    "NEWSLETTER_PROXY_COUNT": ("proxy_count", _int, "proxies in front; production: required"),
     "NEWSLETTER_RETRY_DELAY": ("retry_delay", _float, "seconds before the first retry"),
     "NEWSLETTER_MAX_ATTEMPTS": ("max_attempts", _int, "attempts before an email fails"),
     "NEWSLETTER_FEED_URL": (

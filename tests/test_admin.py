@@ -73,7 +73,7 @@ def test_import_validates_deduplicates_and_reports(settings, tmp_path):
     assert [(line, reason.split(":")[0]) for line, _, reason in report.rejected] == [
         (6, "That is not a valid email address"),
         (7, "An email address cannot contain line breaks or other control characters."),
-        (10, "That email address is too long (312 characters; at most 254)."),
+        (10, "That email address is too long (312 bytes; at most 254)."),
     ]
     assert statuses(settings)["ann@example.com"] == Status.UNCONFIRMED
     assert admin.send_queued(settings, timeout=5)["sent"] == 2  # a confirmation each

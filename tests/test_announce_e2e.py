@@ -45,6 +45,7 @@ def test_subscribe_confirm_publish_announce_and_read(tmp_path, content_dir, new_
         expect(form.locator(".form-status")).to_have_text(THANKS)
         confirmation = email_to(settings.outbox, "reader@example.com")
         page.goto(link(confirmation, "confirm"))
+        page.get_by_role("button", name="Yes, subscribe me").click()
         expect(page.locator("h1")).to_have_text("You’re subscribed")
         assert endpoint.nl.subscribers.find("reader@example.com").status == Status.CONFIRMED
 

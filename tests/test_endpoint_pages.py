@@ -51,9 +51,13 @@ def fetch_pages(client, app):
         "not-found": client.get("/nothing-here"),
     }
     nl = app.extensions["newsletter"]
+    nl.sender.apply_requests()
     (subscriber,) = nl.subscribers.list()
     answers["unsubscribe"] = client.get(
         "/unsubscribe/" + nl.tokens.unsubscribe_token(subscriber.public_id)
+    )
+    answers["confirm"] = client.get(
+        "/confirm/" + nl.tokens.confirm_token(subscriber.public_id, subscriber.confirm_nonce)
     )
     return {name: (answer, BeautifulSoup(answer.get_data(as_text=True), "html.parser"))
             for name, answer in answers.items()}  # fmt: skip
@@ -72,6 +76,7 @@ def test_the_pages_render_what_the_views_say(pages):
         "error": (400, "Link not valid"),
         "not-found": (404, "Not found"),
         "unsubscribe": (200, "Unsubscribe"),
+        "confirm": (200, "Confirm your subscription"),
     }
     for name, (status, title) in expected.items():
         answer, html = pages[name]
@@ -98,7 +103,7 @@ def test_header_and_menu_come_from_the_theme_and_menuitems(pages):
         assert subscribe[0] == "Subscribe", name
         # The menu's Subscribe link reaches a form on every page (the page's own, or the footer's;
         # the unsubscribe page has none: its link goes to the subscribe page).
-        if name == "unsubscribe":
+        if name in ("unsubscribe", "confirm"):
             assert subscribe[1] == BASE + "/subscribe"
             continue
         target = html.find(id=subscribe[1].removeprefix("#"))
@@ -118,8 +123,9 @@ def test_footer_comes_from_the_theme(pages):
 def test_one_stay_tuned_form_per_page_posting_here(pages):
     for name, (_, html) in pages.items():
         forms = html.select("form.subscribe-form")
-        if name == "unsubscribe":  # no sign-up form under an Unsubscribe button
-            assert forms == [] and html.select_one("main form button").get_text() == "Unsubscribe"
+        buttons = {"unsubscribe": "Unsubscribe", "confirm": "Yes, subscribe me"}
+        if name in buttons:  # no second sign-up form under the page's one button
+            assert forms == [] and html.select_one("main form button").get_text() == buttons[name]
             continue
         assert len(forms) == 1, name
         assert forms[0]["action"] == BASE + "/subscribe", name

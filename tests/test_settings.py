@@ -21,6 +21,7 @@ PRODUCTION = {
     "NEWSLETTER_SITE_URL": "https://walkagain.example",
     "NEWSLETTER_BASE_URL": "https://walkagain.example/newsletter",
     "NEWSLETTER_POSTAL_ADDRESS": "Walk Again, 2 Mill Lane, Leeds LS1 1AA",
+    "NEWSLETTER_PROXY_COUNT": "1",
 }
 
 
@@ -143,6 +144,7 @@ def test_production_refuses_development_defaults():
         "NEWSLETTER_SITE_URL",
         "NEWSLETTER_BASE_URL",
         "NEWSLETTER_POSTAL_ADDRESS",
+        "NEWSLETTER_PROXY_COUNT",
     ):
         env = {k: v for k, v in PRODUCTION.items() if k != name}
         with pytest.raises(ConfigError, match=name):
@@ -202,3 +204,32 @@ def test_announcement_defaults_run_locally():
 def test_malformed_announcement_values_name_the_variable(name, value, words):
     with pytest.raises(ConfigError, match=f"{name}.*({words})"):
         Settings.from_env({name: value})
+
+
+def test_production_needs_the_proxy_count_said_and_zero_is_an_answer():
+    """Trusting the wrong number of X-Forwarded-For hops either lets a client pick its IP or
+    makes every client one IP: production refuses to guess."""
+    without = {k: v for k, v in PRODUCTION.items() if k != "NEWSLETTER_PROXY_COUNT"}
+    with pytest.raises(ConfigError, match="NEWSLETTER_PROXY_COUNT: production needs it set"):
+        Settings.from_env(without)
+    assert Settings.from_env({**without, "NEWSLETTER_PROXY_COUNT": "0"}).proxy_count == 0
+    assert Settings.from_env({**without, "NEWSLETTER_ENV": "development"}).proxy_count == 0
+
+
+def test_a_database_or_outbox_under_a_symlinked_output_is_refused(tmp_path, monkeypatch):
+    """output/ as a symlink to the published folder: the resolved paths are compared."""
+    import newsletter.settings as module
+
+    root, published = tmp_path / "project", tmp_path / "published"
+    root.mkdir()
+    published.mkdir()
+    (root / "output").symlink_to(published)
+    monkeypatch.setattr(module, "ROOT", root)
+    for name, change in (
+        ("NEWSLETTER_DATABASE", {"database": published / "newsletter.sqlite3"}),
+        ("NEWSLETTER_OUTBOX", {"outbox": published / "outbox"}),
+        ("NEWSLETTER_DATABASE", {"database": root / "output" / "db.sqlite3"}),
+    ):
+        with pytest.raises(ConfigError, match=f"{name}=.*must not be under output/"):
+            Settings(**change)
+    assert Settings(database=tmp_path / "var" / "db.sqlite3").database.parent.name == "var"

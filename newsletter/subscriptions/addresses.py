@@ -3,7 +3,8 @@
 Contract: `normalize(raw)` returns `(email, key)`: the address as email-validator normalises it
 (syntax only, no DNS: the domain lowercased and IDNA-checked, the local part kept) and its
 case-insensitive key, which the store keeps unique. Anything else raises `InvalidAddress` with a
-sentence a reader can act on. Line breaks never pass, so an address can never inject a header.
+sentence a reader can act on (also beyond 254 bytes in all, or 64 before the @: RFC 5321).
+Line breaks never pass, so an address can never inject a header.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import unicodedata
 
 from email_validator import EmailNotValidError, validate_email
 
-MAX_LENGTH = 254  # RFC 5321's limit for a forward path
+MAX_LENGTH = 254  # octets: RFC 5321's limit for a forward path (less its angle brackets)
+MAX_LOCAL = 64  # octets: RFC 5321's limit for the part before the @
 
 
 class InvalidAddress(ValueError):
@@ -31,14 +33,20 @@ def normalize(raw: object) -> tuple[str, str]:
         )
     if "\ufffd" in value:  # what a decoder leaves of bytes that were not valid UTF-8
         raise InvalidAddress("That is not a valid email address: some characters were garbled.")
-    if len(value) > MAX_LENGTH:
+    octets = len(value.encode("utf-8", "replace"))
+    if octets > MAX_LENGTH:
         raise InvalidAddress(
-            f"That email address is too long ({len(value)} characters; at most {MAX_LENGTH})."
+            f"That email address is too long ({octets} bytes; at most {MAX_LENGTH})."
         )
     try:
         result = validate_email(value, check_deliverability=False)
     except EmailNotValidError as error:
         raise InvalidAddress(f"That is not a valid email address: {error}") from None
+    local = result.normalized.rpartition("@")[0]
+    if len(local.encode("utf-8")) > MAX_LOCAL:
+        raise InvalidAddress(
+            f"That email address is too long before the @ (at most {MAX_LOCAL} bytes)."
+        )
     return result.normalized, result.normalized.casefold()
 
 

@@ -9,6 +9,7 @@ the views use; its `close()` stops the sender thread and closes the database.
 
 from __future__ import annotations
 
+import io
 import runpy
 import time
 from dataclasses import dataclass, field
@@ -25,9 +26,49 @@ from newsletter.subscriptions.queue import EmailQueue
 from newsletter.subscriptions.sender import Sender
 from newsletter.subscriptions.subscribers import Subscribers
 from newsletter.subscriptions.tokens import Tokens
-from newsletter.subscriptions.views import bp
+from newsletter.subscriptions.views import TOO_LARGE, bp
 
 THEME_STATIC = ROOT / "theme" / "static"
+
+
+class BoundedBody:
+    """WSGI middleware: a request body is read here, at most `limit` bytes, whatever its framing
+    (Content-Length or chunked), before anything parses it. A longer body is not read further:
+    the request goes on with an empty body and a flag that the views answer with 413."""
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    def __call__(self, environ, start_response):
+        length = environ.get("CONTENT_LENGTH") or ""
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if length.strip() or chunked or environ.get("wsgi.input_terminated"):
+            self._bound(environ, length.strip())
+        return self.app(environ, start_response)
+
+    def _bound(self, environ, length: str) -> None:
+        stream = environ["wsgi.input"]
+        declared = int(length) if length.isdigit() else None
+        body, too_large = b"", declared is not None and declared > self.limit
+        if not too_large:
+            want = declared if declared is not None else self.limit + 1
+            parts, size = [], 0
+            while size < want:
+                part = stream.read(min(self.CHUNK, want - size))
+                if not part:
+                    break
+                parts.append(part)
+                size += len(part)
+            body = b"".join(parts)
+            too_large = len(body) > self.limit
+        if too_large:
+            environ[TOO_LARGE], body = True, b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        environ["wsgi.input_terminated"] = False
 
 
 class Activity:
@@ -96,6 +137,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     if settings.proxy_count:
         n = settings.proxy_count
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_prefix=n)
+    app.wsgi_app = BoundedBody(app.wsgi_app, settings.max_request_bytes)
     app.extensions["newsletter"] = state
     # The pages extend the blog theme's base.html (pages/ first, then the theme's templates) and
     # get what Pelican gives the theme: pelicanconf.py's UPPER_CASE settings (read without Pelican)

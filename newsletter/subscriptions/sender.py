@@ -1,6 +1,9 @@
-"""The background sender: drains the confirmation queue through the mailer, with retries.
+"""The background sender: applies the form's sign-up requests, then drains the confirmation
+queue through the mailer, with retries.
 
 Contract:
+- `apply_requests()` applies the stored sign-up requests in order (`Subscribers.process_requests`):
+  the form only stores them, so its answer costs the same for every address.
 - `Sender(settings, database, tokens)`: `send_due()` claims due emails (a batch at a time,
   leased so that several senders, e.g. one per gunicorn worker, never send the same row twice),
   composes each and pushes it to the one mailer (`newsletter.mail.connect`), then records the
@@ -30,7 +33,7 @@ from newsletter.mail import message as compose
 from newsletter.settings import Settings
 from newsletter.subscriptions import emails
 from newsletter.subscriptions.queue import EmailQueue, QueuedEmail
-from newsletter.subscriptions.subscribers import Status, Subscriber
+from newsletter.subscriptions.subscribers import Status, Subscriber, Subscribers
 from newsletter.subscriptions.tokens import Tokens
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ class Sender:
     ):
         self.settings, self.database, self.tokens = settings, database, tokens
         self.queue = EmailQueue(database)
+        self.subscribers = Subscribers(database)
         self.connect = connect or (lambda report: mail.connect(settings, report))
         self.batch = batch
         self.busy = busy
@@ -62,8 +66,23 @@ class Sender:
         self._last_checkpoint = 0.0
 
     # One pass -----------------------------------------------------------------------------
+    def apply_requests(self) -> int:
+        """Apply the sign-up requests the form stored (each queues a confirmation email, or
+        not: already subscribed, asked less than 10 minutes ago, ...); return how many."""
+        applied = 0
+        while not self._stop.is_set():
+            done = self.subscribers.process_requests(resend_interval=self.settings.resend_interval)
+            for _email, outcome in done:
+                log.info("sign-up request: %s", outcome)
+            applied += len(done)
+            if not done:
+                return applied
+        return applied
+
     def send_due(self) -> int:
-        """Send every email due now; return how many were handled."""
+        """Apply the sign-up requests, then send every email due now; return how many emails
+        were handled."""
+        self.apply_requests()
         handled = 0
         results = mail.Collect()
         mailer = None
@@ -205,7 +224,8 @@ class Sender:
         while True:
             self.send_due()
             counts = self.queue.counts()
-            if counts["queued"] + counts["sending"] == 0 or time.monotonic() >= deadline:
+            idle = counts["queued"] + counts["sending"] == 0
+            if (idle and not self.subscribers.pending_requests()) or time.monotonic() >= deadline:
                 return counts
             time.sleep(
                 min(self._seconds_to_next_due() or 0.05, max(0.0, deadline - time.monotonic()))

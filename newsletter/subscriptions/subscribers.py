@@ -5,8 +5,10 @@ Contract, over the `Database` (table `subscribers`, migration 0001):
   `complained` (set by the mail providers' feedback). Each change sets its timestamp. The
   `confirm_nonce` changes whenever someone leaves the opt-in path, so an old confirmation link
   can never re-subscribe someone who left.
-- `request_subscription(...)` records consent and queues a confirmation email (the `queue`
-  module) in ONE transaction; its `Outcome` is for the logs: the web answer is the same for all.
+- `request(...)` (the form) stores a sign-up request: one insert, the same for every address.
+  `process_requests()` (the background sender) applies them in order with
+  `request_subscription(...)`, which records consent and queues a confirmation email (the
+  `queue` module) in ONE transaction; its `Outcome` is for the logs.
 - `confirm`, `set_status`, `unsubscribe`, `add`, `add_many` and `forget` (which deletes the row;
   the foreign keys cascade to every queued email and delivery about them) are each one
   transaction. Public links name a subscriber by `public_id` only: random, never the row id.
@@ -106,6 +108,41 @@ class Subscribers:
                 "SELECT * FROM subscribers WHERE status = ? ORDER BY created_at, id", (status,)
             )
         return [Subscriber.from_row(row) for row in rows]
+
+    def request(
+        self, email: str, key: str, *, source: str | None = None, ip_hash: str | None = None
+    ) -> None:
+        """The subscribe form: one insert into `signup_requests`, the same work for every
+        address (known or not), so neither the answer nor its timing tells who is subscribed.
+        `process_requests` (the background sender) does the rest."""
+        with self.database.transaction() as db:
+            db.execute(
+                "INSERT INTO signup_requests (email, email_key, source, ip_hash, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (email, key, source, ip_hash, self.database.now()),
+            )
+
+    def process_requests(
+        self, limit: int = 100, resend_interval: float = 600.0
+    ) -> list[tuple[str, Outcome]]:
+        """Take up to `limit` sign-up requests, oldest first, and apply each with
+        `request_subscription`, in one transaction (a request is applied once, or stays)."""
+        with self.database.transaction() as db:
+            rows = db.execute(
+                "DELETE FROM signup_requests WHERE id IN (SELECT id FROM signup_requests"
+                " ORDER BY id LIMIT ?) RETURNING email, email_key, source, ip_hash, id",
+                (limit,),
+            ).fetchall()
+            return [
+                (row["email"], self.request_subscription(
+                    row["email"], row["email_key"], source=row["source"],
+                    ip_hash=row["ip_hash"], resend_interval=resend_interval,
+                ))
+                for row in sorted(rows, key=lambda row: row["id"])
+            ]  # fmt: skip
+
+    def pending_requests(self) -> int:
+        return self.database.db.execute("SELECT count(*) FROM signup_requests").fetchone()[0]
 
     def request_subscription(
         self,
@@ -256,6 +293,7 @@ class Subscribers:
             subscriber = self._subscriber(db, "email_key", key)
             if subscriber is not None:
                 db.execute("DELETE FROM subscribers WHERE id = ?", (subscriber.id,))
+            db.execute("DELETE FROM signup_requests WHERE email_key = ?", (key,))
             return subscriber
 
     def counts(self) -> dict[str, int]:

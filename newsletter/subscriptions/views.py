@@ -21,20 +21,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import json
 import logging
 import sqlite3
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
-from werkzeug.exceptions import BadRequest, HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
 from newsletter.subscriptions import addresses
 from newsletter.subscriptions.emails import unsubscribe_url
-from newsletter.subscriptions.subscribers import Confirmation, Outcome, Status
+from newsletter.subscriptions.subscribers import Confirmation, Status
 from newsletter.subscriptions.tokens import ExpiredToken, InvalidToken
 
 log = logging.getLogger(__name__)
 MAX_SOURCE_LENGTH = 500
+MAX_JSON_DEPTH = 20
+TOO_LARGE = "newsletter.body_too_large"  # set by app.BoundedBody
 bp = Blueprint("subscriptions", __name__)
 
 MESSAGES = {
@@ -52,18 +55,22 @@ THANKS = (
 )
 
 
-@bp.route("/subscribe", methods=["GET", "POST"])
+@bp.get("/subscribe")
+def subscribe_form():
+    return page("subscribe.html", title="Stay tuned", source=_source(request.args))
+
+
+@bp.post("/subscribe")
 def subscribe():
+    """The same work and the same answer for every valid address: one stored request."""
     nl = newsletter()
     settings = nl.settings
-    if request.method == "GET":
-        return page("subscribe.html", title="Stay tuned", source=_source(request.args))
     wait = nl.limiter.hit(_network(request.remote_addr))
     if wait is not None:
         return error(429, minutes=_minutes(wait), retry_after=wait)
     data = _submitted()
     source = _source(data)
-    if _text(data.get("website")):  # the honeypot: only bots fill it; tell them nothing
+    if _filled(data.get("website")):  # the honeypot: only bots fill it; tell them nothing
         log.info("honeypot filled; nothing stored")
         return subscribed(source)
     try:
@@ -71,16 +78,11 @@ def subscribe():
     except addresses.InvalidAddress as problem:
         typed = data.get("email") if isinstance(data.get("email"), str) else ""
         return error(400, str(problem), template="subscribe.html", email=typed[:300], source=source)
-    outcome = nl.subscribers.request_subscription(
-        email,
-        key,
-        source=source,
-        ip_hash=_ip_hash(settings.secret_key, request.remote_addr),
-        resend_interval=settings.resend_interval,
+    nl.subscribers.request(
+        email, key, source=source, ip_hash=_ip_hash(settings.secret_key, request.remote_addr)
     )
-    if outcome == Outcome.QUEUED:
-        nl.sender.start()  # no-op when running; restarts it in a forked worker
-        nl.sender.wake()
+    nl.sender.start()  # no-op when running; restarts it in a forked worker
+    nl.sender.wake()
     return subscribed(source)
 
 
@@ -101,17 +103,48 @@ def subscribed(source):
 
 
 @bp.get("/confirm/<token>")
+def confirm_page(token):
+    """What the link in the confirmation email opens: a page with one button. Link scanners
+    fetch every link in an email; a GET (or HEAD) never confirms."""
+    nl = newsletter()
+    public_id, nonce = _confirm_token(token)
+    subscriber = nl.subscribers.get(public_id)
+    problem = _confirm_problem(subscriber, nonce)
+    if problem is not None:
+        return problem
+    if subscriber.status == Status.CONFIRMED:
+        return confirmed(subscriber, already=True)
+    if wants_json():
+        return jsonify(ok=True, status=subscriber.status.value, confirm="POST this URL")
+    return page("confirm.html", title="Confirm your subscription", masked=_mask(subscriber.email))
+
+
+@bp.post("/confirm/<token>")
 def confirm(token):
     nl = newsletter()
-    settings = nl.settings
-    try:
-        public_id, nonce = nl.tokens.read_confirm(token)
-    except ExpiredToken as problem:
-        return error(410, str(problem), template="subscribe.html", title="Link expired")
-    except InvalidToken as problem:
-        return error(400, str(problem), title="Link not valid")
+    public_id, nonce = _confirm_token(token)
     outcome, subscriber = nl.subscribers.confirm(public_id, nonce)
     if outcome == Confirmation.UNKNOWN:
+        return _confirm_problem(None, nonce)
+    if outcome == Confirmation.STALE:
+        return _confirm_problem(subscriber, None)
+    return confirmed(subscriber, already=outcome == Confirmation.ALREADY_CONFIRMED)
+
+
+def _confirm_token(token: str) -> tuple[str, str]:
+    try:
+        return newsletter().tokens.read_confirm(token)
+    except ExpiredToken as problem:
+        raise LinkProblem(
+            error(410, str(problem), template="subscribe.html", title="Link expired")
+        ) from None
+    except InvalidToken as problem:
+        raise LinkProblem(error(400, str(problem), title="Link not valid")) from None
+
+
+def _confirm_problem(subscriber, nonce: str | None) -> Response | None:
+    """The answer for a link that cannot confirm (forgotten, or an earlier opt-in's), or None."""
+    if subscriber is None:
         return error(
             404,
             "There is no subscription for this link: it may have been deleted at the "
@@ -119,7 +152,8 @@ def confirm(token):
             template="subscribe.html",
             title="No subscription",
         )
-    if outcome == Confirmation.STALE:
+    stale = nonce is None or not hmac.compare_digest(subscriber.confirm_nonce, nonce)
+    if stale or subscriber.status not in (Status.UNCONFIRMED, Status.CONFIRMED):
         return error(
             410,
             "This confirmation link is no longer valid: a newer one was sent, or the "
@@ -127,7 +161,12 @@ def confirm(token):
             template="subscribe.html",
             title="Link no longer valid",
         )
-    already = outcome == Confirmation.ALREADY_CONFIRMED
+    return None
+
+
+def confirmed(subscriber, *, already: bool) -> Response:
+    nl = newsletter()
+    settings = nl.settings
     message = (
         "You were already subscribed: nothing has changed."
         if already
@@ -145,31 +184,28 @@ def confirm(token):
     )
 
 
-@bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
+@bp.get("/unsubscribe/<token>")
+def unsubscribe_page(token):
+    """A page with an Unsubscribe button: link scanners only GET, and a GET changes nothing."""
+    nl = newsletter()
+    subscriber = nl.subscribers.get(_unsubscribe_token(token))
+    active = subscriber is not None and subscriber.status in (Status.UNCONFIRMED, Status.CONFIRMED)
+    if wants_json():
+        return jsonify(ok=True, subscribed=active)
+    if not active:
+        return page(
+            "message.html",
+            title="You’re not subscribed",
+            lead=f"This address gets no emails from {nl.settings.site_name}.",
+        )
+    return page("unsubscribe.html", title="Unsubscribe", masked=_mask(subscriber.email))
+
+
+@bp.post("/unsubscribe/<token>")
 def unsubscribe(token):
     nl = newsletter()
-    settings = nl.settings
-    try:
-        public_id = nl.tokens.read_unsubscribe(token)
-    except InvalidToken as problem:
-        return error(400, str(problem), title="Link not valid")
-    if request.method == "GET":
-        subscriber = nl.subscribers.get(public_id)
-        active = subscriber is not None and subscriber.status in (
-            Status.UNCONFIRMED,
-            Status.CONFIRMED,
-        )
-        if wants_json():
-            return jsonify(ok=True, subscribed=active)
-        if not active:
-            return page(
-                "message.html",
-                title="You’re not subscribed",
-                lead=f"This address gets no emails from {settings.site_name}.",
-            )
-        return page("unsubscribe.html", title="Unsubscribe", masked=_mask(subscriber.email))
-    nl.subscribers.unsubscribe(public_id)
-    done = f"{settings.site_name} will not email this address again."
+    nl.subscribers.unsubscribe(_unsubscribe_token(token))
+    done = f"{nl.settings.site_name} will not email this address again."
     if request.form.get("List-Unsubscribe") == "One-Click" or wants_json():
         # RFC 8058: the mail provider posts this; answer 200, no redirect, nothing to load.
         return jsonify(ok=True, message="You’re unsubscribed: " + done)
@@ -181,26 +217,55 @@ def unsubscribe(token):
     )
 
 
+def _unsubscribe_token(token: str) -> str:
+    try:
+        return newsletter().tokens.read_unsubscribe(token)
+    except InvalidToken as problem:
+        raise LinkProblem(error(400, str(problem), title="Link not valid")) from None
+
+
+class LinkProblem(Exception):
+    """A link that cannot be used; carries the answer to give."""
+
+    def __init__(self, response: Response):
+        super().__init__(response.status)
+        self.response = response
+
+
+@bp.app_errorhandler(LinkProblem)
+def link_problem(problem: LinkProblem):
+    return problem.response
+
+
 @bp.get("/healthz")
 def healthz():
+    """ok or not ok, and the sender's state: never a count that moves with one address."""
     nl = newsletter()
     try:
-        emails = nl.queue.health()
+        nl.database.db.execute("SELECT 1 FROM subscribers LIMIT 1").fetchall()
     except sqlite3.Error as problem:
         log.error("healthz: database error: %s", problem)
-        return jsonify(status="error", database=str(problem)), 503
-    return jsonify(
-        status="ok",
-        database="ok",
-        sender="running" if nl.sender.running else "stopped",
-        emails=emails,
-    )
+        return jsonify(status="error", database="unavailable"), 503
+    return jsonify(status="ok", database="ok", sender="running" if nl.sender.running else "stopped")
 
 
 @bp.before_app_request
-def note_activity() -> None:
+def before_request() -> None:
     nl = newsletter()
     nl.activity.touch()
+    if request.environ.get(TOO_LARGE):  # the body was longer than the limit, whatever its framing
+        raise RequestEntityTooLarge()
+    # The one rule: only a POST changes state. Any other method (GET, HEAD, OPTIONS, ...) runs
+    # with this thread's database connection read-only, whatever a view tries to do.
+    nl.database.read_only(request.method != "POST")
+
+
+@bp.teardown_app_request
+def after_request_done(_error=None) -> None:
+    try:
+        newsletter().database.read_only(False)
+    except Exception:  # noqa: BLE001 - the next request sets it again anyway
+        pass
 
 
 @bp.after_app_request
@@ -318,15 +383,52 @@ _ERROR_NAMES = {
 def _submitted() -> dict:
     """The posted fields, from a JSON object or a form; a broken body is a clear 400."""
     if request.is_json:
-        data = request.get_json(silent=True)
+        raw = request.get_data(cache=True)  # already bounded by BoundedBody
+        if _nesting(raw) > MAX_JSON_DEPTH:
+            raise BadRequest(f"The JSON is nested too deeply (at most {MAX_JSON_DEPTH} levels).")
+        try:
+            data = json.loads(raw)
+        except UnicodeDecodeError:
+            raise BadRequest("The body must be UTF-8 text.") from None
+        except (ValueError, RecursionError):
+            data = None
         if not isinstance(data, dict):
             raise BadRequest('The body must be a JSON object, like {"email": "you@example.com"}.')
         return data
     return request.form
 
 
+def _nesting(raw: bytes) -> int:
+    """How deeply arrays and objects nest in a JSON text (strings skipped), without parsing."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
 def _text(value) -> str:
     return value.strip() if isinstance(value, str) else ""
+
+
+def _filled(value) -> bool:
+    """The honeypot is filled by anything but nothing: an empty or blank string, or null."""
+    if value is None:
+        return False
+    return not isinstance(value, str) or bool(value.strip())
 
 
 def _source(data) -> str | None:
