@@ -1,5 +1,6 @@
 """Every route of the endpoint through create_app, over a real SQLite file, with bad input."""
 
+import socket
 import time
 
 import pytest
@@ -425,3 +426,149 @@ def test_pages_wear_the_blog_theme_and_are_locked_down(client):
     assert "default-src 'none'" in page.headers["Content-Security-Policy"]
     assert page.headers["Referrer-Policy"] == "no-referrer"  # tokens never leak via Referer
     assert page.headers["Cache-Control"] == "no-store"
+
+
+# Only a POST changes state (HEAD, scanners, odd methods) ---------------------------------------
+def snapshot(app):
+    """Every row of every table: what any request could have changed."""
+    db = nl(app).database.db
+    tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    return {t: [tuple(row) for row in db.execute(f"SELECT * FROM {t} ORDER BY rowid")]
+            for t in tables}  # fmt: skip
+
+
+def links_of(app, settings):
+    """A real confirmation and unsubscribe token for an unconfirmed subscriber."""
+    client = app.test_client()
+    client.post("/subscribe", data={"email": "walker@example.com"}, headers=JSON)
+    nl(app).sender.drain(timeout=10)  # applied and mailed: nothing left for the background
+    (subscriber,) = nl(app).subscribers.list()
+    tokens = nl(app).tokens
+    return {
+        "token": tokens.confirm_token(subscriber.public_id, subscriber.confirm_nonce),
+        "unsubscribe": tokens.unsubscribe_token(subscriber.public_id),
+    }
+
+
+METHODS = ["GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE", "TRACE", "PROPFIND"]
+
+
+def test_every_route_with_every_method_but_post_changes_nothing(client, app, settings):
+    tokens = links_of(app, settings)
+    before = snapshot(app)
+    walked = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        token = tokens["unsubscribe"] if "unsubscribe" in rule.rule else tokens["token"]
+        path = rule.rule.replace("<token>", token)
+        for method in METHODS:
+            for body in ({}, {"data": {"email": "x@example.com"}}, {"json": {"email": "y@e.com"}}):
+                answer = client.open(method, path, headers=JSON, **body)
+                assert answer.status_code in (200, 204, 405), (method, path, answer.status_code)
+                walked.append((method, rule.rule))
+    assert {rule for _, rule in walked} >= {"/subscribe", "/confirm/<token>",
+                                            "/unsubscribe/<token>", "/healthz"}  # fmt: skip
+    time.sleep(0.2)  # whatever the background sender might have been woken for
+    assert snapshot(app) == before
+    assert nl(app).subscribers.list()[0].status == Status.UNCONFIRMED
+
+
+def test_head_on_the_links_changes_nothing_and_spends_no_rate_limit(settings):
+    """Today's defect: HEAD ran the POST branch: a HEAD on an unsubscribe link unsubscribed."""
+    app = create_app(settings.replace(rate_limit=Rate(1, 60)))
+    client = app.test_client()
+    try:
+        tokens = links_of(app, settings)  # spends the one POST of this minute
+        nl(app).subscribers.confirm(*nl(app).tokens.read_confirm(tokens["token"]))
+        for path in (f"/unsubscribe/{tokens['unsubscribe']}", f"/confirm/{tokens['token']}"):
+            answer = client.head(path)
+            assert answer.status_code == 200 and answer.get_data() == b""
+        assert nl(app).subscribers.list()[0].status == Status.CONFIRMED
+        app2 = create_app(settings.replace(rate_limit=Rate(1, 60)))
+        try:
+            other = app2.test_client()
+            for _ in range(3):
+                assert other.head("/subscribe").status_code == 200
+            assert other.post("/subscribe", data={"email": "z@example.com"}).status_code == 200
+        finally:
+            nl(app2).close()
+    finally:
+        nl(app).close()
+
+
+# Bodies that try to hurt the parser --------------------------------------------------------------
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 5000,
+        b'{"email": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+        b'{"a":' * 2000 + b"1" + b"}" * 2000,
+        b'{"email": "a@example.com", "x": ' + b"[" * 40 + b"]" * 40 + b"}",
+    ],
+)
+def test_deeply_nested_json_is_a_400_not_a_traceback(client, app, body):
+    answer = client.post("/subscribe", data=body, content_type="application/json")
+    assert answer.status_code == 400, answer.get_data(as_text=True)[:300]
+    assert "nested too deeply" in answer.json["message"] or "JSON object" in answer.json["message"]
+    assert stored(app) == (0, 0)
+
+
+def test_json_nested_a_little_is_fine(client, app):
+    body = {"email": "a@example.com", "extra": [[[{"k": ["v"]}]]]}
+    assert client.post("/subscribe", json=body).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"data": b'{"email": "\xff\xfe@example.com"}', "content_type": "application/json"},
+         "UTF-8"),
+        ({"data": b"email=%FF%FE%40example.com", "content_type":
+          "application/x-www-form-urlencoded"}, "UTF-8"),
+        ({"json": {"email": "a" * 65 + "@example.com"}}, "too long"),
+        ({"json": {"email": "é" * 33 + "@example.com"}}, "too long before the @"),
+        ({"json": {"email": "a@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 63 + ".é" * 40}},
+         "too long"),
+    ],
+)  # fmt: skip
+def test_addresses_beyond_the_standard_limits_or_not_utf8_are_400s(client, app, kwargs, words):
+    answer = client.post("/subscribe", headers=JSON, **kwargs)
+    assert answer.status_code == 400 and words in answer.json["message"], answer.json
+    assert stored(app) == (0, 0)
+
+
+@pytest.mark.parametrize("trap", [["x"], {"a": 1}, 1, True, "   x"])
+def test_the_honeypot_counts_whatever_the_json_type(client, app, trap):
+    answer = client.post("/subscribe", json={"email": "bot@example.com", "website": trap})
+    assert answer.status_code == 200 and answer.json == {"ok": True, "message": THANKS}
+    assert stored(app) == (0, 0)
+
+
+@pytest.mark.parametrize("empty", [None, "", "  "])
+def test_an_empty_honeypot_is_a_person(client, app, empty):
+    answer = client.post("/subscribe", json={"email": "person@example.com", "website": empty})
+    assert answer.status_code == 200 and stored(app)[0] == 1
+
+
+def test_healthz_says_nothing_that_moves_with_one_address_when_mail_is_down(settings):
+    """Today's defect: with the mail server down, the queued count rose by one for a new address
+    and not for a known one."""
+    with socket.socket() as sock:  # a port where nobody listens: every send fails
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app = create_app(settings.replace(transport="smtp", smtp_host="127.0.0.1", smtp_port=port,
+                                      smtp_security="none", smtp_timeout=1))  # fmt: skip
+    client = app.test_client()
+    try:
+        client.post("/subscribe", json={"email": "known@example.com"})
+        settle(app)
+        answers = []
+        for address in ("known@example.com", "new@example.com"):
+            before = client.get("/healthz").get_data()
+            client.post("/subscribe", json={"email": address})
+            settle(app)
+            answers.append((before, client.get("/healthz").get_data()))
+        assert answers[0] == answers[1] and answers[0][0] == answers[0][1]
+    finally:
+        nl(app).close()

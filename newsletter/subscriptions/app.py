@@ -26,7 +26,7 @@ from newsletter.subscriptions.queue import EmailQueue
 from newsletter.subscriptions.sender import Sender
 from newsletter.subscriptions.subscribers import Subscribers
 from newsletter.subscriptions.tokens import Tokens
-from newsletter.subscriptions.views import TOO_LARGE, bp
+from newsletter.subscriptions.views import BODY, TOO_LARGE, bp
 
 THEME_STATIC = ROOT / "theme" / "static"
 
@@ -65,6 +65,7 @@ class BoundedBody:
             too_large = len(body) > self.limit
         if too_large:
             environ[TOO_LARGE], body = True, b""
+        environ[BODY] = body
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         environ.pop("HTTP_TRANSFER_ENCODING", None)

@@ -24,7 +24,7 @@ import ipaddress
 import json
 import logging
 import sqlite3
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 MAX_SOURCE_LENGTH = 500
 MAX_JSON_DEPTH = 20
 TOO_LARGE = "newsletter.body_too_large"  # set by app.BoundedBody
+BODY = "newsletter.body"  # the body's bytes, as app.BoundedBody read them
 bp = Blueprint("subscriptions", __name__)
 
 MESSAGES = {
@@ -395,6 +396,13 @@ def _submitted() -> dict:
         if not isinstance(data, dict):
             raise BadRequest('The body must be a JSON object, like {"email": "you@example.com"}.')
         return data
+    if request.mimetype == "application/x-www-form-urlencoded":
+        raw = request.environ.get(BODY, b"")
+        try:  # werkzeug keeps escapes that are not UTF-8 as they are: refuse them instead
+            for field in raw.replace(b"+", b" ").split(b"&"):
+                unquote_to_bytes(field).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("The form must be sent as UTF-8 text.") from None
     return request.form
 
 
