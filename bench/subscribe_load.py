@@ -198,12 +198,14 @@ def run_python(url: str, connections: int, duration: int) -> dict:
 
 
 def count_stored(folder: Path, timeout: float = 120.0) -> dict:
-    """Wait until the queue is drained, then count what the store and the outbox hold."""
+    """Wait until the sign-up requests are applied and the queue is drained, then count what
+    the store and the outbox hold."""
     db = sqlite3.connect(folder / "newsletter.sqlite3", timeout=30)
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         pending = db.execute(
-            "SELECT count(*) FROM email_queue WHERE status IN ('queued', 'sending')"
+            "SELECT (SELECT count(*) FROM email_queue WHERE status IN ('queued', 'sending'))"
+            " + (SELECT count(*) FROM signup_requests)"  # sign-ups not applied yet
         ).fetchone()[0]
         if pending == 0:
             break
