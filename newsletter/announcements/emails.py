@@ -20,8 +20,12 @@ Contract:
     the subscriber's own values, for mailers that send one call to many.
   The Message-ID is deterministic per (announcement key, subscriber), so a message re-sent after
   a crash is recognisably the same message.
-- Titles, deks and summaries are feed text: autoescaped in HTML, whitespace (line breaks
-  included) collapsed before they reach a header.
+- Titles, deks and authors are plain text (`feed.plain_text`: tags stripped, entities decoded
+  when the feed gave HTML): autoescaped in HTML, whitespace (line breaks included) collapsed
+  before they reach a header, so the Subject reads `Knees & Hips <Part 1>`, never `<b>`.
+  Summaries are HTML that went through `feed.safe_html` (nh3's allow-list; every `FeedItem`
+  applies it) and images are http(s) URLs (`feed.http_url`): the templates print the summary as
+  HTML, and nothing else from the feed.
 """
 
 from __future__ import annotations

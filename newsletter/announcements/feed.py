@@ -8,20 +8,39 @@ backoff. Anything wrong (a missing
 file, an unreachable site, a 404, XML that is not well formed, something that is not RSS or Atom,
 an item without a guid, a link or a title) raises `FeedError` with a sentence that says what and
 where, and the caller then sends nothing. Each item carries its guid (its identity, never the
-URL), link, title, dek (`<st:subtitle>`), summary HTML (sanitised by feedparser), image URL,
-publication time (aware, UTC) and whether it may be announced (`Announce: no` in the article's
-metadata becomes `<category domain="announce">no</category>`).
+URL), link, title, dek (`<st:subtitle>`), summary HTML, image URL, publication time (aware, UTC)
+and whether it may be announced (`Announce: no` in the article's metadata becomes
+`<category domain="announce">no</category>`).
+
+Feed text reaches subscribers' mailboxes, so it is checked here, in one place:
+- `safe_html(html)`: the summary through nh3 (Rust's ammonia) with an allow-list made for email:
+  text-level and structural tags only (`SUMMARY_TAGS`), `a[href]` and `img[src alt width
+  height]`, links to absolute http(s) (or mailto:) URLs, images from absolute http(s) URLs, no
+  style, class or event attribute; forms, SVG, MathML, frames, scripts and styles go with their
+  content. A `FeedItem` applies it to its summary however it is made (parsed, read back from the
+  ledger, built by hand), so the templates may print the summary as HTML.
+- `http_url(url)`: an absolute http(s) URL, or "" (the item's image; a `javascript:` or `data:`
+  enclosure is dropped).
+- `plain_text(text, html=)`: titles, deks and authors are plain text everywhere. When the feed
+  marks one as HTML, or it looks like HTML (a closing tag or an entity reference, as in
+  feedparser's own guess for RSS), its tags are stripped and its entities decoded:
+  `<b>Knees</b> &amp; Hips` becomes `Knees & Hips`. Text that only contains angle brackets
+  (`Hips <Part 1>`) is kept as written. Whitespace is collapsed. The HTML templates escape these
+  strings; the Subject uses them as they are.
 """
 
 from __future__ import annotations
 
 import calendar
+import html as _html
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import feedparser
+import nh3
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
@@ -38,17 +57,106 @@ class FeedError(Exception):
     """The feed could not be read or does not keep the contract; str() says what and where."""
 
 
+# Feed text and HTML, as an email may show them ---------------------------------------------------
+SUMMARY_TAGS = frozenset(
+    {"p", "br", "hr", "a", "strong", "em", "b", "i", "code", "pre", "blockquote",
+     "ul", "ol", "li", "h2", "h3", "h4", "img", "figure", "figcaption"}
+)  # fmt: skip
+SUMMARY_ATTRIBUTES = {"a": {"href"}, "img": {"src", "alt", "width", "height"}}
+# Removed together with everything inside them (other unknown tags lose the tag, keep the text).
+DROPPED_WITH_CONTENT = frozenset(
+    {"script", "style", "svg", "math", "form", "button", "select", "textarea", "iframe",
+     "frame", "frameset", "object", "embed", "applet", "noscript", "template", "title"}
+)  # fmt: skip
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+_SIZE = re.compile(r"[0-9]{1,4}")
+_LOOKS_LIKE_HTML = re.compile(
+    r"</[A-Za-z][\w-]*\s*>|&(?:[A-Za-z][A-Za-z0-9]*|#[0-9]+|#[xX][0-9a-fA-F]+);"
+)
+
+
+def http_url(url: str) -> str:
+    """`url` if it is an absolute http(s) URL with a host (and no whitespace or control
+    character inside), else ""."""
+    url = str(url or "").strip()
+    if not url or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return ""
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. a broken IPv6 host
+        return ""
+    return url if ok else ""
+
+
+def _summary_attribute(tag: str, name: str, value: str) -> str | None:
+    if name == "href":
+        if value.strip().lower().startswith("mailto:") and "@" in value:
+            return value.strip()
+        return http_url(value) or None
+    if name == "src":
+        return http_url(value) or None
+    if name in ("width", "height"):
+        return value.strip() if _SIZE.fullmatch(value.strip()) else None
+    return value
+
+
+_summary_cleaner = nh3.Cleaner(
+    tags=set(SUMMARY_TAGS),
+    clean_content_tags=set(DROPPED_WITH_CONTENT),
+    attributes={tag: set(names) for tag, names in SUMMARY_ATTRIBUTES.items()},
+    attribute_filter=_summary_attribute,
+    url_schemes={"http", "https", "mailto"},
+    url_relative="deny",  # a relative URL means nothing in a mailbox
+    link_rel="noopener noreferrer",
+    strip_comments=True,
+)
+_text_cleaner = nh3.Cleaner(
+    tags=set(), clean_content_tags=set(DROPPED_WITH_CONTENT), attributes={}, link_rel=None
+)
+
+
+# An <img> as nh3 writes it (attribute values always double-quoted, `"` escaped inside).
+_IMG = re.compile(r'<img(?:\s+[\w-]+="[^"]*")*\s*/?>')
+
+
+def safe_html(html: str) -> str:
+    """Feed HTML as an email may show it: the allow-list above, applied by nh3 (ammonia); an
+    image whose URL was refused goes altogether (no broken-image box). Idempotent."""
+    cleaned = _summary_cleaner.clean(str(html or ""))
+    return _IMG.sub(lambda m: m[0] if ' src="' in m[0] else "", cleaned).strip()
+
+
+def looks_like_html(text: str) -> bool:
+    return bool(_LOOKS_LIKE_HTML.search(text))
+
+
+def plain_text(text: str, *, html: bool | None = None) -> str:
+    """Feed text as plain text on one line. `html=True`: it is HTML (strip the tags, decode the
+    entities); `None`: guess (a closing tag or an entity reference means HTML)."""
+    text = str(text or "")
+    if html or (html is None and looks_like_html(text)):
+        text = _html.unescape(_text_cleaner.clean(text))
+    return " ".join(text.split())
+
+
 @dataclass(frozen=True)
 class FeedItem:
     guid: str
     link: str
-    title: str
-    subtitle: str = ""
-    summary: str = ""  # HTML
-    image: str = ""  # absolute URL, or ""
+    title: str  # plain text
+    subtitle: str = ""  # plain text
+    summary: str = ""  # HTML, always through safe_html
+    image: str = ""  # absolute http(s) URL, or ""
     published: datetime | None = None  # aware, UTC
     announce: bool = True
-    author: str = ""
+    author: str = ""  # plain text
+
+    def __post_init__(self):
+        # However the item was made (parsed, read back from the ledger, built by hand), what an
+        # email prints as HTML or as an image URL has been checked.
+        object.__setattr__(self, "summary", safe_html(self.summary))
+        object.__setattr__(self, "image", http_url(self.image))
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -185,8 +293,16 @@ def parse_feed(data: bytes, source: str = "<feed>") -> Feed:
     return Feed(source, channel.get("title", ""), channel.get("link", ""), items)
 
 
+def _text(entry, key: str) -> str:
+    """An element's text as plain text: HTML when feedparser says so (Atom's type="html", or its
+    guess for RSS) or when it looks like HTML."""
+    detail = entry.get(f"{key}_detail") or {}
+    is_html = detail.get("type") in HTML_TYPES or None
+    return plain_text(str(entry.get(key, "")), html=is_html)
+
+
 def _item(entry, where: str) -> FeedItem:
-    title = " ".join(str(entry.get("title", "")).split())
+    title = _text(entry, "title")
     if not title:
         raise FeedError(f"{where}: no title")
     where = f"{where} ({title!r})"
@@ -205,24 +321,25 @@ def _item(entry, where: str) -> FeedItem:
         guid=guid,
         link=link,
         title=title,
-        subtitle=" ".join(str(entry.get(f"{feed_contract.PREFIX}_subtitle", "")).split()),
-        summary=str(entry.get("summary", "")).strip(),
+        subtitle=_text(entry, f"{feed_contract.PREFIX}_subtitle"),
+        summary=str(entry.get("summary", "")),  # FeedItem puts it through safe_html
         image=_image(entry),
         published=_published(entry),
         announce=announce,
-        author=str(entry.get("author", "")).strip(),
+        author=_text(entry, "author"),
     )
 
 
 def _image(entry) -> str:
+    """The first image enclosure (or media:content image) with an absolute http(s) URL."""
     for enclosure in entry.get("enclosures", []):
-        if str(enclosure.get("type", "")).startswith("image/") and enclosure.get("href"):
-            return enclosure["href"]
+        if str(enclosure.get("type", "")).startswith("image/") and http_url(enclosure.get("href")):
+            return http_url(enclosure["href"])
     for media in entry.get("media_content", []):
-        if media.get("url") and (
+        if http_url(media.get("url")) and (
             media.get("medium") == "image" or str(media.get("type", "")).startswith("image/")
         ):
-            return media["url"]
+            return http_url(media["url"])
     return ""
 
 
@@ -233,4 +350,15 @@ def _published(entry) -> datetime | None:
     return datetime.fromtimestamp(calendar.timegm(parsed), UTC)
 
 
-__all__ = ["DEFAULT_FEED", "Feed", "FeedError", "FeedItem", "fetch", "parse_feed", "read_feed"]
+__all__ = [
+    "DEFAULT_FEED",
+    "Feed",
+    "FeedError",
+    "FeedItem",
+    "fetch",
+    "http_url",
+    "parse_feed",
+    "plain_text",
+    "read_feed",
+    "safe_html",
+]
