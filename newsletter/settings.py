@@ -96,6 +96,18 @@ class Settings:
     mailgun_region: str = "us"  # us or eu: which API base URL
     mailgun_base_url: str = ""  # overrides the region's base URL (a proxy, tests)
     mailgun_batch_size: int = MAILGUN_MAX_BATCH
+    # Provider feedback: bounces and complaints read back -------------------------------------
+    soft_bounce_limit: int = 3  # soft bounces within soft_bounce_days that make a bounce
+    soft_bounce_days: float = 30.0
+    mailgun_webhook_key: str = field(default="", repr=False)  # "": POST /webhooks/mailgun off
+    ses_topic_arn: str = ""  # "": POST /webhooks/ses off
+    imap_host: str = ""  # "": no bounce mailbox
+    imap_port: int = 993
+    imap_user: str = ""
+    imap_password: str = field(default="", repr=False)
+    imap_folder: str = "INBOX"
+    imap_done_folder: str = "Processed"  # handled reports are moved here
+    verp_domain: str = ""  # "": Return-Path is From; else bounces+<token>@<this domain>
 
     def __post_init__(self) -> None:
         _choice("NEWSLETTER_ENV", self.env, ENVIRONMENTS)
@@ -159,6 +171,17 @@ class Settings:
         ):
             if value and (any(c in value for c in "\r\n<>, ") or value.count("@") != 1):
                 raise ConfigError(f"{name}={value!r}: use a plain address, e.g. list@example.com")
+        if self.soft_bounce_limit < 1:
+            raise ConfigError("NEWSLETTER_SOFT_BOUNCE_LIMIT: at least 1")
+        if self.imap_host and not (self.imap_user and self.imap_password):
+            raise ConfigError(
+                "NEWSLETTER_IMAP_HOST needs NEWSLETTER_IMAP_USER and NEWSLETTER_IMAP_PASSWORD"
+            )
+        if self.ses_topic_arn and not re.fullmatch(r"arn:aws[\w-]*:sns:[\w-]+:\d{12}:[\w-]+",
+                                                   self.ses_topic_arn):  # fmt: skip
+            raise ConfigError(
+                f"NEWSLETTER_SES_TOPIC_ARN={self.ses_topic_arn!r}: not an SNS topic ARN"
+            )
         if self.transport == "mailgun" and not (self.mailgun_api_key and self.mailgun_domain):
             raise ConfigError(
                 "NEWSLETTER_TRANSPORT=mailgun needs NEWSLETTER_MAILGUN_API_KEY and "
@@ -399,6 +422,17 @@ VARIABLES: dict[str, tuple[str, object, str]] = {
     "NEWSLETTER_MAILGUN_REGION": ("mailgun_region", _region, "us or eu"),
     "NEWSLETTER_MAILGUN_BASE_URL": ("mailgun_base_url", _text, "overrides the region's API URL"),
     "NEWSLETTER_MAILGUN_BATCH_SIZE": ("mailgun_batch_size", _int, "recipients per Mailgun call"),
+    "NEWSLETTER_SOFT_BOUNCE_LIMIT": ("soft_bounce_limit", _int, "soft bounces that make a bounce"),
+    "NEWSLETTER_SOFT_BOUNCE_DAYS": ("soft_bounce_days", _float, "... within this many days"),
+    "NEWSLETTER_MAILGUN_WEBHOOK_KEY": ("mailgun_webhook_key", _text, "Mailgun webhook signing key"),
+    "NEWSLETTER_SES_TOPIC_ARN": ("ses_topic_arn", _text, "the SNS topic SES reports to"),
+    "NEWSLETTER_IMAP_HOST": ("imap_host", _text, "bounce mailbox: IMAPS server"),
+    "NEWSLETTER_IMAP_PORT": ("imap_port", _port, "bounce mailbox: port"),
+    "NEWSLETTER_IMAP_USER": ("imap_user", _text, "bounce mailbox: login"),
+    "NEWSLETTER_IMAP_PASSWORD": ("imap_password", _text, "bounce mailbox: password (secret)"),
+    "NEWSLETTER_IMAP_FOLDER": ("imap_folder", _text, "bounce mailbox: folder to read"),
+    "NEWSLETTER_IMAP_DONE_FOLDER": ("imap_done_folder", _text, "bounce mailbox: handled, moved"),
+    "NEWSLETTER_VERP_DOMAIN": ("verp_domain", _text, "Return-Path bounces+<token>@ this"),
 }
 # Read by pelicanconf.py, not by the newsletter: the address the site's form posts to.
 IGNORED = {"NEWSLETTER_URL"}

@@ -60,6 +60,20 @@ ANNOUNCE_ENV = {
     "NEWSLETTER_MAILGUN_BASE_URL": "https://mailgun-proxy.example",
     "NEWSLETTER_MAILGUN_BATCH_SIZE": "500",
 }
+# Provider feedback (bounces and complaints).
+FEEDBACK_ENV = {
+    "NEWSLETTER_SOFT_BOUNCE_LIMIT": "5",
+    "NEWSLETTER_SOFT_BOUNCE_DAYS": "14",
+    "NEWSLETTER_MAILGUN_WEBHOOK_KEY": "whk-secret",
+    "NEWSLETTER_SES_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:ses-feedback",
+    "NEWSLETTER_IMAP_HOST": "imap.example.net",
+    "NEWSLETTER_IMAP_PORT": "1993",
+    "NEWSLETTER_IMAP_USER": "bounces",
+    "NEWSLETTER_IMAP_PASSWORD": "imap-secret",
+    "NEWSLETTER_IMAP_FOLDER": "Bounces",
+    "NEWSLETTER_IMAP_DONE_FOLDER": "Bounces/Done",
+    "NEWSLETTER_VERP_DOMAIN": "bounces.walkagain.example",
+}
 
 
 def test_every_variable_is_read(tmp_path):
@@ -81,6 +95,7 @@ def test_every_variable_is_read(tmp_path):
         "NEWSLETTER_MAX_ATTEMPTS": "3",
         "NEWSLETTER_URL": "https://walkagain.example/newsletter/subscribe",  # the site's own
         **ANNOUNCE_ENV,  # the announcements' settings: checked in test_announce_settings.py
+        **FEEDBACK_ENV,
     }
     assert set(env) - {"NEWSLETTER_URL"} == set(VARIABLES)
     s = Settings.from_env(env)
@@ -97,6 +112,9 @@ def test_every_variable_is_read(tmp_path):
     assert s.base_url == "https://walkagain.example/newsletter"
     assert s.list_id == "Walk Again! <newsletter.walkagain.example>"
     assert "hunter2" not in repr(s) and "s" * 48 not in repr(s)
+    assert (s.soft_bounce_limit, s.soft_bounce_days, s.imap_port) == (5, 14.0, 1993)
+    assert s.ses_topic_arn.endswith(":ses-feedback") and s.verp_domain.startswith("bounces.")
+    assert "whk-secret" not in repr(s) and "imap-secret" not in repr(s)
 
 
 @pytest.mark.parametrize(
@@ -233,3 +251,16 @@ def test_a_database_or_outbox_under_a_symlinked_output_is_refused(tmp_path, monk
         with pytest.raises(ConfigError, match=f"{name}=.*must not be under output/"):
             Settings(**change)
     assert Settings(database=tmp_path / "var" / "db.sqlite3").database.parent.name == "var"
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"ses_topic_arn": "not-an-arn"}, "NEWSLETTER_SES_TOPIC_ARN"),
+        ({"imap_host": "imap.example.net"}, "NEWSLETTER_IMAP_USER and NEWSLETTER_IMAP_PASSWORD"),
+        ({"soft_bounce_limit": 0}, "NEWSLETTER_SOFT_BOUNCE_LIMIT"),
+    ],
+)
+def test_feedback_settings_are_checked(changes, words):
+    with pytest.raises(ConfigError, match=words):
+        Settings(**changes)

@@ -104,12 +104,18 @@ def test_states_and_their_timestamps(store, clock):
     again = store.get(s.public_id)
     assert again.status == Status.UNCONFIRMED and again.confirm_nonce != s.confirm_nonce
     assert store.confirm(s.public_id, again.confirm_nonce)[0] == Confirmation.CONFIRMED
-    # Bounces and complaints keep their status; a complained address is never mailed again.
-    store.set_status(s.public_id, Status.COMPLAINED)
+    # Bounces and complaints keep their status; a complainer is never announced to again ...
+    complained = store.set_status(s.public_id, Status.COMPLAINED)
     assert store.unsubscribe(s.public_id).status == Status.COMPLAINED
+    assert store.confirm(s.public_id, again.confirm_nonce)[0] == Confirmation.STALE
+    # ... unless they sign up again and confirm: a fresh double opt-in, complained until then.
     clock.advance(minutes=11)
-    assert subscribe(store, "a@example.com") == Outcome.BLOCKED
-    assert store.get(s.public_id).complained_at is not None
+    assert subscribe(store, "a@example.com") == Outcome.QUEUED
+    pending = store.get(s.public_id)
+    assert pending.status == Status.COMPLAINED and pending.confirm_nonce != complained.confirm_nonce
+    assert len(EmailQueue(store.database).emails(s.id)) == 3
+    assert store.confirm(s.public_id, pending.confirm_nonce)[0] == Confirmation.CONFIRMED
+    assert store.get(s.public_id).complained_at is not None  # the record stays
     assert store.confirm("no-such-id", "x") == (Confirmation.UNKNOWN, None)
 
 

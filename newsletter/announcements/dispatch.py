@@ -95,8 +95,8 @@ class Results:
         if error is None:
             self.ledger.mark_sent(ids)
         elif isinstance(error, mail.RecipientRefused):
-            for delivery in deliveries:
-                self.ledger.bounce(delivery, text)
+            for outgoing in outgoings:
+                self.ledger.bounce(outgoing.ref, text, outgoing.message_id)
         else:  # temporary, or the message refused: pending, for a later pass or run
             self.ledger.mark_retry(ids, text)
         with self.lock:

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from newsletter.announcements.feed import FeedItem
 from newsletter.database import Database, stamp
 from newsletter.filelock import FileLock, Locked
+from newsletter.subscriptions.feedback import Event, Feedback, Kind
 from newsletter.subscriptions.subscribers import Status, Subscribers
 
 ANNOUNCE, RECORD, WAIT = "announce", "record", "wait"
@@ -284,10 +285,14 @@ class Ledger:
     def mark_skipped(self, delivery_ids: Iterable[int], reason: str) -> None:
         self._update(delivery_ids, "skipped", reason, attempt=False)
 
-    def bounce(self, delivery: Delivery, error: str) -> None:
-        """A permanent refusal of the address: the subscriber is bounced, the delivery failed."""
+    def bounce(self, delivery: Delivery, error: str, message_id: str | None = None) -> None:
+        """A permanent refusal of the address at send time: recorded as a hard bounce (the
+        provider feedback's one vocabulary, which bounces the subscriber), the delivery failed."""
         with self.database.transaction():
-            self.subscribers.set_status(delivery.public_id, Status.BOUNCED)
+            Feedback(self.database).record(
+                Event(Kind.HARD_BOUNCE, delivery.email, "send", self.database.clock(), error,
+                      message_id)  # fmt: skip
+            )
             self.mark_failed([delivery.id], error)
 
     def _update(self, delivery_ids, status: str, error: str, *, attempt: bool) -> None:

@@ -33,7 +33,7 @@ from newsletter.mail import message as compose
 from newsletter.settings import Settings
 from newsletter.subscriptions import emails
 from newsletter.subscriptions.queue import EmailQueue, QueuedEmail
-from newsletter.subscriptions.subscribers import Status, Subscriber, Subscribers
+from newsletter.subscriptions.subscribers import OPTING_IN, Subscriber, Subscribers
 from newsletter.subscriptions.tokens import Tokens
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ class Sender:
         if email.kind != "confirmation":
             self.queue.mark_failed(email.id, f"unknown kind of email {email.kind!r}")
             return None
-        if subscriber.status != Status.UNCONFIRMED:
+        if subscriber.status not in OPTING_IN:
             self.queue.mark_skipped(email.id, f"subscriber is {subscriber.status} now")
             return None
         message = emails.confirmation_email(

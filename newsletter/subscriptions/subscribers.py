@@ -35,13 +35,16 @@ class Status(enum.StrEnum):
     COMPLAINED = "complained"
 
 
+# Who may confirm with a valid link: the unconfirmed, and a complainer who signed up again.
+OPTING_IN = (Status.UNCONFIRMED, Status.COMPLAINED)
+
+
 class Outcome(enum.StrEnum):
     """What a subscribe request did. The web answer is the same for all of them."""
 
     QUEUED = "queued"  # a confirmation email is on its way
     THROTTLED = "throttled"  # one was queued less than the re-send interval ago
     ALREADY_CONFIRMED = "already_confirmed"
-    BLOCKED = "blocked"  # the address complained (marked us as spam): never mail it again
 
 
 class Confirmation(enum.StrEnum):
@@ -170,8 +173,6 @@ class Subscribers:
                 return Outcome.QUEUED
             if subscriber.status == Status.CONFIRMED:
                 return Outcome.ALREADY_CONFIRMED
-            if subscriber.status == Status.COMPLAINED:
-                return Outcome.BLOCKED
             last = subscriber.confirmation_sent_at
             if last and moment - parse_stamp(last) < timedelta(seconds=resend_interval):
                 return Outcome.THROTTLED
@@ -180,6 +181,14 @@ class Subscribers:
                     "UPDATE subscribers SET confirmation_sent_at = ?, consent_at = ?,"
                     " consent_source = ?, consent_ip_hash = ? WHERE id = ?",
                     (now, now, source, ip_hash, subscriber.id),
+                )
+            elif subscriber.status == Status.COMPLAINED:
+                # A new opt-in, but they stay `complained` (never announced to) until they
+                # press the button in this new confirmation email.
+                db.execute(
+                    "UPDATE subscribers SET confirm_nonce = ?, confirmation_sent_at = ?,"
+                    " consent_at = ?, consent_source = ?, consent_ip_hash = ? WHERE id = ?",
+                    (new_nonce(), now, now, source, ip_hash, subscriber.id),
                 )
             else:  # unsubscribed or bounced, and asking again: a new opt-in
                 db.execute(
@@ -203,7 +212,7 @@ class Subscribers:
                 return Confirmation.STALE, subscriber
             if subscriber.status == Status.CONFIRMED:
                 return Confirmation.ALREADY_CONFIRMED, subscriber
-            if subscriber.status != Status.UNCONFIRMED:
+            if subscriber.status not in OPTING_IN:
                 return Confirmation.STALE, subscriber
             self._set_status(db, subscriber.id, Status.CONFIRMED, now)
             return Confirmation.CONFIRMED, self._subscriber(db, "id", subscriber.id)

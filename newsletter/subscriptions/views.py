@@ -31,7 +31,7 @@ from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
 from newsletter.subscriptions import addresses
 from newsletter.subscriptions.emails import unsubscribe_url
-from newsletter.subscriptions.subscribers import Confirmation, Status
+from newsletter.subscriptions.subscribers import OPTING_IN, Confirmation, Status
 from newsletter.subscriptions.tokens import ExpiredToken, InvalidToken
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ def _confirm_problem(subscriber, nonce: str | None) -> Response | None:
             title="No subscription",
         )
     stale = nonce is None or not hmac.compare_digest(subscriber.confirm_nonce, nonce)
-    if stale or subscriber.status not in (Status.UNCONFIRMED, Status.CONFIRMED):
+    if stale or subscriber.status not in (*OPTING_IN, Status.CONFIRMED):
         return error(
             410,
             "This confirmation link is no longer valid: a newer one was sent, or the "
