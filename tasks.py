@@ -40,23 +40,30 @@ def rebuild(c):
     _build()
 
 
-@task(help={"port": "port for the site (default 8000)"})
-def serve(c, port=8000):
+@task(
+    help={
+        "port": "port for the site (default 8000)",
+        "endpoint_port": "port for the newsletter endpoint (default 5000)",
+        "isso_port": "port for Isso, the comments, when installed (default 8080)",
+    }
+)
+def serve(c, port=8000, endpoint_port=5000, isso_port=8080):
     """Build and serve output/ with live reload, the newsletter endpoint, and Isso if installed."""
-    from blog import comments
+    from blog.serve import running_helpers, start_comments
     from blog.serve import serve as run_server
     from newsletter.subscriptions import devserver
 
-    helpers = []
-    endpoint = devserver.start(site_url=f"http://localhost:{port}")
-    if endpoint:
-        helpers.append(endpoint)
-    isso = comments.start_local_isso(site_url=f"http://localhost:{port}")
-    if isso:
-        helpers.append(isso.process)
-        os.environ["ISSO_URL"] = isso.url
-        print(f"Comments: Isso at {isso.url}")
-    run_server(lambda: _build(SITEURL=f"http://localhost:{port}"), port=int(port), helpers=helpers)
+    site = f"http://localhost:{port}"
+    with running_helpers() as helpers:  # stopped on the way out: Ctrl-C, SIGTERM, SIGHUP
+        endpoint = devserver.start(site_url=site, port=int(endpoint_port))
+        if endpoint:
+            helpers.append(endpoint)
+        isso = start_comments(site_url=site, port=int(isso_port))
+        if isso:
+            helpers.append(isso.process)
+            os.environ["ISSO_URL"] = isso.url
+            print(f"Comments: Isso at {isso.url}")
+        run_server(lambda: _build(SITEURL=site), port=int(port), helpers=helpers)
 
 
 @task

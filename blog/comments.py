@@ -35,6 +35,7 @@ class IssoServer:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -75,17 +76,21 @@ def start_isso(
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise CommentsError(f"Isso exited at start; see {folder / 'isso.log'}")
-        try:
-            with urllib.request.urlopen(f"{url}/info", timeout=1):
-                return IssoServer(url=url, process=process)
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise CommentsError(f"Isso did not answer on {url} within {timeout} s")
+    server = IssoServer(url=url, process=process)
+    try:  # stopped on any way out but success, a Ctrl-C or SIGTERM during the wait included
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise CommentsError(f"Isso exited at start; see {folder / 'isso.log'}")
+            try:
+                with urllib.request.urlopen(f"{url}/info", timeout=1):
+                    return server
+            except OSError:
+                time.sleep(0.2)
+        raise CommentsError(f"Isso did not answer on {url} within {timeout} s")
+    except BaseException:
+        server.stop()
+        raise
 
 
 def start_local_isso(site_url: str, port: int = 8080) -> IssoServer | None:

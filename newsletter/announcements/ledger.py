@@ -290,8 +290,14 @@ class Ledger:
         provider feedback's one vocabulary, which bounces the subscriber), the delivery failed."""
         with self.database.transaction():
             Feedback(self.database).record(
-                Event(Kind.HARD_BOUNCE, delivery.email, "send", self.database.clock(), error,
-                      message_id)  # fmt: skip
+                Event(
+                    Kind.HARD_BOUNCE,
+                    delivery.email,
+                    "send",
+                    self.database.clock(),
+                    error,
+                    message_id,
+                )  # fmt: skip
             )
             self.mark_failed([delivery.id], error)
 

@@ -62,9 +62,12 @@ class Feedback:
             subscriber = self.subscribers.find(event.email.strip().casefold())
             if subscriber is None:
                 return Applied.UNKNOWN
-            if event.key and db.execute(
-                "SELECT 1 FROM feedback_events WHERE event_key = ?", (event.key,)
-            ).fetchone():
+            if (
+                event.key
+                and db.execute(
+                    "SELECT 1 FROM feedback_events WHERE event_key = ?", (event.key,)
+                ).fetchone()
+            ):
                 return Applied.DUPLICATE
             db.execute(
                 "INSERT INTO feedback_events (subscriber_id, kind, provider, reason, message_id,"
