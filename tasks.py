@@ -174,10 +174,12 @@ def _send_confirmations():
 
 @task(name="list", help={"status": "only this status (unconfirmed, confirmed, unsubscribed, ...)"})
 def subscribers_list(c, status=None):
-    """List subscribers with their status."""
+    """List subscribers with their status (bounced, complained: with the providers' last word)."""
     from newsletter.subscriptions.admin import format_subscribers
 
-    print(format_subscribers(_admin("list_subscribers", status)))
+    found = _admin("list_subscribers", status)
+    reasons = _admin("last_reasons", found) if status in ("bounced", "complained") else None
+    print(format_subscribers(found, reasons))
 
 
 @task(name="add", help={"email": "the address", "confirmed": "skip the confirmation email"})
@@ -229,10 +231,19 @@ def subscribers_forget(c, email):
 
 @task(name="stats")
 def subscribers_stats(c):
-    """Count subscribers by status, and the confirmation emails."""
+    """Subscribers by status, confirmation emails, and per announcement and for the last 30
+    days: sent, bounces, complaints and the complaint rate (with warnings)."""
+    from newsletter.announcements import stats as delivery
+    from newsletter.database import Database
+    from newsletter.settings import Settings
     from newsletter.subscriptions.admin import format_stats
 
     print(format_stats(_admin("stats")))
+    database = Database(Settings.from_env().database)
+    try:
+        print(delivery.format_stats(delivery.stats(database)))
+    finally:
+        database.close()
 
 
 subscribers = Collection(

@@ -28,6 +28,7 @@ from typing import TextIO
 
 from newsletter.settings import Settings
 from newsletter.subscriptions import addresses
+from newsletter.subscriptions.feedback import Feedback
 from newsletter.subscriptions.queue import EmailQueue
 from newsletter.subscriptions.sender import Sender
 from newsletter.subscriptions.subscribers import Status, Subscriber, Subscribers
@@ -69,6 +70,17 @@ def list_subscribers(settings: Settings, status: str | None = None) -> list[Subs
     store = open_store(settings)
     try:
         return store.list(Status(status) if status else None)
+    finally:
+        store.close()
+
+
+def last_reasons(settings: Settings, subscribers: list[Subscriber]) -> dict[int, str]:
+    """What the mail providers last said about each of these subscribers (bounce, complaint)."""
+    store = open_store(settings)
+    try:
+        feedback = Feedback(store.database)
+        reasons = {s.id: feedback.last_reason(s.id) for s in subscribers}
+        return {sid: reason for sid, reason in reasons.items() if reason}
     finally:
         store.close()
 
@@ -245,13 +257,20 @@ __all__ = [
 
 
 # Text for the tasks ---------------------------------------------------------------------------
-def format_subscribers(subscribers: list[Subscriber]) -> str:
+def format_subscribers(subscribers: list[Subscriber], reasons: dict[int, str] | None = None) -> str:
+    """One line each; with `reasons`, the providers' last word on them (bounced, complained)."""
     if not subscribers:
         return "No subscribers."
+    reasons = reasons or {}
     width = max(len(s.email) for s in subscribers)
-    lines = [f"{'email':<{width}}  {'status':<12}  since"]
+    lines = [
+        f"{'email':<{width}}  {'status':<12}  since" + ("       last report" if reasons else "")
+    ]
     for s in subscribers:
-        lines.append(f"{s.email:<{width}}  {s.status.value:<12}  {s.status_changed_at[:10]}")
+        line = f"{s.email:<{width}}  {s.status.value:<12}  {s.status_changed_at[:10]}"
+        if s.id in reasons:
+            line += f"  {reasons[s.id][:120]}"
+        lines.append(line)
     return "\n".join(lines + [f"{len(subscribers)} subscriber(s)"])
 
 
