@@ -105,7 +105,7 @@ def check(app, method, path, kind, fields, raw, accept, content_type):
     assert "Traceback" not in text and 'File "' not in text
     if stored(app) != before:  # something was stored: only a good sign-up may do that
         STORED.append(1)
-        assert (method, path, answer.status_code) == ("POST", "/subscribe", 200)
+        assert (method, path.split("?")[0], answer.status_code) == ("POST", "/subscribe", 200)
         email = fields.get("email") if kind != "raw" else None
         website = fields.get("website") if kind != "raw" else None
         assert kind != "raw" and valid(email if kind == "json" else str(email))

@@ -2,9 +2,10 @@
 `gunicorn 'newsletter.subscriptions.app:create_app()'`).
 
 Contract: `create_app` reads the settings (a `Settings`, a mapping of NEWSLETTER_* names, or the
-environment), opens and migrates the database, registers the views' Blueprint and starts the
-background sender of confirmation emails. `app.extensions["newsletter"]` is the `Newsletter`
-the views use; its `close()` stops the sender thread and closes the database.
+environment), opens and migrates the database, registers the views' Blueprint (and the provider
+webhooks', `webhooks.bp`) and starts the background sender of confirmation emails.
+`app.extensions["newsletter"]` is the `Newsletter` the views use; its `close()` stops the sender
+thread and closes the database.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from newsletter.subscriptions.sender import Sender
 from newsletter.subscriptions.subscribers import Subscribers
 from newsletter.subscriptions.tokens import Tokens
 from newsletter.subscriptions.views import BODY, TOO_LARGE, bp
+from newsletter.subscriptions.webhooks import bp as webhooks_bp
 
 THEME_STATIC = ROOT / "theme" / "static"
 
@@ -162,6 +164,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
         postal_address=settings.postal_address,
     )
     app.register_blueprint(bp)
+    app.register_blueprint(webhooks_bp)  # POST /webhooks/mailgun, /webhooks/ses
     state.sender.start()
     return app
 

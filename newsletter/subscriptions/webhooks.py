@@ -1,0 +1,600 @@
+"""Provider webhooks: what Mailgun and Amazon SES (through SNS) report back, bounces and spam
+complaints, verified and read into `feedback.Event`s that `Feedback.record` applies.
+
+Routes (one Blueprint, `bp`, registered by `app.create_app`; each answers JSON):
+- `POST /webhooks/mailgun`: Mailgun's webhooks (JSON: `signature` and `event-data`). The
+  signature is HMAC-SHA256 over timestamp + token with NEWSLETTER_MAILGUN_WEBHOOK_KEY; unsigned,
+  wrongly signed, or a timestamp more than 5 minutes away from now: 403. The signature does not
+  cover the event, so a token is good for one request: a token seen before gets 406 (tokens are
+  kept in memory, per process, at most `TOKEN_MEMORY` of them; the event id, stored as
+  `feedback_events.event_key`, stops anything applied twice across processes and restarts).
+  `failed` (severity permanent, or Mailgun's own suppression 605 / suppress-bounce) is a hard
+  bounce, `failed` temporary a soft bounce, `complained` (or suppression 607 /
+  suppress-complaint) a complaint; 606 (Mailgun's unsubscribe list) is not a bounce: 200,
+  ignored. Any other event type: 406, which Mailgun takes as "do not retry".
+- `POST /webhooks/ses`: SNS messages for the topic NEWSLETTER_SES_TOPIC_ARN, their signature
+  (SignatureVersion 1: SHA1withRSA, 2: SHA256withRSA) checked against the certificate at
+  `SigningCertURL`, fetched only over HTTPS from `sns.<region>.amazonaws.com` (`SNS_CERT_HOST`)
+  and cached. Another topic, a bad signature or a certificate elsewhere: 403. A
+  `SubscriptionConfirmation` is confirmed by fetching its `SubscribeURL` (same host rule); a
+  `Notification` carrying an SES `Bounce` (Permanent: hard; Transient, Undetermined: soft) or
+  `Complaint` is applied for each recipient; other SES notifications: 200, ignored.
+Either endpoint answers 404 while its setting is empty. Bad input never causes a 500 and a
+refused request stores nothing. Requests refused for their signature count against the per-IP
+rate limit (NEWSLETTER_RATE_LIMIT): past it, 429 before any work. A passing failure on our side
+(the database busy, the certificate host unreachable) is a 503, which both providers retry.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import math
+import re
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from datetime import UTC, datetime
+from email.utils import parseaddr
+from urllib.parse import urlsplit
+
+import requests
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from newsletter.ratelimit import Rate, RateLimiter
+from newsletter.subscriptions.feedback import Event, Feedback, Kind
+from newsletter.subscriptions.views import _network, error, newsletter
+
+log = logging.getLogger(__name__)
+bp = Blueprint("webhooks", __name__)
+STATE = "newsletter_webhooks"  # app.extensions[STATE]: the `Webhooks` of this app
+
+MAILGUN_MAX_SKEW = 300  # seconds between a Mailgun signature's timestamp and now, either way
+TOKEN_MEMORY = 10_000  # Mailgun tokens remembered per process (each for 2 * MAILGUN_MAX_SKEW)
+# Where SNS signing certificates (and subscription confirmations) may come from: the whole
+# netloc of an https:// URL, so a port or a user part never matches. Tests widen it.
+SNS_CERT_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+SNS_CERT_PATH = re.compile(r"^/[A-Za-z0-9._-]+\.pem$")
+SNS_TLS_VERIFY: bool | str = True  # requests' `verify=`: True, or a CA bundle's path (tests)
+HTTP_TIMEOUT = 10.0  # seconds, for each request to SNS
+MAX_CERT_BYTES = 64 * 1024
+CERT_CACHE_SIZE = 16  # certificates kept per process, by URL
+CERT_FETCH_RATE = Rate(10, 60)  # certificate downloads per process at most (an unknown URL each)
+SNS_SIGNED = {  # the fields each SNS message type signs, in the order of the string to sign
+    "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
+    "SubscriptionConfirmation": (
+        "Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type",
+    ),
+    "UnsubscribeConfirmation": (
+        "Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type",
+    ),
+}  # fmt: skip
+SES_BOUNCE_KINDS = {
+    "Permanent": Kind.HARD_BOUNCE,
+    "Transient": Kind.SOFT_BOUNCE,
+    "Undetermined": Kind.SOFT_BOUNCE,
+}
+
+
+# What each app keeps in memory ------------------------------------------------------------------
+class TokenMemory:
+    """Mailgun tokens already used, each kept `keep` seconds (past that its timestamp is too old
+    anyway), at most `limit` of them (the oldest go first). Thread-safe; per process."""
+
+    def __init__(self, limit: int = TOKEN_MEMORY, keep: float = 2 * MAILGUN_MAX_SKEW,
+                 clock=time.monotonic):  # fmt: skip
+        self.limit, self.keep, self.clock = limit, keep, clock
+        self._seen: OrderedDict[str, float] = OrderedDict()  # token -> forget after
+        self._lock = threading.Lock()
+
+    def claim(self, token: str) -> bool:
+        """True the first time a token is seen (it is then kept), False after."""
+        with self._lock:
+            now = self.clock()
+            while self._seen and next(iter(self._seen.values())) <= now:
+                self._seen.popitem(last=False)
+            if token in self._seen:
+                return False
+            self._seen[token] = now + self.keep
+            while len(self._seen) > self.limit:
+                self._seen.popitem(last=False)
+            return True
+
+    def release(self, token: str) -> None:
+        """Forget a token whose request failed on our side, so that its retry is taken."""
+        with self._lock:
+            self._seen.pop(token, None)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+class Refusals:
+    """Requests refused for their signature, counted per client network against `rate`: once a
+    network is past it, it is refused (429) before any work until a token refills."""
+
+    MAX_KEYS = 10_000
+
+    def __init__(self, rate: Rate, clock=time.monotonic):
+        self.limiter = RateLimiter(rate, clock=clock)
+        self.clock = clock
+        self._until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def blocked(self, key: str) -> float | None:
+        """Seconds until `key` may try again, or None."""
+        with self._lock:
+            until = self._until.get(key)
+            if until is None:
+                return None
+            wait = until - self.clock()
+            if wait <= 0:
+                del self._until[key]
+                return None
+            return wait
+
+    def count(self, key: str) -> None:
+        wait = self.limiter.hit(key)
+        if wait is None:
+            return
+        with self._lock:
+            now = self.clock()
+            if len(self._until) >= self.MAX_KEYS:
+                self._until = {k: v for k, v in self._until.items() if v > now}
+            self._until[key] = now + wait
+
+
+class CertificateUnavailable(Exception):
+    """The certificate could not be fetched now (network, or too many fetches): try later."""
+
+
+class CertificateRefused(Exception):
+    """What the certificate URL gave is no usable certificate."""
+
+
+class Certificates:
+    """SNS signing certificates by URL: fetched over HTTPS, at most `CERT_FETCH_RATE`, kept
+    (`CERT_CACHE_SIZE`, least recently used out first)."""
+
+    def __init__(self):
+        self._cache: OrderedDict[str, x509.Certificate] = OrderedDict()
+        self._lock = threading.Lock()
+        self.fetches = RateLimiter(CERT_FETCH_RATE)
+
+    def get(self, url: str) -> x509.Certificate:
+        with self._lock:
+            certificate = self._cache.get(url)
+            if certificate is not None:
+                self._cache.move_to_end(url)
+        if certificate is None:
+            certificate = self._fetch(url)
+            with self._lock:
+                self._cache[url] = certificate
+                while len(self._cache) > CERT_CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        now = datetime.now(UTC)
+        if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+            raise CertificateRefused("the signing certificate has expired or is not valid yet")
+        if not isinstance(certificate.public_key(), rsa.RSAPublicKey):
+            raise CertificateRefused("the signing certificate has no RSA key")
+        return certificate
+
+    def _fetch(self, url: str) -> x509.Certificate:
+        if self.fetches.hit("") is not None:
+            raise CertificateUnavailable("too many certificate downloads; try again in a minute")
+        try:
+            with requests.get(url, timeout=HTTP_TIMEOUT, verify=SNS_TLS_VERIFY,
+                              allow_redirects=False, stream=True) as response:  # fmt: skip
+                if response.status_code != 200:
+                    raise CertificateRefused(f"the certificate URL answered {response.status_code}")
+                body = b""
+                for chunk in response.iter_content(8192):
+                    body += chunk
+                    if len(body) > MAX_CERT_BYTES:
+                        raise CertificateRefused("the certificate is too large")
+        except requests.RequestException as problem:
+            log.warning("SNS certificate %s: %s", url, problem)
+            raise CertificateUnavailable("the signing certificate could not be fetched") from None
+        try:
+            return x509.load_pem_x509_certificate(body)
+        except ValueError:
+            raise CertificateRefused("the certificate URL gave no PEM certificate") from None
+
+
+class Webhooks:
+    """What the webhooks keep in memory, per app (and so per process): `app.extensions[STATE]`."""
+
+    def __init__(self, rate: Rate):
+        self.tokens = TokenMemory()
+        self.refusals = Refusals(rate)
+        self.certificates = Certificates()
+
+
+@bp.record_once
+def _setup(setup) -> None:
+    setup.app.extensions[STATE] = Webhooks(setup.app.extensions["newsletter"].settings.rate_limit)
+
+
+def webhooks() -> Webhooks:
+    return current_app.extensions[STATE]
+
+
+# Mailgun ----------------------------------------------------------------------------------------
+class Unusable(Exception):
+    """A verified request whose content cannot be read as feedback: 400, with this message."""
+
+
+@bp.post("/webhooks/mailgun")
+def mailgun():
+    nl = newsletter()
+    settings = nl.settings
+    if not settings.mailgun_webhook_key:
+        return error(404)
+    hooks, client = webhooks(), _network(request.remote_addr)
+    if (wait := hooks.refusals.blocked(client)) is not None:
+        return answer(429, "Too many refused requests from your network.", retry_after=wait)
+    payload = _json_object(request.get_data(cache=True))
+    if payload is None:
+        return answer(400, 'The body must be a JSON object: {"signature": ..., "event-data": ...}.')
+    signed = _mailgun_verified(payload.get("signature"), settings.mailgun_webhook_key)
+    if signed is None:
+        return refuse(client, "The request is not signed with this endpoint's webhook key.")
+    token, signed_at = signed
+    if abs(time.time() - signed_at) > MAILGUN_MAX_SKEW:
+        return refuse(client, "The signature's timestamp is more than 5 minutes from now.")
+    if not hooks.tokens.claim(token):
+        return answer(406, "This signature's token was used before: a webhook is taken once.")
+    try:
+        return _mailgun_event(payload.get("event-data"), signed_at)
+    except BaseException:
+        hooks.tokens.release(token)  # our failure (e.g. the database busy): the retry is taken
+        raise
+
+
+def _mailgun_verified(signature, key: str) -> tuple[str, int] | None:
+    """The token and timestamp of a correctly signed request, or None."""
+    if not isinstance(signature, dict):
+        return None
+    timestamp, token, digest = (signature.get(k) for k in ("timestamp", "token", "signature"))
+    if isinstance(timestamp, int) and not isinstance(timestamp, bool):
+        timestamp = str(timestamp)
+    if not (
+        isinstance(timestamp, str) and re.fullmatch(r"[0-9]{1,12}", timestamp)
+        and isinstance(token, str) and re.fullmatch(r"[\x21-\x7e]{1,256}", token)
+        and isinstance(digest, str) and re.fullmatch(r"[0-9a-fA-F]{64}", digest)
+    ):  # fmt: skip
+        return None
+    expected = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, digest.lower()):
+        return None
+    return token, int(timestamp)
+
+
+def _mailgun_event(data, signed_at: int) -> Response:
+    if not isinstance(data, dict):
+        return answer(400, "The webhook has no event-data object.")
+    name = data.get("event")
+    if name not in ("failed", "complained"):
+        return answer(
+            406,
+            "This endpoint takes Mailgun's failed and complained events only; this one is "
+            "not applied (and need not be sent again).",
+        )
+    try:
+        event = _mailgun_feedback(data, signed_at)
+    except Unusable as problem:
+        return answer(400, str(problem))
+    if event is None:
+        return answer(200, "Not a bounce or a complaint: nothing to apply.", applied="ignored")
+    applied = _feedback().record(event)
+    log.info("mailgun %s: %s", event.kind, applied)
+    return answer(200, "Recorded.", applied=applied.value)
+
+
+def _mailgun_feedback(data: dict, signed_at: int) -> Event | None:
+    status = data.get("delivery-status")
+    status = status if isinstance(status, dict) else {}
+    reason = _text(data.get("reason"))
+    code = status.get("code")
+    code = int(code) if isinstance(code, str) and re.fullmatch(r"[0-9]{3}", code) else code
+    if data["event"] == "complained" or code == 607 or reason == "suppress-complaint":
+        kind = Kind.COMPLAINT
+    elif code == 605 or reason == "suppress-bounce":
+        kind = Kind.HARD_BOUNCE
+    elif code == 606 or reason == "suppress-unsubscribe":
+        return None  # on Mailgun's own unsubscribe list: the address works
+    elif data.get("severity") == "permanent":
+        kind = Kind.HARD_BOUNCE
+    elif data.get("severity") == "temporary":
+        kind = Kind.SOFT_BOUNCE
+    else:
+        raise Unusable("A failed event needs severity permanent or temporary.")
+    email = _address(data.get("recipient"))
+    if email is None:
+        raise Unusable("The event has no recipient address.")
+    event_id = data.get("id")
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= 200:
+        raise Unusable("The event has no id.")
+    message = data.get("message")
+    headers = message.get("headers") if isinstance(message, dict) else None
+    message_id = _text(headers.get("message-id")) if isinstance(headers, dict) else ""
+    if message_id and not message_id.startswith("<"):
+        message_id = f"<{message_id}>"
+    words = _text(status.get("message")) or _text(status.get("description")) or reason
+    return Event(
+        kind=kind,
+        email=email,
+        provider="mailgun",
+        occurred_at=_epoch(data.get("timestamp")) or _epoch(signed_at) or datetime.now(UTC),
+        reason=words or ("spam complaint" if kind == Kind.COMPLAINT else ""),
+        message_id=message_id[:998] or None,
+        key=f"mailgun:{event_id}",
+    )
+
+
+# Amazon SES, through SNS ------------------------------------------------------------------------
+@bp.post("/webhooks/ses")
+def ses():
+    nl = newsletter()
+    settings = nl.settings
+    if not settings.ses_topic_arn:
+        return error(404)
+    hooks, client = webhooks(), _network(request.remote_addr)
+    if (wait := hooks.refusals.blocked(client)) is not None:
+        return answer(429, "Too many refused requests from your network.", retry_after=wait)
+    message = _json_object(request.get_data(cache=True))
+    if message is None:
+        return answer(400, "The body must be an SNS message: a JSON object.")
+    kind = message.get("Type")
+    if not isinstance(kind, str) or kind not in SNS_SIGNED:
+        return answer(400, "Not an SNS message: Type must be Notification or a confirmation.")
+    signed = _sns_signed_text(message, kind)
+    if signed is None:
+        return answer(400, "The SNS message lacks a field it must have, or has one not a string.")
+    if message["TopicArn"] != settings.ses_topic_arn:
+        return refuse(client, "This endpoint takes the messages of one SNS topic, not this one.")
+    version = message.get("SignatureVersion")
+    signature = _base64(message.get("Signature"))
+    url = message.get("SigningCertURL")
+    if version not in ("1", "2") or signature is None or not sns_url_allowed(url, SNS_CERT_PATH):
+        return refuse(client, "The SNS message is not signed, or its certificate is not SNS's.")
+    try:
+        certificate = hooks.certificates.get(url)
+    except CertificateUnavailable as problem:
+        return answer(503, f"Cannot check the signature now: {problem}.", retry_after=60)
+    except CertificateRefused as problem:
+        log.warning("SNS certificate %s refused: %s", url, problem)
+        return refuse(client, "The SNS message's signing certificate is not usable.")
+    digest = hashes.SHA1() if version == "1" else hashes.SHA256()  # SNS's versions 1 and 2
+    try:
+        certificate.public_key().verify(signature, signed, padding.PKCS1v15(), digest)
+    except InvalidSignature:
+        return refuse(client, "The SNS message's signature does not match it.")
+    if kind == "SubscriptionConfirmation":
+        return _confirm_subscription(message)
+    if kind == "UnsubscribeConfirmation":
+        log.warning("SNS: the subscription to %s was ended", message["TopicArn"])
+        return answer(200, "Noted: the subscription was ended.")
+    return _ses_notification(message)
+
+
+def sns_url_allowed(url, path: re.Pattern | None = None) -> bool:
+    """An https:// URL of SNS's own (`SNS_CERT_HOST`), without user part, query or fragment
+    when `path` is given (a certificate), whose path matches `path`."""
+    if not isinstance(url, str) or len(url) > 2000:
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    if parts.scheme != "https" or not SNS_CERT_HOST.fullmatch(parts.netloc):
+        return False
+    return path is None or (
+        not parts.query and not parts.fragment and bool(path.fullmatch(parts.path))
+    )
+
+
+def _sns_signed_text(message: dict, kind: str) -> bytes | None:
+    """SNS's string to sign ("Name\\nvalue\\n" for each signed field), or None when a field it
+    needs is missing or not text."""
+    lines = []
+    for name in SNS_SIGNED[kind]:
+        value = message.get(name)
+        if name == "Subject" and value is None:
+            continue  # signed only when present
+        if not isinstance(value, str):
+            return None
+        lines.append(f"{name}\n{value}\n")
+    try:
+        return "".join(lines).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
+        return None
+
+
+def _confirm_subscription(message: dict) -> Response:
+    url = message["SubscribeURL"]
+    if not sns_url_allowed(url):
+        return refuse(
+            _network(request.remote_addr), "The subscription URL is not one of SNS's own."
+        )
+    try:
+        with requests.get(url, timeout=HTTP_TIMEOUT, verify=SNS_TLS_VERIFY,
+                          allow_redirects=False) as response:  # fmt: skip
+            status = response.status_code
+    except requests.RequestException as problem:
+        log.warning("SNS subscription confirmation failed: %s", problem)
+        return answer(503, "Could not reach SNS to confirm the subscription.", retry_after=60)
+    if status != 200:
+        log.warning("SNS subscription confirmation answered %s", status)
+        return answer(502, f"SNS answered {status} to the subscription confirmation.")
+    log.info("SNS: subscribed to %s", message["TopicArn"])
+    return answer(200, "Subscribed to the topic.")
+
+
+def _ses_notification(message: dict) -> Response:
+    content = _json_object(message["Message"])
+    if content is None:
+        return answer(400, "The notification's Message is not a JSON object.")
+    name = content.get("notificationType") or content.get("eventType")
+    if name not in ("Bounce", "Complaint"):
+        return answer(200, "Not a bounce or a complaint: nothing to apply.", applied=[])
+    try:
+        events = _ses_feedback(content, name, message)
+    except Unusable as problem:
+        return answer(400, str(problem))
+    feedback = _feedback()
+    applied = [feedback.record(event).value for event in events]
+    log.info("ses %s: %s", name, ", ".join(applied) or "no recipient")
+    return answer(200, "Recorded.", applied=applied)
+
+
+def _ses_feedback(content: dict, name: str, message: dict) -> list[Event]:
+    if name == "Bounce":
+        report = content.get("bounce")
+        listed = "bouncedRecipients"
+        report_type = report.get("bounceType") if isinstance(report, dict) else None
+        kind = SES_BOUNCE_KINDS.get(report_type) if isinstance(report_type, str) else None
+        if kind is None:
+            raise Unusable("A bounce needs bounceType Permanent, Transient or Undetermined.")
+        general = f"{report_type} bounce: {_text(report.get('bounceSubType'))}".rstrip(": ")
+    else:
+        report = content.get("complaint")
+        listed, kind = "complainedRecipients", Kind.COMPLAINT
+        if not isinstance(report, dict):
+            raise Unusable("A complaint notification needs its complaint object.")
+        general = "spam complaint: " + (_text(report.get("complaintFeedbackType")) or "abuse")
+    recipients = report.get(listed)
+    if not isinstance(recipients, list) or not recipients:
+        raise Unusable(f"The notification lists no {listed}.")
+    mail = content.get("mail")
+    mail = mail if isinstance(mail, dict) else {}
+    common = mail.get("commonHeaders")
+    ours = _text(common.get("messageId")) if isinstance(common, dict) else ""
+    message_id = ours or _text(mail.get("messageId"))  # our Message-ID, else SES's own id
+    occurred = _iso(report.get("timestamp")) or _iso(message["Timestamp"]) or datetime.now(UTC)
+    events, seen = [], set()
+    for recipient in recipients[:100]:
+        email = _address(recipient.get("emailAddress") if isinstance(recipient, dict) else None)
+        if email is None or email.casefold() in seen:
+            continue
+        seen.add(email.casefold())
+        words = _text(recipient.get("diagnosticCode")) or general
+        events.append(
+            Event(
+                kind=kind,
+                email=email,
+                provider="ses",
+                occurred_at=occurred,
+                reason=words,
+                message_id=message_id[:998] or None,
+                key=f"ses:{message['MessageId']}:{email.casefold()}",
+            )
+        )
+    if not events:
+        raise Unusable(f"The notification's {listed} have no email address.")
+    return events
+
+
+# Shared -----------------------------------------------------------------------------------------
+def answer(status: int, message: str, *, retry_after: float | None = None, **data) -> Response:
+    """A webhook's answer: always JSON, for a provider, not a person."""
+    response = jsonify(ok=status < 400, message=message, **data)
+    response.status_code = status
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, round(retry_after)))
+    return response
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(_problem) -> Response:
+    limit = newsletter().settings.max_request_bytes // 1024
+    return answer(413, f"The request is too large: at most {limit} KB is accepted.")
+
+
+@bp.errorhandler(sqlite3.OperationalError)
+def _database_busy(problem) -> Response:
+    log.error("webhook %s: database error: %s", request.path, problem)
+    return answer(503, "The database is busy: send this again in a moment.", retry_after=30)
+
+
+def refuse(client: str, message: str) -> Response:
+    """403 for a request we cannot trust; it counts against the client's network."""
+    webhooks().refusals.count(client)
+    log.warning("webhook %s refused from %s: %s", request.path, request.remote_addr, message)
+    return answer(403, message)
+
+
+def _feedback() -> Feedback:
+    nl = newsletter()
+    return Feedback(
+        nl.database,
+        soft_limit=nl.settings.soft_bounce_limit,
+        soft_days=nl.settings.soft_bounce_days,
+    )
+
+
+def _json_object(raw) -> dict | None:
+    try:
+        value = json.loads(raw)
+    except (ValueError, TypeError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _text(value) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _address(value) -> str | None:
+    """A plain address from a provider's field ("a@b" or "Name <a@b>"), or None."""
+    if not isinstance(value, str) or len(value) > 500:
+        return None
+    address = parseaddr(value)[1].strip()
+    local, at, domain = address.rpartition("@")
+    if not (at and local and domain) or len(address) > 320 or any(c.isspace() for c in address):
+        return None
+    return address
+
+
+def _epoch(value) -> datetime | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value <= 0:
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _iso(value) -> datetime | None:
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _base64(value) -> bytes | None:
+    if not isinstance(value, str) or len(value) > 4096:
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+__all__ = ["SNS_CERT_HOST", "SNS_TLS_VERIFY", "Webhooks", "bp", "sns_url_allowed"]

@@ -1,0 +1,482 @@
+"""POST /webhooks/mailgun through create_app, over a real SQLite file: Mailgun's documented
+`failed` and `complained` payloads, signed with the test's webhook key, apply; every request
+that cannot be trusted or read gets a 4xx and leaves every table as it was."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from newsletter.ratelimit import Rate
+from newsletter.subscriptions.app import create_app
+from newsletter.subscriptions.subscribers import Status
+from newsletter.subscriptions.webhooks import TokenMemory
+from tests.announce_helpers import add_subscribers
+from tests.conftest import newsletter_settings
+
+KEY = "key-" + "3ax6" * 8  # Mailgun's "HTTP webhook signing key", as the test's own
+URL = "/webhooks/mailgun"
+
+# Mailgun's documented webhook payloads (user manual, "Webhook payloads"), the parts we read and
+# the parts around them, as Mailgun sends them: a `signature` block and the `event-data`.
+PERMANENT = {
+    "event-data": {
+        "id": "G9Bn5sl1TC6nu79C8C0bwg",
+        "timestamp": 1521233195.375624,
+        "log-level": "error",
+        "event": "failed",
+        "severity": "permanent",
+        "reason": "bounce",
+        "envelope": {
+            "sender": "news@walkagain.example",
+            "transport": "smtp",
+            "targets": "alice@example.com",
+        },
+        "flags": {"is-routed": False, "is-authenticated": True, "is-test-mode": False},
+        "delivery-status": {
+            "tls": True,
+            "mx-host": "smtp-in.example.com",
+            "attempt-no": 1,
+            "description": "",
+            "session-seconds": 0.4331989288330078,
+            "code": 550,
+            "message": "5.1.1 The email account that you tried to reach does not exist.",
+            "certificate-verified": True,
+        },
+        "message": {
+            "headers": {
+                "to": "alice@example.com",
+                "message-id": "20130503192659.13651.20287@walkagain.example",
+                "from": "Walk Again <news@walkagain.example>",
+                "subject": "A new article",
+            },
+            "attachments": [],
+            "size": 111,
+        },
+        "recipient": "alice@example.com",
+        "recipient-domain": "example.com",
+        "storage": {"url": "https://se.api.mailgun.net/v3/domains/x/messages/y", "key": "y"},
+        "campaigns": [],
+        "tags": [],
+        "user-variables": {},
+    }
+}
+TEMPORARY = {
+    "event-data": {
+        "id": "Fs7-5t81S2ms-EM1ulgN0w",
+        "timestamp": 1521472262.908181,
+        "log-level": "warn",
+        "event": "failed",
+        "severity": "temporary",
+        "reason": "generic",
+        "delivery-status": {
+            "attempt-no": 1,
+            "message": "4.2.2 The email account that you tried to reach is over quota.",
+            "code": 452,
+            "description": "",
+            "session-seconds": 1.0,
+            "retry-seconds": 600,
+        },
+        "message": {"headers": {"message-id": "<20180319153257.1.A@walkagain.example>"}},
+        "recipient": "alice@example.com",
+        "recipient-domain": "example.com",
+    }
+}
+COMPLAINED = {
+    "event-data": {
+        "id": "-Agny091SquKnsrW2NEKUA",
+        "timestamp": 1521233123.501324,
+        "log-level": "warn",
+        "event": "complained",
+        "envelope": {"sending-ip": "173.193.210.33"},
+        "flags": {"is-test-mode": False},
+        "message": {
+            "headers": {
+                "to": "Alice <alice@example.com>",
+                "message-id": "20110215055645.25246.63817@walkagain.example",
+                "from": "Walk Again <news@walkagain.example>",
+                "subject": "A new article",
+            },
+            "attachments": [],
+            "size": 111,
+        },
+        "recipient": "alice@example.com",
+        "campaigns": [],
+        "tags": [],
+        "user-variables": {},
+    }
+}
+
+
+def suppressed(code: int, reason: str, description: str) -> dict:
+    """A `failed` event for an address on one of Mailgun's own suppression lists."""
+    payload = copy.deepcopy(PERMANENT)
+    data = payload["event-data"]
+    data["id"], data["reason"] = f"suppressed-{code}", reason
+    data["delivery-status"] = {
+        "attempt-no": 1,
+        "code": code,
+        "description": description,
+        "message": "",
+        "session-seconds": 0.0,
+    }
+    return payload
+
+
+def sign(payload: dict, key: str = KEY, *, timestamp: int | None = None, token=None) -> dict:
+    """The payload with Mailgun's signature block: HMAC-SHA256(key, timestamp + token), hex."""
+    payload = copy.deepcopy(payload)
+    timestamp = str(int(time.time()) if timestamp is None else timestamp)
+    token = token or secrets.token_hex(25)
+    digest = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
+    payload["signature"] = {"timestamp": timestamp, "token": token, "signature": digest}
+    return payload
+
+
+def event(template: dict, **changes) -> dict:
+    payload = copy.deepcopy(template)
+    payload["event-data"].update(changes)
+    return payload
+
+
+def snapshot(settings) -> dict[str, list]:
+    """Every row of every table, to compare before and after a refused request."""
+    db = sqlite3.connect(settings.database)
+    try:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {t: db.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
+    finally:
+        db.close()
+
+
+def status_of(settings, email: str) -> str:
+    db = sqlite3.connect(settings.database)
+    try:
+        return db.execute("SELECT status FROM subscribers WHERE email = ?", (email,)).fetchone()[0]
+    finally:
+        db.close()
+
+
+def events_of(settings) -> list[tuple]:
+    db = sqlite3.connect(settings.database)
+    try:
+        return db.execute(
+            "SELECT kind, provider, reason, message_id, occurred_at, event_key"
+            " FROM feedback_events ORDER BY id"
+        ).fetchall()
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def settings_(make_settings):
+    made = make_settings(mailgun_webhook_key=KEY, rate_limit=Rate(1000, 60))
+    add_subscribers(
+        made, {"alice@example.com": Status.CONFIRMED, "bob@example.com": Status.CONFIRMED}
+    )
+    return made
+
+
+@pytest.fixture
+def client(settings_):
+    app = create_app(settings_)
+    yield app.test_client()
+    app.extensions["newsletter"].close()
+
+
+def post(client, payload, **kwargs):
+    body = payload if isinstance(payload, bytes | str) else json.dumps(payload)
+    response = client.post(URL, data=body, content_type="application/json", **kwargs)
+    assert response.status_code < 500, response.get_data(as_text=True)[:300]
+    if response.status_code >= 400:
+        assert response.json["ok"] is False and len(response.json["message"]) > 15
+    return response
+
+
+# What applies ----------------------------------------------------------------------------------
+def test_a_permanent_failure_bounces_the_subscriber(client, settings_):
+    response = post(client, sign(PERMANENT))
+    assert response.status_code == 200 and response.json["applied"] == "bounced"
+    assert status_of(settings_, "alice@example.com") == "bounced"
+    assert status_of(settings_, "bob@example.com") == "confirmed"
+    [(kind, provider, reason, message_id, occurred_at, key)] = events_of(settings_)
+    assert (kind, provider, key) == ("hard_bounce", "mailgun", "mailgun:G9Bn5sl1TC6nu79C8C0bwg")
+    assert reason.startswith("5.1.1 The email account")
+    assert message_id == "<20130503192659.13651.20287@walkagain.example>"  # wrapped in <>
+    assert occurred_at == "2018-03-16T20:46:35.375624Z"  # event-data.timestamp, not now
+
+
+def test_a_complaint_marks_the_subscriber_complained(client, settings_):
+    response = post(client, sign(COMPLAINED))
+    assert response.status_code == 200 and response.json["applied"] == "complained"
+    assert status_of(settings_, "alice@example.com") == "complained"
+    [(kind, _, _, message_id, _, key)] = events_of(settings_)
+    assert kind == "complaint" and key == "mailgun:-Agny091SquKnsrW2NEKUA"
+    assert message_id == "<20110215055645.25246.63817@walkagain.example>"
+
+
+def test_three_temporary_failures_make_a_bounce(client, settings_):
+    applied = []
+    for n in range(3):
+        payload = event(TEMPORARY, id=f"temp-{n}", timestamp=time.time() - 3600 * (3 - n))
+        applied.append(post(client, sign(payload)).json["applied"])
+        if n < 2:
+            assert status_of(settings_, "alice@example.com") == "confirmed"
+    assert applied == ["counted", "counted", "bounced"]
+    assert status_of(settings_, "alice@example.com") == "bounced"
+    assert [row[0] for row in events_of(settings_)] == ["soft_bounce"] * 3
+    # the message id had its <> already: kept as it is
+    assert events_of(settings_)[0][3] == "<20180319153257.1.A@walkagain.example>"
+
+
+@pytest.mark.parametrize(
+    "code, reason, description, status, kind",
+    [
+        (605, "suppress-bounce", "Not delivering to previously bounced address", "bounced",
+         "hard_bounce"),
+        (607, "suppress-complaint", "Not delivering to a user who marked your messages as spam",
+         "complained", "complaint"),
+    ],
+)  # fmt: skip
+def test_mailguns_own_suppressions_are_honoured(client, settings_, code, reason, description,
+                                                 status, kind):  # fmt: skip
+    response = post(client, sign(suppressed(code, reason, description)))
+    assert response.status_code == 200 and response.json["applied"] == status
+    assert status_of(settings_, "alice@example.com") == status
+    [row] = events_of(settings_)
+    assert row[0] == kind and row[2] == description
+
+
+def test_the_code_alone_is_enough(client, settings_):
+    """607 with a reason Mailgun did not spell out: still a complaint, never a mere bounce."""
+    payload = suppressed(607, "", "Not delivering to a user who marked your messages as spam")
+    assert post(client, sign(payload)).json["applied"] == "complained"
+
+
+def test_mailguns_unsubscribe_list_is_not_a_bounce(client, settings_):
+    before = snapshot(settings_)
+    payload = suppressed(606, "suppress-unsubscribe", "Not delivering to unsubscribed address")
+    response = post(client, sign(payload))
+    assert response.status_code == 200 and response.json["applied"] == "ignored"
+    assert snapshot(settings_) == before
+
+
+def test_an_event_sent_again_with_a_new_signature_changes_nothing(client, settings_):
+    assert post(client, sign(COMPLAINED)).json["applied"] == "complained"
+    before = snapshot(settings_)
+    response = post(client, sign(COMPLAINED))  # Mailgun's retry: new token, same event id
+    assert response.status_code == 200 and response.json["applied"] == "duplicate"
+    assert snapshot(settings_) == before
+
+
+def test_an_address_we_do_not_know_is_not_stored(client, settings_):
+    before = snapshot(settings_)
+    response = post(client, sign(event(PERMANENT, recipient="stranger@example.com")))
+    assert response.status_code == 200 and response.json["applied"] == "unknown"
+    assert snapshot(settings_) == before
+
+
+# What is refused, and changes nothing ----------------------------------------------------------
+REFUSED = {
+    "wrong key": (lambda: sign(PERMANENT, key="key-" + "0" * 32), 403),
+    "no signature": (lambda: PERMANENT, 403),
+    "signature of another request": (
+        lambda: {
+            **sign(PERMANENT),
+            "signature": {**sign(PERMANENT)["signature"], "token": "x" * 50},
+        },
+        403,
+    ),
+    "signature not hex": (
+        lambda: {
+            **PERMANENT,
+            "signature": {
+                "timestamp": str(int(time.time())),
+                "token": "t" * 50,
+                "signature": "z" * 64,
+            },
+        },
+        403,
+    ),
+    "signature fields of the wrong types": (
+        lambda: {**PERMANENT, "signature": {"timestamp": [1], "token": {"a": 1}, "signature": 7}},
+        403,
+    ),
+    "signature not an object": (lambda: {**PERMANENT, "signature": "sig"}, 403),
+    "timestamp 6 minutes old": (lambda: sign(PERMANENT, timestamp=int(time.time()) - 360), 403),
+    "timestamp 6 minutes ahead": (lambda: sign(PERMANENT, timestamp=int(time.time()) + 360), 403),
+    "malformed JSON": (lambda: b'{"signature": {"timestamp": ', 400),
+    "JSON not an object": (lambda: b"[1, 2, 3]", 400),
+    "not JSON at all": (lambda: b"\xff\xfe\x00garbage", 400),
+    "deeply nested JSON": (lambda: b"[" * 5000 + b"]" * 5000, 400),
+    "unknown event type (delivered)": (lambda: sign(event(PERMANENT, event="delivered")), 406),
+    "unknown event type (opened)": (lambda: sign(event(COMPLAINED, event="opened")), 406),
+    "event type missing": (lambda: sign({"event-data": {"recipient": "alice@example.com"}}), 406),
+    "no event-data": (lambda: sign({}), 400),
+    "failed without a severity": (lambda: sign(event(PERMANENT, severity=None, reason="x")), 400),
+    "no recipient": (lambda: sign(event(PERMANENT, recipient=None)), 400),
+    "recipient not an address": (lambda: sign(event(PERMANENT, recipient=["a@b"])), 400),
+    "no event id": (lambda: sign(event(PERMANENT, id=None)), 400),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_what_cannot_be_trusted_or_read_changes_nothing(client, settings_, case):
+    make, status = REFUSED[case]
+    before = snapshot(settings_)
+    response = post(client, make())
+    assert response.status_code == status, response.json
+    assert snapshot(settings_) == before
+    assert status_of(settings_, "alice@example.com") == "confirmed"
+
+
+def test_a_replayed_token_is_refused(client, settings_):
+    first = sign(COMPLAINED, token="replayed-token-" + "a" * 35)
+    assert post(client, first).status_code == 200
+    before = snapshot(settings_)
+    # The signature covers only timestamp + token: the same block with another event...
+    forged = {**event(PERMANENT, recipient="bob@example.com"), "signature": first["signature"]}
+    response = post(client, forged)
+    assert response.status_code == 406 and "used before" in response.json["message"]
+    # ... or the very same request again
+    assert post(client, first).status_code == 406
+    assert snapshot(settings_) == before
+    assert status_of(settings_, "bob@example.com") == "confirmed"
+
+
+def test_a_megabyte_body_is_refused_before_the_view(client, settings_):
+    before = snapshot(settings_)
+    payload = sign(PERMANENT)
+    payload["padding"] = "x" * (1024 * 1024)
+    response = post(client, payload)
+    assert response.status_code == 413
+    assert snapshot(settings_) == before
+
+
+def test_only_post(client, settings_):
+    before = snapshot(settings_)
+    for method in ("GET", "PUT", "DELETE"):
+        response = client.open(URL, method=method, data=json.dumps(sign(PERMANENT)),
+                               content_type="application/json")  # fmt: skip
+        assert response.status_code == 405
+    assert snapshot(settings_) == before
+
+
+def test_without_a_key_the_endpoint_is_not_there(make_settings):
+    settings_ = make_settings()
+    add_subscribers(settings_, {"alice@example.com": Status.CONFIRMED})
+    app = create_app(settings_)
+    try:
+        before = snapshot(settings_)
+        response = post(app.test_client(), sign(PERMANENT, key=""))
+        assert response.status_code == 404
+        assert snapshot(settings_) == before
+    finally:
+        app.extensions["newsletter"].close()
+
+
+def test_refused_requests_count_against_the_network(make_settings):
+    settings_ = make_settings(mailgun_webhook_key=KEY, rate_limit=Rate(3, 3600))
+    add_subscribers(settings_, {"alice@example.com": Status.CONFIRMED})
+    app = create_app(settings_)
+    try:
+        client = app.test_client()
+        statuses = [post(client, sign(PERMANENT, key="wrong")).status_code for _ in range(4)]
+        assert statuses == [403, 403, 403, 403]
+        response = post(client, sign(PERMANENT))  # even a good one, from that network, waits
+        assert response.status_code == 429 and int(response.headers["Retry-After"]) > 60
+        assert status_of(settings_, "alice@example.com") == "confirmed"
+        other = post(client, sign(PERMANENT), environ_base={"REMOTE_ADDR": "192.0.2.7"})
+        assert other.status_code == 200  # another network is not held up
+    finally:
+        app.extensions["newsletter"].close()
+
+
+def test_a_failure_on_our_side_lets_the_retry_through(client, settings_, monkeypatch):
+    """The token is given back when the request fails on our side (503), so Mailgun's retry of
+    the very same request is taken."""
+    import newsletter.subscriptions.feedback as feedback
+
+    payload = sign(PERMANENT)
+    real = feedback.Feedback.record
+
+    def busy(self, event):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(feedback.Feedback, "record", busy)
+    busy_answer = client.post(URL, data=json.dumps(payload), content_type="application/json")
+    assert busy_answer.status_code == 503 and busy_answer.headers["Retry-After"]
+    monkeypatch.setattr(feedback.Feedback, "record", real)
+    assert post(client, payload).json["applied"] == "bounced"
+
+
+def test_the_token_memory_is_bounded_and_forgets_old_tokens():
+    now = [0.0]
+    memory = TokenMemory(limit=3, keep=600, clock=lambda: now[0])
+    assert [memory.claim(t) for t in "abc"] == [True, True, True]
+    assert memory.claim("a") is False
+    assert memory.claim("d") and len(memory) == 3  # "a" went first
+    now[0] = 601
+    assert memory.claim("b") is True and len(memory) == 1  # the rest had expired
+
+
+# Whatever arrives, signed or not: never a 5xx, and a refusal stores nothing -------------------
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner,
+                                                                max_size=3),
+    max_leaves=12,
+)  # fmt: skip
+EVENT_DATA = st.fixed_dictionaries(
+    {},
+    optional={
+        "event": st.sampled_from(["failed", "complained", "delivered", ""]) | JSONISH,
+        "severity": st.sampled_from(["permanent", "temporary"]) | JSONISH,
+        "reason": st.sampled_from(["suppress-bounce", "suppress-complaint", "bounce"]) | JSONISH,
+        "recipient": st.sampled_from(["alice@example.com", "bob@example.com"]) | JSONISH,
+        "id": st.text(min_size=1, max_size=20) | JSONISH,
+        "timestamp": st.floats() | st.integers() | JSONISH,
+        "delivery-status": st.fixed_dictionaries(
+            {}, optional={"code": st.sampled_from([605, 606, 607, "605"]) | JSONISH,
+                          "message": JSONISH, "description": JSONISH}) | JSONISH,
+        "message": st.fixed_dictionaries(
+            {}, optional={"headers": st.fixed_dictionaries(
+                {}, optional={"message-id": st.text(max_size=40) | JSONISH}) | JSONISH}) | JSONISH,
+    },
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fuzz(tmp_path_factory):
+    """One app and one database for every fuzz example."""
+    made = newsletter_settings(
+        tmp_path_factory.mktemp("mailgun-fuzz"), mailgun_webhook_key=KEY,
+        rate_limit=Rate(1_000_000, 60),
+    )  # fmt: skip
+    add_subscribers(made, {"alice@example.com": Status.CONFIRMED,
+                           "bob@example.com": Status.CONFIRMED})  # fmt: skip
+    app = create_app(made)
+    yield made, app.test_client()
+    app.extensions["newsletter"].close()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=EVENT_DATA, signed=st.booleans())
+def test_fuzz_never_a_5xx(fuzz, data, signed):
+    settings_, client = fuzz
+    before = snapshot(settings_)
+    payload = {"event-data": data}
+    response = post(client, sign(payload) if signed else payload)
+    if response.status_code >= 400 or response.json.get("applied") in ("duplicate", "ignored"):
+        assert snapshot(settings_) == before
+    if not signed:
+        assert response.status_code == 403

@@ -1,0 +1,657 @@
+"""POST /webhooks/ses through create_app, over a real SQLite file: SNS messages signed here (a
+signing key and certificate made by the test, SignatureVersion 1 and 2), the certificate served
+over real HTTPS by a local server (its own test CA) that also records the subscription
+confirmation; what cannot be verified gets a 403 and leaves every table as it was."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import http.server
+import ipaddress
+import json
+import re
+import socket
+import sqlite3
+import ssl
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from newsletter.ratelimit import Rate
+from newsletter.subscriptions import webhooks
+from newsletter.subscriptions.app import create_app
+from newsletter.subscriptions.subscribers import Status
+from tests.announce_helpers import add_subscribers
+from tests.conftest import newsletter_settings
+
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses"
+URL = "/webhooks/ses"
+CERT_PATH = "/SimpleNotificationService-0123456789abcdef0123456789abcdef.pem"
+EXPIRED_PATH = "/SimpleNotificationService-expired.pem"
+SIGNED = {  # what SNS signs for each message type, in this order ("Subject" only when present)
+    "Notification": ["Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"],
+    "SubscriptionConfirmation": [
+        "Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type",
+    ],
+}  # fmt: skip
+
+# Amazon SES's documented notification contents ("Amazon SES notification examples"), with our
+# subscribers' addresses: a permanent bounce, a transient one and a complaint.
+MAIL = {
+    "timestamp": "2026-01-27T14:59:38.237Z",
+    "source": "news@walkagain.example",
+    "sourceArn": "arn:aws:ses:eu-west-1:123456789012:identity/walkagain.example",
+    "sourceIp": "127.0.3.0",
+    "sendingAccountId": "123456789012",
+    "callerIdentity": "newsletter",
+    "messageId": "00000138111222aa-33322211-cccc-cccc-cccc-ddddaaaa0680-000000",
+    "destination": ["alice@example.com"],
+    "headersTruncated": False,
+    "commonHeaders": {
+        "from": ["Walk Again <news@walkagain.example>"],
+        "date": "Tue, 27 Jan 2026 14:05:45 +0000",
+        "to": ["alice@example.com"],
+        "messageId": "<announce.1.abc@walkagain.example>",
+        "subject": "A new article",
+    },
+}
+PERMANENT = {
+    "notificationType": "Bounce",
+    "bounce": {
+        "bounceType": "Permanent",
+        "bounceSubType": "General",
+        "bouncedRecipients": [
+            {
+                "emailAddress": "alice@example.com",
+                "action": "failed",
+                "status": "5.1.1",
+                "diagnosticCode": "smtp; 550 5.1.1 <alice@example.com>... User unknown",
+            }
+        ],
+        "timestamp": "2026-01-27T14:59:38.237Z",
+        "feedbackId": "00000138111222aa-33322211-cccc-cccc-cccc-ddddaaaa068a-000000",
+        "reportingMTA": "dns; email.example.com",
+        "remoteMtaIp": "127.0.2.0",
+    },
+    "mail": MAIL,
+}
+TRANSIENT = {
+    "notificationType": "Bounce",
+    "bounce": {
+        "bounceType": "Transient",
+        "bounceSubType": "MailboxFull",
+        "bouncedRecipients": [{"emailAddress": "alice@example.com", "status": "4.2.2"}],
+        "timestamp": "2026-01-27T14:59:38.237Z",
+        "feedbackId": "00000138111222aa-44455566-cccc-cccc-cccc-ddddaaaa068a-000000",
+    },
+    "mail": MAIL,
+}
+COMPLAINT = {
+    "notificationType": "Complaint",
+    "complaint": {
+        "userAgent": "AnyCompany Feedback Loop (V0.01)",
+        "complainedRecipients": [{"emailAddress": "alice@example.com"}],
+        "complaintFeedbackType": "abuse",
+        "arrivalDate": "2026-01-27T14:59:38.237Z",
+        "timestamp": "2026-01-27T14:59:38.237Z",
+        "feedbackId": "000001378603177f-18c07c78-fa81-4a58-9dd1-fedc3cb8f49a-000000",
+    },
+    "mail": MAIL,
+}
+
+
+# A test PKI: a CA for the local HTTPS server, and SNS's signing key and certificate ------------
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _certificate(subject, key, issuer, issuer_key, *, days=(-1, 2), ca=False, ip=None):
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + timedelta(days=days[0]))
+        .not_valid_after(now + timedelta(days=days[1]))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )  # fmt: skip
+    if ip:
+        builder = (
+            builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
+                critical=False,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                critical=False,
+            )
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _pem(certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+class SNSHandler(http.server.BaseHTTPRequestHandler):
+    """Serves the signing certificates and answers subscription confirmations; records every
+    request it gets (`server.seen`)."""
+
+    def do_GET(self):
+        self.server.seen.append(self.path)
+        parts = urlsplit(self.path)
+        if parts.path == "/" and parse_qs(parts.query).get("Action") == ["ConfirmSubscription"]:
+            body = b"<ConfirmSubscriptionResponse><ConfirmSubscriptionResult><SubscriptionArn>"
+            body += (TOPIC + ":e3ddc7d6").encode() + b"</SubscriptionArn>"
+            body += b"</ConfirmSubscriptionResult></ConfirmSubscriptionResponse>"
+        else:
+            body = self.server.files.get(parts.path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def sns(tmp_path_factory):
+    """The local "SNS": an HTTPS server on 127.0.0.1 (a certificate from the test's CA), the
+    signing key, and where its certificate is."""
+    folder = tmp_path_factory.mktemp("sns-pki")
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate("Webhook tests CA", ca_key, "Webhook tests CA", ca_key, ca=True)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = _certificate("127.0.0.1", server_key, "Webhook tests CA", ca_key, ip="127.0.0.1")
+    (folder / "ca.pem").write_bytes(_pem(ca))
+    (folder / "server.pem").write_bytes(_pem(server_cert))
+    (folder / "server.key").write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    signing = _certificate("sns.amazonaws.com", signing_key, "sns.amazonaws.com", signing_key)
+    expired = _certificate(
+        "sns.amazonaws.com", signing_key, "sns.amazonaws.com", signing_key, days=(-10, -1)
+    )
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SNSHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / "server.pem", folder / "server.key")
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    httpd.seen = []
+    httpd.files = {CERT_PATH: _pem(signing), EXPIRED_PATH: _pem(expired)}
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"https://127.0.0.1:{httpd.server_address[1]}"
+    yield Sns(base, signing_key, httpd, str(folder / "ca.pem"))
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class Sns:
+    def __init__(self, base, key, httpd, ca):
+        self.base, self.key, self.httpd, self.ca = base, key, httpd, ca
+        self.cert_url = base + CERT_PATH
+
+    @property
+    def seen(self) -> list[str]:
+        return self.httpd.seen
+
+    def message(self, content=None, *, kind="Notification", version="1", topic=TOPIC,
+                cert_url=None, key=None, **fields) -> dict:  # fmt: skip
+        """An SNS message as SNS posts it, signed (SignatureVersion 1: SHA1withRSA, 2:
+        SHA256withRSA) over SNS's documented string to sign."""
+        message_id = str(uuid.uuid4())
+        doc = {
+            "Type": kind,
+            "MessageId": message_id,
+            "TopicArn": topic,
+            "Message": content if isinstance(content, str) else json.dumps(content),
+            "Timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "SignatureVersion": version,
+            "SigningCertURL": cert_url or self.cert_url,
+        }
+        if kind == "Notification":
+            doc["UnsubscribeURL"] = (
+                f"{self.base}/?Action=Unsubscribe&SubscriptionArn={TOPIC}:e3ddc7d6"
+            )
+        else:
+            token = "2336412f37fb687f5d51e6e241d09c8058323f6" + uuid.uuid4().hex
+            doc["Token"] = token
+            doc["SubscribeURL"] = (
+                f"{self.base}/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token={token}"
+            )
+            doc["Message"] = (
+                f"You have chosen to subscribe to the topic {TOPIC}.\n"
+                "To confirm the subscription, visit the SubscribeURL included in this message."
+            )
+        doc.update(fields)
+        return self.sign(doc, version=version, key=key)
+
+    def sign(self, doc: dict, *, version="1", key=None) -> dict:
+        text = "".join(
+            f"{name}\n{doc[name]}\n" for name in SIGNED[doc["Type"]] if name in doc
+        ).encode()
+        digest = hashes.SHA1() if version == "1" else hashes.SHA256()
+        signature = (key or self.key).sign(text, padding.PKCS1v15(), digest)
+        return {**doc, "Signature": base64.b64encode(signature).decode()}
+
+
+@pytest.fixture
+def local_sns(sns, monkeypatch):
+    """The webhook trusts this test's HTTPS server as SNS's host, through its test CA; every
+    other host (and port) stays refused."""
+    port = urlsplit(sns.base).port
+    monkeypatch.setattr(webhooks, "SNS_CERT_HOST", re.compile(rf"^127\.0\.0\.1:{port}$"))
+    monkeypatch.setattr(webhooks, "SNS_TLS_VERIFY", sns.ca)
+    sns.seen.clear()
+    return sns
+
+
+@pytest.fixture
+def settings_(make_settings):
+    made = make_settings(ses_topic_arn=TOPIC, rate_limit=Rate(1000, 60))
+    add_subscribers(
+        made, {"alice@example.com": Status.CONFIRMED, "bob@example.com": Status.CONFIRMED}
+    )
+    return made
+
+
+@pytest.fixture
+def client(settings_, local_sns):
+    app = create_app(settings_)
+    yield app.test_client()
+    app.extensions["newsletter"].close()
+
+
+def post(client, doc, **kwargs):
+    """As SNS posts: JSON sent as text/plain, with its x-amz-sns-* headers."""
+    body = doc if isinstance(doc, bytes | str) else json.dumps(doc)
+    kind = doc.get("Type", "") if isinstance(doc, dict) else ""
+    response = client.post(
+        URL,
+        data=body,
+        content_type="text/plain; charset=UTF-8",
+        headers={"x-amz-sns-message-type": str(kind), "User-Agent": "Amazon Simple Notification"},
+        **kwargs,
+    )
+    assert response.status_code < 500 or response.status_code in (502, 503), response.data[:300]
+    if response.status_code >= 400 and response.status_code != 404:  # 404: as any unknown path
+        assert response.json["ok"] is False and len(response.json["message"]) > 15
+    return response
+
+
+def snapshot(settings) -> dict[str, list]:
+    db = sqlite3.connect(settings.database)
+    try:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {t: db.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
+    finally:
+        db.close()
+
+
+def query(settings, sql: str, *args) -> list[tuple]:
+    db = sqlite3.connect(settings.database)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def status_of(settings, email: str) -> str:
+    return query(settings, "SELECT status FROM subscribers WHERE email = ?", email)[0][0]
+
+
+def with_recipients(template: dict, field: str, *addresses: str) -> dict:
+    content = copy.deepcopy(template)
+    report = content["bounce" if field == "bouncedRecipients" else "complaint"]
+    report[field] = [{"emailAddress": address} for address in addresses]
+    return content
+
+
+# What applies ----------------------------------------------------------------------------------
+def test_a_v1_signed_permanent_bounce_bounces(client, settings_, local_sns):
+    doc = local_sns.message(PERMANENT, version="1")
+    response = post(client, doc)
+    assert response.status_code == 200 and response.json["applied"] == ["bounced"]
+    assert status_of(settings_, "alice@example.com") == "bounced"
+    assert status_of(settings_, "bob@example.com") == "confirmed"
+    [row] = query(settings_, "SELECT kind, provider, reason, message_id, occurred_at, event_key"
+                             " FROM feedback_events")  # fmt: skip
+    kind, provider, reason, message_id, occurred_at, key = row
+    assert (kind, provider) == ("hard_bounce", "ses")
+    assert key == f"ses:{doc['MessageId']}:alice@example.com"
+    assert message_id == "<announce.1.abc@walkagain.example>"  # our own Message-ID header
+    assert reason == "smtp; 550 5.1.1 <alice@example.com>... User unknown"
+    assert occurred_at == "2026-01-27T14:59:38.237000Z"  # the bounce's time, not now
+    assert local_sns.seen == [CERT_PATH]  # the certificate, fetched over HTTPS
+
+
+def test_a_v2_signed_complaint_marks_complained(client, settings_, local_sns):
+    response = post(client, local_sns.message(COMPLAINT, version="2"))
+    assert response.status_code == 200 and response.json["applied"] == ["complained"]
+    assert status_of(settings_, "alice@example.com") == "complained"
+    [(kind, reason)] = query(settings_, "SELECT kind, reason FROM feedback_events")
+    assert kind == "complaint" and "abuse" in reason
+
+
+def test_every_recipient_of_a_bounce_is_applied(client, settings_, local_sns):
+    content = with_recipients(
+        PERMANENT, "bouncedRecipients", "alice@example.com", "Bob <bob@example.com>",
+        "stranger@example.com",
+    )  # fmt: skip
+    response = post(client, local_sns.message(content, version="2"))
+    assert response.json["applied"] == ["bounced", "bounced", "unknown"]
+    assert status_of(settings_, "alice@example.com") == "bounced"
+    assert status_of(settings_, "bob@example.com") == "bounced"
+    assert len(query(settings_, "SELECT id FROM feedback_events")) == 2  # no stranger stored
+
+
+def test_three_transient_bounces_make_a_bounce(client, settings_, local_sns):
+    applied = [post(client, local_sns.message(TRANSIENT)).json["applied"] for _ in range(3)]
+    assert applied == [["counted"], ["counted"], ["bounced"]]
+    assert status_of(settings_, "alice@example.com") == "bounced"
+    assert local_sns.seen == [CERT_PATH]  # fetched once, then taken from memory
+
+
+def test_snss_retry_of_a_notification_changes_nothing(client, settings_, local_sns):
+    doc = local_sns.message(TRANSIENT)
+    assert post(client, doc).json["applied"] == ["counted"]
+    before = snapshot(settings_)
+    response = post(client, doc)
+    assert response.status_code == 200 and response.json["applied"] == ["duplicate"]
+    assert snapshot(settings_) == before
+
+
+def test_other_ses_notifications_are_ignored(client, settings_, local_sns):
+    before = snapshot(settings_)
+    delivery = {"notificationType": "Delivery", "mail": MAIL, "delivery": {"recipients": []}}
+    response = post(client, local_sns.message(delivery))
+    assert response.status_code == 200 and response.json["applied"] == []
+    assert snapshot(settings_) == before
+
+
+def test_the_subscription_confirms_itself(client, settings_, local_sns):
+    before = snapshot(settings_)
+    doc = local_sns.message(kind="SubscriptionConfirmation", version="2")
+    response = post(client, doc)
+    assert response.status_code == 200, response.json
+    confirm = [path for path in local_sns.seen if "ConfirmSubscription" in path]
+    assert len(confirm) == 1
+    query_ = parse_qs(urlsplit(confirm[0]).query)
+    assert query_["Token"] == [doc["Token"]] and query_["TopicArn"] == [TOPIC]
+    assert snapshot(settings_) == before
+
+
+# What is refused, and changes nothing ----------------------------------------------------------
+def tampered(sns):
+    doc = sns.message(PERMANENT)
+    content = json.loads(doc["Message"])
+    content["bounce"]["bouncedRecipients"][0]["emailAddress"] = "bob@example.com"
+    return {**doc, "Message": json.dumps(content)}
+
+
+def other_key(sns):
+    """Signed by a key of the sender's own, pointing at SNS's real certificate."""
+    return sns.message(
+        PERMANENT, key=rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    )
+
+
+REFUSED = {
+    "wrong topic": (lambda s: s.message(PERMANENT, topic=TOPIC + "-other"), 403),
+    "tampered message": (tampered, 403),
+    "tampered after signing, v2": (
+        lambda s: {**s.message(COMPLAINT, version="2"), "Timestamp": "2030-01-01T00:00:00.000Z"},
+        403,
+    ),
+    "signed by another key": (other_key, 403),
+    "certificate on another host": (
+        lambda s: s.message(PERMANENT, cert_url="https://sns.evil.example" + CERT_PATH),
+        403,
+    ),
+    "certificate on an amazonaws look-alike": (
+        lambda s: s.message(
+            PERMANENT, cert_url="https://sns.eu-west-1.amazonaws.com.evil.example" + CERT_PATH
+        ),
+        403,
+    ),
+    "certificate over plain http": (
+        lambda s: s.message(PERMANENT, cert_url=s.cert_url.replace("https:", "http:")),
+        403,
+    ),
+    "certificate with a user part": (
+        lambda s: s.message(PERMANENT, cert_url=s.cert_url.replace("://", "://sns@")),
+        403,
+    ),
+    "certificate not found": (
+        lambda s: s.message(PERMANENT, cert_url=s.base + "/SimpleNotificationService-gone.pem"),
+        403,
+    ),
+    "certificate expired": (lambda s: s.message(PERMANENT, cert_url=s.base + EXPIRED_PATH), 403),
+    "signature version 3": (lambda s: {**s.message(PERMANENT), "SignatureVersion": "3"}, 403),
+    "no signature": (
+        lambda s: {k: v for k, v in s.message(PERMANENT).items() if k != "Signature"},
+        403,
+    ),
+    "signature not base64": (lambda s: {**s.message(PERMANENT), "Signature": "%%%"}, 403),
+    "confirmation URL on another host": (
+        lambda s: s.message(
+            kind="SubscriptionConfirmation",
+            SubscribeURL="https://sns.evil.example/?Action=ConfirmSubscription&Token=x",
+        ),
+        403,
+    ),
+    "confirmation, tampered": (
+        lambda s: {**s.message(kind="SubscriptionConfirmation"), "Token": "forged"},
+        403,
+    ),
+    "malformed JSON": (lambda s: b'{"Type": "Notification", ', 400),
+    "JSON not an object": (lambda s: b'"Notification"', 400),
+    "not an SNS type": (lambda s: {**s.message(PERMANENT), "Type": "Bounce"}, 400),
+    "a signed field not a string": (lambda s: {**s.message(PERMANENT), "MessageId": 7}, 400),
+    "Message not JSON": (lambda s: s.message("not json"), 400),
+    "bounce without a type": (
+        lambda s: s.message({"notificationType": "Bounce", "bounce": {"bouncedRecipients": []}}),
+        400,
+    ),
+    "bounce without recipients": (
+        lambda s: s.message(with_recipients(PERMANENT, "bouncedRecipients")),
+        400,
+    ),
+}
+
+
+NOTHING_FETCHED = {
+    "wrong topic",
+    "certificate on another host",
+    "certificate on an amazonaws look-alike",
+    "certificate over plain http",
+    "certificate with a user part",
+    "signature version 3",
+    "no signature",
+    "signature not base64",
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_what_cannot_be_verified_or_read_changes_nothing(client, settings_, local_sns, case):
+    make, status = REFUSED[case]
+    doc = make(local_sns)
+    local_sns.seen.clear()
+    before = snapshot(settings_)
+    response = post(client, doc)
+    assert response.status_code == status, response.json
+    assert snapshot(settings_) == before
+    assert status_of(settings_, "alice@example.com") == "confirmed"
+    assert not [path for path in local_sns.seen if "ConfirmSubscription" in path]
+    if case in NOTHING_FETCHED:
+        assert local_sns.seen == []  # refused before anything was fetched from anywhere
+
+
+def test_a_megabyte_body_is_refused_before_the_view(client, settings_, local_sns):
+    before = snapshot(settings_)
+    doc = local_sns.message(PERMANENT, Padding="x" * (1024 * 1024))
+    assert post(client, doc).status_code == 413
+    assert snapshot(settings_) == before and local_sns.seen == []
+
+
+def test_an_unreachable_certificate_host_is_a_retry_later(settings_, sns, monkeypatch):
+    """The certificate cannot be fetched (nothing listens there): 503, which SNS retries."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    monkeypatch.setattr(webhooks, "SNS_CERT_HOST", re.compile(r"^127\.0\.0\.1:\d+$"))
+    monkeypatch.setattr(webhooks, "SNS_TLS_VERIFY", sns.ca)
+    app = create_app(settings_)
+    try:
+        before = snapshot(settings_)
+        doc = sns.message(PERMANENT, cert_url=f"https://127.0.0.1:{closed_port}{CERT_PATH}")
+        response = post(app.test_client(), doc)
+        assert response.status_code == 503 and response.headers["Retry-After"]
+        assert snapshot(settings_) == before
+    finally:
+        app.extensions["newsletter"].close()
+
+
+def test_without_a_topic_the_endpoint_is_not_there(make_settings, local_sns):
+    settings_ = make_settings()
+    app = create_app(settings_)
+    try:
+        before = snapshot(settings_)
+        assert post(app.test_client(), local_sns.message(PERMANENT)).status_code == 404
+        assert snapshot(settings_) == before and local_sns.seen == []
+    finally:
+        app.extensions["newsletter"].close()
+
+
+@pytest.mark.parametrize(
+    "url, allowed",
+    [
+        ("https://sns.us-east-1.amazonaws.com/SimpleNotificationService-9c6465fa.pem", True),
+        ("https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-1a2b.pem", True),
+        ("http://sns.us-east-1.amazonaws.com/SimpleNotificationService-9c6465fa.pem", False),
+        ("https://sns.us-east-1.amazonaws.com.evil.example/SimpleNotificationService-1.pem", False),
+        ("https://evil.example/sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem", False),
+        ("https://sns.us-east-1.amazonaws.com:8443/SimpleNotificationService-1.pem", False),
+        ("https://x@sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem", False),
+        ("https://sqs.us-east-1.amazonaws.com/SimpleNotificationService-1.pem", False),
+        ("https://SNS.us-east-1.amazonaws.com/SimpleNotificationService-1.pem", False),
+        ("https://sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem?x=1", False),
+        ("https://sns.us-east-1.amazonaws.com/some/where/else.txt", False),
+        ("https://127.0.0.1/SimpleNotificationService-1.pem", False),
+        ("https://[::1", False),
+        (None, False),
+    ],
+)
+def test_only_snss_own_hosts_serve_certificates_in_production(url, allowed):
+    assert webhooks.sns_url_allowed(url, webhooks.SNS_CERT_PATH) is allowed
+
+
+# Whatever arrives, signed or not: never a 500, and a refusal stores nothing -------------------
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner,
+                                                                max_size=3),
+    max_leaves=12,
+)  # fmt: skip
+RECIPIENTS = st.lists(
+    st.fixed_dictionaries({}, optional={
+        "emailAddress": st.sampled_from(["alice@example.com", "bob@example.com", "x"]) | JSONISH,
+        "diagnosticCode": JSONISH,
+    }) | JSONISH,
+    max_size=3,
+) | JSONISH  # fmt: skip
+CONTENT = st.fixed_dictionaries({}, optional={
+    "notificationType": st.sampled_from(["Bounce", "Complaint", "Delivery"]) | JSONISH,
+    "eventType": JSONISH,
+    "bounce": st.fixed_dictionaries({}, optional={
+        "bounceType": st.sampled_from(["Permanent", "Transient", "Undetermined"]) | JSONISH,
+        "bounceSubType": JSONISH,
+        "bouncedRecipients": RECIPIENTS,
+        "timestamp": st.sampled_from(["2026-01-27T14:59:38.237Z", "9999-12-31T23:59:59-14:00",
+                                      "0001-01-01T00:00:00+14:00", "yesterday"]) | JSONISH,
+    }) | JSONISH,
+    "complaint": st.fixed_dictionaries({}, optional={
+        "complainedRecipients": RECIPIENTS, "complaintFeedbackType": JSONISH,
+        "timestamp": JSONISH,
+    }) | JSONISH,
+    "mail": st.fixed_dictionaries({}, optional={
+        "messageId": JSONISH, "commonHeaders": st.fixed_dictionaries(
+            {}, optional={"messageId": JSONISH}) | JSONISH,
+    }) | JSONISH,
+})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fuzz(tmp_path_factory, sns):
+    made = newsletter_settings(
+        tmp_path_factory.mktemp("ses-fuzz"), ses_topic_arn=TOPIC, rate_limit=Rate(1_000_000, 60)
+    )
+    add_subscribers(
+        made, {"alice@example.com": Status.CONFIRMED, "bob@example.com": Status.CONFIRMED}
+    )
+    app = create_app(made)
+    yield made, app.test_client()
+    app.extensions["newsletter"].close()
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(content=CONTENT | JSONISH, extra=st.dictionaries(st.sampled_from(
+    ["Type", "TopicArn", "Subject", "SignatureVersion", "SigningCertURL", "MessageId"]), JSONISH,
+    max_size=2), sign_after=st.booleans())  # fmt: skip
+def test_fuzz_never_a_500(fuzz, local_sns, content, extra, sign_after):
+    """Signed SES contents of any shape, and SNS documents with fields of any type (re-signed
+    or not): never a 500; a 4xx stores nothing."""
+    settings_, client = fuzz
+    doc = {**local_sns.message(content), **extra}
+    if (
+        sign_after
+        and isinstance(doc.get("Type"), str)
+        and doc["Type"] in SIGNED
+        and all(isinstance(doc.get(name), str) for name in SIGNED[doc["Type"]] if name != "Subject")
+        and isinstance(doc.get("Subject", ""), str)
+    ):
+        try:
+            doc = local_sns.sign(doc, version=doc.get("SignatureVersion") or "1")
+        except (UnicodeEncodeError, KeyError):
+            pass
+    before = snapshot(settings_)
+    response = post(client, doc)
+    assert response.status_code not in (500, 502)
+    if response.status_code >= 400:
+        assert snapshot(settings_) == before
