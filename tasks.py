@@ -309,6 +309,27 @@ def announce_preview(c, no_open=False):
 
 
 announce_tasks = Collection("announce", announce_run, announce_preview)
+
+
+# Bounces: `invoke bounces.fetch`, a thin front door into newsletter.subscriptions.bounces
+@task(name="fetch", help={"verbose": "also list the messages left in the folder, and why"})
+def bounces_fetch(c, verbose=False):
+    """Read the bounce mailbox (IMAP): record bounces and complaints, move what was handled."""
+    from newsletter.database import DatabaseError
+    from newsletter.settings import ConfigError, Settings
+    from newsletter.subscriptions import bounces as mailbox
+
+    try:
+        report = mailbox.fetch(Settings.from_env())
+    except (mailbox.BounceError, ConfigError, DatabaseError) as error:
+        raise Exit(f"Bounce mailbox not read: {error}", code=1) from None
+    print("\n".join(report.lines()))
+    if verbose:
+        print("\n".join(f"  left: {line}" for line in report.left))
+
+
+bounces_tasks = Collection("bounces", bounces_fetch)
 ns = Collection(clean, build, rebuild, serve, preview, publish, feed, new, test, lint, bench, docs)
 ns.add_collection(subscribers)
 ns.add_collection(announce_tasks)
+ns.add_collection(bounces_tasks)
