@@ -224,3 +224,26 @@ def test_sigkill_in_the_middle_of_2000_emails_then_rerun(tmp_path, content_dir):
 def _no_leftover_environment(monkeypatch):
     for name in [n for n in os.environ if n.startswith("NEWSLETTER_")]:
         monkeypatch.delenv(name)
+
+
+def test_with_a_verp_domain_each_message_names_its_subscriber_in_the_return_path(
+    tmp_path, content_dir
+):
+    """NEWSLETTER_VERP_DOMAIN: the envelope sender is bounces+<public id>@<domain>, so a bounce
+    says whom it is about even when the recipient's server forwarded the message."""
+    from newsletter.subscriptions.bounces import verp_token
+
+    readers = ["ann@example.com", "bob@example.com"]
+    with SmtpSink() as sink:
+        settings = smtp_settings(tmp_path, sink, verp_domain="bounces.walkagain.example")
+        people = add_subscribers(settings, {address: Status.CONFIRMED for address in readers})
+        announce.run(settings, feed_url=first_article(content_dir, tmp_path / "output"))
+        write_article(content_dir, "two", "Second article", recent(2))
+        summary = announce.run(settings, feed_url=build(content_dir, tmp_path / "output"))
+        assert summary.ok and summary.tally.sent == 2
+        paths = {rcpt[0]: mail_from for mail_from, rcpt in sink.envelopes}
+    for address in readers:
+        assert paths[address] == f"bounces+{people[address].public_id}@bounces.walkagain.example"
+        assert verp_token(settings, paths[address]) == people[address].public_id
+    for message in sink.messages:  # the From the reader sees is unchanged
+        assert message["From"] == "Walk Again <news@walkagain.example>"

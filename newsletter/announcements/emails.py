@@ -45,6 +45,7 @@ from newsletter.mail import Batch, Outgoing
 from newsletter.mail import message as compose
 from newsletter.mail.message import SMTP_POLICY
 from newsletter.settings import Settings
+from newsletter.subscriptions.bounces import return_path
 from newsletter.subscriptions.emails import unsubscribe_url
 from newsletter.subscriptions.tokens import Tokens
 
@@ -235,6 +236,7 @@ class Composer:
             batch=self.batch,
             variables={"unsubscribe_url": url, "message_id": message_id},
             ref=delivery,
+            envelope_from=return_path(self.settings, delivery.public_id),
         )
 
     def data(self, delivery: Delivery) -> bytes:

@@ -68,6 +68,7 @@ class Outgoing:
     batch: Batch | None = None
     variables: Mapping[str, str] = field(default_factory=dict)
     ref: object = None
+    envelope_from: str = ""  # the SMTP return path ("": the From address), e.g. a VERP address
 
 
 Report = Callable[[list[Outgoing], "MailError | None"], None]

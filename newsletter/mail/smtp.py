@@ -154,7 +154,7 @@ class SmtpMailer:
     def _send(self, connection: SmtpConnection, outgoing: base.Outgoing) -> None:
         self.pace.wait()
         try:
-            connection.send(self.sender, outgoing.to, outgoing.data)
+            connection.send(outgoing.envelope_from or self.sender, outgoing.to, outgoing.data)
         except base.MailError as error:
             self.report([outgoing], error)
         else:

@@ -142,6 +142,12 @@ def verp_address(settings: Settings, public_id: str) -> str:
     return f"{VERP_PREFIX}{public_id}@{settings.verp_domain}"
 
 
+def return_path(settings: Settings, public_id: str) -> str:
+    """The envelope sender for a message to this subscriber: their VERP address when
+    NEWSLETTER_VERP_DOMAIN is set, else "" (the From address)."""
+    return verp_address(settings, public_id) if settings.verp_domain else ""
+
+
 def verp_token(settings: Settings, address: str) -> str | None:
     """The subscriber's public id in a VERP return path of ours, or None."""
     if not settings.verp_domain:

@@ -32,6 +32,7 @@ from newsletter.database import Database
 from newsletter.mail import message as compose
 from newsletter.settings import Settings
 from newsletter.subscriptions import emails
+from newsletter.subscriptions.bounces import return_path
 from newsletter.subscriptions.queue import EmailQueue, QueuedEmail
 from newsletter.subscriptions.subscribers import OPTING_IN, Subscriber, Subscribers
 from newsletter.subscriptions.tokens import Tokens
@@ -167,6 +168,7 @@ class Sender:
             message_id=str(message["Message-ID"]),
             data=compose.wire(message),
             ref=email.id,
+            envelope_from=return_path(self.settings, subscriber.public_id),
         )
 
     def _retry(self, email: QueuedEmail, error: str) -> None:
