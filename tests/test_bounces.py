@@ -5,7 +5,6 @@ ends as the right event or is left alone, and reading the mailbox again changes 
 from __future__ import annotations
 
 import os
-import ssl
 import subprocess
 import sys
 import threading
@@ -25,8 +24,8 @@ from newsletter.subscriptions.feedback import Applied, Feedback, Kind
 from newsletter.subscriptions.subscribers import Status, Subscribers
 from tests.announce_helpers import add_subscribers
 from tests.conftest import newsletter_settings
+from tests.feedback_helpers import imap_tls
 from tests.imap_server import ImapServer
-from tests.smtp_server import self_signed_certificate
 
 SAMPLES = Path(__file__).resolve().parent / "dsn_samples"
 VERP_DOMAIN = "bounces.walkagain.example"
@@ -63,13 +62,7 @@ STATUS_AFTER = {HARD: Status.BOUNCED, SOFT: Status.CONFIRMED, COMPLAINT: Status.
 # The world: certificates, the IMAP server, the settings, the subscribers --------------------------
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory):
-    made = self_signed_certificate(tmp_path_factory.mktemp("imap-tls"))
-    if made is None:
-        pytest.skip("the openssl command is missing (bin/setup --test installs it)")
-    cert, key = made
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(cert, key)
-    return server, ssl.create_default_context(cafile=str(cert)), cert
+    return imap_tls(tmp_path_factory.mktemp("imap-tls"))
 
 
 @pytest.fixture
