@@ -96,6 +96,8 @@ class Settings:
     mailgun_region: str = "us"  # us or eu: which API base URL
     mailgun_base_url: str = ""  # overrides the region's base URL (a proxy, tests)
     mailgun_batch_size: int = MAILGUN_MAX_BATCH
+    video_feed_url: str = ""  # the author's YouTube channel feed ("": articles only)
+    video_skip_shorts: bool = False  # YouTube Shorts are recorded, not announced
     # Provider feedback: bounces and complaints read back -------------------------------------
     soft_bounce_limit: int = 3  # soft bounces within soft_bounce_days that make a bounce
     soft_bounce_days: float = 30.0
@@ -150,6 +152,12 @@ class Settings:
         _choice("NEWSLETTER_MAILGUN_REGION", self.mailgun_region, tuple(MAILGUN_REGIONS))
         if self.feed_url:
             object.__setattr__(self, "feed_url", _url("NEWSLETTER_FEED_URL", self.feed_url))
+        if self.video_feed_url:
+            object.__setattr__(
+                self,
+                "video_feed_url",
+                _url_query_ok("NEWSLETTER_VIDEO_FEED_URL", self.video_feed_url),
+            )
         if self.mailgun_base_url:
             object.__setattr__(
                 self, "mailgun_base_url", _url("NEWSLETTER_MAILGUN_BASE_URL", self.mailgun_base_url)
@@ -304,6 +312,14 @@ def _float(raw: str) -> float:
     return value
 
 
+def _yes_no(raw: str) -> bool:
+    if raw.lower() in ("yes", "true", "1", "on"):
+        return True
+    if raw.lower() in ("no", "false", "0", "off"):
+        return False
+    raise ValueError("must be yes or no")
+
+
 def _path(raw: str) -> Path:
     return Path(_text(raw)).expanduser()
 
@@ -343,6 +359,14 @@ def _url(name: str, value: str) -> str:
     if parts.query or parts.fragment:
         raise ConfigError(f"{name}={value!r}: must not have a query or a fragment")
     return value.rstrip("/")
+
+
+def _url_query_ok(name: str, value: str) -> str:
+    """An http(s) URL that may have a query (YouTube's feed: ?channel_id=...)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise ConfigError(f"{name}={value!r}: must be an http:// or https:// URL")
+    return value
 
 
 def _origin(url: str) -> str:
@@ -422,6 +446,8 @@ VARIABLES: dict[str, tuple[str, object, str]] = {
     "NEWSLETTER_MAILGUN_REGION": ("mailgun_region", _region, "us or eu"),
     "NEWSLETTER_MAILGUN_BASE_URL": ("mailgun_base_url", _text, "overrides the region's API URL"),
     "NEWSLETTER_MAILGUN_BATCH_SIZE": ("mailgun_batch_size", _int, "recipients per Mailgun call"),
+    "NEWSLETTER_VIDEO_FEED_URL": ("video_feed_url", _text, "YouTube channel feed to announce"),
+    "NEWSLETTER_VIDEO_SKIP_SHORTS": ("video_skip_shorts", _yes_no, "yes: Shorts are not sent"),
     "NEWSLETTER_SOFT_BOUNCE_LIMIT": ("soft_bounce_limit", _int, "soft bounces that make a bounce"),
     "NEWSLETTER_SOFT_BOUNCE_DAYS": ("soft_bounce_days", _float, "... within this many days"),
     "NEWSLETTER_MAILGUN_WEBHOOK_KEY": ("mailgun_webhook_key", _text, "Mailgun webhook signing key"),

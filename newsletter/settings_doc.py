@@ -138,6 +138,8 @@ def _default(value, parse) -> str:
         text = value.relative_to(root).as_posix() if value.is_relative_to(root) else str(value)
     elif isinstance(value, settings.Rate):
         text = _rate(value)
+    elif isinstance(value, bool):
+        text = "yes" if value else "no"
     elif isinstance(value, float):
         text = f"{value:g}"
     else:

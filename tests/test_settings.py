@@ -59,6 +59,8 @@ ANNOUNCE_ENV = {
     "NEWSLETTER_MAILGUN_REGION": "eu",
     "NEWSLETTER_MAILGUN_BASE_URL": "https://mailgun-proxy.example",
     "NEWSLETTER_MAILGUN_BATCH_SIZE": "500",
+    "NEWSLETTER_VIDEO_FEED_URL": "https://www.youtube.com/feeds/videos.xml?channel_id=UCx",
+    "NEWSLETTER_VIDEO_SKIP_SHORTS": "yes",
 }
 # Provider feedback (bounces and complaints).
 FEEDBACK_ENV = {
@@ -113,6 +115,7 @@ def test_every_variable_is_read(tmp_path):
     assert s.list_id == "Walk Again! <newsletter.walkagain.example>"
     assert "hunter2" not in repr(s) and "s" * 48 not in repr(s)
     assert (s.soft_bounce_limit, s.soft_bounce_days, s.imap_port) == (5, 14.0, 1993)
+    assert s.video_feed_url.endswith("?channel_id=UCx") and s.video_skip_shorts is True
     assert s.ses_topic_arn.endswith(":ses-feedback") and s.verp_domain.startswith("bounces.")
     assert "whk-secret" not in repr(s) and "imap-secret" not in repr(s)
 

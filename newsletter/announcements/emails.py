@@ -79,6 +79,8 @@ def subject_for(settings: Settings, kind: str, items: list[FeedItem]) -> str:
             count=len(items),
             titles=[item.title for item in items],
             site_name=settings.site_name,
+            video=items[0].kind == "video",
+            videos=sum(item.kind == "video" for item in items),
         )
     )
     return subject[:250] or settings.site_name

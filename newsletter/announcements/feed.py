@@ -151,12 +151,16 @@ class FeedItem:
     published: datetime | None = None  # aware, UTC
     announce: bool = True
     author: str = ""  # plain text
+    kind: str = "article"  # or "video" (the author's YouTube channel feed)
+    videos: tuple[str, ...] = ()  # an article: the YouTube video ids it embeds
+    short: bool = False  # a video: a YouTube Short
 
     def __post_init__(self):
         # However the item was made (parsed, read back from the ledger, built by hand), what an
         # email prints as HTML or as an image URL has been checked.
         object.__setattr__(self, "summary", safe_html(self.summary))
         object.__setattr__(self, "image", http_url(self.image))
+        object.__setattr__(self, "videos", tuple(self.videos))
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -193,6 +197,32 @@ def read_feed(
     else:
         data = _read_file(Path(source))
     return parse_feed(data, source)
+
+
+def read_video_feed(url: str, **options) -> Feed:
+    """The author's YouTube channel feed (Atom: `yt:videoId`, `media:group` with the title,
+    thumbnail and description), as `FeedItem`s of kind "video": guid `yt:video:<id>`, the
+    thumbnail as the image, the description's first lines as a short text (plain text, escaped),
+    `short` for a YouTube Short. The same errors as `read_feed`."""
+    feed = read_feed(url, **options)
+    videos = []
+    for number, item in enumerate(feed.items, 1):
+        if not item.guid.startswith("yt:video:"):
+            raise FeedError(f"video feed {url}, item {number}: not a YouTube video ({item.guid})")
+        videos.append(item)
+    return Feed(feed.source, feed.title, feed.link, videos)
+
+
+YOUTUBE_ID = re.compile(
+    r"(?:youtube(?:-nocookie)?\.com/(?:watch\?(?:[^\"'\s<>]*&(?:amp;)?)?v=|embed/|shorts/|live/)"
+    r"|youtu\.be/)([A-Za-z0-9_-]{11})"
+)
+DESCRIPTION_LINES = 3
+
+
+def video_ids(html: str) -> tuple[str, ...]:
+    """The YouTube video ids that links and embeds in an article's HTML point at, in order."""
+    return tuple(dict.fromkeys(YOUTUBE_ID.findall(html or "")))
 
 
 def session_with_retries(retries: int = 3, backoff: float = 1.0) -> requests.Session:
@@ -317,6 +347,19 @@ def _item(entry, where: str) -> FeedItem:
         and feed_contract.opts_out(tag.get("term", ""))
         for tag in entry.get("tags", [])
     )
+    if guid.startswith("yt:video:"):  # an entry of a YouTube channel feed
+        return FeedItem(
+            guid=guid,
+            link=link,
+            title=title,
+            summary=_description(entry),
+            image=_thumbnail(entry),
+            published=_published(entry),
+            author=_text(entry, "author"),
+            kind="video",
+            short="/shorts/" in urlsplit(link).path,
+        )
+    content = " ".join(str(part.get("value", "")) for part in entry.get("content", []))
     return FeedItem(
         guid=guid,
         link=link,
@@ -327,7 +370,21 @@ def _item(entry, where: str) -> FeedItem:
         published=_published(entry),
         announce=announce,
         author=_text(entry, "author"),
+        videos=video_ids(content + " " + str(entry.get("summary", ""))),
     )
+
+
+def _description(entry) -> str:
+    """A video's description (plain text on YouTube): its first lines, escaped, as HTML."""
+    lines = [line.strip() for line in str(entry.get("summary", "")).splitlines() if line.strip()]
+    return "".join(f"<p>{_html.escape(line)}</p>" for line in lines[:DESCRIPTION_LINES])
+
+
+def _thumbnail(entry) -> str:
+    for thumbnail in entry.get("media_thumbnail", []):
+        if http_url(thumbnail.get("url")):
+            return http_url(thumbnail["url"])
+    return ""
 
 
 def _image(entry) -> str:
@@ -360,5 +417,7 @@ __all__ = [
     "parse_feed",
     "plain_text",
     "read_feed",
+    "read_video_feed",
     "safe_html",
+    "video_ids",
 ]

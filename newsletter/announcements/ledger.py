@@ -110,15 +110,15 @@ class Ledger:
         self.subscribers = Subscribers(database)
 
     # What is new ----------------------------------------------------------------------------
-    def is_empty(self) -> bool:
+    def is_empty(self, source: str = "") -> bool:
         """True before the first run that planned (even on an empty feed): then what is in the
-        feed is the back catalogue."""
-        return (
-            self.database.db.execute(
-                "SELECT 1 FROM announce_state WHERE key = 'initialized_at'"
-            ).fetchone()
-            is None
-        )
+        feed is the back catalogue. `source` "videos": the same, for the channel feed, which
+        may be added to a blog that has announced for years."""
+        key = f"initialized_at:{source}" if source else "initialized_at"
+        row = self.database.db.execute(
+            "SELECT 1 FROM announce_state WHERE key = ?", (key,)
+        ).fetchone()
+        return row is None
 
     def known(self, item: FeedItem) -> bool:
         return (
@@ -137,10 +137,11 @@ class Ledger:
         max_age: timedelta,
         send_existing: bool = False,
         is_live: Callable[[FeedItem], str | None] | None = None,
+        first_run: bool | None = None,
     ) -> list[Decision]:
         """Decisions for the new items, oldest first. `is_live(item)` returns None when the
         page answers 200, else why not."""
-        first_run = self.is_empty()
+        first_run = self.is_empty() if first_run is None else first_run
         new = [item for item in items if not self.known(item)]
         new.sort(key=lambda item: (item.published or now, item.guid))
         decisions = []
@@ -159,16 +160,19 @@ class Ledger:
         return decisions
 
     # Planning -------------------------------------------------------------------------------
-    def plan(self, decisions: Iterable[Decision], drafts: Iterable[Draft]) -> list[Announcement]:
-        """Record the decisions and plan the drafts' deliveries, all in one transaction."""
+    def plan(
+        self, decisions: Iterable[Decision], drafts: Iterable[Draft], sources: Iterable[str] = ()
+    ) -> list[Announcement]:
+        """Record the decisions and plan the drafts' deliveries, all in one transaction; the
+        ledger (and each of `sources`, e.g. "videos") is initialised from now on."""
         now = self.database.now()
         announced: dict[str, int] = {}
         created = []
         with self.database.transaction() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO announce_state (key, value) VALUES ('initialized_at', ?)",
-                (now,),
-            )
+            for key in ("initialized_at", *(f"initialized_at:{s}" for s in sources)):
+                db.execute(
+                    "INSERT OR IGNORE INTO announce_state (key, value) VALUES (?, ?)", (key, now)
+                )
             for draft in drafts:
                 cursor = db.execute(
                     "INSERT INTO announcements (kind, key, subject, items, created_at)"

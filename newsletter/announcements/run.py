@@ -28,7 +28,7 @@ import requests
 from newsletter import mail
 from newsletter.announcements.dispatch import NoProgress, Progress, Results, Tally, dispatch
 from newsletter.announcements.emails import URL_MARK, Composer, drafts
-from newsletter.announcements.feed import FeedItem, read_feed
+from newsletter.announcements.feed import FeedError, FeedItem, read_feed, read_video_feed
 from newsletter.announcements.ledger import (
     ANNOUNCE,
     RECORD,
@@ -57,15 +57,16 @@ class Summary:
     pending: int = 0  # deliveries still pending after the run, all announcements
     previews: int = 0  # dry run: emails rendered
     preview_folder: Path | None = None
+    problems: list[str] = field(default_factory=list)  # e.g. the video feed could not be read
 
     @property
     def ok(self) -> bool:
         """Nothing failed and nothing is left pending or waiting."""
         failed = self.tally.failed + self.tally.bounced
-        return not (failed or self.pending or self.waiting or self.tally.stopped)
+        return not (failed or self.pending or self.waiting or self.tally.stopped or self.problems)
 
     def lines(self) -> list[str]:
-        out = [f"Feed: {self.feed}"]
+        out = [f"Feed: {self.feed}"] + [f"  PROBLEM: {problem}" for problem in self.problems]
         for decision in self.recorded:
             out.append(f"  recorded, not sent: {decision.item.title} ({decision.reason})")
         for decision in self.waiting:
@@ -111,20 +112,23 @@ def run(
     settings = load(settings)
     feed = read_feed(feed_url or settings.feed_url or None)
     summary = Summary(feed=feed.source, dry_run=dry_run)
+    sources = Sources(feed.items, _videos(settings, summary))
     database = Database(settings.database)
     try:
         ledger, tokens = Ledger(database), Tokens(settings.secret_key)
         if dry_run:
-            return _dry_run(
-                settings, ledger, tokens, feed.items, summary, send_existing, check_live
-            )
+            return _dry_run(settings, ledger, tokens, sources, summary, send_existing, check_live)
         with ledger.lock():
-            decisions = _decide(settings, ledger, feed.items, send_existing, check_live)
+            decisions = _decide(settings, ledger, sources, send_existing, check_live)
             summary.recorded = [d for d in decisions if d.action == RECORD]
             summary.waiting = [d for d in decisions if d.action == WAIT]
             summary.resumed = ledger.unfinished()
             new_items = [d.item for d in decisions if d.action == ANNOUNCE]
-            summary.announced = ledger.plan(decisions, drafts(new_items, settings))
+            summary.announced = ledger.plan(
+                decisions,
+                drafts(new_items, settings),
+                sources=() if sources.videos is None else ("videos",),
+            )
             results = Results(ledger, breaker=max(20, 3 * settings.smtp_workers))
             connect = connect or (
                 lambda report: mail.connect(settings, report, workers=settings.smtp_workers)
@@ -153,14 +157,46 @@ def run(
         database.close()
 
 
-def _decide(settings, ledger, items, send_existing, check_live) -> list[Decision]:
-    return ledger.select(
-        items,
+@dataclass(frozen=True)
+class Sources:
+    """What is announced: the blog's articles, and the channel's videos (None: not read)."""
+
+    articles: list[FeedItem]
+    videos: list[FeedItem] | None = None
+
+
+def _videos(settings: Settings, summary: Summary) -> list[FeedItem] | None:
+    """The channel feed's videos; a feed that cannot be read stops nothing else: the run goes
+    on with the articles and reports the problem (and exits non-zero)."""
+    if not settings.video_feed_url:
+        return None
+    try:
+        return read_video_feed(settings.video_feed_url, timeout=settings.smtp_timeout).items
+    except FeedError as problem:
+        summary.problems.append(f"the video feed was not read: {problem}")
+        return None
+
+
+def _decide(settings, ledger, sources: Sources, send_existing, check_live) -> list[Decision]:
+    common = dict(
         now=utcnow(),
         max_age=timedelta(days=settings.announce_max_age_days),
         send_existing=send_existing,
-        is_live=live_check(timeout=settings.smtp_timeout) if check_live else None,
     )
+    is_live = live_check(timeout=settings.smtp_timeout) if check_live else None
+    decisions = ledger.select(sources.articles, is_live=is_live, **common)
+    if sources.videos is None:
+        return decisions
+    embedded = {video for item in sources.articles for video in item.videos}
+    first_run = ledger.is_empty("videos")
+    for decision in ledger.select(sources.videos, first_run=first_run, **common):
+        video = decision.item.guid.removeprefix("yt:video:")
+        if decision.action == ANNOUNCE and video in embedded:  # one email: the article's
+            decision = Decision(decision.item, RECORD, "announced with the article that embeds it")
+        elif decision.action == ANNOUNCE and decision.item.short and settings.video_skip_shorts:
+            decision = Decision(decision.item, RECORD, "a Short (NEWSLETTER_VIDEO_SKIP_SHORTS)")
+        decisions.append(decision)
+    return decisions
 
 
 def live_check(timeout: float = 10.0, session: requests.Session | None = None):
@@ -180,8 +216,8 @@ def live_check(timeout: float = 10.0, session: requests.Session | None = None):
 
 
 # Dry run and preview --------------------------------------------------------------------------
-def _dry_run(settings, ledger, tokens, items, summary, send_existing, check_live) -> Summary:
-    decisions = _decide(settings, ledger, items, send_existing, check_live)
+def _dry_run(settings, ledger, tokens, sources, summary, send_existing, check_live) -> Summary:
+    decisions = _decide(settings, ledger, sources, send_existing, check_live)
     summary.recorded = [d for d in decisions if d.action == RECORD]
     summary.waiting = [d for d in decisions if d.action == WAIT]
     new_items = [d.item for d in decisions if d.action == ANNOUNCE]
