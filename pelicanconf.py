@@ -52,14 +52,8 @@ AUTHORS_SAVE_AS = "authors/index.html"
 DIRECT_TEMPLATES = ["index", "archives", "categories", "tags", "authors", "404"]
 PAGINATED_TEMPLATES = {"index": None, "tag": None, "category": None, "author": None}
 
-# No "smarty" extension: it costs ~40% of the build time; write typographic quotes yourself.
-MARKDOWN = {
-    "extension_configs": {
-        "markdown.extensions.extra": {},
-        "markdown.extensions.meta": {},
-    },
-    "output_format": "html5",
-}
+# Markdown is CommonMark, read by plugins/commonmark_reader (pulldown-cmark through pyromark), not
+# Python-Markdown: Pelican's MARKDOWN setting has no effect. See docs/writing.md for the syntax.
 
 # Pelican's own feedgenerator feeds are off: plugins/feeds writes RSS and Atom with feedgen.
 FEED_ALL_ATOM = None
@@ -71,7 +65,16 @@ AUTHOR_FEED_ATOM = None
 AUTHOR_FEED_RSS = None
 
 PLUGIN_PATHS = ["plugins"]
-PLUGINS = ["content_check", "theme_helpers", "feeds", "robots", "pelican.plugins.sitemap"]
+# commonmark_reader comes before content_check, which adds its checks to the reader it finds.
+PLUGINS = [
+    "commonmark_reader",
+    "content_check",
+    "theme_helpers",
+    "feeds",
+    "robots",
+    "pelican.plugins.sitemap",
+    "incremental",  # only with the content cache on: `invoke serve` renders what changed
+]
 
 FEEDS = {
     "max_items": 20,
@@ -120,4 +123,11 @@ NEWSLETTER_CONSENT = (
 MENUITEMS = [("Archives", "archives/"), ("About", "about/")]
 
 # Titles and metadata are text: our theme escapes them, and marks content HTML as safe itself.
-JINJA_ENVIRONMENT = {"trim_blocks": True, "lstrip_blocks": True, "autoescape": True}
+# auto_reload off: each build makes a new environment (`invoke serve` too), so there is no need
+# to check every template's mtime again at each of its thousands of uses in a build.
+JINJA_ENVIRONMENT = {
+    "trim_blocks": True,
+    "lstrip_blocks": True,
+    "autoescape": True,
+    "auto_reload": False,
+}

@@ -9,23 +9,25 @@ from invoke import Collection, Exit, task
 
 ROOT = Path(__file__).resolve().parent
 OUTPUT = ROOT / "output"
+CACHE = ROOT / "cache"  # `invoke serve`'s content cache (gitignored)
 PY = sys.executable
 
 
-def _build(config="pelicanconf.py", **overrides):
+def _build(config="pelicanconf.py", cache=None, **overrides):
     from blog.build import BuildError, build
 
     try:
-        build(config, **overrides)
+        build(config, cache=cache, **overrides)
     except BuildError as error:
         raise Exit(f"Build failed:\n{error}", code=1) from None
 
 
 @task
 def clean(c):
-    """Remove the generated site (output/)."""
-    shutil.rmtree(OUTPUT, ignore_errors=True)
-    print(f"Removed {OUTPUT}")
+    """Remove the generated site (output/) and the cache of `invoke serve` (cache/)."""
+    for folder in (OUTPUT, CACHE):
+        shutil.rmtree(folder, ignore_errors=True)
+        print(f"Removed {folder}")
 
 
 @task
@@ -63,7 +65,8 @@ def serve(c, port=8000, endpoint_port=5000, isso_port=8080):
             helpers.append(isso.process)
             os.environ["ISSO_URL"] = isso.url
             print(f"Comments: Isso at {isso.url}")
-        run_server(lambda: _build(SITEURL=site), port=int(port), helpers=helpers)
+        # cache/: rebuilds read only the files that changed and render only the pages they touch
+        run_server(lambda: _build(cache=CACHE, SITEURL=site), port=int(port), helpers=helpers)
 
 
 @task

@@ -2,7 +2,12 @@
 
 Contract: `build()` runs a full Pelican build of `content/` with our theme and plugins into the
 settings' OUTPUT_PATH (or `output`), raising `BuildError` with Pelican's message if any content
-or setting is broken. `build_feeds()` reads the articles and writes only the feeds.
+or setting is broken. By default nothing is cached: every file is read and every page written
+(`invoke build`, `invoke publish`). With `cache=FOLDER` (`invoke serve`) Pelican's content cache
+lives there: a file whose mtime did not change is not read again, and plugins/incremental
+renders only the pages a change touches; a change to the theme, the settings or the plugins
+empties the cache, so everything is rebuilt. `build_feeds()` reads the articles and writes only
+the feeds.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from pelican import Pelican
@@ -39,13 +45,37 @@ def load_settings(config: str | os.PathLike = "pelicanconf.py", **overrides) -> 
     return read_settings(str(path), override=overrides)
 
 
-def build(config: str | os.PathLike = "pelicanconf.py", **overrides) -> dict:
-    """Build the whole site; return the settings used."""
+def cache_settings(folder: str | os.PathLike) -> dict:
+    """The settings of a build that keeps its cache in `folder` (see the module's docstring)."""
+    return {
+        "CACHE_CONTENT": True,
+        "LOAD_CONTENT_CACHE": True,
+        "CONTENT_CACHING_LAYER": "reader",
+        "CHECK_MODIFIED_METHOD": "mtime",
+        "CACHE_PATH": str(Path(folder).resolve()),
+        "GZIP_CACHE": False,
+    }
+
+
+def build(
+    config: str | os.PathLike = "pelicanconf.py",
+    *,
+    cache: str | os.PathLike | None = None,
+    **overrides,
+) -> dict:
+    """Build the whole site, cached in `cache` if given; return the settings used."""
+    if cache is not None:
+        overrides = {**cache_settings(cache), **overrides}
     settings = load_settings(config, **overrides)
     _quiet_pelican_by_default()
+    _reset_sitemap()
     try:
         Pelican(settings).run()
     except Exception as error:  # Pelican raises plain exceptions; give the task one clear type
+        if cache is not None:
+            from incremental import settle
+
+            settle(settings)  # the cache is whole: the next rebuild still needs only the change
         raise BuildError(str(error)) from error
     return settings
 
@@ -75,9 +105,20 @@ def build_feeds(config: str | os.PathLike = "pelicanconf.py", **overrides) -> li
         raise BuildError(str(error)) from error
 
 
+def _reset_sitemap() -> None:
+    """pelican-sitemap keeps a build's state in a module-level object that only a build that ends
+    clears: after a failed build in the same process (a content error while `invoke serve` runs)
+    it would never write the sitemap again. Each build starts it afresh, as a new process would."""
+    module = sys.modules.get("pelican.plugins.sitemap.sitemap")
+    if module is not None:
+        module.generator._main_pelican = None
+        module.generator.page_queue = []
+        module.generator.now = datetime.now()
+
+
 def _quiet_pelican_by_default() -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
 
-__all__ = ["BuildError", "build", "build_feeds", "load_settings"]
+__all__ = ["BuildError", "build", "build_feeds", "cache_settings", "load_settings"]

@@ -1,23 +1,62 @@
 """Fail the build on broken content, naming the file and the field.
 
-Contract: every Markdown file under content/ is read by `CheckedMarkdownReader`, which refuses a
-file with a missing Title, an unparseable Date, an unknown Status, an Image that does not exist or
-(for articles) no stable `Id`. Pelican itself only logs such files and skips them; this plugin
-collects every problem and, once all files are read, raises `ContentError` listing each one as
-"path: field 'name': what is wrong", so `pelican` exits non-zero before anything is written.
+Contract: every Markdown file under content/ is read by the Markdown reader in place (our
+CommonMark reader, `plugins/commonmark_reader`, which must be listed before this plugin) with
+these checks added: it refuses a file with a missing Title, an unparseable Date, an unknown
+Status, an Image that does not exist or (for articles) no stable `Id`, and a file that uses
+Python-Markdown-only syntax (`markdown="1"`, `{: .class}` attribute lists, `[TOC]`, `*[ABBR]:`
+abbreviations) outside code, which CommonMark would print as text. Pelican itself only logs
+such files and skips them; this plugin collects every problem and, once all files are read,
+raises `ContentError` listing each one as "path: field 'name': what is wrong" or
+"path:line: what is wrong and how to write it in CommonMark", so `pelican` exits non-zero before
+anything is written.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import uuid
 
+import pyromark
 from pelican import signals
 from pelican.readers import MarkdownReader
-from pelican.utils import get_date
+from pelican.utils import SafeDatetime, get_date, pelican_open
 
 ALLOWED_STATUSES = {"published", "draft", "hidden"}
+# Python-Markdown syntax that CommonMark prints as text (or ignores): what it is, and the
+# CommonMark way to write it. Looked for outside code blocks and code spans only.
+PYTHON_MARKDOWN_ONLY = [
+    (
+        re.compile(r"<[A-Za-z][^<>]*?\smarkdown\s*=\s*[\"']?(?:1|block|span)\b", re.S),
+        "'markdown=\"1\"' is Python-Markdown syntax: CommonMark ignores it and prints the "
+        "Markdown inside as text. Remove the attribute and leave a blank line after the opening "
+        "tag and before the closing one, so the Markdown inside is read; for a fact box write "
+        "'> [!NOTE]' and then each line of the box starting with '> '",
+    ),
+    (
+        re.compile(r"\{:[^}\n]*\}"),
+        "'{: ...}' attribute lists are Python-Markdown syntax: CommonMark prints them as text. "
+        "On a heading write '## Title {#id .class}'; on any other block write its HTML element, "
+        "e.g. '<p class=\"note\">...</p>'",
+    ),
+    (
+        re.compile(r"^[ ]{0,3}\[TOC\][ \t]*$", re.M),
+        "'[TOC]' is Python-Markdown syntax: CommonMark prints it as text. Headings carry ids "
+        "('## How to train' is '#how-to-train'): write the contents as a list of links, e.g. "
+        "'- [How to train](#how-to-train)'",
+    ),
+    (
+        re.compile(r"^[ ]{0,3}\*\[[^\]\n]+\]:", re.M),
+        "'*[ABBR]: ...' abbreviations are Python-Markdown syntax: CommonMark prints them as "
+        "text. Write '<abbr title=\"what it stands for\">ABBR</abbr>' where it first appears",
+    ),
+]
+_MARKERS = ("markdown", "{:", "[TOC]", "*[")  # in every match of the patterns above
+_SUSPECT = re.compile("|".join(p.pattern for p, _ in PYTHON_MARKDOWN_ONLY), re.M | re.S)
 _problems: dict[str, list[str]] = {}
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?: \d{2}:\d{2}(?::\d{2})?)?\Z")
 
 
 class ContentError(Exception):
@@ -30,12 +69,57 @@ class MetadataError(ValueError):
         self.field = field
 
 
-class CheckedMarkdownReader(MarkdownReader):
-    """Pelican's Markdown reader, with errors that name the file and the field."""
+class SyntaxProblem(ValueError):
+    """Python-Markdown-only syntax, at a line of the file."""
+
+
+# The extensions our reader parses with: code spans and blocks are found as it finds them.
+_OPTIONS = (
+    pyromark.Options.ENABLE_TABLES
+    | pyromark.Options.ENABLE_FOOTNOTES
+    | pyromark.Options.ENABLE_STRIKETHROUGH
+    | pyromark.Options.ENABLE_TASKLISTS
+    | pyromark.Options.ENABLE_HEADING_ATTRIBUTES
+    | pyromark.Options.ENABLE_GFM
+    | pyromark.Options.ENABLE_DEFINITION_LIST
+)
+
+
+def python_markdown_only(text: str) -> list[tuple[int, str]]:
+    """(line, message) for each Python-Markdown-only construct in a Markdown file's text, outside
+    code blocks and code spans; lines are 1-based, counted from the file's first line."""
+    if not any(marker in text for marker in _MARKERS) or not _SUSPECT.search(text):
+        return []  # the common case costs a few substring scans
+    data = text.encode("utf-8")
+    code = []  # byte ranges of code blocks and code spans
+    start = None
+    for event, span in pyromark.events_with_range(text, options=_OPTIONS):
+        if not isinstance(event, dict):
+            continue
+        if "Code" in event:
+            code.append((span["start"], span["end"]))
+        elif isinstance(event.get("Start"), dict) and "CodeBlock" in event["Start"]:
+            start = span["start"]
+        elif event.get("End") == "CodeBlock" and start is not None:
+            code.append((start, span["end"]))
+            start = None
+    found = []
+    for pattern, message in PYTHON_MARKDOWN_ONLY:
+        for match in re.finditer(pattern.pattern.encode(), data, pattern.flags & ~re.U):
+            if not any(a <= match.start() < b for a, b in code):
+                found.append((data.count(b"\n", 0, match.start()) + 1, message))
+    return sorted(found)
+
+
+class ContentChecks:
+    """Our checks, on top of a Markdown reader class (see `checked`): errors that name the file
+    and the field, or the line."""
 
     def process_metadata(self, name, value):
         if name == "date" or name == "modified":
             try:
+                if _ISO_DATE.match(value):  # the usual forms, without dateutil's slow parser
+                    return SafeDatetime.fromisoformat(value)
                 return get_date(value)
             except (ValueError, OverflowError):
                 raise MetadataError(
@@ -46,12 +130,22 @@ class CheckedMarkdownReader(MarkdownReader):
 
     def read(self, source_path):
         relative = os.path.relpath(source_path, self.settings.get("PATH", os.curdir))
+        problems = []
+        self.source_text = None
         try:
             content, metadata = super().read(source_path)
             self._check(relative, metadata)
         except MetadataError as error:
-            _record(source_path, f"{relative}: {error}")
-            raise
+            problems.append(f"{relative}: {error}")
+        text = self.source_text  # the text the reader read, if it says; else read it here
+        if text is None:
+            with pelican_open(source_path) as text:
+                pass
+        problems += [f"{relative}:{n}: {message}" for n, message in python_markdown_only(text)]
+        for problem in problems:
+            _record(source_path, problem)
+        if problems:
+            raise SyntaxProblem(problems[0])
         return content, metadata
 
     def _check(self, relative: str, metadata: dict) -> None:
@@ -93,10 +187,22 @@ def _reset(_pelican) -> None:
     _problems.clear()
 
 
+@functools.cache
+def checked(reader_class: type) -> type:
+    """The reader class with our checks on top (the same class for the same reader)."""
+    if issubclass(reader_class, ContentChecks):
+        return reader_class
+    return type(f"Checked{reader_class.__name__}", (ContentChecks, reader_class), {})
+
+
+CheckedMarkdownReader = checked(MarkdownReader)  # Pelican's own reader, checked
+
+
 def _use_checked_reader(readers) -> None:
-    for ext in CheckedMarkdownReader.file_extensions:
-        if ext in readers.reader_classes:
-            readers.reader_classes[ext] = CheckedMarkdownReader
+    for ext in MarkdownReader.file_extensions:
+        reader_class = readers.reader_classes.get(ext)
+        if reader_class:
+            readers.reader_classes[ext] = checked(reader_class)
 
 
 def fail_on_problems(generators) -> None:

@@ -118,7 +118,24 @@ def updated(article):
     return getattr(article, "modified", None) or article.date
 
 
-def build_feed(articles, settings, *, title, rss_path, atom_path, html_url, content_path):
+def entry_html(article, url: str, siteurl: str, cache: dict | None = None) -> tuple[str, str]:
+    """(summary, content) of an article with absolute URLs, made once per article per build: an
+    article is in the site's feeds and in its category's, RSS and Atom each."""
+    key = id(article)
+    if cache is not None and key in cache:
+        return cache[key]
+    found = (
+        absolutize(str(article.summary), url),
+        absolutize(article.get_content(siteurl), url),
+    )
+    if cache is not None:
+        cache[key] = found
+    return found
+
+
+def build_feed(
+    articles, settings, *, title, rss_path, atom_path, html_url, content_path, cache=None
+):
     siteurl = settings["SITEURL"].rstrip("/")
     fg = FeedGenerator()
     fg.load_extension("dc")
@@ -144,9 +161,10 @@ def build_feed(articles, settings, *, title, rss_path, atom_path, html_url, cont
         fe.dc.dc_creator(str(article.author))
         if getattr(article, "subtitle", None):
             fe.st.subtitle(str(article.subtitle))
-        fe.summary(absolutize(str(article.summary), url), type="html")
-        fe.description(absolutize(str(article.summary), url))
-        fe.content(absolutize(article.get_content(siteurl), url), type="html")
+        summary, content = entry_html(article, url, siteurl, cache)
+        fe.summary(summary, type="html")
+        fe.description(summary)
+        fe.content(content, type="html")
         fe.category(term=str(article.category), label=str(article.category))
         for tag in getattr(article, "tags", []):
             fe.category(term=str(tag), label=str(tag))
@@ -187,6 +205,7 @@ def write_feeds(generator) -> list[str]:
     siteurl = settings["SITEURL"].rstrip("/")
     articles = published(generator.articles)
     written = []
+    cache: dict = {}
     jobs = [
         (settings.get("SITENAME", ""), conf["all_rss"], conf["all_atom"], siteurl + "/", articles)
     ]
@@ -211,6 +230,7 @@ def write_feeds(generator) -> list[str]:
             atom_path=atom_path,
             html_url=html_url,
             content_path=generator.path,
+            cache=cache,
         )
         _write(generator.output_path, rss_path, rss)
         _write(generator.output_path, atom_path, atom)

@@ -1,9 +1,13 @@
 """Template helpers for our theme: absolute URLs, share links, author boxes and JSON-LD.
 
-Contract: on `initialized` this plugin adds Jinja filters (`abs_url`, `urlquote`, `plain`,
-`isodate`) and globals (`share_links`, `author_info`, `article_jsonld`) to Pelican's settings, and
-checks the AUTHORS_INFO and SHARE_NETWORKS settings, failing with a message that names the setting.
-Everything is computed at build time; the pages need no script to show any of it.
+Contract: this plugin adds Jinja filters (`abs_url`, `urlquote`, `plain`, `isodate`,
+`reading_time`) and globals (`share_links`, `author_info`, `article_jsonld`, `summary_text`,
+`image_size`, `icon`, `card`) to each generator's Jinja environment, and on `initialized`
+checks the AUTHORS_INFO and SHARE_NETWORKS settings, failing with a message that names the
+setting. Everything is computed at build time; the pages need no script to show any of it.
+What several pages use is made once per build: a summary is rendered once, by the reader; its
+plain text once per article (`summary_text`: the meta description, the share texts, the
+JSON-LD); an article's card once for every list that shows it (`card`); each icon read once.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import struct
 from html import unescape
 from urllib.parse import quote, urljoin
 
+from jinja2 import pass_environment
 from markupsafe import Markup
 from pelican import signals
 
@@ -43,15 +48,36 @@ def urlquote(value) -> str:
 
 def plain(html) -> str:
     """HTML (a summary, a title) to plain text, for meta tags and share texts."""
-    return " ".join(unescape(Markup(str(html)).striptags()).split())
+    text = str(html)
+    if "<" not in text and "&" not in text:  # most titles: nothing to strip or unescape
+        return " ".join(text.split())
+    return " ".join(unescape(Markup(text).striptags()).split())
+
+
+def summary_text(content) -> str:
+    """The plain text of an article's or page's summary, derived once per article and reused by
+    the meta description, the share texts and the JSON-LD."""
+    cached = content.__dict__.get("_summary_text")
+    if cached is None:
+        cached = content.__dict__["_summary_text"] = plain(content.summary)
+    return cached
 
 
 def isodate(value) -> str:
     return value.isoformat(timespec="seconds")
 
 
+_TAGS_AND_COMMENTS = re.compile(r"<!--.*?-->|<[^>]*>", re.S)
+
+
+def word_count(html) -> int:
+    """The words of an HTML text, as plain() would split them, in one regex pass."""
+    text = _TAGS_AND_COMMENTS.sub("", str(html))
+    return len((unescape(text) if "&" in text else text).split())
+
+
 def reading_time(html, words_per_minute: int = 230) -> int:
-    return max(1, round(len(plain(html).split()) / words_per_minute))
+    return max(1, round(word_count(html) / words_per_minute))
 
 
 @functools.cache
@@ -93,7 +119,8 @@ def make_helpers(settings: dict) -> dict:
     def share_links(article) -> list[dict]:
         url = abs_url(article.url)
         title = plain(article.title)
-        text = plain(getattr(article, "subtitle", "") or article.summary) or title
+        subtitle = getattr(article, "subtitle", "")
+        text = (plain(subtitle) if subtitle else summary_text(article)) or title
         image = abs_url(article.image) if getattr(article, "image", None) else ""
         values = {
             "url": urlquote(url),
@@ -128,7 +155,7 @@ def make_helpers(settings: dict) -> dict:
             "@context": "https://schema.org",
             "@type": "BlogPosting",
             "headline": plain(article.title),
-            "description": plain(article.summary),
+            "description": summary_text(article),
             "datePublished": isodate(article.date),
             "dateModified": isodate(getattr(article, "modified", None) or article.date),
             "mainEntityOfPage": abs_url(article.url),
@@ -150,6 +177,28 @@ def make_helpers(settings: dict) -> dict:
         text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
         return Markup(text)
 
+    cards: dict[int, Markup] = {}
+
+    @pass_environment
+    def card(env, item) -> Markup:
+        """An article's card (partials/card.html), rendered once per build: the index, tag,
+        category and author pages that list the article reuse it."""
+        found = cards.get(id(item))  # articles live as long as the build: their ids are theirs
+        if found is None:
+            found = Markup(env.get_template("partials/card.html").render(item=item))
+            cards[id(item)] = found
+        return found
+
+    @functools.cache
+    def icon(name: str) -> Markup:
+        """An SVG icon of the theme (templates/partials/icons/NAME.svg), inline, read once. Not in
+        partials/stay_tuned.html, which base.html includes: the newsletter's endpoint renders
+        base.html in its own Jinja environment, without our globals."""
+        path = os.path.join(settings.get("THEME", ""), "templates", "partials", "icons", name)
+        with open(f"{path}.svg", encoding="utf-8") as handle:
+            text = handle.read()
+        return Markup(text[:-1] if text.endswith("\n") else text)  # as {% include %} wrote it
+
     def image_size(path):
         """(width, height) of a PNG, GIF or SVG under content/, or None (reserves space)."""
         return _image_size(os.path.join(settings.get("PATH", os.curdir), str(path)))
@@ -167,6 +216,9 @@ def make_helpers(settings: dict) -> dict:
             "share_links": share_links,
             "author_info": author_info,
             "article_jsonld": article_jsonld,
+            "summary_text": summary_text,
+            "icon": icon,
+            "card": card,
         },
     }
 
@@ -189,11 +241,17 @@ def check_settings(settings: dict) -> None:
             )
 
 
-def _install(pelican) -> None:
+def _check(pelican) -> None:
     check_settings(pelican.settings)
-    helpers = make_helpers(pelican.settings)
-    pelican.settings.setdefault("JINJA_FILTERS", {}).update(helpers["filters"])
-    pelican.settings.setdefault("JINJA_GLOBALS", {}).update(helpers["globals"])
+
+
+def _install(generator) -> None:
+    """Our filters and globals, on each generator's Jinja environment. Not in the settings'
+    JINJA_FILTERS: the settings must stay picklable for Pelican's content cache (`invoke serve`),
+    and these helpers are closures over them."""
+    helpers = make_helpers(generator.settings)
+    generator.env.filters.update(helpers["filters"])
+    generator.env.globals.update(helpers["globals"])
 
 
 def freeze_urls(generator) -> None:
@@ -217,6 +275,7 @@ def freeze_urls(generator) -> None:
 
 
 def register():
-    signals.initialized.connect(_install)
+    signals.initialized.connect(_check)
+    signals.generator_init.connect(_install)
     signals.article_generator_finalized.connect(freeze_urls)
     signals.page_generator_finalized.connect(freeze_urls)

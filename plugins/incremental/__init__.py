@@ -1,0 +1,309 @@
+"""Rebuilds while writing: with Pelican's content cache on, only the pages a change touches are
+rendered and written again.
+
+Contract: when the settings turn Pelican's content cache on and load it (`CACHE_CONTENT` and
+`LOAD_CONTENT_CACHE`, as `blog.build.build(cache=...)` does for `invoke serve`), this plugin
+
+- on `initialized`, fingerprints what every page depends on besides the content: the settings'
+  values, the theme's files, the plugins' files, Pelican's and pyromark's versions. If the
+  fingerprint differs from the one kept in `CACHE_PATH`, it empties `CACHE_PATH`: a theme or
+  settings change rebuilds everything, from a fresh read of every file;
+- gives Pelican a writer (`get_writer`) that skips a page whose signature is the one it had when
+  that page was last written, if the file is still there as it was written (same size and
+  mtime). An article's or page's signature covers its own HTML and metadata, its URL, its image
+  file, and a site signature: every published article's and page's metadata, URL and summary
+  (a title, a tag or a summary edited anywhere renders every page again), and the URL of every
+  file, which its `{filename}` and `{static}` links resolve to. A list page's (index,
+  tags, categories, archives...) covers the site signature, the text of every published article
+  that has no `Summary` (its summary is cut from the text), and its own arguments (which tag,
+  which category). So an edit to the body of one article renders that article's page (and the
+  feeds and the sitemap, which are written at every build) and nothing else;
+- keeps Jinja's compiled templates in memory from one build to the next in the same process;
+- keeps the signatures in `CACHE_PATH/written-pages` after a successful build. A build stopped
+  before it ends (Ctrl-C, a kill) leaves `CACHE_PATH/fingerprint` saying "unfinished", and the
+  next build starts from an empty cache; `settle(settings)` is for a build that raised: its
+  cache is whole and kept.
+
+Skipped pages are still announced with `content_written`, so the sitemap lists them. Without the
+content cache (`invoke build`, `invoke publish`, tests) the plugin does nothing: those builds stay
+clean and write every file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import os
+import pickle
+import re
+import shutil
+from importlib.metadata import version
+
+from jinja2 import BytecodeCache
+from pelican import signals
+from pelican.writers import Writer
+
+log = logging.getLogger(__name__)
+FINGERPRINT = "fingerprint"
+UNFINISHED = "unfinished"
+STATE = "written-pages"
+CONTENT_LISTS = ("articles", "pages")  # what list pages and menus can show
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_active: dict[int, IncrementalWriter] = {}
+
+
+def enabled(settings: dict) -> bool:
+    return bool(settings.get("CACHE_CONTENT") and settings.get("LOAD_CONTENT_CACHE"))
+
+
+def _canonical(value):
+    if isinstance(value, set | frozenset):
+        return sorted(map(repr, value))
+    return _ADDRESS.sub("", repr(value))
+
+
+def _hash_tree(digest, folder: str) -> None:
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            digest.update(os.path.relpath(path, folder).encode() + b"\0")
+            with open(path, "rb") as handle:
+                digest.update(hashlib.blake2b(handle.read(), digest_size=16).digest())
+
+
+def fingerprint(settings: dict) -> str:
+    """What every page depends on besides the content, as a hex digest."""
+    digest = hashlib.blake2b(digest_size=16)
+    values = {k: v for k, v in settings.items() if k.isupper() and not k.startswith("_")}
+    digest.update(json.dumps(values, sort_keys=True, default=_canonical).encode())
+    for package in ("pelican", "pyromark"):
+        digest.update(f"{package}={version(package)}".encode())
+    for folder in [settings.get("THEME", ""), *settings.get("PLUGIN_PATHS", [])]:
+        if folder and os.path.isdir(folder):
+            _hash_tree(digest, folder)
+    return digest.hexdigest()
+
+
+def _start(pelican) -> None:
+    """Empty the cache if the theme, the settings or the plugins changed since it was filled, or
+    if the last build was stopped before it ended (a cache file may be cut short)."""
+    settings = pelican.settings
+    if not enabled(settings):
+        return
+    cache = settings["CACHE_PATH"]
+    current = fingerprint(settings)
+    settings["_INCREMENTAL_FINGERPRINT"] = current
+    kept = _read_marker(cache)
+    if kept != current:
+        if kept is not None:
+            log.info("Theme, settings or plugins changed: rebuilding everything")
+        shutil.rmtree(cache, ignore_errors=True)
+    _write_marker(cache, UNFINISHED)
+
+
+def settle(settings: dict) -> None:
+    """After a build that ended, even with an error: its cache files are whole, keep them."""
+    current = settings.get("_INCREMENTAL_FINGERPRINT")
+    if current and enabled(settings) and _read_marker(settings["CACHE_PATH"]) == UNFINISHED:
+        _write_marker(settings["CACHE_PATH"], current)
+
+
+def _read_marker(cache: str) -> str | None:
+    try:
+        with open(os.path.join(cache, FINGERPRINT), encoding="utf-8") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def _write_marker(cache: str, text: str) -> None:
+    os.makedirs(cache, exist_ok=True)
+    with open(os.path.join(cache, FINGERPRINT), "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _value(value):
+    if isinstance(value, str | int | float | bool | type(None)):
+        return value
+    if isinstance(value, list | tuple):
+        return tuple(_value(item) for item in value)
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    return str(value)  # Tag, Category, Author: their names (their URLs come from the settings)
+
+
+class IncrementalWriter(Writer):
+    """Pelican's writer, skipping pages whose signature has not changed since they were written."""
+
+    def __init__(self, output_path, settings=None):
+        super().__init__(output_path, settings=settings)
+        self._state_path = os.path.join(self.settings["CACHE_PATH"], STATE)
+        try:
+            with open(self._state_path, "rb") as handle:
+                self._kept = pickle.load(handle)
+        except (OSError, pickle.PickleError, EOFError, AttributeError, ValueError):
+            self._kept = {}
+        self._state: dict[str, tuple] = {}
+        self._opened: list[str] = []
+        self._meta: dict[int, tuple] = {}
+        self._site: dict[str, str] = {}
+        self.written = self.skipped = 0
+        _active[id(self.settings)] = self  # saved on `finalized`, after a build that succeeded
+
+    # signatures ---------------------------------------------------------------------------
+    def _meta_signature(self, content) -> tuple:
+        key = id(content)
+        if key not in self._meta:
+            metadata = tuple(sorted((k, _value(v)) for k, v in content.metadata.items()))
+            translations = tuple(t.url for t in getattr(content, "translations", []))
+            self._meta[key] = (content.save_as, content.url, metadata, translations)
+        return self._meta[key]
+
+    def _site_signature(self, context, with_texts: bool) -> str:
+        key = "lists" if with_texts else "site"
+        if key not in self._site:
+            digest = hashlib.blake2b(digest_size=16)
+            # where every file is published: what {filename} and {static} links resolve to
+            for name in ("generated_content", "static_content"):
+                for path, content in sorted(context.get(name, {}).items()):
+                    digest.update(f"{path}\0{getattr(content, 'url', '')}\0".encode())
+            for name in CONTENT_LISTS:
+                for content in context.get(name, []):
+                    digest.update(repr(self._meta_signature(content)).encode())
+                    if with_texts and "summary" not in content.metadata:
+                        digest.update(hashlib.blake2b(content._content.encode()).digest())
+            self._site[key] = digest.hexdigest()
+        return self._site[key]
+
+    def _signature(self, name, template, context, url, relative_urls, template_name, kwargs):
+        content = kwargs.get("article") or kwargs.get("page")
+        parts = [name, template.name, template_name, url, relative_urls]
+        parts += [
+            (k, _value(v))
+            for k, v in sorted(kwargs.items())
+            if k not in ("article", "page") and not isinstance(v, list | tuple)
+        ]  # lists of articles follow from the site signature and the other arguments
+        if content is not None:
+            html = content._content or ""  # its links to other content: in the site signature
+            parts += [self._meta_signature(content), self._site_signature(context, False)]
+            image = content.metadata.get("image")
+            if image:
+                try:
+                    found = os.stat(os.path.join(self.settings["PATH"], str(image)))
+                    parts.append((found.st_mtime_ns, found.st_size))
+                except OSError:
+                    parts.append(None)
+            digest = hashlib.blake2b(repr(parts).encode(), digest_size=16)
+            digest.update(html.encode())
+            return digest.hexdigest()
+        parts.append(self._site_signature(context, True))
+        return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+
+    # writing ------------------------------------------------------------------------------
+    def _unchanged_files(self, name, signature):
+        kept = self._kept.get(name)
+        if not kept or kept[0] != signature:
+            return None
+        for path, mtime_ns, size in kept[1]:
+            try:
+                found = os.stat(path)
+            except OSError:
+                return None
+            if (found.st_mtime_ns, found.st_size) != (mtime_ns, size):
+                return None
+        return kept[1]
+
+    def _open_w(self, filename, encoding, override=False):
+        self._opened.append(filename)
+        return super()._open_w(filename, encoding, override)
+
+    def write_file(
+        self,
+        name,
+        template,
+        context,
+        relative_urls=False,
+        paginated=None,
+        template_name=None,
+        override_output=False,
+        url=None,
+        **kwargs,
+    ):
+        if not name:
+            return super().write_file(name, template, context, relative_urls, paginated,
+                                      template_name, override_output, url, **kwargs)  # fmt: skip
+        signature = self._signature(
+            name, template, context, url, relative_urls, template_name, kwargs
+        )
+        files = self._unchanged_files(name, signature)
+        if files is not None:
+            self.skipped += 1
+            self._state[name] = self._kept[name]
+            local = {**kwargs, "output_file": name}  # what `content_written` receivers read
+            for path, _, _ in files:
+                self._written_files.add(path)
+                signals.content_written.send(path, context=local)
+            return None
+        self._opened = []
+        result = super().write_file(name, template, context, relative_urls, paginated,
+                                    template_name, override_output, url, **kwargs)  # fmt: skip
+        self.written += 1
+        files = []
+        for path in self._opened:
+            if path != os.devnull:
+                found = os.stat(path)
+                files.append((path, found.st_mtime_ns, found.st_size))
+        self._state[name] = (signature, files)
+        return result
+
+    def save(self) -> None:
+        os.makedirs(os.path.dirname(self._state_path), exist_ok=True)
+        temporary = self._state_path + ".tmp"
+        with open(temporary, "wb") as handle:
+            pickle.dump(self._state, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, self._state_path)
+        log.info("Pages rendered: %d, unchanged and skipped: %d", self.written, self.skipped)
+
+
+def _writer(pelican):
+    return IncrementalWriter if enabled(pelican.settings) else None
+
+
+class _MemoryBytecodeCache(BytecodeCache):
+    """Compiled templates kept between the builds of one process (`invoke serve`), keyed by
+    Jinja by template name and source checksum: an edited template is compiled again."""
+
+    def __init__(self):
+        self.compiled: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket):
+        if bucket.key in self.compiled:
+            bucket.bytecode_from_string(self.compiled[bucket.key])
+
+    def dump_bytecode(self, bucket):
+        self.compiled[bucket.key] = bucket.bytecode_to_string()
+
+
+_BYTECODE = _MemoryBytecodeCache()
+
+
+def _reuse_compiled_templates(generator) -> None:
+    if enabled(generator.settings):
+        generator.env.bytecode_cache = _BYTECODE
+
+
+def _finish(pelican) -> None:
+    writer = _active.pop(id(pelican.settings), None)
+    if writer is not None:
+        writer.save()
+    settle(pelican.settings)
+
+
+def register():
+    signals.initialized.connect(_start)
+    signals.get_writer.connect(_writer)
+    signals.generator_init.connect(_reuse_compiled_templates)
+    signals.finalized.connect(_finish)

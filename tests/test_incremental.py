@@ -1,0 +1,223 @@
+"""Rebuilds while writing (`invoke serve`: `build(cache=...)`, plugins/incremental): an edited
+article is read again and its page and the feeds change; an untouched article's page is not even
+rewritten; a theme change rebuilds everything; drafts and future articles behave as without the
+cache; `invoke build` (no cache) stays a clean build that writes every page."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from blog.build import ROOT, BuildError, build
+from tests.conftest import write_article
+
+SITE = "https://blog.example"
+
+
+class Files:
+    """Every file of an output folder: bytes and mtime (ns), to compare two builds."""
+
+    def __init__(self, output: Path):
+        self.output = output
+        self.files = {
+            str(p.relative_to(output)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in output.rglob("*")
+            if p.is_file()
+        }
+
+    def changed(self, later: Files) -> set[str]:
+        return {
+            name for name, (data, _) in later.files.items() if self.files.get(name, (0,))[0] != data
+        }
+
+    def rewritten(self, later: Files) -> set[str]:
+        return {
+            name
+            for name, (_, mtime) in later.files.items()
+            if self.files.get(name, (0, 0))[1] != mtime
+        }
+
+
+def touch_later(path: Path) -> None:
+    """As an editor's save: new content, and an mtime that certainly differs from the last one."""
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """The paths the Markdown reader reads, in order."""
+    import commonmark_reader
+
+    seen = []
+    read = commonmark_reader.CommonMarkReader.read
+
+    def counting(self, source_path):
+        seen.append(Path(source_path).name)
+        return read(self, source_path)
+
+    monkeypatch.setattr(commonmark_reader.CommonMarkReader, "read", counting)
+    return seen
+
+
+@pytest.fixture
+def blog(tmp_path, content_dir):
+    """A small blog: three articles, a draft, a future article and a page, and a copy of the
+    theme (so a test can edit it); `blog.build()` builds it as `invoke serve` does."""
+    write_article(content_dir, "first", "First", "2026-01-01 10:00", body="First body.",
+                  summary="The first.", tags="knees")  # fmt: skip
+    write_article(content_dir, "second", "Second", "2026-01-02 10:00", body="Second body.",
+                  summary="The second.", tags="knees")  # fmt: skip
+    write_article(content_dir, "third", "Third", "2026-01-03 10:00", body="Links to "
+                  "[the first]({filename}/articles/first.md).", category="Hips")  # fmt: skip
+    write_article(content_dir, "wip", "Work in progress", "2026-01-04", status="draft")
+    write_article(content_dir, "later", "Later", "2999-01-01", body="Not yet.")
+    (content_dir / "pages" / "about.md").write_text("Title: About\n\nAbout us.\n")
+    theme = tmp_path / "theme"
+    shutil.copytree(ROOT / "theme", theme)
+
+    class Blog:
+        content = content_dir
+        output = tmp_path / "out"
+        cache = tmp_path / "cache"
+
+        def build(self, cache=True):
+            build("pelicanconf.py", cache=self.cache if cache else None, SITEURL=SITE,
+                  PATH=content_dir, OUTPUT_PATH=self.output, THEME=theme)  # fmt: skip
+            return Files(self.output)
+
+    Blog.theme = theme
+    return Blog()
+
+
+def test_one_edited_article_rebuilds_its_page_and_the_feeds_only(blog, reads):
+    before = blog.build()
+    assert sorted(reads) == ["about.md", "first.md", "later.md", "second.md", "third.md", "wip.md"]
+    reads.clear()
+    second = blog.content / "articles" / "second.md"
+    second.write_text(second.read_text().replace("Second body.", "Second body, edited."))
+    touch_later(second)
+    after = blog.build()
+
+    assert reads == ["second.md"], "only the edited file is read again"
+    assert "Second body, edited." in (blog.output / "2026/second/index.html").read_text()
+    changed = before.changed(after)
+    assert {"2026/second/index.html", "feeds/all.rss.xml", "feeds/all.atom.xml"} <= changed
+    assert {"feeds/rehab.rss.xml", "feeds/rehab.atom.xml"} <= changed
+    assert changed <= {
+        "2026/second/index.html",
+        *(f"feeds/{name}.{kind}.xml" for name in ("all", "rehab") for kind in ("rss", "atom")),
+        "sitemap.xml",
+    }
+    rewritten = before.rewritten(after)
+    untouched_pages = [
+        "2026/first/index.html",
+        "2026/third/index.html",
+        "about/index.html",
+        "index.html",
+        "tag/knees/index.html",
+        "drafts/work-in-progress.html",
+    ]
+    for untouched in untouched_pages:
+        assert untouched not in rewritten, untouched
+        assert before.files[untouched][0] == after.files[untouched][0]
+    sitemap = (blog.output / "sitemap.xml").read_text()
+    assert f"{SITE}/2026/first/" in sitemap and f"{SITE}/about/" in sitemap, "skipped, still listed"
+
+
+def test_an_edited_title_or_summary_rebuilds_the_lists(blog, reads):
+    before = blog.build()
+    second = blog.content / "articles" / "second.md"
+    second.write_text(second.read_text().replace("Summary: The second.", "Summary: New words."))
+    touch_later(second)
+    after = blog.build()
+    changed = before.changed(after)
+    assert {"index.html", "tag/knees/index.html", "category/rehab/index.html"} <= changed
+    assert "New words." in (blog.output / "index.html").read_text()
+    assert "2026/first/index.html" not in changed
+
+
+def test_a_theme_change_rebuilds_everything(blog, reads):
+    before = blog.build()
+    reads.clear()
+    base = blog.theme / "templates" / "base.html"
+    base.write_text(base.read_text().replace("</body>", "<!-- theme v2 -->\n</body>"))
+    after = blog.build()
+    assert sorted(reads) == ["about.md", "first.md", "later.md", "second.md", "third.md", "wip.md"]
+    pages = [name for name in after.files if name.endswith(".html")]
+    assert len(pages) >= 15
+    for name in pages:
+        assert b"<!-- theme v2 -->" in after.files[name][0], name
+        assert name in before.rewritten(after), name
+
+
+def test_a_settings_change_rebuilds_everything(blog, reads):
+    blog.build()
+    reads.clear()
+    build("pelicanconf.py", cache=blog.cache, SITEURL="https://other.example",
+          PATH=blog.content, OUTPUT_PATH=blog.output, THEME=blog.theme)  # fmt: skip
+    assert len(reads) == 6
+    assert (
+        "https://other.example/2026/first/" in (blog.output / "2026/first/index.html").read_text()
+    )
+
+
+def test_a_renamed_article_updates_the_links_to_it(blog, reads):
+    blog.build()
+    first = blog.content / "articles" / "first.md"
+    first.write_text(first.read_text().replace("Title: First", "Title: First\nSlug: premier"))
+    touch_later(first)
+    blog.build()
+    third = (blog.output / "2026/third/index.html").read_text()
+    assert f'href="{SITE}/2026/premier/"' in third
+
+
+def test_drafts_and_future_articles_behave_as_without_the_cache(blog):
+    for _ in range(2):
+        files = blog.build()
+        assert "drafts/work-in-progress.html" in files.files
+        assert "drafts/later.html" in files.files
+        assert "2999/later/index.html" not in files.files
+        feed = files.files["feeds/all.atom.xml"][0].decode()
+        assert "Work in progress" not in feed and "Later" not in feed
+
+
+def test_a_broken_edit_then_its_fix(blog, reads):
+    blog.build()
+    second = blog.content / "articles" / "second.md"
+    text = second.read_text()
+    second.write_text(text.replace("Date: 2026-01-02 10:00", "Date: the 32nd"))
+    touch_later(second)
+    with pytest.raises(BuildError, match="second.md: field 'Date'"):
+        blog.build()
+    reads.clear()
+    second.write_text(text.replace("Second body.", "Second body, fixed."))
+    touch_later(second)
+    (blog.output / "sitemap.xml").unlink()
+    blog.build()
+    assert reads == ["second.md"], "the cache survived the failed build"
+    assert "Second body, fixed." in (blog.output / "2026/second/index.html").read_text()
+    assert f"{SITE}/2026/second/" in (blog.output / "sitemap.xml").read_text()
+
+
+def test_an_interrupted_build_starts_the_next_from_an_empty_cache(blog, reads):
+    blog.build()
+    (blog.cache / "fingerprint").write_text("unfinished")  # as a build killed half-way leaves it
+    reads.clear()
+    blog.build()
+    assert len(reads) == 6
+
+
+def test_invoke_build_stays_clean(blog, reads):
+    before = blog.build()
+    reads.clear()
+    after = blog.build(cache=False)
+    assert len(reads) == 6, "every file read"
+    pages = [name for name in after.files if name.endswith(".html")]
+    assert set(pages) <= before.rewritten(after), "every page written"
+    assert {name: data for name, (data, _) in after.files.items() if name != "sitemap.xml"} == {
+        name: data for name, (data, _) in before.files.items() if name != "sitemap.xml"
+    }, "and the same site"
