@@ -70,6 +70,7 @@ PLUGINS = [
     "commonmark_reader",
     "content_check",
     "theme_helpers",
+    "video_embeds",
     "feeds",
     "robots",
     "pelican.plugins.sitemap",
@@ -88,7 +89,7 @@ SITEMAP = {
     "format": "xml",
     "priorities": {"articles": 0.7, "indexes": 0.5, "pages": 0.5},
     "changefreqs": {"articles": "monthly", "indexes": "daily", "pages": "monthly"},
-    "exclude": ["tag/", "category/", "author/", "404.html"],
+    "exclude": ["tag/", "category/", "author/", "404.html", "share/"],
 }
 
 # The author box: one entry per author, keyed by the Author metadata.
@@ -108,7 +109,12 @@ AUTHORS_INFO = {
 }
 
 # Share buttons, in this order. Each is a plain link: nothing is sent until a reader clicks.
-SHARE_NETWORKS = ["facebook", "twitter", "linkedin", "pinterest"]
+# Any of facebook, twitter, linkedin, pinterest, bluesky, mastodon; "mastodon" links to our own
+# page (share/mastodon/) that asks for the reader's server.
+# Video facades (plugins/video_embeds): where build-time thumbnails come from ({id}: the video).
+VIDEO_THUMBNAIL_URL = "https://i.ytimg.com/vi/{id}/hqdefault.jpg"
+
+SHARE_NETWORKS = ["facebook", "twitter", "linkedin", "pinterest", "bluesky", "mastodon"]
 
 # Comments: a self-hosted Isso server. Empty means no comment server: the section explains that.
 ISSO_URL = os.environ.get("ISSO_URL", "")

@@ -66,8 +66,15 @@ SITE_SETTINGS = (
     ),
     (
         "SHARE_NETWORKS",
-        "`facebook, twitter, linkedin, pinterest`",
-        "the share buttons, in order (email and copy-link are always there)",
+        "`facebook, twitter, linkedin, pinterest, bluesky, mastodon`",
+        "the share buttons, in order (email and copy-link are always there); `mastodon` adds "
+        "the page `/share/mastodon/` that asks for the reader's server",
+    ),
+    (
+        "VIDEO_THUMBNAIL_URL",
+        "`https://i.ytimg.com/vi/{id}/hqdefault.jpg`",
+        "where a YouTube line's thumbnail is fetched once at build time (into "
+        "`content/images/videos/`); if it cannot be, a placeholder and a warning",
     ),
     (
         "FEEDS",

@@ -33,7 +33,12 @@ SHARE_URLS = {
         "Pinterest",
         "https://www.pinterest.com/pin/create/button/?url={url}&media={image}&description={text}",
     ),
+    "bluesky": ("Bluesky", "https://bsky.app/intent/compose?text={post}"),
+    # Mastodon has no central server: our own page (share_mastodon.html, written by the build
+    # when "mastodon" is in SHARE_NETWORKS) asks for the reader's server, then opens its /share.
+    "mastodon": ("Mastodon", "{mastodon_page}?text={post}"),
 }
+MASTODON_PAGE = "share/mastodon/"
 AUTHOR_FIELDS = {"job_title", "bio", "photo", "links"}
 
 
@@ -118,7 +123,9 @@ def make_helpers(settings: dict) -> dict:
 
     def share_links(article) -> list[dict]:
         url = abs_url(article.url)
-        title = plain(article.title)
+        # The title as the page shows it: Pelican keeps metadata titles as text, which the
+        # templates escape, so "<script>" in a title is words to share, not a tag to strip.
+        title = " ".join(str(article.title).split())
         subtitle = getattr(article, "subtitle", "")
         text = (plain(subtitle) if subtitle else summary_text(article)) or title
         image = abs_url(article.image) if getattr(article, "image", None) else ""
@@ -127,6 +134,8 @@ def make_helpers(settings: dict) -> dict:
             "title": urlquote(title),
             "text": urlquote(f"{title}: {text}" if text != title else title),
             "image": urlquote(image),
+            "post": urlquote(f"{title} {url}"),
+            "mastodon_page": abs_url(settings.get("SHARE_MASTODON_URL", MASTODON_PAGE)),
         }
         links = []
         for network in settings.get("SHARE_NETWORKS", []):
@@ -243,6 +252,19 @@ def check_settings(settings: dict) -> None:
 
 def _check(pelican) -> None:
     check_settings(pelican.settings)
+    add_mastodon_page(pelican.settings)
+
+
+def add_mastodon_page(settings: dict) -> None:
+    """With "mastodon" in SHARE_NETWORKS, the build writes the page that asks for the reader's
+    server (templates/share_mastodon.html) as a direct template, at SHARE_MASTODON_SAVE_AS."""
+    if "mastodon" not in settings.get("SHARE_NETWORKS", []):
+        return
+    settings.setdefault("SHARE_MASTODON_URL", MASTODON_PAGE)
+    settings.setdefault("SHARE_MASTODON_SAVE_AS", MASTODON_PAGE + "index.html")
+    templates = list(settings.get("DIRECT_TEMPLATES", []))
+    if "share_mastodon" not in templates:
+        settings["DIRECT_TEMPLATES"] = [*templates, "share_mastodon"]
 
 
 def _install(generator) -> None:

@@ -31,6 +31,27 @@
     }
   });
 
+  // Videos: the facade's button swaps in the youtube-nocookie.com player; nothing loads before.
+  document.querySelectorAll("figure.video[data-video]").forEach(function (figure) {
+    var button = figure.querySelector(".video-play");
+    var link = figure.querySelector(".video-link");
+    if (!button || !link) return;
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var frame = document.createElement("iframe");
+      frame.src = "https://www.youtube-nocookie.com/embed/" + encodeURIComponent(figure.dataset.video) + "?autoplay=1";
+      frame.title = link.textContent;
+      frame.width = 480;
+      frame.height = 360;
+      frame.allow = "autoplay; encrypted-media; picture-in-picture; fullscreen";
+      frame.allowFullscreen = true;
+      frame.className = "video-frame";
+      link.replaceWith(frame);
+      button.remove();
+      frame.focus();
+    });
+  });
+
   // Comments: load our own Isso embed only when the reader reaches the section or asks for it.
   var thread = document.getElementById("isso-thread");
   var loadButton = document.querySelector("[data-isso]");
