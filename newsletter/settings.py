@@ -156,7 +156,7 @@ class Settings:
             object.__setattr__(
                 self,
                 "video_feed_url",
-                _url_query_ok("NEWSLETTER_VIDEO_FEED_URL", self.video_feed_url),
+                _url("NEWSLETTER_VIDEO_FEED_URL", self.video_feed_url, query=True),
             )
         if self.mailgun_base_url:
             object.__setattr__(
@@ -352,21 +352,15 @@ def parse_rate_limit(raw: str) -> Rate:
     return Rate(int(match.group(1)), multiple * PERIODS[match.group(3)])
 
 
-def _url(name: str, value: str) -> str:
+def _url(name: str, value: str, *, query: bool = False) -> str:
+    """An http(s) URL; with `query`, it may have one (YouTube's feed: ?channel_id=...) and is
+    kept as it is, else it has none and loses a trailing slash."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{name}={value!r}: must be an http:// or https:// URL")
-    if parts.query or parts.fragment:
+    if parts.fragment or (parts.query and not query):
         raise ConfigError(f"{name}={value!r}: must not have a query or a fragment")
-    return value.rstrip("/")
-
-
-def _url_query_ok(name: str, value: str) -> str:
-    """An http(s) URL that may have a query (YouTube's feed: ?channel_id=...)."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
-        raise ConfigError(f"{name}={value!r}: must be an http:// or https:// URL")
-    return value
+    return value if query else value.rstrip("/")
 
 
 def _origin(url: str) -> str:

@@ -108,6 +108,7 @@ class Ledger:
     def __init__(self, database: Database):
         self.database = database
         self.subscribers = Subscribers(database)
+        self.feedback = Feedback(database)
 
     # What is new ----------------------------------------------------------------------------
     def is_empty(self, source: str = "") -> bool:
@@ -293,7 +294,7 @@ class Ledger:
         """A permanent refusal of the address at send time: recorded as a hard bounce (the
         provider feedback's one vocabulary, which bounces the subscriber), the delivery failed."""
         with self.database.transaction():
-            Feedback(self.database).record(
+            self.feedback.record(
                 Event(
                     Kind.HARD_BOUNCE,
                     delivery.email,

@@ -504,9 +504,7 @@ def fetch(settings: Settings, ssl_context: ssl.SSLContext | None = None) -> Repo
     report = Report(settings.imap_folder, settings.imap_done_folder)
     database = Database(settings.database)
     try:
-        feedback = Feedback(
-            database, soft_limit=settings.soft_bounce_limit, soft_days=settings.soft_bounce_days
-        )
+        feedback = Feedback.from_settings(database, settings)
         imap = _login(settings, ssl_context)
         try:
             _read(imap, folder, done, settings, feedback, report)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from newsletter.database import Database, stamp
+from newsletter.settings import Settings
 from newsletter.subscriptions.subscribers import Status, Subscribers
 
 
@@ -55,6 +56,13 @@ class Feedback:
         self.database = database
         self.subscribers = Subscribers(database)
         self.soft_limit, self.soft_window = soft_limit, timedelta(days=soft_days)
+
+    @classmethod
+    def from_settings(cls, database: Database, settings: Settings) -> Feedback:
+        """With the soft-bounce limit and window from NEWSLETTER_SOFT_BOUNCE_*."""
+        return cls(
+            database, soft_limit=settings.soft_bounce_limit, soft_days=settings.soft_bounce_days
+        )
 
     def record(self, event: Event) -> Applied:
         kind = Kind(event.kind)

@@ -71,7 +71,7 @@ class Sender:
         """Apply the sign-up requests the form stored (each queues a confirmation email, or
         not: already subscribed, asked less than 10 minutes ago, ...); return how many."""
         applied = 0
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self.subscribers.pending_requests():  # a read: cheap
             done = self.subscribers.process_requests(resend_interval=self.settings.resend_interval)
             for _email, outcome in done:
                 log.info("sign-up request: %s", outcome)

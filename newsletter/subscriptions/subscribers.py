@@ -201,19 +201,29 @@ class Subscribers:
             queue.enqueue(db, "confirmation", subscriber.id, now)
             return Outcome.QUEUED
 
+    def confirmation(
+        self, public_id: str, nonce: str, db=None
+    ) -> tuple[Confirmation, Subscriber | None]:
+        """What a confirmation link would do now, changing nothing: CONFIRMED means it would
+        confirm (the page with the button shows), the others say why not."""
+        subscriber = self._subscriber(db or self.database.db, "public_id", public_id)
+        if subscriber is None:
+            return Confirmation.UNKNOWN, None
+        if not secrets.compare_digest(subscriber.confirm_nonce, nonce):
+            return Confirmation.STALE, subscriber
+        if subscriber.status == Status.CONFIRMED:
+            return Confirmation.ALREADY_CONFIRMED, subscriber
+        if subscriber.status not in OPTING_IN:
+            return Confirmation.STALE, subscriber
+        return Confirmation.CONFIRMED, subscriber
+
     def confirm(self, public_id: str, nonce: str) -> tuple[Confirmation, Subscriber | None]:
-        """The confirmation link: idempotent; only the latest opt-in's link works."""
+        """The confirmation link's button: idempotent; only the latest opt-in's link works."""
         now = self.database.now()
         with self.database.transaction() as db:
-            subscriber = self._subscriber(db, "public_id", public_id)
-            if subscriber is None:
-                return Confirmation.UNKNOWN, None
-            if not secrets.compare_digest(subscriber.confirm_nonce, nonce):
-                return Confirmation.STALE, subscriber
-            if subscriber.status == Status.CONFIRMED:
-                return Confirmation.ALREADY_CONFIRMED, subscriber
-            if subscriber.status not in OPTING_IN:
-                return Confirmation.STALE, subscriber
+            outcome, subscriber = self.confirmation(public_id, nonce, db)
+            if outcome != Confirmation.CONFIRMED:
+                return outcome, subscriber
             self._set_status(db, subscriber.id, Status.CONFIRMED, now)
             return Confirmation.CONFIRMED, self._subscriber(db, "id", subscriber.id)
 

@@ -31,7 +31,7 @@ from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
 from newsletter.subscriptions import addresses
 from newsletter.subscriptions.emails import unsubscribe_url
-from newsletter.subscriptions.subscribers import OPTING_IN, Confirmation, Status
+from newsletter.subscriptions.subscribers import Confirmation, Status
 from newsletter.subscriptions.tokens import ExpiredToken, InvalidToken
 
 log = logging.getLogger(__name__)
@@ -107,14 +107,9 @@ def subscribed(source):
 def confirm_page(token):
     """What the link in the confirmation email opens: a page with one button. Link scanners
     fetch every link in an email; a GET (or HEAD) never confirms."""
-    nl = newsletter()
-    public_id, nonce = _confirm_token(token)
-    subscriber = nl.subscribers.get(public_id)
-    problem = _confirm_problem(subscriber, nonce)
-    if problem is not None:
-        return problem
-    if subscriber.status == Status.CONFIRMED:
-        return confirmed(subscriber, already=True)
+    outcome, subscriber = newsletter().subscribers.confirmation(*_confirm_token(token))
+    if outcome != Confirmation.CONFIRMED:
+        return _not_confirmed(outcome, subscriber)
     if wants_json():
         return jsonify(ok=True, status=subscriber.status.value, confirm="POST this URL")
     return page("confirm.html", title="Confirm your subscription", masked=_mask(subscriber.email))
@@ -122,14 +117,10 @@ def confirm_page(token):
 
 @bp.post("/confirm/<token>")
 def confirm(token):
-    nl = newsletter()
-    public_id, nonce = _confirm_token(token)
-    outcome, subscriber = nl.subscribers.confirm(public_id, nonce)
-    if outcome == Confirmation.UNKNOWN:
-        return _confirm_problem(None, nonce)
-    if outcome == Confirmation.STALE:
-        return _confirm_problem(subscriber, None)
-    return confirmed(subscriber, already=outcome == Confirmation.ALREADY_CONFIRMED)
+    outcome, subscriber = newsletter().subscribers.confirm(*_confirm_token(token))
+    if outcome != Confirmation.CONFIRMED:
+        return _not_confirmed(outcome, subscriber)
+    return confirmed(subscriber, already=False)
 
 
 def _confirm_token(token: str) -> tuple[str, str]:
@@ -143,9 +134,11 @@ def _confirm_token(token: str) -> tuple[str, str]:
         raise LinkProblem(error(400, str(problem), title="Link not valid")) from None
 
 
-def _confirm_problem(subscriber, nonce: str | None) -> Response | None:
-    """The answer for a link that cannot confirm (forgotten, or an earlier opt-in's), or None."""
-    if subscriber is None:
+def _not_confirmed(outcome: Confirmation, subscriber) -> Response:
+    """The answer for a link that does not confirm: already done, forgotten, or stale."""
+    if outcome == Confirmation.ALREADY_CONFIRMED:
+        return confirmed(subscriber, already=True)
+    if outcome == Confirmation.UNKNOWN:
         return error(
             404,
             "There is no subscription for this link: it may have been deleted at the "
@@ -153,16 +146,13 @@ def _confirm_problem(subscriber, nonce: str | None) -> Response | None:
             template="subscribe.html",
             title="No subscription",
         )
-    stale = nonce is None or not hmac.compare_digest(subscriber.confirm_nonce, nonce)
-    if stale or subscriber.status not in (*OPTING_IN, Status.CONFIRMED):
-        return error(
-            410,
-            "This confirmation link is no longer valid: a newer one was sent, or the "
-            "subscription was ended since. Subscribe again to get a fresh link.",
-            template="subscribe.html",
-            title="Link no longer valid",
-        )
-    return None
+    return error(
+        410,
+        "This confirmation link is no longer valid: a newer one was sent, or the "
+        "subscription was ended since. Subscribe again to get a fresh link.",
+        template="subscribe.html",
+        title="Link no longer valid",
+    )
 
 
 def confirmed(subscriber, *, already: bool) -> Response:

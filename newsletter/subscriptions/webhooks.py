@@ -53,7 +53,14 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from newsletter.ratelimit import Rate, RateLimiter
 from newsletter.subscriptions.feedback import Event, Feedback, Kind
-from newsletter.subscriptions.views import _network, error, newsletter
+from newsletter.subscriptions.views import (
+    MAX_JSON_DEPTH,
+    _nesting,
+    _network,
+    _text,
+    error,
+    newsletter,
+)
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
@@ -536,23 +543,18 @@ def refuse(client: str, message: str) -> Response:
 
 def _feedback() -> Feedback:
     nl = newsletter()
-    return Feedback(
-        nl.database,
-        soft_limit=nl.settings.soft_bounce_limit,
-        soft_days=nl.settings.soft_bounce_days,
-    )
+    return Feedback.from_settings(nl.database, nl.settings)
 
 
 def _json_object(raw) -> dict | None:
+    """A JSON object, or None; nested deeper than the form allows: None, unparsed."""
+    if _nesting(raw.encode() if isinstance(raw, str) else raw) > MAX_JSON_DEPTH:
+        return None
     try:
         value = json.loads(raw)
     except (ValueError, TypeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
-
-
-def _text(value) -> str:
-    return value.strip() if isinstance(value, str) else ""
 
 
 def _address(value) -> str | None:
