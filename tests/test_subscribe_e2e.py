@@ -97,7 +97,7 @@ def test_subscribe_with_javascript_confirm_then_unsubscribe(servers, new_context
     # The page a reader without JavaScript lands on, checked for accessibility (axe needs
     # JavaScript, so the form is submitted the plain way from this page).
     page.goto(article, wait_until="load")
-    footer = page.locator("#stay-tuned-footer form.subscribe-form")
+    footer = page.locator("#stay-tuned-article form.subscribe-form")
     footer.get_by_label("Your email address").fill("axe@example.com")
     footer.evaluate("form => form.submit()")  # a plain submit: no fetch
     expect(page.locator("h1")).to_have_text("Check your inbox")
@@ -109,7 +109,7 @@ def test_subscribe_without_javascript_lands_on_a_themed_page(servers, new_contex
     site, endpoint = servers
     context, page = new_page(new_context, javascript=False)
     page.goto(f"{site.url}/{ARTICLE_PATH}", wait_until="load")
-    form = page.locator("#stay-tuned-footer form.subscribe-form")
+    form = page.locator("#stay-tuned-article form.subscribe-form")
     form.get_by_label("Your email address").fill("no-js@example.com")
     form.get_by_role("button", name="Subscribe").click()
     page.wait_for_url(endpoint.url + "/subscribe")

@@ -8,6 +8,8 @@ setting. Everything is computed at build time; the pages need no script to show 
 What several pages use is made once per build: a summary is rendered once, by the reader; its
 plain text once per article (`summary_text`: the meta description, the share texts, the
 JSON-LD); an article's card once for every list that shows it (`card`); each icon read once.
+Other plugins add to an article's JSON-LD through `article.structured_data`, a dict of
+schema.org property -> list of objects (e.g. "hasPart": [ExercisePlan], "video": [VideoObject]).
 """
 
 from __future__ import annotations
@@ -181,6 +183,9 @@ def make_helpers(settings: dict) -> dict:
         }
         if getattr(article, "image", None):
             data["image"] = abs_url(article.image)
+        # What plugins found in the text (exercise plans, videos): {property: [objects]}.
+        for prop, objects in getattr(article, "structured_data", {}).items():
+            data[prop] = objects[0] if len(objects) == 1 else list(objects)
         text = json.dumps(data, ensure_ascii=False, indent=None)
         # Safe inside <script>: no '</script>' or '<!--' can be formed.
         text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
