@@ -77,6 +77,46 @@
     }
   }
 
+  // Exercise cards: "Print this exercise" prints that card alone; "Add to my calendar" loads
+  // exercise-calendar.js (its form and the .ics) on the first click, never before.
+  var here = document.currentScript && document.currentScript.src, waiting = null;
+  document.querySelectorAll("section.exercise[data-per-week][data-weeks]").forEach(function (card) {
+    var row = document.createElement("div");
+    row.className = "exercise-actions";
+    var print = row.appendChild(document.createElement("button"));
+    var add = row.appendChild(document.createElement("button"));
+    print.type = add.type = "button";
+    print.className = "button-secondary";
+    print.textContent = "Print this exercise";
+    add.textContent = "Add to my calendar";
+    add.setAttribute("aria-expanded", "false");
+    card.appendChild(row);
+    print.addEventListener("click", function () {
+      document.documentElement.classList.add("print-exercise");
+      card.classList.add("print-this");
+      window.print();
+    });
+    add.addEventListener("click", function () {
+      if (window.exerciseCalendar) return window.exerciseCalendar(card, add);
+      if (waiting) {
+        if (!waiting.some(function (args) { return args[0] === card; })) waiting.push([card, add]);
+        return;
+      }
+      waiting = [[card, add]];
+      var script = document.createElement("script");
+      script.src = new URL("exercise-calendar.js", here).href;
+      script.onload = function () {
+        waiting.forEach(function (args) { window.exerciseCalendar(args[0], args[1]); });
+      };
+      script.onerror = function () { script.remove(); waiting = null; };
+      document.head.appendChild(script);
+    });
+  });
+  window.addEventListener("afterprint", function () {
+    document.documentElement.classList.remove("print-exercise");
+    document.querySelectorAll(".print-this").forEach(function (card) { card.classList.remove("print-this"); });
+  });
+
   // "Stay tuned": post in place and show the answer; on any network failure, submit normally.
   document.querySelectorAll(".subscribe-form").forEach(function (form) {
     var status = form.querySelector(".form-status");
