@@ -8,7 +8,9 @@ from the article's `Id` metadata (never its URL), the author, categories and tag
 most `max_items`; the feed's own date is the newest entry's, so rebuilding unchanged content
 writes byte-identical files. Drafts, hidden and future-dated articles are never included. An
 article with `Announce: no` carries `<category domain="announce">no</category>` so the
-newsletter can skip it.
+newsletter can skip it. A plugin may give an article `feed_html`, {id: HTML}: each `<figure
+id="...">` of the article with such an id is that HTML in the feeds (plugins/video_embeds: the
+video facade becomes a plain linked thumbnail, no script or button).
 """
 
 from __future__ import annotations
@@ -102,6 +104,15 @@ def absolutize(html: str, base: str) -> str:
     return SRCSET_ATTR.sub(fix_srcset, html)
 
 
+_FIGURE = re.compile(r'<figure\b[^>]*?\sid="(?P<id>[^"]+)"[^>]*>.*?</figure>', re.S)
+
+
+def plain_figures(html: str, replaced: dict[str, str]) -> str:
+    """Each `<figure id="ID">...</figure>` whose ID is a key of `replaced` made that HTML (a
+    figure a summary cut short too: Pelican closes it)."""
+    return _FIGURE.sub(lambda m: replaced.get(m["id"], m[0]), html)
+
+
 def guid(article) -> str:
     return f"urn:uuid:{str(article.id).strip().lower()}"
 
@@ -124,10 +135,11 @@ def entry_html(article, url: str, siteurl: str, cache: dict | None = None) -> tu
     key = id(article)
     if cache is not None and key in cache:
         return cache[key]
-    found = (
-        absolutize(str(article.summary), url),
-        absolutize(article.get_content(siteurl), url),
-    )
+    summary, content = str(article.summary), article.get_content(siteurl)
+    replaced = getattr(article, "feed_html", None)  # {figure id: HTML}, e.g. video facades
+    if replaced:
+        summary, content = plain_figures(summary, replaced), plain_figures(content, replaced)
+    found = (absolutize(summary, url), absolutize(content, url))
     if cache is not None:
         cache[key] = found
     return found

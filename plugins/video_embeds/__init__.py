@@ -1,22 +1,48 @@
 """Private YouTube embeds: a facade from our own site, YouTube's player only after a click.
 
 Contract: a paragraph that holds only a YouTube URL (`https://www.youtube.com/watch?v=ID`,
-`https://youtu.be/ID`), bare or as a Markdown link `[Title](URL)`, becomes a facade: the video's
-thumbnail served from our site, its title (the link's text, else "Video on YouTube"), a link to
-the video (what readers without JavaScript use) and a hidden <button> that theme/static/js/
-video.js shows and turns into a youtube-nocookie.com player. Works on the rendered HTML (any
-Markdown engine), on `content_object_init`. The thumbnail is fetched once with requests from
-VIDEO_THUMBNAIL_URL into content/images/videos/ID.jpg and reused; when that fails the build warns
-and uses the theme's placeholder (theme/static/images/video-placeholder.svg); it never fails.
+`https://youtu.be/ID`), bare or as a Markdown link `[Title](URL)`, optionally followed by the
+video's length (`4:12`, `1:02:03`, or in brackets), becomes a facade: the video's thumbnail
+served from our site, its title (the link's text, else the cached metadata's, else "Video on
+YouTube"), its length when known, a link to the video (what readers without JavaScript use) and
+a hidden <button> that theme/static/js/site.js shows and turns into a youtube-nocookie.com
+player. Each facade is a `<figure id="video-ID">` (`video-ID-2` for a second one of the same
+video in a page). Works on the rendered HTML (any Markdown engine), on `content_object_init`.
+
+Fetched once at build time with requests and kept in content/images/videos/, reused offline:
+- the thumbnail, ID.jpg, from VIDEO_THUMBNAIL_URL; when that fails the build warns and uses the
+  theme's placeholder (theme/static/images/video-placeholder.svg);
+- the metadata, ID.json (`title`, `description`, `uploadDate`, `duration`; the author may write
+  or edit it), from YouTube's oEmbed (VIDEO_OEMBED_URL: the title) and the channel's Atom feed
+  (VIDEO_CHANNEL_FEED_URL, optional: upload date, description, title); when neither answers the
+  build warns and tries again next time.
+Nothing here ever fails the build.
+
+What it gives the rest of the site:
+- `article.videos`: the `Video`s of the article, in order;
+- `article.structured_data["video"]`: a schema.org VideoObject per video (theme_helpers puts it
+  in the BlogPosting's JSON-LD); without metadata, uploadDate is the article's date and the
+  description its dek or summary; duration only when known;
+- `article.feed_html`: {figure id: HTML}: plugins/feeds replaces each facade with a plain linked
+  thumbnail and a linked title (no script, no button);
+- the page VIDEOS_SAVE_AS (videos/index.html; template videos.html): every video embedded in a
+  published article, once, newest article first, each linking to its facade
+  (`article URL#video-ID`), and a "Videos" menu entry (after "Archives") when there is one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from html import escape, unescape
+from urllib.parse import urljoin
 
+import feedparser
 import requests
 from pelican import signals
 from pelican.contents import Article, Page
@@ -24,32 +50,109 @@ from pelican.contents import Article, Page
 log = logging.getLogger(__name__)
 
 THUMBNAIL_URL = "https://i.ytimg.com/vi/{id}/hqdefault.jpg"
+OEMBED_URL = "https://www.youtube.com/oembed?format=json&url=https%3A%2F%2Fwww.youtube.com%2Fwatch%3Fv%3D{id}"
+VIDEOS_URL, VIDEOS_SAVE_AS = "videos/", "videos/index.html"
+FOLDER = "images/videos"
+WIDTH, HEIGHT = 480, 360  # YouTube's hqdefault.jpg, and our placeholder
 _URL = (
     r"https?://(?:www\.|m\.)?(?:youtube\.com/watch\?(?:[^\"<\s]*?&amp;)?v=|youtu\.be/)"
     r"(?P<id>[A-Za-z0-9_-]{11})[^\"<\s]*"
 )
 _BARE = _URL.replace("?P<id>", "?P<id2>")
+_LENGTH = r"(?:\s+\(?(?P<length>[0-9]{1,2}(?::[0-5][0-9]){1,2})\)?)?"
 _PARAGRAPH = re.compile(
-    rf'<p>\s*(?:<a href="(?P<href>{_URL})">(?P<text>[^<]*)</a>|(?P<bare>{_BARE}))\s*</p>'
+    rf'<p>\s*(?:<a href="(?P<href>{_URL})">(?P<text>[^<]*)</a>|(?P<bare>{_BARE})){_LENGTH}\s*</p>'
 )
+_ISO_DURATION = re.compile(r"P(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)")
+_FIGURE = re.compile(r'<figure class="video" id="(?P<anchor>video-[\w-]+)".*?</figure>', re.S)
+
+# One fetch of the channel feed per build: {url: {video id: metadata}}.
+_channel_feeds: dict[str, dict[str, dict]] = {}
+
+
+@dataclass
+class Video:
+    id: str
+    title: str
+    anchor: str  # the facade's id: video-ID (video-ID-2, ... for repeats in one page)
+    thumbnail: str  # absolute URL: our copy, or the placeholder
+    has_thumbnail: bool  # False: the placeholder
+    duration: int | None = None  # seconds
+    upload_date: str = ""  # ISO 8601, from the metadata; else ""
+    description: str = ""  # plain text, from the metadata; else ""
+
+    @property
+    def watch_url(self) -> str:
+        return f"https://www.youtube.com/watch?v={self.id}"
+
+    @property
+    def embed_url(self) -> str:
+        return f"https://www.youtube-nocookie.com/embed/{self.id}"
+
+    @property
+    def length(self) -> str:
+        """The length as people write it (4:12, 1:02:03), or ""."""
+        if self.duration is None:
+            return ""
+        hours, rest = divmod(self.duration, 3600)
+        minutes, seconds = divmod(rest, 60)
+        return f"{hours}:{minutes:02}:{seconds:02}" if hours else f"{minutes}:{seconds:02}"
+
+    @property
+    def iso_duration(self) -> str:
+        """The length as ISO 8601 (PT4M12S), or ""."""
+        if self.duration is None:
+            return ""
+        hours, rest = divmod(self.duration, 3600)
+        minutes, seconds = divmod(rest, 60)
+        parts = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
+        return f"PT{parts}{seconds}S" if seconds or not parts else f"PT{parts}"
+
+    def time_html(self) -> str:
+        return f'<time datetime="{self.iso_duration}">{self.length}</time>' if self.length else ""
+
+
+def parse_duration(value) -> int | None:
+    """Seconds from 4:12, 1:02:03, PT4M12S or a number of seconds; None if it is none of them."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    text = str(value or "").strip()
+    if re.fullmatch(r"[0-9]{1,2}(?::[0-5][0-9]){1,2}", text):
+        seconds = 0
+        for part in text.split(":"):
+            seconds = seconds * 60 + int(part)
+        return seconds
+    match = _ISO_DURATION.fullmatch(text)
+    if match and any(match.groups()):
+        hours, minutes, seconds = (int(g or 0) for g in match.groups())
+        return hours * 3600 + minutes * 60 + seconds
+    return None
+
+
+def _get(settings: dict, url: str) -> requests.Response:
+    response = requests.get(url, timeout=settings.get("VIDEO_THUMBNAIL_TIMEOUT", 10))
+    response.raise_for_status()
+    if not response.content:
+        raise ValueError("empty response")
+    return response
+
+
+def _write_atomically(target: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target + ".part", "wb") as handle:
+        handle.write(data)
+    os.replace(target + ".part", target)
 
 
 def thumbnail(settings: dict, video_id: str) -> str | None:
     """The thumbnail's site path (images/videos/ID.jpg), fetched once; None when unavailable."""
-    relative = f"images/videos/{video_id}.jpg"
+    relative = f"{FOLDER}/{video_id}.jpg"
     target = os.path.join(settings.get("PATH", os.curdir), relative)
     if os.path.isfile(target) and os.path.getsize(target) > 0:
         return relative
     url = settings.get("VIDEO_THUMBNAIL_URL", THUMBNAIL_URL).format(id=video_id)
     try:
-        response = requests.get(url, timeout=settings.get("VIDEO_THUMBNAIL_TIMEOUT", 10))
-        response.raise_for_status()
-        if not response.content:
-            raise ValueError("empty response")
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target + ".part", "wb") as handle:
-            handle.write(response.content)
-        os.replace(target + ".part", target)
+        _write_atomically(target, _get(settings, url).content)
         return relative
     except (requests.RequestException, OSError, ValueError) as error:
         log.warning(
@@ -58,26 +161,145 @@ def thumbnail(settings: dict, video_id: str) -> str | None:
         return None
 
 
-def facade(settings: dict, video_id: str, title: str) -> str:
+def _channel_feed(settings: dict, url: str) -> dict[str, dict]:
+    """The channel feed's videos as {id: metadata}, fetched once per build ({} if it fails)."""
+    if url not in _channel_feeds:
+        found: dict[str, dict] = {}
+        try:
+            feed = feedparser.parse(_get(settings, url).content)
+            if feed.bozo and not feed.entries:
+                raise ValueError(f"not a feed ({feed.bozo_exception})")
+            for entry in feed.entries:
+                video_id = str(entry.get("yt_videoid", ""))
+                if re.fullmatch(r"[A-Za-z0-9_-]{11}", video_id):
+                    found[video_id] = {
+                        "title": " ".join(str(entry.get("title", "")).split()),
+                        "description": str(entry.get("summary", "")).strip(),
+                        "uploadDate": str(entry.get("published", "")),
+                    }
+        except (requests.RequestException, ValueError) as error:
+            log.warning("videos: could not read the channel feed %s (%s)", url, error)
+        _channel_feeds[url] = found
+    return _channel_feeds[url]
+
+
+def metadata(settings: dict, video_id: str) -> dict:
+    """The video's metadata from content/images/videos/ID.json (written by the author, or by an
+    earlier build); else fetched from oEmbed and the channel feed and saved there. {} if none."""
+    target = os.path.join(settings.get("PATH", os.curdir), FOLDER, f"{video_id}.json")
+    if os.path.isfile(target):
+        try:
+            with open(target, encoding="utf-8") as handle:
+                found = json.load(handle)
+            if isinstance(found, dict):
+                return found
+            raise ValueError("not a JSON object")
+        except (OSError, ValueError) as error:
+            log.warning("video %s: %s is unreadable (%s); ignoring it", video_id, target, error)
+            return {}
+    found, answered, tried = {}, False, []
+    oembed = settings.get("VIDEO_OEMBED_URL", OEMBED_URL)
+    if oembed:
+        url = oembed.format(id=video_id)
+        tried.append(url)
+        try:
+            data = _get(settings, url).json()
+            if isinstance(data, dict) and isinstance(data.get("title"), str):
+                found["title"] = " ".join(data["title"].split())
+            answered = True
+        except (requests.RequestException, ValueError) as error:
+            log.warning("video %s: no metadata from %s (%s)", video_id, url, error)
+    channel = settings.get("VIDEO_CHANNEL_FEED_URL", "")
+    if channel:
+        tried.append(channel)
+        videos = _channel_feed(settings, channel)
+        answered = answered or bool(videos)
+        found.update({k: v for k, v in videos.get(video_id, {}).items() if v})
+    if answered:
+        try:
+            text = json.dumps(found, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+            _write_atomically(target, text.encode("utf-8"))
+        except OSError as error:
+            log.warning("video %s: could not save %s (%s)", video_id, target, error)
+    elif tried:
+        log.warning("video %s: no metadata yet; the build tries again next time", video_id)
+    return found
+
+
+def _text(value) -> str:
+    return " ".join(str(value or "").split())
+
+
+def make_video(settings: dict, video_id: str, title: str, length: str, anchor: str) -> Video:
     siteurl = settings.get("SITEURL", "").rstrip("/")
     found = thumbnail(settings, video_id)
     if found:
-        src, size = f"{siteurl}/{found}", 'width="480" height="360"'
+        src = f"{siteurl}/{found}"
     else:
         static = settings.get("THEME_STATIC_DIR", "theme")
-        src, size = f"{siteurl}/{static}/images/video-placeholder.svg", 'width="480" height="360"'
-    watch = f"https://www.youtube.com/watch?v={video_id}"
-    name = escape(title)
+        src = f"{siteurl}/{static}/images/video-placeholder.svg"
+    meta = metadata(settings, video_id)
+    duration = parse_duration(length) if length else parse_duration(meta.get("duration"))
+    return Video(
+        id=video_id,
+        title=title or _text(meta.get("title")) or "Video on YouTube",
+        anchor=anchor,
+        thumbnail=src,
+        has_thumbnail=bool(found),
+        duration=duration,
+        upload_date=_text(meta.get("uploadDate")),
+        description=_text(meta.get("description"))[:1000],
+    )
+
+
+def facade(video: Video) -> str:
+    name = escape(video.title)
+    length = video.time_html()
     return (
-        f'<figure class="video" data-video="{video_id}">'
-        f'<a class="video-link" href="{watch}"><img src="{src}" alt="" {size} loading="lazy">'
-        f'<span class="video-title">{name}</span></a>'
+        f'<figure class="video" id="{video.anchor}" data-video="{video.id}">'
+        f'<a class="video-link" href="{video.watch_url}">'
+        f'<img src="{escape(video.thumbnail)}" alt="" width="{WIDTH}" height="{HEIGHT}" '
+        f'loading="lazy"><span class="video-title">{name}</span>'
+        + (f'<span class="video-length">{length}</span>' if length else "")
+        + "</a>"
         f'<button type="button" class="video-play" aria-label="Play {name}" hidden>'
         '<svg viewBox="0 0 24 24" width="48" height="48" aria-hidden="true" focusable="false">'
         '<path fill="currentColor" d="M8 5v14l11-7z"/></svg></button>'
-        f'<figcaption>{name} <span class="video-note">(plays from youtube-nocookie.com)</span>'
+        f"<figcaption>{name}" + (f" ({length})" if length else "") + " "
+        '<span class="video-note">(plays from youtube-nocookie.com)</span>'
         "</figcaption></figure>"
     )
+
+
+def feed_form(video: Video) -> str:
+    """The facade as feed readers and emails show it: a linked thumbnail and a linked title."""
+    name = escape(video.title)
+    length = f" ({video.length})" if video.length else ""
+    return (
+        f'<p><a href="{video.watch_url}"><img src="{escape(video.thumbnail)}" alt="{name}" '
+        f'width="{WIDTH}" height="{HEIGHT}"></a></p>'
+        f'<p><a href="{video.watch_url}">{name}</a>{length}</p>'
+    )
+
+
+def video_object(video: Video, content) -> dict:
+    """A schema.org VideoObject; what the metadata lacks comes from the article."""
+    description = video.description or _text(
+        getattr(content, "subtitle", "")
+        or unescape(re.sub(r"<[^>]*>", " ", _FIGURE.sub(" ", str(content.summary))))
+    )
+    data = {
+        "@type": "VideoObject",
+        "name": video.title,
+        "description": description or video.title,
+        "thumbnailUrl": video.thumbnail,
+        "uploadDate": video.upload_date or content.date.isoformat(timespec="seconds"),
+        "embedUrl": video.embed_url,
+        "contentUrl": video.watch_url,
+    }
+    if video.iso_duration:
+        data["duration"] = video.iso_duration
+    return data
 
 
 def embed(content) -> None:
@@ -87,17 +309,109 @@ def embed(content) -> None:
     if not html or ("youtube.com/watch" not in html and "youtu.be/" not in html):
         return
     settings = content.settings
+    videos: list[Video] = []
+    seen: dict[str, int] = {}
 
     def replace(match):
         video_id = match["id"] or match["id2"]
         text = unescape(match["text"] or "").strip()
-        title = (
-            text if text and not text.startswith(("http://", "https://")) else "Video on YouTube"
-        )
-        return facade(settings, video_id, title)
+        title = text if text and not text.startswith(("http://", "https://")) else ""
+        seen[video_id] = seen.get(video_id, 0) + 1
+        anchor = f"video-{video_id}" + (f"-{seen[video_id]}" if seen[video_id] > 1 else "")
+        video = make_video(settings, video_id, title, match["length"] or "", anchor)
+        videos.append(video)
+        return facade(video)
 
     content._content = _PARAGRAPH.sub(replace, html)
+    if not videos:
+        return
+    content.videos = videos
+    content.feed_html = {video.anchor: feed_form(video) for video in videos}
+    # Every page shows the "Videos" menu entry or not: plugins/incremental renders them all
+    # again when the site's videos change, because it follows every article's metadata.
+    content.metadata["video_ids"] = " ".join(video.id for video in videos)
+
+
+def add_structured_data(generator) -> None:
+    """A VideoObject per video in each article's JSON-LD. After every `content_object_init`
+    (another plugin may still change the HTML there): the summary is read only now."""
+    for name in ("articles", "translations", "drafts", "drafts_translations",
+                 "hidden_articles", "hidden_translations"):  # fmt: skip
+        for article in getattr(generator, name, []) or []:
+            videos = getattr(article, "videos", None)
+            if isinstance(videos, list) and videos:
+                data = article.__dict__.setdefault("structured_data", {})
+                once = {video.id: video for video in reversed(videos)}  # the first of each
+                data["video"] = [video_object(v, article) for v in videos if once[v.id] is v]
+
+
+# The videos page -----------------------------------------------------------------------------
+def published_videos(articles, now: datetime | None = None) -> list[dict]:
+    """Every video of the published articles, once (at the first article that embedded it),
+    newest article first: [{"video": Video, "article": Article}]."""
+    now = now or datetime.now(UTC)
+    items = [
+        a for a in articles if getattr(a, "status", "published") == "published" and a.date <= now
+    ]
+    first: dict[str, dict] = {}
+    for article in sorted(items, key=lambda a: (a.date, str(a.source_path))):
+        videos = getattr(article, "videos", None)
+        for video in videos if isinstance(videos, list) else []:
+            first.setdefault(video.id, {"video": video, "article": article})
+    return sorted(first.values(), key=lambda e: e["article"].date, reverse=True)
+
+
+def _finalized(generator) -> None:
+    """Structured data, then a "Videos" menu entry (after "Archives", else last) when a
+    published article has a video."""
+    add_structured_data(generator)
+    settings = generator.settings
+    entries = published_videos(generator.articles)
+    generator.context["published_videos"] = entries
+    url = settings.get("VIDEOS_URL", VIDEOS_URL)
+    menu = [item for item in generator.context.get("MENUITEMS", []) if item[1] != url]
+    if entries and settings.get("VIDEOS_SAVE_AS", VIDEOS_SAVE_AS):
+        where = next((i + 1 for i, item in enumerate(menu) if item[0] == "Archives"), len(menu))
+        menu.insert(where, ("Videos", url))
+    generator.context["MENUITEMS"] = menu
+
+
+def _write_page(generator, writer) -> None:
+    settings = generator.settings
+    save_as = settings.get("VIDEOS_SAVE_AS", VIDEOS_SAVE_AS)
+    if not save_as:
+        return
+    entries = generator.context.get("published_videos", [])
+    target = os.path.join(generator.output_path, save_as)
+    if not entries:
+        if os.path.isfile(target):  # the last video went (while serving): so does its page
+            os.remove(target)
+        return
+    siteurl = settings.get("SITEURL", "").rstrip("/")
+    for entry in entries:
+        entry["href"] = urljoin(siteurl + "/", entry["article"].url) + "#" + entry["video"].anchor
+    # plugins/incremental skips a page whose arguments did not change; lists do not count there.
+    described = [(asdict(e["video"]), e["article"].url, e["href"]) for e in entries]
+    digest = hashlib.blake2b(repr(described).encode(), digest_size=16).hexdigest()
+    writer.write_file(
+        save_as,
+        generator.get_template("videos"),
+        generator.context,
+        relative_urls=settings.get("RELATIVE_URLS", False),
+        url=settings.get("VIDEOS_URL", VIDEOS_URL),
+        videos=entries,
+        videos_digest=digest,
+        videos_url=settings.get("VIDEOS_URL", VIDEOS_URL),
+        page_name="videos",
+    )
+
+
+def _reset(_pelican) -> None:
+    _channel_feeds.clear()
 
 
 def register():
+    signals.initialized.connect(_reset)
     signals.content_object_init.connect(embed)
+    signals.article_generator_finalized.connect(_finalized)
+    signals.article_writer_finalized.connect(_write_page)
