@@ -50,7 +50,10 @@ from pelican.contents import Article, Page
 log = logging.getLogger(__name__)
 
 THUMBNAIL_URL = "https://i.ytimg.com/vi/{id}/hqdefault.jpg"
-OEMBED_URL = "https://www.youtube.com/oembed?format=json&url=https%3A%2F%2Fwww.youtube.com%2Fwatch%3Fv%3D{id}"
+OEMBED_URL = (
+    "https://www.youtube.com/oembed?format=json"
+    "&url=https%3A%2F%2Fwww.youtube.com%2Fwatch%3Fv%3D{id}"
+)
 VIDEOS_URL, VIDEOS_SAVE_AS = "videos/", "videos/index.html"
 FOLDER = "images/videos"
 WIDTH, HEIGHT = 480, 360  # YouTube's hqdefault.jpg, and our placeholder
