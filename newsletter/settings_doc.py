@@ -77,6 +77,24 @@ SITE_SETTINGS = (
         "`content/images/videos/`); if it cannot be, a placeholder and a warning",
     ),
     (
+        "VIDEO_OEMBED_URL",
+        "YouTube's oEmbed (`https://www.youtube.com/oembed?format=json&url=...{id}`)",
+        "where a video's title is fetched once at build time, for a line without one (cached "
+        "in `content/images/videos/ID.json`); empty: never asked",
+    ),
+    (
+        "VIDEO_CHANNEL_FEED_URL",
+        "`$NEWSLETTER_VIDEO_FEED_URL`, else empty",
+        "the channel's Atom feed, read once per build for a video not cached yet: its upload "
+        "date and description for the VideoObject JSON-LD (else the article's date and summary)",
+    ),
+    (
+        "VIDEOS_URL, VIDEOS_SAVE_AS",
+        "`videos/`, `videos/index.html`",
+        "the page listing every video of the published articles (and its menu entry, shown when "
+        "there is one); an empty `VIDEOS_SAVE_AS` turns both off",
+    ),
+    (
         "FEEDS",
         "see `plugins/feeds`",
         "`max_items` (20) and the paths of the all/category RSS and Atom feeds",
