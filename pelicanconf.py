@@ -71,6 +71,7 @@ PLUGINS = [
     "content_check",
     "theme_helpers",
     "video_embeds",
+    "exercises",  # ```exercise blocks: cards, JSON-LD, the /exercises/ library
     "feeds",
     "robots",
     "pelican.plugins.sitemap",
@@ -133,7 +134,7 @@ NEWSLETTER_CONSENT = (
     "One email when a new article is out, nothing else. Unsubscribe with one click from any email."
 )
 
-MENUITEMS = [("Archives", "archives/"), ("About", "about/")]
+MENUITEMS = [("Archives", "archives/"), ("Exercises", "exercises/"), ("About", "about/")]
 
 # Titles and metadata are text: our theme escapes them, and marks content HTML as safe itself.
 # auto_reload off: each build makes a new environment (`invoke serve` too), so there is no need

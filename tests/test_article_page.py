@@ -46,14 +46,17 @@ def test_fact_box_and_exercise_prescription(page):
         "Straighten your top leg.",
         "Raise and lower your leg slowly, keeping your toe pointing at the ground.",
     ]
-    rx = page.select_one(".post-body .prescription")
-    pairs = {d.dt.get_text(): d.dd.get_text() for d in rx.select("dl > div")}
-    assert pairs == {
-        "Sets": "3",
-        "Reps": "15\u201320",
-        "How often": "5 times a week",
-        "For how long": "6 weeks",
-    }
+    (card,) = page.select(".post-body section.exercise")  # the ```exercise block's card
+    assert card.select_one("h3.exercise-name").get_text() == "Side lying leg raise"
+    assert card.select_one(".exercise-targets").get_text() == "Targets: gluteus medius, hip"
+    assert card.select("ol > li") == page.select(".post-body ol > li")
+    pairs = [(d.dt.get_text(), d.dd.get_text()) for d in card.select("dl > div")]
+    assert pairs == [
+        ("Sets", "3"),
+        ("Reps", "15\u201320"),
+        ("How often", "5 times a week"),
+        ("For how long", "6 weeks"),
+    ]
 
 
 def test_author_box(page, site):

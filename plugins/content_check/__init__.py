@@ -9,7 +9,7 @@ abbreviations) outside code, which CommonMark would print as text. Pelican itsel
 such files and skips them; this plugin collects every problem and, once all files are read,
 raises `ContentError` listing each one as "path: field 'name': what is wrong" or
 "path:line: what is wrong and how to write it in CommonMark", so `pelican` exits non-zero before
-anything is written.
+anything is written. Other plugins add their own problems with `report(source_path, message)`.
 """
 
 from __future__ import annotations
@@ -181,6 +181,12 @@ class ContentChecks:
 
 def _record(source_path: str, message: str) -> None:
     _problems.setdefault(os.path.abspath(source_path), []).append(message)
+
+
+def report(source_path: str, message: str) -> None:
+    """For other plugins (plugins/exercises): a problem in a content file, reported with ours
+    before anything is written. Report from a `*_generator_finalized` receiver."""
+    _record(source_path, message)
 
 
 def _reset(_pelican) -> None:
