@@ -9,8 +9,15 @@ bottom so lazy images load too. Every response is recorded: its resource type, i
 (uncompressed) and its size gzipped here at level 6 (what a gzip-serving host would send).
 Document, CSS, JS and fonts are "needed to render"; images are counted apart.
 
+The same article is measured a second time with a YouTube video in it ("ours + video"): a copy
+of content/ where the line `[Title](https://youtu.be/ID) 4:12` follows the exercise's
+introduction, its thumbnail (a 480x360 JPEG made here by Chromium) and its metadata already
+cached in images/videos/, as a build leaves them: nothing is fetched. That page is measured
+before the click on the video: the facade's thumbnail counts as an image.
+
 Targets (for our theme; vanilla is printed for comparison): the HTML and its CSS fit in 14 KB
-gzipped (14,336 bytes, the first TCP round trip) and at most 3 requests happen before images.
+gzipped (14,336 bytes, the first TCP round trip) and at most 3 requests happen before images,
+with and without the video; nothing is requested from another host than 127.0.0.1.
 Results also go to bench/results/page_weight.json.
 
 Usage: python bench/page_weight.py
@@ -24,6 +31,7 @@ import gzip
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import threading
@@ -47,6 +55,8 @@ CHROMIUM_ARGS = [
 ]
 RENDER_TYPES = {"document", "stylesheet", "script", "font"}
 MAX_HTML_CSS_GZ, MAX_REQUESTS_BEFORE_IMAGES = 14_336, 3
+VIDEO_ID = "M7lc1UVf-VE"  # YouTube's own sample video
+VIDEO_LINE = f"[How to do the side lying leg raise](https://youtu.be/{VIDEO_ID}) 4:12"
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -90,6 +100,39 @@ def load(browser, url: str) -> list[dict]:
     page.close()
     order = ["document", "stylesheet", "script", "font", "image"]
     return sorted(records, key=lambda r: order.index(r["type"]) if r["type"] in order else 9)
+
+
+def thumbnail_jpeg(browser) -> bytes:
+    """A 480x360 JPEG, about the size of YouTube's hqdefault.jpg, drawn by Chromium."""
+    page = browser.new_page(viewport={"width": 480, "height": 360})
+    page.set_content(
+        "<body style='margin:0;background:linear-gradient(135deg,#2f6f62,#e3f1ec)'>"
+        "<h1 style='font:700 40px sans-serif;color:#fff;padding:120px 40px'>Side lying leg "
+        "raise</h1></body>"
+    )
+    data = page.screenshot(type="jpeg", quality=80)
+    page.close()
+    return data
+
+
+def content_with_video(content: Path, folder: Path, jpeg: bytes) -> Path:
+    """A copy of content/ whose article embeds a video, thumbnail and metadata cached."""
+    copy = folder / "content"
+    shutil.copytree(content, copy)
+    article = next(copy.rglob(f"{SLUG}.md"))
+    lines = article.read_text(encoding="utf-8").split("\n")
+    after = next((i for i, line in enumerate(lines) if line.startswith("My go-to exercise")), None)
+    if after is None:  # else after the first paragraph of the text
+        after = lines.index("") + 1
+    lines[after + 1 : after + 1] = ["", VIDEO_LINE]
+    article.write_text("\n".join(lines), encoding="utf-8")
+    videos = copy / "images" / "videos"
+    videos.mkdir(parents=True, exist_ok=True)
+    (videos / f"{VIDEO_ID}.jpg").write_bytes(jpeg)
+    meta = {"title": "How to do the side lying leg raise", "uploadDate": "2026-11-23",
+            "description": "The side lying leg raise, step by step."}  # fmt: skip
+    (videos / f"{VIDEO_ID}.json").write_text(json.dumps(meta))
+    return copy
 
 
 def summarize(records: list[dict]) -> dict:
@@ -137,25 +180,30 @@ def main() -> int:
     content = Path(opts.content).resolve()
 
     results = {}
-    with tempfile.TemporaryDirectory(prefix="bench-weight-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-weight-") as tmp, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        with_video = content_with_video(content, Path(tmp), thumbnail_jpeg(browser))
         sites = {}
-        for theme in ("ours", "vanilla"):
-            output = Path(tmp) / theme
+        for theme in ("ours", "ours + video", "vanilla"):
+            output = Path(tmp) / theme.replace(" + ", "-")
             output.mkdir()
             server, url = serve(output)  # serve first: the build needs the server's URL
             print(f"building {theme} for {url} ...", flush=True)
-            build_in_subprocess(theme, content, output, url)
-            path = OURS_PATH if theme == "ours" else None
+            kind = "vanilla" if theme == "vanilla" else "ours"
+            build_in_subprocess(kind, with_video if "video" in theme else content, output, url)
+            path = OURS_PATH if kind == "ours" else None
             if path is None:  # vanilla's default ARTICLE_URL; take it from what was written
                 found = sorted(output.rglob(f"*{SLUG}*.html"))
                 path = found[0].relative_to(output).as_posix()
+            if "video" in theme and VIDEO_ID not in (output / path / "index.html").read_text():
+                raise SystemExit("the article with a video has no facade")
             sites[theme] = (server, f"{url}/{path}")
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            for theme, (_, url) in sites.items():
-                records = load(browser, url)
-                results[theme] = {"url": url, "summary": summarize(records), "requests": records}
-            browser.close()
+        for theme, (_, url) in sites.items():
+            records = load(browser, url)
+            results[theme] = {"url": url, "summary": summarize(records), "requests": records}
+            hosts = {urlsplit(r["url"]).hostname for r in records}
+            results[theme]["other_hosts"] = sorted(hosts - {"127.0.0.1"})
+        browser.close()
         for server, _ in sites.values():
             server.shutdown()
 
@@ -172,6 +220,10 @@ def main() -> int:
         print("| " + " | ".join(f"{c:,}" if isinstance(c, int) else c for c in cells) + " |")
     print()
     lines = [line for theme in results for line in verdicts(theme, results[theme]["summary"])]
+    for theme in ("ours", "ours + video"):
+        others = results[theme]["other_hosts"]
+        lines.append(f"{theme}: nothing requested from another host: "
+                     + (f"FAIL ({', '.join(others)})" if others else "PASS"))  # fmt: skip
     print("\n".join(lines))
 
     RESULTS.mkdir(parents=True, exist_ok=True)
