@@ -34,7 +34,7 @@
       " weeks, with a reminder " + REMINDER + " minutes before each one." });
     var when = make("div", box, { className: "exercise-when" });
     [["start", "Start on", "date", today.getFullYear() + "-" + pad(today.getMonth() + 1) + "-" + pad(today.getDate())],
-      ["time", "At", "time", "08:00"]].forEach(function (field) {
+      ["time", "Time", "time", "08:00"]].forEach(function (field) {
       var wrap = make("div", when);
       make("label", wrap, { htmlFor: id + "-" + field[0], textContent: field[1] });
       make("input", wrap, { id: id + "-" + field[0], name: field[0], type: field[2], value: field[3], required: true });
