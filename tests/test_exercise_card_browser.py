@@ -7,7 +7,7 @@ no request before the reader asks for it."""
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 
 import icalendar
 import pytest
@@ -297,8 +297,14 @@ def test_a_hostile_exercise_name_stays_text_and_is_escaped_in_the_ics(new_contex
     assert "RRULE:FREQ=WEEKLY;BYDAY=MO,WE,FR;COUNT=12" in unfold(raw)
     summary = [line for line in raw.split(b"\r\n") if line.startswith(b"SUMMARY:")]
     assert len(summary) == 1 and len(summary[0]) == 75, "long enough to be folded"
+    description = next(line for line in unfold(raw) if line.startswith("DESCRIPTION:"))
+    assert '\\n2. Say "a\\, b\\; c\\\\d" out loud.\\n' in description
     calendar, event = one_event(raw)
     assert str(event["SUMMARY"]) == HOSTILE
+    today = date.fromisoformat(page.evaluate("new Date().toLocaleDateString('sv')"))
+    first = event["DTSTART"].dt
+    assert today <= first.date() < today + timedelta(days=3) and first.weekday() in (0, 2, 4)
+    assert first.time() == time(8, 0) and first.tzinfo is None
     description = str(event["DESCRIPTION"])
     assert f"1. {steps[0]}\n2. {steps[1]}\n" in description
     assert len(recurring_ical_events.of(calendar).between(date(2020, 1, 1), date(2035, 1, 1))) == 12
