@@ -150,6 +150,13 @@ def bench(c, sizes="200,2000"):
 
 
 @task
+def lighthouse(c):
+    """Lighthouse on an article with a video and on /videos/ (installs it from npm the first
+    time, into node_modules/); accessibility, best practices and SEO must be 1.0."""
+    c.run(f"{PY} bench/lighthouse.py")
+
+
+@task
 def docs(c):
     """Regenerate docs/settings.md from the settings' definitions."""
     from newsletter import settings_doc
@@ -332,7 +339,9 @@ def bounces_fetch(c, verbose=False):
 
 
 bounces_tasks = Collection("bounces", bounces_fetch)
-ns = Collection(clean, build, rebuild, serve, preview, publish, feed, new, test, lint, bench, docs)
+ns = Collection(
+    clean, build, rebuild, serve, preview, publish, feed, new, test, lint, bench, lighthouse, docs
+)
 ns.add_collection(subscribers)
 ns.add_collection(announce_tasks)
 ns.add_collection(bounces_tasks)
