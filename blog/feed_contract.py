@@ -8,6 +8,12 @@ The blog (`plugins/feeds`) writes the feed with these names; the announcer
 - An article's `Announce:` metadata set to one of `OPT_OUT` words becomes
   `<category domain="announce">no</category>` (`ANNOUNCE_DOMAIN`), and the announcer records
   the item without sending it. `opts_out(value)` is the one test of those words.
+- An exercise plan travels in the item's full content as its card (plugins/exercises): an
+  element of class `exercise` (a `<section>` with the card's `id`) holding `.exercise-name`,
+  `.exercise-targets` (its text after the `.exercise-label`), the steps as the `<li>`s of
+  `.exercise-steps`, and the prescription as `<dt>` label / `<dd>` value pairs in
+  `.exercise-prescription`. `EXERCISE_CLASSES` names those classes; the announcer reads the
+  cards back with them (`newsletter.announcements.feed.exercises_in`).
 """
 
 from __future__ import annotations
@@ -18,6 +24,14 @@ NAMESPACE = "urn:x-stay-tuned:article:1"
 PREFIX = "st"
 ANNOUNCE_DOMAIN = "announce"
 OPT_OUT = frozenset({"no", "false", "off", "0"})
+EXERCISE_CLASSES = {
+    "card": "exercise",
+    "name": "exercise-name",
+    "targets": "exercise-targets",
+    "label": "exercise-label",
+    "steps": "exercise-steps",
+    "prescription": "exercise-prescription",
+}
 
 
 def opts_out(value: object) -> bool:
@@ -25,4 +39,13 @@ def opts_out(value: object) -> bool:
     return str(value).strip().lower() in OPT_OUT
 
 
-__all__ = ["ALL_ATOM", "ALL_RSS", "ANNOUNCE_DOMAIN", "NAMESPACE", "OPT_OUT", "PREFIX", "opts_out"]
+__all__ = [
+    "ALL_ATOM",
+    "ALL_RSS",
+    "ANNOUNCE_DOMAIN",
+    "EXERCISE_CLASSES",
+    "NAMESPACE",
+    "OPT_OUT",
+    "PREFIX",
+    "opts_out",
+]

@@ -124,6 +124,14 @@ def test_the_seed_renders_the_card(site):
     assert page.select(".post-body > ol") == []
 
 
+def test_the_card_uses_the_feed_contracts_classes():
+    """The announcer reads the cards back from the feed by these classes."""
+    from blog.feed_contract import EXERCISE_CLASSES
+
+    for name in EXERCISE_CLASSES.values():
+        assert f'class="{name}"' in SEED_CARD, name
+
+
 def test_the_card_has_no_control_and_no_script(site):
     card = soup(site, ARTICLE_PATH).select_one("section.exercise")
     assert card.find_all(["button", "script", "form", "input", "a"]) == []

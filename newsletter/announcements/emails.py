@@ -26,6 +26,11 @@ Contract:
   Summaries are HTML that went through `feed.safe_html` (nh3's allow-list; every `FeedItem`
   applies it) and images are http(s) URLs (`feed.http_url`): the templates print the summary as
   HTML, and nothing else from the feed.
+- An article's exercise plans (`FeedItem.exercises`, plain text) follow its summary in both parts
+  (`_exercises.html`, `_exercises.txt`): in HTML an email-safe card (tables for layout, the
+  steps as a list, the prescription as label/value cells, a link to the card in the article to
+  print it or add it to a calendar), every value escaped; in text the name, the targets, the
+  numbered steps and one "Label: value" line per row.
 """
 
 from __future__ import annotations

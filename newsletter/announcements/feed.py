@@ -10,7 +10,9 @@ an item without a guid, a link or a title) raises `FeedError` with a sentence th
 where, and the caller then sends nothing. Each item carries its guid (its identity, never the
 URL), link, title, dek (`<st:subtitle>`), summary HTML, image URL, publication time (aware, UTC)
 and whether it may be announced (`Announce: no` in the article's metadata becomes
-`<category domain="announce">no</category>`).
+`<category domain="announce">no</category>`). An article's exercise plans are read back from
+their cards in the full content (`exercises_in`, the classes of `blog.feed_contract`) as plain
+text: `FeedItem.exercises`, `Exercise`s (card id, name, targets, steps, prescription rows).
 
 Feed text reaches subscribers' mailboxes, so it is checked here, in one place:
 - `safe_html(html)`: the summary through nh3 (Rust's ammonia) with an allow-list made for email:
@@ -36,6 +38,7 @@ import html as _html
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -140,6 +143,129 @@ def plain_text(text: str, *, html: bool | None = None) -> str:
     return " ".join(text.split())
 
 
+# Exercise plans, read back from their cards in the full content ---------------------------------
+@dataclass(frozen=True)
+class Exercise:
+    """An exercise plan of an article, as plain text: its card's id (the anchor in the article),
+    name, targets, steps and prescription rows ((label, value), e.g. ("Reps", "15–20"))."""
+
+    id: str
+    name: str
+    targets: str = ""
+    steps: tuple[str, ...] = ()
+    rows: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "steps", tuple(str(step) for step in self.steps))
+        object.__setattr__(self, "rows", tuple((str(a), str(b)) for a, b in self.rows))
+
+    @classmethod
+    def from_value(cls, value) -> Exercise:
+        return value if isinstance(value, cls) else cls(**value)
+
+
+_EXERCISE = feed_contract.EXERCISE_CLASSES
+_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
+                   "source", "track", "wbr"})  # fmt: skip
+_ID = re.compile(r"[A-Za-z][\w-]{0,120}")
+
+
+class _Cards(HTMLParser):
+    """The exercise cards of an HTML fragment (see blog.feed_contract), as `Exercise`s."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.found: list[Exercise] = []
+        self.stack: list[tuple[str, str | None]] = []  # (tag, what its text is) inside a card
+        self.card: dict | None = None
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in _VOID:
+            if tag == "br":
+                self.handle_data(" ")
+            return
+        attributes = dict(attrs)
+        classes = (attributes.get("class") or "").split()
+        if self.card is None:
+            if _EXERCISE["card"] in classes:
+                card_id = attributes.get("id") or ""
+                self.card = {"id": card_id if _ID.fullmatch(card_id) else "", "name": "",
+                             "targets": "", "steps": [], "rows": [], "dt": None}  # fmt: skip
+                self.stack = [(tag, None)]
+            return
+        role = None
+        if _EXERCISE["name"] in classes:
+            role = "name"
+        elif _EXERCISE["targets"] in classes:
+            role = "targets"
+        elif _EXERCISE["label"] in classes:
+            role = "label"
+        elif tag == "li" and self._inside("steps"):
+            role = "step"
+        elif tag in ("dt", "dd") and self._inside("prescription"):
+            role = tag
+        elif _EXERCISE["steps"] in classes:
+            role = "steps"
+        elif _EXERCISE["prescription"] in classes:
+            role = "prescription"
+        if role in ("name", "targets", "step", "dt", "dd"):
+            self.text = []
+        self.stack.append((tag, role))
+
+    def _inside(self, role: str) -> bool:
+        return any(r == role for _, r in self.stack)
+
+    def _role(self) -> str | None:
+        return next((r for _, r in reversed(self.stack) if r), None)
+
+    def handle_data(self, data):
+        if self.card is not None and self._role() in ("name", "targets", "step", "dt", "dd"):
+            self.text.append(data)
+
+    def handle_endtag(self, tag):
+        if self.card is None or tag in _VOID:
+            return
+        while self.stack:
+            open_tag, role = self.stack.pop()
+            self._close(role)
+            if open_tag == tag:
+                break
+        if not self.stack:
+            card = self.card
+            self.card = None
+            if card["name"]:
+                self.found.append(Exercise(card["id"], card["name"], card["targets"],
+                                           card["steps"], card["rows"]))  # fmt: skip
+
+    def _close(self, role: str | None) -> None:
+        text = " ".join("".join(self.text).split())
+        card = self.card
+        if role == "name":
+            card["name"] = text
+        elif role == "targets":
+            card["targets"] = text
+        elif role == "step" and text:
+            card["steps"].append(text)
+        elif role == "dt":
+            card["dt"] = text
+        elif role == "dd" and card["dt"]:
+            card["rows"].append((card["dt"], text))
+            card["dt"] = None
+        if role in ("name", "targets", "step", "dt", "dd"):
+            self.text = []
+
+
+def exercises_in(html: str) -> tuple[Exercise, ...]:
+    """The exercise cards in an article's HTML (the feed's full content), in order, as text."""
+    if _EXERCISE["card"] not in (html or ""):
+        return ()
+    parser = _Cards()
+    parser.feed(html)
+    parser.close()
+    return tuple(parser.found)
+
+
 @dataclass(frozen=True)
 class FeedItem:
     guid: str
@@ -154,6 +280,7 @@ class FeedItem:
     kind: str = "article"  # or "video" (the author's YouTube channel feed)
     videos: tuple[str, ...] = ()  # an article: the YouTube video ids it embeds
     short: bool = False  # a video: a YouTube Short
+    exercises: tuple[Exercise, ...] = ()  # an article: its exercise plans, from their cards
 
     def __post_init__(self):
         # However the item was made (parsed, read back from the ledger, built by hand), what an
@@ -161,6 +288,7 @@ class FeedItem:
         object.__setattr__(self, "summary", safe_html(self.summary))
         object.__setattr__(self, "image", http_url(self.image))
         object.__setattr__(self, "videos", tuple(self.videos))
+        object.__setattr__(self, "exercises", tuple(map(Exercise.from_value, self.exercises)))
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -371,6 +499,7 @@ def _item(entry, where: str) -> FeedItem:
         announce=announce,
         author=_text(entry, "author"),
         videos=video_ids(content + " " + str(entry.get("summary", ""))),
+        exercises=exercises_in(content),
     )
 
 
@@ -409,9 +538,11 @@ def _published(entry) -> datetime | None:
 
 __all__ = [
     "DEFAULT_FEED",
+    "Exercise",
     "Feed",
     "FeedError",
     "FeedItem",
+    "exercises_in",
     "fetch",
     "http_url",
     "parse_feed",
