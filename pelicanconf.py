@@ -134,7 +134,7 @@ NEWSLETTER_CONSENT = (
     "One email when a new article is out, nothing else. Unsubscribe with one click from any email."
 )
 
-MENUITEMS = [("Archives", "archives/"), ("Exercises", "exercises/"), ("About", "about/")]
+MENUITEMS = [("Archives", "archives/"), ("About", "about/")]  # + Videos, Exercises: plugins
 
 # Titles and metadata are text: our theme escapes them, and marks content HTML as safe itself.
 # auto_reload off: each build makes a new environment (`invoke serve` too), so there is no need

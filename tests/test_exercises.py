@@ -246,10 +246,13 @@ def test_the_library_is_in_the_menu_and_the_sitemap(site):
     assert list(groups) == ["Gluteus medius", "Hip"]
 
 
-def test_a_site_without_exercises_says_so(tmp_path, content_dir):
+def test_without_a_published_exercise_there_is_no_page_and_no_menu_entry(tmp_path, content_dir):
     write_article(content_dir, "plain", "Plain", "2026-01-01", body="No block.")
+    write_article(content_dir, "wip", "Draft", "2026-01-02", status="draft", body=SEED_BLOCK)
     built = build_site(tmp_path / "out", SITEURL, PATH=content_dir)
-    assert "No exercises yet." in built.page("exercises/")
+    assert not (built.output / "exercises").exists()
+    assert "Exercises" not in [a.get_text() for a in soup(built, "").select(".nav-list a")]
+    assert "exercises/" not in (built.output / "sitemap.xml").read_text()
 
 
 def test_the_nu_html_checker_finds_no_error(site, plans):
@@ -382,6 +385,27 @@ def test_a_broken_block_keeps_failing_while_serving(tmp_path, content_dir):
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     build("pelicanconf.py", **options)
     assert "<dd>12</dd>" in (tmp_path / "out" / "2026/bad/index.html").read_text()
+
+
+def menu_of(path) -> list[str]:
+    page = BeautifulSoup(path.read_text(), "html.parser")
+    return [a.get_text() for a in page.select(".nav-list a")]
+
+
+def test_the_menu_entry_comes_and_goes_with_the_exercises_while_serving(tmp_path, content_dir):
+    path = write_article(content_dir, "one", "One", "2026-01-01 10:00", summary="S.", body="A.")
+    write_article(content_dir, "two", "Two", "2026-01-02 10:00", summary="T.", body="Text.")
+    options = dict(cache=tmp_path / "cache", SITEURL=SITEURL, PATH=content_dir,
+                   OUTPUT_PATH=tmp_path / "out")  # fmt: skip
+    other = tmp_path / "out" / "2026" / "two" / "index.html"
+    build("pelicanconf.py", **options)
+    assert "Exercises" not in menu_of(other)
+    for body, shown in ((SEED_BLOCK, True), ("A.", False)):
+        path.write_text(path.read_text().split("\n\n")[0] + "\n\n" + body + "\n")
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
+        build("pelicanconf.py", **options)
+        assert ("Exercises" in menu_of(other)) is shown, "an untouched page follows"
+        assert (tmp_path / "out" / "exercises" / "index.html").exists() is shown
 
 
 def test_the_library_follows_an_edited_block_while_serving(tmp_path, content_dir):

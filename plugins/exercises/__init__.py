@@ -55,9 +55,12 @@ The library: on `article_writer_finalized`, `EXERCISES_SAVE_AS` (default
 `exercises/index.html`, at `EXERCISES_URL`, `exercises/`) is rendered with the theme's
 `exercises.html`: every exercise of every published article (not drafts, hidden or future
 ones), grouped by target (`exercise_groups`: [(target, [entries])], targets sorted, an exercise
-with two targets under both), each entry linking to its card (`article.url#id`). The page is
+with two targets under both), each entry linking to its card (`article.url#id`). While it
+lists an exercise, the menu shows "Exercises" (after "Videos", else "Archives"); without any,
+neither the entry nor the page exist. An empty `EXERCISES_SAVE_AS` turns both off. The page is
 written by Pelican's writer, so the sitemap lists it and plugins/incremental renders it again
-when the library's content (`exercise_library`, its digest) changes.
+when the library's content (`exercise_library`, its digest) changes; an article with a card
+carries the metadata `exercise_plans: yes`, so the menu of every page follows too.
 """
 
 from __future__ import annotations
@@ -401,6 +404,9 @@ def make_cards(content) -> None:
         {**plan, "rows": prescription(plan)} for plan in plans
     ]  # what the library and other plugins read
     if plans:
+        # Every page shows the "Exercises" menu entry or not: plugins/incremental renders them
+        # all again when this changes, because it follows every article's metadata.
+        content.metadata["exercise_plans"] = "yes"
         if not isinstance(getattr(content, "structured_data", None), dict):
             content.structured_data = {}
         parts = content.structured_data.setdefault("hasPart", [])
@@ -469,12 +475,35 @@ def library(articles) -> list[tuple[str, list[dict]]]:
     ]
 
 
+def _finalized(generator) -> None:
+    """Report broken blocks; collect the library, and show "Exercises" in the menu (after
+    "Videos", else "Archives", else last) when it lists at least one exercise."""
+    _check_articles(generator)
+    settings = generator.settings
+    groups = (
+        library(generator.articles) if settings.get("EXERCISES_SAVE_AS", LIBRARY_SAVE_AS) else []
+    )
+    generator.context["exercise_groups"] = groups
+    url = settings.get("EXERCISES_URL", LIBRARY_URL)
+    menu = [item for item in generator.context.get("MENUITEMS", []) if item[1] != url]
+    if groups:
+        titles = [title for title, _ in menu]
+        after = "Videos" if "Videos" in titles else "Archives"
+        menu.insert(titles.index(after) + 1 if after in titles else len(menu), ("Exercises", url))
+    generator.context["MENUITEMS"] = menu
+
+
 def write_library(generator, writer) -> None:
     settings = generator.settings
     save_as = settings.get("EXERCISES_SAVE_AS", LIBRARY_SAVE_AS)
     if not save_as:
         return
-    groups = library(generator.articles)
+    groups = generator.context.get("exercise_groups", [])
+    if not groups:
+        target = os.path.join(generator.output_path, save_as)
+        if os.path.isfile(target):  # the last exercise went (while serving): so does its page
+            os.remove(target)
+        return
     digest = hashlib.blake2b(repr(groups).encode(), digest_size=16).hexdigest()
     url = settings.get("EXERCISES_URL", LIBRARY_URL)
     writer.write_file(
@@ -492,6 +521,6 @@ def write_library(generator, writer) -> None:
 
 def register():
     signals.content_object_init.connect(make_cards)
-    signals.article_generator_finalized.connect(_check_articles)
+    signals.article_generator_finalized.connect(_finalized)
     signals.page_generator_finalized.connect(_check_pages)
     signals.article_writer_finalized.connect(write_library)
