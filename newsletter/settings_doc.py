@@ -95,6 +95,12 @@ SITE_SETTINGS = (
         "there is one); an empty `VIDEOS_SAVE_AS` turns both off",
     ),
     (
+        "EXERCISES_URL, EXERCISES_SAVE_AS",
+        "`exercises/`, `exercises/index.html`",
+        "the exercise library (every exercise of the published articles, by target) and its "
+        "menu entry, shown when there is one; an empty `EXERCISES_SAVE_AS` turns both off",
+    ),
+    (
         "FEEDS",
         "see `plugins/feeds`",
         "`max_items` (20) and the paths of the all/category RSS and Atom feeds",
