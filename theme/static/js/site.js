@@ -79,7 +79,8 @@
 
   // Exercise cards: "Print this exercise" prints that card alone; "Add to my calendar" loads
   // exercise-calendar.js (its form and the .ics) on the first click, never before.
-  var here = document.currentScript && document.currentScript.src, waiting = null;
+  var me = document.currentScript || document.querySelector("script[src$='/site.js']");
+  var here = me ? me.src : location.href, waiting = null;
   document.querySelectorAll("section.exercise[data-per-week][data-weeks]").forEach(function (card) {
     var row = document.createElement("div");
     row.className = "exercise-actions";
