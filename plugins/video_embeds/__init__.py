@@ -69,8 +69,10 @@ _PARAGRAPH = re.compile(
 _ISO_DURATION = re.compile(r"P(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)")
 _FIGURE = re.compile(r'<figure class="video" id="(?P<anchor>video-[\w-]+)".*?</figure>', re.S)
 
-# One fetch of the channel feed per build: {url: {video id: metadata}}.
+# One fetch of the channel feed per build: {url: {video id: metadata}}; the thumbnails and
+# metadata files no source could fill in this build (not asked again until the next one).
 _channel_feeds: dict[str, dict[str, dict]] = {}
+_unanswered: set[str] = set()
 
 
 @dataclass
@@ -153,6 +155,8 @@ def thumbnail(settings: dict, video_id: str) -> str | None:
     target = os.path.join(settings.get("PATH", os.curdir), relative)
     if os.path.isfile(target) and os.path.getsize(target) > 0:
         return relative
+    if target in _unanswered:  # failed already in this build
+        return None
     url = settings.get("VIDEO_THUMBNAIL_URL", THUMBNAIL_URL).format(id=video_id)
     try:
         _write_atomically(target, _get(settings, url).content)
@@ -161,6 +165,7 @@ def thumbnail(settings: dict, video_id: str) -> str | None:
         log.warning(
             "video %s: no thumbnail from %s (%s); using the placeholder", video_id, url, error
         )
+        _unanswered.add(target)
         return None
 
 
@@ -188,8 +193,18 @@ def _channel_feed(settings: dict, url: str) -> dict[str, dict]:
 
 def metadata(settings: dict, video_id: str) -> dict:
     """The video's metadata from content/images/videos/ID.json (written by the author, or by an
-    earlier build); else fetched from oEmbed and the channel feed and saved there. {} if none."""
+    earlier build); else fetched from oEmbed and the channel feed and saved there. {} if none;
+    asked once per build (a video shown twice, a draft and its translation)."""
     target = os.path.join(settings.get("PATH", os.curdir), FOLDER, f"{video_id}.json")
+    if target not in _unanswered:
+        found = _metadata(settings, video_id, target)
+        if found or os.path.isfile(target):
+            return found
+        _unanswered.add(target)
+    return {}
+
+
+def _metadata(settings: dict, video_id: str, target: str) -> dict:
     if os.path.isfile(target):
         try:
             with open(target, encoding="utf-8") as handle:
@@ -411,6 +426,7 @@ def _write_page(generator, writer) -> None:
 
 def _reset(_pelican) -> None:
     _channel_feeds.clear()
+    _unanswered.clear()
 
 
 def register():
