@@ -49,7 +49,9 @@ def test_article_page_accessible_private_and_fits(new_context, site, artifacts, 
         assert background == "rgb(18, 23, 21)"
 
 
-@pytest.mark.parametrize("path", ["", "about/", "archives/", "category/rehab/", "404.html"])
+@pytest.mark.parametrize(
+    "path", ["", "about/", "archives/", "exercises/", "category/rehab/", "404.html"]
+)
 def test_other_pages_have_no_axe_violations_on_a_phone(new_context, site, path):
     page, requests = open_page(new_context, f"{site.url}/{path}", width=360)
     assert {urlsplit(url).hostname for url in requests} == {"127.0.0.1"}
