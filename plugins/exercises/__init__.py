@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import logging
 import os
 import re
 from html import escape, unescape
@@ -75,8 +74,6 @@ from html import escape, unescape
 from pelican import signals
 from pelican.contents import Article, Page
 from pelican.utils import pelican_open, slugify
-
-log = logging.getLogger(__name__)
 
 MARKER = 'class="language-exercise"'
 KEYS = ("name", "targets", "steps", "sets", "reps", "hold", "per week", "weeks")
