@@ -86,6 +86,8 @@ def test_facade_html_and_thumbnail_from_our_site(video_site):
     assert figures[1].select_one("button")["aria-label"] == f"Play {OEMBED_TITLE}"
     assert [f["id"] for f in figures] == [f"video-{VIDEO}", f"video-{VIDEO}-2"]  # stable, unique
     assert not first.select(".video-length")  # no length given, none shown
+    # the meta description is the text, not the facades' titles and captions
+    assert page.select_one('meta[name="description"]')["content"] == "Intro. End."
     assert (video_site.output / "images" / "videos" / f"{VIDEO}.jpg").read_bytes() == JPEG
     assert "youtube-nocookie" not in str(page.select_one(".post-body").find_all(["iframe"]))
 

@@ -61,12 +61,18 @@ def plain(html) -> str:
     return " ".join(unescape(Markup(text).striptags()).split())
 
 
+_FIGURES = re.compile(r"<figure\b.*?</figure>", re.S)
+
+
 def summary_text(content) -> str:
     """The plain text of an article's or page's summary, derived once per article and reused by
-    the meta description, the share texts and the JSON-LD."""
+    the meta description, the share texts and the JSON-LD. Figures are not prose: a video
+    facade's title and caption near the top stay out of it."""
     cached = content.__dict__.get("_summary_text")
     if cached is None:
-        cached = content.__dict__["_summary_text"] = plain(content.summary)
+        summary = str(content.summary)
+        summary = _FIGURES.sub(" ", summary) if "<figure" in summary else summary
+        cached = content.__dict__["_summary_text"] = plain(summary)
     return cached
 
 
