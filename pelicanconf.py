@@ -75,6 +75,7 @@ PLUGINS = [
     "feeds",
     "robots",
     "pelican.plugins.sitemap",
+    "lean",  # Pelican's list work made linear, less kept in memory: every build
     "incremental",  # only with the content cache on: `invoke serve` renders what changed
 ]
 

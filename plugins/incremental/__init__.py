@@ -101,6 +101,9 @@ def _start(pelican) -> None:
         if kept is not None:
             log.info("Theme, settings or plugins changed: rebuilding everything")
         shutil.rmtree(cache, ignore_errors=True)
+    if kept != current or _reused["key"] != (cache, current):
+        _reused.update(key=(cache, current), kept={})
+    _reused["staged"] = {}
     _write_marker(cache, UNFINISHED)
 
 
@@ -272,6 +275,94 @@ def _writer(pelican):
     return IncrementalWriter if enabled(pelican.settings) else None
 
 
+class _Kept:
+    """An article or page from an earlier build of this process, with what Pelican derives from
+    its file at every build (where it is recorded, which static files it links)."""
+
+    __slots__ = ("stamp", "content", "location", "static_links")
+
+    def __init__(self, stamp, content, location, static_links):
+        self.stamp, self.content = stamp, content
+        self.location, self.static_links = location, static_links
+
+
+# (CACHE_PATH, fingerprint) -> {generator class: {source path: _Kept}}: the contents of the
+# last build that succeeded in this process (`invoke serve` builds in one process).
+_reused: dict = {"key": None, "kept": {}, "staged": {}}
+
+
+def _stamp(path: str):
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return (found.st_mtime_ns, found.st_size)
+
+
+def _dated_later(content) -> bool:
+    """A date still to come: Pelican made it a draft when it was created (WITH_FUTURE_DATES
+    False), which must be decided again at each build."""
+    date = getattr(content, "date", None)
+    if date is None or content.settings.get("WITH_FUTURE_DATES", True):
+        return False
+    now = datetime.datetime.now(date.tzinfo) if date.tzinfo else datetime.datetime.now()
+    return date > now
+
+
+def _reuse_contents(generator) -> None:
+    """Hand Pelican the article or page objects of the last build for the files whose mtime and
+    size did not change, through its generator-level cache hooks (`get_cached_data`,
+    `cache_data`): such a file is neither read, nor made into an object, nor checked again. A
+    reused object gets this build's context; what plugins added to it when it was made (cards,
+    videos, structured data) stays with it. Not for a file dated in the future."""
+    if not enabled(generator.settings):
+        return
+    name = type(generator).__name__
+    kept = _reused["kept"].get(name, {})
+    staged = _reused["staged"].setdefault(name, {})
+    reused: dict[int, _Kept] = {}
+    add_source_path, add_static_links = generator.add_source_path, generator.add_static_links
+
+    def get_cached_data(filename, default=None):
+        entry = kept.get(filename)
+        if entry is None or entry.stamp != _stamp(os.path.join(generator.path, filename)):
+            return default
+        content = entry.content
+        content._context = generator.context
+        content.settings = generator.settings
+        staged[filename] = reused[id(content)] = entry
+        return content
+
+    def cache_data(filename, content):
+        if not _dated_later(content):
+            staged[filename] = _Kept(
+                _stamp(os.path.join(generator.path, filename)), content, None, None
+            )
+
+    def source_path(content, static=False):
+        entry = reused.get(id(content))
+        if entry is None or static or entry.location is None:
+            return add_source_path(content, static)
+        generator.context["generated_content"][entry.location] = content
+
+    def static_links(content):
+        entry = reused.get(id(content))
+        if entry is None or entry.static_links is None:
+            return add_static_links(content)
+        generator.context["static_links"] |= entry.static_links
+
+    generator.get_cached_data, generator.cache_data = get_cached_data, cache_data
+    generator.add_source_path, generator.add_static_links = source_path, static_links
+
+
+def _record_derived(generator) -> None:
+    """Where each new object is recorded and the static files it links, for its reuse."""
+    for entry in _reused["staged"].get(type(generator).__name__, {}).values():
+        if entry.location is None:
+            entry.location = entry.content.get_relative_source_path()
+            entry.static_links = frozenset(entry.content.get_static_links())
+
+
 class _MemoryBytecodeCache(BytecodeCache):
     """Compiled templates kept between the builds of one process (`invoke serve`), keyed by
     Jinja by template name and source checksum: an edited template is compiled again."""
@@ -299,6 +390,8 @@ def _finish(pelican) -> None:
     writer = _active.pop(id(pelican.settings), None)
     if writer is not None:
         writer.save()
+    if enabled(pelican.settings):
+        _reused["kept"], _reused["staged"] = _reused["staged"], {}
     settle(pelican.settings)
 
 
@@ -306,4 +399,8 @@ def register():
     signals.initialized.connect(_start)
     signals.get_writer.connect(_writer)
     signals.generator_init.connect(_reuse_compiled_templates)
+    signals.article_generator_init.connect(_reuse_contents)
+    signals.page_generator_init.connect(_reuse_contents)
+    signals.article_generator_pretaxonomy.connect(_record_derived)
+    signals.page_generator_finalized.connect(_record_derived)
     signals.finalized.connect(_finish)
