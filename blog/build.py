@@ -4,10 +4,11 @@ Contract: `build()` runs a full Pelican build of `content/` with our theme and p
 settings' OUTPUT_PATH (or `output`), raising `BuildError` with Pelican's message if any content
 or setting is broken. By default nothing is cached: every file is read and every page written
 (`invoke build`, `invoke publish`). With `cache=FOLDER` (`invoke serve`) Pelican's content cache
-lives there: a file whose mtime did not change is not read again, and plugins/incremental
-renders only the pages a change touches; a change to the theme, the settings or the plugins
-empties the cache, so everything is rebuilt. `build_feeds()` reads the articles and writes only
-the feeds.
+lives there: a file whose mtime did not change is not read again (and, in the same process, its
+article object is reused), and plugins/incremental renders only the pages a change touches; a
+change to the theme, the settings or the plugins empties the cache, so everything is rebuilt.
+`build_feeds()` reads the articles and writes only the feeds. Modules that plugins import for
+what a build rarely does (LAZY_MODULES) are imported on their first use.
 """
 
 from __future__ import annotations

@@ -221,3 +221,104 @@ def test_invoke_build_stays_clean(blog, reads):
     assert {name: data for name, (data, _) in after.files.items() if name != "sitemap.xml"} == {
         name: data for name, (data, _) in before.files.items() if name != "sitemap.xml"
     }, "and the same site"
+
+
+@pytest.fixture
+def made():
+    """The file names of the article and page objects each build makes (content_object_init)."""
+    from pelican import signals
+
+    seen = []
+
+    def one(content):
+        seen.append(Path(content.source_path).name)
+
+    signals.content_object_init.connect(one)
+    yield seen
+    signals.content_object_init.disconnect(one)
+
+
+def _same_site(output: Path, clean: Path) -> None:
+    """Every page of a clean build is in `output`, byte for byte (but the sitemap's lastmod);
+    `output` may hold more: pages a change moved keep their old file while serving."""
+    import re
+
+    for path in clean.rglob("*"):
+        if path.is_file():
+            name = path.relative_to(clean)
+            ours, theirs = (output / name).read_bytes(), path.read_bytes()
+            if path.name == "sitemap.xml":
+                ours, theirs = (
+                    re.sub(rb"<lastmod>[^<]*</lastmod>", b"", d) for d in (ours, theirs)
+                )
+            assert ours == theirs, name
+
+
+def test_unchanged_articles_are_reused_from_the_last_build(blog, reads, made):
+    blog.build()
+    reads.clear()
+    made.clear()
+    second = blog.content / "articles" / "second.md"
+    second.write_text(second.read_text().replace("Second body.", "Second body, edited."))
+    touch_later(second)
+    blog.build()
+    assert reads == ["second.md"]
+    # The future article is made again from the cache at every build (its status may change).
+    assert sorted(made) == ["later.md", "second.md"], "the others' objects are reused"
+
+
+def test_a_title_edit_updates_every_page_and_feed_showing_it(blog, tmp_path):
+    blog.build()
+    second = blog.content / "articles" / "second.md"
+    second.write_text(second.read_text().replace("Title: Second", "Title: A Renamed Second"))
+    touch_later(second)
+    after = blog.build()
+    clean = tmp_path / "clean"
+    build("pelicanconf.py", SITEURL=SITE, PATH=blog.content, OUTPUT_PATH=clean, THEME=blog.theme)
+    _same_site(blog.output, clean)
+    for name in ("index.html", "tag/knees/index.html", "category/rehab/index.html",
+                 "archives/index.html", "2026/index.html", "author/mark-williams/index.html",
+                 "feeds/all.atom.xml", "feeds/all.rss.xml", "feeds/rehab.atom.xml"):  # fmt: skip
+        text = after.files[name][0].decode()
+        assert "A Renamed Second" in text, name
+
+
+def test_reused_articles_link_to_this_build_and_match_a_clean_build(blog, tmp_path):
+    blog.build()
+    first = blog.content / "articles" / "first.md"
+    first.write_text(first.read_text().replace("Title: First", "Title: First\nSlug: premier"))
+    touch_later(first)
+    third = blog.content / "articles" / "third.md"
+    third.write_text(third.read_text().replace("Category: Hips", "Category: Knees"))
+    touch_later(third)
+    (blog.content / "articles" / "wip.md").unlink()
+    blog.build()
+    clean = tmp_path / "clean"
+    build("pelicanconf.py", SITEURL=SITE, PATH=blog.content, OUTPUT_PATH=clean, THEME=blog.theme)
+    _same_site(blog.output, clean)
+
+
+def test_a_future_article_is_published_once_its_date_has_passed(blog, made):
+    import time
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    when = datetime.now(ZoneInfo("Europe/London")).replace(microsecond=0) + timedelta(seconds=3)
+    write_article(blog.content, "soon", "Soon", f"{when:%Y-%m-%d %H:%M:%S}", body="Soon here.")
+    files = blog.build()
+    assert "drafts/soon.html" in files.files
+    assert f"{when:%Y}/soon/index.html" not in files.files
+    time.sleep(max(0.0, (when - datetime.now(ZoneInfo("Europe/London"))).total_seconds()) + 0.5)
+    made.clear()
+    files = blog.build()  # nothing edited: the date alone has passed
+    assert "soon.md" in made
+    assert f"{when:%Y}/soon/index.html" in files.files
+    assert "Soon" in files.files["feeds/all.atom.xml"][0].decode()
+
+
+def test_another_cache_folder_reuses_nothing(blog, reads, tmp_path):
+    blog.build()
+    reads.clear()
+    build("pelicanconf.py", cache=tmp_path / "other-cache", SITEURL=SITE, PATH=blog.content,
+          OUTPUT_PATH=tmp_path / "other", THEME=blog.theme)  # fmt: skip
+    assert len(reads) == 6

@@ -18,6 +18,15 @@ Contract: when the settings turn Pelican's content cache on and load it (`CACHE_
   that has no `Summary` (its summary is cut from the text), and its own arguments (which tag,
   which category). So an edit to the body of one article renders that article's page (and the
   feeds and the sitemap, which are written at every build) and nothing else;
+- in the same process (`invoke serve` builds in one), hands Pelican the article and page
+  objects of the last build that succeeded for every file whose mtime and size did not change,
+  through Pelican's generator-level cache hooks: such a file is not read, made into an object or
+  checked again, and where it is recorded and the static files it links are not worked out
+  again. A reused object gets the new build's context (its links resolve against the new
+  build's pages) and keeps what plugins added to it when it was made (cards, videos, structured
+  data: plugins keep what they derive from an article on the article). An article dated in the
+  future is never reused: Pelican decides its status when it makes it. The objects kept belong to
+  one cache folder and one fingerprint; emptying the cache forgets them;
 - keeps Jinja's compiled templates in memory from one build to the next in the same process;
 - keeps the signatures in `CACHE_PATH/written-pages` after a successful build. A build stopped
   before it ends (Ctrl-C, a kill) leaves `CACHE_PATH/fingerprint` saying "unfinished", and the
