@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import unicodedata
 from html import unescape
 
@@ -115,7 +116,7 @@ def split_metadata(text: str) -> tuple[dict[str, list[str]], str, int]:
             break
         match = META_RE.match(line)
         if match:
-            key = match["key"].lower().strip()
+            key = sys.intern(match["key"].lower().strip())  # one "title" for all articles
             meta.setdefault(key, []).append(match["value"].strip())
         else:
             more = META_MORE_RE.match(line)
