@@ -177,8 +177,8 @@ serve(lambda: build("pelicanconf.py", cache=cache, **settings), output=output, p
 
 
 def build_in_subprocess(kind: str, content: Path, output: Path, siteurl: str) -> tuple:
-    """Build the site in a fresh interpreter; return its wall time and CPU time (user+sys) in
-    seconds and its peak memory (maximum resident set size) in MB."""
+    """Build the site in a fresh interpreter; return its wall time, CPU time (user+sys) and
+    user time in seconds and its peak memory (maximum resident set size) in MB."""
     if kind == "ours":
         args = [OURS_CHILD, str(content), str(output), siteurl]
     else:
@@ -192,7 +192,7 @@ def build_in_subprocess(kind: str, content: Path, output: Path, siteurl: str) ->
         if child.returncode:
             log.seek(0)
             raise SystemExit(f"{kind} build failed:\n{log.read().decode()[-3000:]}")
-    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_utime, usage.ru_maxrss / 1024
 
 
 def summary(values: list[float]) -> dict:
@@ -201,16 +201,19 @@ def summary(values: list[float]) -> dict:
 
 def measure_cold(size: int, repeat: int, content: Path, work: Path) -> dict:
     runs: dict[str, dict] = {
-        k: {"wall_s": [], "cpu_s": [], "peak_mb": []} for k in ("ours", "vanilla")
+        k: {"wall_s": [], "cpu_s": [], "user_s": [], "peak_mb": []} for k in ("ours", "vanilla")
     }
     outputs = []
     for run in range(repeat):
         for kind, record in runs.items():
             output = work / f"out-{kind}-{size}-{run}"
             os.sync()  # the last build's files on disk: its writeback does not slow this one
-            wall, cpu, peak = build_in_subprocess(kind, content, output, "http://127.0.0.1:8000")
+            wall, cpu, user, peak = build_in_subprocess(
+                kind, content, output, "http://127.0.0.1:8000"
+            )
             record["wall_s"].append(round(wall, 2))
             record["cpu_s"].append(round(cpu, 2))
+            record["user_s"].append(round(user, 2))
             record["peak_mb"].append(round(peak, 1))
             record["html_files"] = sum(1 for _ in output.rglob("*.html"))
             outputs.append(output)
@@ -228,6 +231,7 @@ def measure_cold(size: int, repeat: int, content: Path, work: Path) -> dict:
         "cpu_ratio": round(medians["ours"]["cpu_s"] / medians["vanilla"]["cpu_s"], 3),
         "wall_ratios": _ratios(runs, "wall_s"),
         "cpu_ratios": _ratios(runs, "cpu_s"),
+        "user_ratios": _ratios(runs, "user_s"),  # without the system time of writing files
     }  # fmt: skip
 
 
@@ -428,6 +432,14 @@ def main() -> int:
               f"| {r['wall_ratio']:.2f} | {cell(o['cpu_s'])} | {cell(v['cpu_s'])} "
               f"| {r['cpu_ratio']:.2f} "
               f"| {o['peak_mb']['median']:.0f} / {v['peak_mb']['median']:.0f} |")  # fmt: skip
+
+    def system(runs: dict) -> list[float]:
+        return [round(c - u, 2) for c, u in zip(runs["cpu_s"], runs["user_s"], strict=True)]
+
+    for r in cold_rows:
+        print(f"\n{r['size']:,} articles, per pair: CPU ratio {r['cpu_ratios']}, user-time ratio "
+              f"{r['user_ratios']}; system time (s) ours {system(r['runs']['ours'])}, "
+              f"vanilla {system(r['runs']['vanilla'])}")  # fmt: skip
     print("\n| articles | rebuild after one edit, wall (s) | CPU (s) | CPU / our cold build |")
     print("|---:|---:|---:|---:|")
     for r in rebuild_rows:

@@ -111,7 +111,7 @@ def _image_size(path: str):
 def make_helpers(settings: dict) -> dict:
     siteurl = settings.get("SITEURL", "").rstrip("/")
 
-    @functools.lru_cache(maxsize=1024)  # the URLs of the page at hand, the tags, the menu
+    @functools.lru_cache(maxsize=65536)
     def _join(path: str) -> str:
         return urljoin(siteurl + "/", path)
 
