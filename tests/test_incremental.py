@@ -322,3 +322,53 @@ def test_another_cache_folder_reuses_nothing(blog, reads, tmp_path):
     build("pelicanconf.py", cache=tmp_path / "other-cache", SITEURL=SITE, PATH=blog.content,
           OUTPUT_PATH=tmp_path / "other", THEME=blog.theme)  # fmt: skip
     assert len(reads) == 6
+
+
+def test_a_title_edit_renders_only_the_pages_that_show_the_article(blog):
+    before = blog.build()
+    third = blog.content / "articles" / "third.md"
+    third.write_text(third.read_text().replace("Title: Third", "Title: The Third"))
+    touch_later(third)
+    after = blog.build()
+    rewritten = before.rewritten(after)
+    # its own page (a new slug), the lists that hold it, the feeds
+    assert {
+        "2026/the-third/index.html",
+        "index.html",
+        "category/hips/index.html",
+        "archives/index.html",
+        "2026/index.html",
+        "feeds/all.atom.xml",
+    } <= set(after.files)
+    assert {"index.html", "category/hips/index.html", "archives/index.html"} <= rewritten
+    # not the pages that do not show it
+    for name in ("2026/first/index.html", "2026/second/index.html", "tag/knees/index.html",
+                 "category/rehab/index.html", "about/index.html"):  # fmt: skip
+        assert name not in rewritten, name
+
+
+def test_a_summary_edit_leaves_the_other_articles_pages_alone(blog):
+    before = blog.build()
+    second = blog.content / "articles" / "second.md"
+    second.write_text(second.read_text().replace("Summary: The second.", "Summary: New words."))
+    touch_later(second)
+    after = blog.build()
+    rewritten = before.rewritten(after)
+    assert {"2026/second/index.html", "index.html", "tag/knees/index.html"} <= rewritten
+    assert not {"2026/first/index.html", "2026/third/index.html", "category/hips/index.html"} & (
+        rewritten
+    )
+
+
+def test_a_page_follows_everything_when_its_templates_cannot_be_known(tmp_path):
+    from incremental import template_names
+    from jinja2 import DictLoader, Environment
+
+    env = Environment(loader=DictLoader({
+        "page.html": "{% extends 'base.html' %}{% block b %}{{ article.title }}{% endblock %}",
+        "base.html": "{{ SITENAME }}{% block b %}{% endblock %}{% include 'menu.html' %}",
+        "menu.html": "{% for title, link in MENUITEMS %}{{ title }}{% endfor %}",
+        "dynamic.html": "{% include chosen %}",
+    }))  # fmt: skip
+    assert template_names(env, "page.html") >= {"article", "SITENAME", "MENUITEMS"}
+    assert template_names(env, "dynamic.html") is None

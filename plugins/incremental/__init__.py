@@ -10,14 +10,19 @@ Contract: when the settings turn Pelican's content cache on and load it (`CACHE_
   settings change rebuilds everything, from a fresh read of every file;
 - gives Pelican a writer (`get_writer`) that skips a page whose signature is the one it had when
   that page was last written, if the file is still there as it was written (same size and
-  mtime). An article's or page's signature covers its own HTML and metadata, its URL, its image
-  file, and a site signature: every published article's and page's metadata, URL and summary
-  (a title, a tag or a summary edited anywhere renders every page again), and the URL of every
-  file, which its `{filename}` and `{static}` links resolve to. A list page's (index,
-  tags, categories, archives...) covers the site signature, the text of every published article
-  that has no `Summary` (its summary is cut from the text), and its own arguments (which tag,
-  which category). So an edit to the body of one article renders that article's page (and the
-  feeds and the sitemap, which are written at every build) and nothing else;
+  mtime). A page's signature covers what its templates can read, found by Jinja's static
+  analysis of the template and every template it extends, includes or imports
+  (`template_names`): every scalar argument of the page; each argument or context value the
+  templates name (a list of articles by each article's metadata, URL and, without a `Summary`,
+  text; `articles` also when they name `articles_page`, as Pelican paginates it); and for an
+  article's or a page's own page, its HTML and metadata, its URL, its image file, the URLs of
+  every file its `{filename}`, `{static}` and `{attach}` links name, and the articles its
+  attributes hold (translations, neighbours a plugin adds). So an edit to the body of one article
+  renders that article's page (and the feeds and the sitemap, which are written at every build);
+  a title, tag or summary edit renders its page, the pages that link to it if its URL moved and
+  the lists that show it; a change to a value every page reads (the menu) renders every page.
+  When the templates cannot be known (an include chosen at render time) or a value is of a kind
+  it cannot describe, a page follows every article's metadata and every URL instead;
 - in the same process (`invoke serve` builds in one), hands Pelican the article and page
   objects of the last build that succeeded for every file whose mtime and size did not change,
   through Pelican's generator-level cache hooks: such a file is not read, made into an object or
@@ -40,6 +45,7 @@ clean and write every file.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -48,10 +54,15 @@ import os
 import pickle
 import re
 import shutil
+from html import unescape
 from importlib.metadata import version
+from urllib.parse import unquote, urlparse
 
 from jinja2 import BytecodeCache
+from jinja2 import meta as jinja_meta
 from pelican import signals
+from pelican.contents import Content
+from pelican.urlwrappers import URLWrapper
 from pelican.writers import Writer
 
 log = logging.getLogger(__name__)
@@ -112,6 +123,7 @@ def _start(pelican) -> None:
         shutil.rmtree(cache, ignore_errors=True)
     if kept != current or _reused["key"] != (cache, current):
         _reused.update(key=(cache, current), kept={})
+        _TEXTS.clear()
     _reused["staged"] = {}
     _write_marker(cache, UNFINISHED)
 
@@ -147,6 +159,74 @@ def _value(value):
     return str(value)  # Tag, Category, Author: their names (their URLs come from the settings)
 
 
+class _Unknown(Exception):
+    """A value whose signature cannot be told from its parts."""
+
+
+# (template name, source) -> (the variables it reads, the templates it names): once a process.
+_TEMPLATES: dict[tuple[str, str], tuple[frozenset, tuple]] = {}
+
+
+def template_names(env, name: str) -> frozenset | None:
+    """Every variable a template and the templates it extends, includes or imports read, by
+    Jinja's static analysis (`jinja2.meta`); None if one of them is chosen at render time."""
+    names: set[str] = set()
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            source = env.loader.get_source(env, current)[0]
+            found = _TEMPLATES.get((current, source))
+            if found is None:
+                tree = env.parse(source, current)
+                found = (
+                    frozenset(jinja_meta.find_undeclared_variables(tree)),
+                    tuple(jinja_meta.find_referenced_templates(tree)),
+                )
+                _TEMPLATES[(current, source)] = found
+        except Exception:  # a template Jinja cannot analyse: the page follows everything
+            return None
+        names |= found[0]
+        for referenced in found[1]:
+            if referenced is None:
+                return None
+            todo.append(referenced)
+    return frozenset(names)
+
+
+# id(content) -> (content, its HTML, (digest of the HTML, the file names its links name)): an
+# article reused from build to build is not scanned again while its HTML is the same object.
+_TEXTS: dict[int, tuple] = {}
+
+
+def _text_facts(content) -> tuple[bytes, tuple[str, ...]]:
+    html = content._content or ""
+    found = _TEXTS.get(id(content))
+    if found is not None and found[0] is content and found[1] is html:
+        return found[2]
+    named = set()
+    if "{" in html or "|" in html:
+        for match in content._get_intrasite_link_regex().finditer(html):
+            if match.group("what") in ("filename", "static", "attach"):
+                path = urlparse(match.group("value")).path
+                for variant in (path, unquote(path), unescape(path)):
+                    named.add(os.path.basename(variant))
+    facts = (hashlib.blake2b(html.encode(), digest_size=16).digest(), tuple(sorted(named)))
+    _TEXTS[id(content)] = (content, html, facts)
+    return facts
+
+
+def _forget_texts(keep) -> None:
+    """Keep the facts of the contents of this build only."""
+    ids = {id(content) for content in keep}
+    for key in [key for key in _TEXTS if key not in ids]:
+        del _TEXTS[key]
+
+
 class IncrementalWriter(Writer):
     """Pelican's writer, skipping pages whose signature has not changed since they were written."""
 
@@ -162,6 +242,11 @@ class IncrementalWriter(Writer):
         self._opened: list[str] = []
         self._meta: dict[int, tuple] = {}
         self._site: dict[str, str] = {}
+        self._templates: dict[str, tuple | None] = {}
+        self._listed: dict[int, bytes] = {}
+        self._shared: dict[int, tuple] = {}
+        self._contexts: dict[tuple, tuple] = {}
+        self._by_name: dict[str, list] | None = None
         self.written = self.skipped = 0
         _active[id(self.settings)] = self  # saved on `finalized`, after a build that succeeded
 
@@ -190,7 +275,168 @@ class IncrementalWriter(Writer):
             self._site[key] = digest.hexdigest()
         return self._site[key]
 
+    def _names(self, template) -> tuple[frozenset, frozenset] | None:
+        """(the variables its templates read, the stems of those like `articles_page`)."""
+        if template.name not in self._templates:
+            names = template_names(template.environment, template.name)
+            stems = (
+                None
+                if names is None
+                else frozenset(
+                    name[:i] for name in names for i, c in enumerate(name) if c == "_" and i
+                )
+            )
+            self._templates[template.name] = None if names is None else (names, stems)
+        return self._templates[template.name]
+
+    def _value_signature(self, value, depth: int = 0):
+        """What a page can show of a value: an article by its metadata, URL and (without a
+        Summary) text; containers and dataclasses by their items; anything else unknown."""
+        if isinstance(value, str | int | float | bool | type(None)):
+            return value
+        if isinstance(value, Content):
+            key = id(value)
+            if key not in self._listed:
+                text = None
+                if "summary" not in value.metadata:  # its summary is cut from its text
+                    text = hashlib.blake2b((value._content or "").encode(), digest_size=8).digest()
+                described = repr((self._meta_signature(value), text)).encode()
+                self._listed[key] = hashlib.blake2b(described, digest_size=12).digest()
+            return self._listed[key]
+        if isinstance(value, URLWrapper):
+            return (type(value).__name__, value.name, value.slug)
+        if isinstance(value, datetime.date):
+            return value.isoformat()
+        if depth < 8:
+            if isinstance(value, dict):
+                return tuple(
+                    (self._value_signature(k, depth + 1), self._value_signature(v, depth + 1))
+                    for k, v in value.items()
+                )
+            if isinstance(value, list | tuple):
+                return tuple(self._value_signature(item, depth + 1) for item in value)
+            if isinstance(value, set | frozenset):
+                return tuple(sorted(repr(self._value_signature(v, depth + 1)) for v in value))
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                return (type(value).__name__,) + tuple(
+                    self._value_signature(getattr(value, field.name), depth + 1)
+                    for field in dataclasses.fields(value)
+                )
+        raise _Unknown
+
+    def _digest(self, value) -> str:
+        """A short digest of a value's signature, once per build for a container (the context
+        and the lists of articles are shared by many pages)."""
+        if isinstance(value, str | int | float | bool | type(None)):
+            return value
+        found = self._shared.get(id(value))
+        if found is None or found[0] is not value:
+            text = repr(self._value_signature(value)).encode()
+            found = (value, hashlib.blake2b(text, digest_size=16).hexdigest())
+            self._shared[id(value)] = found
+        return found[1]
+
+    def _context_part(self, template, names, context, kwargs) -> str:
+        """The context values a template reads, as one digest: once per template while they are
+        the same objects (the context is shared by the pages of a generator)."""
+        keys = tuple(key for key in sorted(names) if key not in kwargs and key in context)
+        values = tuple(context[key] for key in keys)
+        found = self._contexts.get((template.name, keys))
+        if (
+            found is None
+            or len(found[0]) != len(values)
+            or any(a is not b for a, b in zip(found[0], values, strict=True))
+        ):
+            described = repr([(k, self._digest(v)) for k, v in zip(keys, values, strict=True)])
+            found = (values, hashlib.blake2b(described.encode(), digest_size=16).hexdigest())
+            self._contexts[(template.name, keys)] = found
+        return found[1]
+
+    def _links_signature(self, content, context) -> tuple:
+        """The URLs its `{filename}`, `{static}` and `{attach}` links can resolve to: those of
+        every file named as a link names (a superset of Pelican's own lookup)."""
+        if self._by_name is None:
+            self._by_name = {}
+            for kind in ("generated_content", "static_content"):
+                for path, target in context.get(kind, {}).items():
+                    self._by_name.setdefault(os.path.basename(path), []).append(
+                        (kind, path, getattr(target, "url", None))
+                    )
+        by_name = self._by_name
+        return tuple(
+            (name, tuple(sorted(by_name.get(name, ()), key=repr)))
+            for name in _text_facts(content)[1]
+        )
+
+    def _related_signature(self, content) -> tuple:
+        """Other articles its attributes hold (translations, neighbours a plugin adds)."""
+        related = []
+        for key, value in sorted(vars(content).items()):
+            if key in ("_context", "settings", "metadata", "_content"):
+                continue
+            if isinstance(value, Content) or (
+                isinstance(value, list | tuple) and any(isinstance(v, Content) for v in value)
+            ):
+                items = value if isinstance(value, list | tuple) else [value]
+                related.append(
+                    (key, tuple(self._meta_signature(v) for v in items if isinstance(v, Content)))
+                )
+        return tuple(related)
+
     def _signature(self, name, template, context, url, relative_urls, template_name, kwargs):
+        names = self._names(template)
+        if names is not None:
+            try:
+                return self._page_signature(
+                    names, name, template, context, url, relative_urls, template_name, kwargs
+                )
+            except _Unknown:
+                pass
+        return self._site_wide_signature(
+            name, template, context, url, relative_urls, template_name, kwargs
+        )
+
+    def _page_signature(
+        self, names, name, template, context, url, relative_urls, template_name, kwargs
+    ):
+        """What this page's templates read: every scalar argument; the arguments they name (or
+        paginate: `articles` for `articles_page`); the context values they name; for an article
+        or a page, its own metadata, text, links and related articles."""
+        names, stems = names
+        content = kwargs.get("article") or kwargs.get("page")
+        parts = [name, template.name, template_name, url, relative_urls]
+        for key, value in sorted(kwargs.items()):
+            if value is content and content is not None:
+                continue
+            scalar = isinstance(value, str | int | float | bool | type(None))
+            if scalar or key in names or key in stems:
+                parts.append((key, self._digest(value)))
+        parts.append(self._context_part(template, names, context, kwargs))
+        if content is None:
+            return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+        parts += [
+            self._meta_signature(content),
+            self._links_signature(content, context),
+            self._related_signature(content),
+        ]
+        return self._with_content(parts, content)
+
+    def _with_content(self, parts, content) -> str:
+        image = content.metadata.get("image")
+        if image:
+            try:
+                found = os.stat(os.path.join(self.settings["PATH"], str(image)))
+                parts.append((found.st_mtime_ns, found.st_size))
+            except OSError:
+                parts.append(None)
+        parts.append(_text_facts(content)[0])
+        return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+
+    def _site_wide_signature(
+        self, name, template, context, url, relative_urls, template_name, kwargs
+    ):
+        """When a template's reads cannot be known (an include chosen at render time, a value of
+        unknown kind): the page follows every article's metadata and every URL."""
         content = kwargs.get("article") or kwargs.get("page")
         parts = [name, template.name, template_name, url, relative_urls]
         parts += [
@@ -198,19 +444,9 @@ class IncrementalWriter(Writer):
             for k, v in sorted(kwargs.items())
             if k not in ("article", "page") and not isinstance(v, list | tuple)
         ]  # lists of articles follow from the site signature and the other arguments
-        if content is not None:
-            html = content._content or ""  # its links to other content: in the site signature
+        if content is not None:  # its links to other content: in the site signature
             parts += [self._meta_signature(content), self._site_signature(context, False)]
-            image = content.metadata.get("image")
-            if image:
-                try:
-                    found = os.stat(os.path.join(self.settings["PATH"], str(image)))
-                    parts.append((found.st_mtime_ns, found.st_size))
-                except OSError:
-                    parts.append(None)
-            digest = hashlib.blake2b(repr(parts).encode(), digest_size=16)
-            digest.update(html.encode())
-            return digest.hexdigest()
+            return self._with_content(parts, content)
         parts.append(self._site_signature(context, True))
         return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
 
@@ -401,6 +637,7 @@ def _finish(pelican) -> None:
         writer.save()
     if enabled(pelican.settings):
         _reused["kept"], _reused["staged"] = _reused["staged"], {}
+        _forget_texts(entry.content for kept in _reused["kept"].values() for entry in kept.values())
     settle(pelican.settings)
 
 
