@@ -7,17 +7,14 @@ or setting is broken. By default nothing is cached: every file is read and every
 lives there: a file whose mtime did not change is not read again (and, in the same process, its
 article object is reused), and plugins/incremental renders only the pages a change touches; a
 change to the theme, the settings or the plugins empties the cache, so everything is rebuilt.
-`build_feeds()` reads the articles and writes only the feeds. Modules that plugins import for
-what a build rarely does (LAZY_MODULES) are imported on their first use.
+`build_feeds()` reads the articles and writes only the feeds.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import sys
-import types
 from datetime import datetime
 from pathlib import Path
 
@@ -31,36 +28,8 @@ if str(ROOT / "plugins") not in sys.path:
     sys.path.insert(0, str(ROOT / "plugins"))
 
 
-# Imported by plugins for what a build rarely does (a video thumbnail or channel feed not fetched
-# yet), loaded on first use: 5 MB of a build's peak memory otherwise.
-LAZY_MODULES = ("requests", "feedparser")
-
-
 class BuildError(Exception):
     """The site could not be built; the message says which file or setting is wrong."""
-
-
-class _Deferred(types.ModuleType):
-    """Stands for a module not imported yet; the first attribute asked of it imports the module
-    (which then takes its own place in sys.modules) and answers from it. `import NAME` of a
-    module already in sys.modules reads only its `__spec__`, which is None here: unlike
-    importlib.util.LazyLoader (Python 3.11), a bare import does not load it."""
-
-    def __getattr__(self, attr):
-        real = self.__dict__.get("_module")
-        if real is None:
-            if sys.modules.get(self.__name__) is self:
-                del sys.modules[self.__name__]
-            real = self.__dict__["_module"] = importlib.import_module(self.__name__)
-        return getattr(real, attr)
-
-
-def _import_lazily(names=LAZY_MODULES) -> None:
-    """Make `import NAME` bind a stand-in that imports NAME on its first use, for each NAME not
-    imported yet and installed."""
-    for name in names:
-        if name not in sys.modules and importlib.util.find_spec(name) is not None:
-            sys.modules[name] = _Deferred(name)
 
 
 def load_settings(config: str | os.PathLike = "pelicanconf.py", **overrides) -> dict:
@@ -100,7 +69,6 @@ def build(
     settings = load_settings(config, **overrides)
     _quiet_pelican_by_default()
     _reset_sitemap()
-    _import_lazily()
     try:
         Pelican(settings).run()
     except Exception as error:  # Pelican raises plain exceptions; give the task one clear type

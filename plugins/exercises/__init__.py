@@ -59,8 +59,8 @@ with two targets under both), each entry linking to its card (`article.url#id`).
 lists an exercise, the menu shows "Exercises" (after "Videos", else "Archives"); without any,
 neither the entry nor the page exist. An empty `EXERCISES_SAVE_AS` turns both off. The page is
 written by Pelican's writer, so the sitemap lists it and plugins/incremental renders it again
-when the library's content (`exercise_library`, its digest) changes; an article with a card
-carries the metadata `exercise_plans: yes`, so the menu of every page follows too.
+when the library's content (`exercise_library`, its digest) changes; the menu of every page
+follows MENUITEMS, which is part of each page's signature there.
 """
 
 from __future__ import annotations
@@ -401,9 +401,6 @@ def make_cards(content) -> None:
         {**plan, "rows": prescription(plan)} for plan in plans
     ]  # what the library and other plugins read
     if plans:
-        # Every page shows the "Exercises" menu entry or not: plugins/incremental renders them
-        # all again when this changes, because it follows every article's metadata.
-        content.metadata["exercise_plans"] = "yes"
         if not isinstance(getattr(content, "structured_data", None), dict):
             content.structured_data = {}
         parts = content.structured_data.setdefault("hasPart", [])

@@ -42,8 +42,6 @@ from datetime import UTC, datetime
 from html import escape, unescape
 from urllib.parse import urljoin
 
-import feedparser
-import requests
 from pelican import signals
 from pelican.contents import Article, Page
 
@@ -134,11 +132,23 @@ def parse_duration(value) -> int | None:
     return None
 
 
-def _get(settings: dict, url: str) -> requests.Response:
-    response = requests.get(url, timeout=settings.get("VIDEO_THUMBNAIL_TIMEOUT", 10))
-    response.raise_for_status()
+class FetchError(Exception):
+    """A thumbnail, oEmbed answer or channel feed could not be fetched."""
+
+
+def _get(settings: dict, url: str):
+    """The response from `url`, or FetchError. requests is imported here, on the first fetch:
+    most builds fetch nothing (thumbnails and metadata are cached in content/), and importing it
+    costs a build 5 MB of memory."""
+    import requests
+
+    try:
+        response = requests.get(url, timeout=settings.get("VIDEO_THUMBNAIL_TIMEOUT", 10))
+        response.raise_for_status()
+    except requests.RequestException as error:
+        raise FetchError(str(error)) from error
     if not response.content:
-        raise ValueError("empty response")
+        raise FetchError("empty response")
     return response
 
 
@@ -161,7 +171,7 @@ def thumbnail(settings: dict, video_id: str) -> str | None:
     try:
         _write_atomically(target, _get(settings, url).content)
         return relative
-    except (requests.RequestException, OSError, ValueError) as error:
+    except (FetchError, OSError, ValueError) as error:
         log.warning(
             "video %s: no thumbnail from %s (%s); using the placeholder", video_id, url, error
         )
@@ -174,6 +184,8 @@ def _channel_feed(settings: dict, url: str) -> dict[str, dict]:
     if url not in _channel_feeds:
         found: dict[str, dict] = {}
         try:
+            import feedparser  # on the first channel feed, like requests in _get
+
             feed = feedparser.parse(_get(settings, url).content)
             if feed.bozo and not feed.entries:
                 raise ValueError(f"not a feed ({feed.bozo_exception})")
@@ -185,7 +197,7 @@ def _channel_feed(settings: dict, url: str) -> dict[str, dict]:
                         "description": str(entry.get("summary", "")).strip(),
                         "uploadDate": str(entry.get("published", "")),
                     }
-        except (requests.RequestException, ValueError) as error:
+        except (FetchError, ValueError) as error:
             log.warning("videos: could not read the channel feed %s (%s)", url, error)
         _channel_feeds[url] = found
     return _channel_feeds[url]
@@ -225,7 +237,7 @@ def _metadata(settings: dict, video_id: str, target: str) -> dict:
             if isinstance(data, dict) and isinstance(data.get("title"), str):
                 found["title"] = " ".join(data["title"].split())
             answered = True
-        except (requests.RequestException, ValueError) as error:
+        except (FetchError, ValueError) as error:
             log.warning("video %s: no metadata from %s (%s)", video_id, url, error)
     channel = settings.get("VIDEO_CHANNEL_FEED_URL", "")
     if channel:
@@ -345,9 +357,6 @@ def embed(content) -> None:
         return
     content.videos = videos
     content.feed_html = {video.anchor: feed_form(video) for video in videos}
-    # Every page shows the "Videos" menu entry or not: plugins/incremental renders them all
-    # again when the site's videos change, because it follows every article's metadata.
-    content.metadata["video_ids"] = " ".join(video.id for video in videos)
 
 
 def add_structured_data(generator) -> None:
