@@ -66,7 +66,6 @@ follows MENUITEMS, which is part of each page's signature there.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
 import re
 from html import escape, unescape
@@ -74,6 +73,8 @@ from html import escape, unescape
 from pelican import signals
 from pelican.contents import Article, Page
 from pelican.utils import pelican_open, slugify
+
+from blog.listing import show_in_menu, write_listing
 
 MARKER = 'class="language-exercise"'
 KEYS = ("name", "targets", "steps", "sets", "reps", "hold", "per week", "weeks")
@@ -479,37 +480,19 @@ def _finalized(generator) -> None:
     )
     generator.context["exercise_groups"] = groups
     url = settings.get("EXERCISES_URL", LIBRARY_URL)
-    menu = [item for item in generator.context.get("MENUITEMS", []) if item[1] != url]
-    if groups:
-        titles = [title for title, _ in menu]
-        after = "Videos" if "Videos" in titles else "Archives"
-        menu.insert(titles.index(after) + 1 if after in titles else len(menu), ("Exercises", url))
-    generator.context["MENUITEMS"] = menu
+    show_in_menu(generator.context, "Exercises", url, bool(groups), after=("Videos", "Archives"))
 
 
 def write_library(generator, writer) -> None:
-    settings = generator.settings
-    save_as = settings.get("EXERCISES_SAVE_AS", LIBRARY_SAVE_AS)
-    if not save_as:
-        return
     groups = generator.context.get("exercise_groups", [])
-    if not groups:
-        target = os.path.join(generator.output_path, save_as)
-        if os.path.isfile(target):  # the last exercise went (while serving): so does its page
-            os.remove(target)
-        return
-    digest = hashlib.blake2b(repr(groups).encode(), digest_size=16).hexdigest()
-    url = settings.get("EXERCISES_URL", LIBRARY_URL)
-    writer.write_file(
-        save_as,
-        generator.get_template("exercises"),
-        generator.context,
-        relative_urls=settings.get("RELATIVE_URLS", False),
-        url=url,
-        page_name="exercises",
-        exercises_url=url,
-        exercise_groups=groups,  # a list: plugins/incremental follows the digest below instead
-        exercise_library=digest,
+    write_listing(
+        generator,
+        writer,
+        save_as=generator.settings.get("EXERCISES_SAVE_AS", LIBRARY_SAVE_AS),
+        template="exercises",
+        url=generator.settings.get("EXERCISES_URL", LIBRARY_URL),
+        listed=groups,
+        exercise_groups=groups,
     )
 
 

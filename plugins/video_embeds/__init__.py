@@ -32,7 +32,6 @@ What it gives the rest of the site:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -44,6 +43,8 @@ from urllib.parse import urljoin
 
 from pelican import signals
 from pelican.contents import Article, Page
+
+from blog.listing import show_in_menu, write_listing
 
 log = logging.getLogger(__name__)
 
@@ -395,41 +396,24 @@ def _finalized(generator) -> None:
     settings = generator.settings
     entries = published_videos(generator.articles)
     generator.context["published_videos"] = entries
-    url = settings.get("VIDEOS_URL", VIDEOS_URL)
-    menu = [item for item in generator.context.get("MENUITEMS", []) if item[1] != url]
-    if entries and settings.get("VIDEOS_SAVE_AS", VIDEOS_SAVE_AS):
-        where = next((i + 1 for i, item in enumerate(menu) if item[0] == "Archives"), len(menu))
-        menu.insert(where, ("Videos", url))
-    generator.context["MENUITEMS"] = menu
+    shown = bool(entries) and bool(settings.get("VIDEOS_SAVE_AS", VIDEOS_SAVE_AS))
+    show_in_menu(generator.context, "Videos", settings.get("VIDEOS_URL", VIDEOS_URL), shown)
 
 
 def _write_page(generator, writer) -> None:
     settings = generator.settings
-    save_as = settings.get("VIDEOS_SAVE_AS", VIDEOS_SAVE_AS)
-    if not save_as:
-        return
     entries = generator.context.get("published_videos", [])
-    target = os.path.join(generator.output_path, save_as)
-    if not entries:
-        if os.path.isfile(target):  # the last video went (while serving): so does its page
-            os.remove(target)
-        return
     siteurl = settings.get("SITEURL", "").rstrip("/")
     for entry in entries:
         entry["href"] = urljoin(siteurl + "/", entry["article"].url) + "#" + entry["video"].anchor
-    # plugins/incremental skips a page whose arguments did not change; lists do not count there.
-    described = [(asdict(e["video"]), e["article"].url, e["href"]) for e in entries]
-    digest = hashlib.blake2b(repr(described).encode(), digest_size=16).hexdigest()
-    writer.write_file(
-        save_as,
-        generator.get_template("videos"),
-        generator.context,
-        relative_urls=settings.get("RELATIVE_URLS", False),
+    write_listing(
+        generator,
+        writer,
+        save_as=settings.get("VIDEOS_SAVE_AS", VIDEOS_SAVE_AS),
+        template="videos",
         url=settings.get("VIDEOS_URL", VIDEOS_URL),
+        listed=[(asdict(e["video"]), e["article"].url, e["href"]) for e in entries],
         videos=entries,
-        videos_digest=digest,
-        videos_url=settings.get("VIDEOS_URL", VIDEOS_URL),
-        page_name="videos",
     )
 
 
