@@ -25,7 +25,10 @@ from tests.test_videos import CHANNEL, video_entry
 VIDEO = "dQw4w9WgXcQ"
 OTHER, THIRD, FOURTH = "aaaaaaaaaaa", "bbbbbbbbbbb", "ccccccccccc"
 LONELY = "ddddddddddd"
-JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9"
+# A real image served as the thumbnail (browsers sniff images), so the screenshots show one.
+JPEG = (
+    Path(__file__).resolve().parent.parent / "content" / "images" / "gluteus-medius.png"
+).read_bytes()
 BODY = f"Intro.\n\n[Knee & hip \\<drill\\>](https://www.youtube.com/watch?v={VIDEO})\n\nhttps://youtu.be/{VIDEO}\n\nEnd."
 OEMBED_TITLE = 'Bare <b>"title"</b> & co'
 DEAD = "http://127.0.0.1:9/{id}"  # nothing listens on port 9
