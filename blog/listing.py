@@ -6,9 +6,10 @@ context's MENUITEMS after the first title of `after` found there (else last), or
 when not `shown`. `write_listing(generator, writer, save_as=..., template=..., url=...,
 listed=..., **values)` renders the page with Pelican's writer (so the sitemap and
 plugins/incremental see it) when `listed` is not empty, and removes the page an earlier build
-left when it is (the last item went while serving). The template gets `listing_url`. `listed` is what the page shows as plain
-values: its hash is passed as `listing_digest`, the value plugins/incremental follows (it
-compares a page's arguments by value, and a list of articles does not count there).
+left when it is (the last item went while serving). The template gets `listing_url`, the
+`values`, and `listing_digest`: a hash of `listed` (what the page shows, as plain values), the
+value plugins/incremental follows (it compares a page's arguments by value, and a list of
+articles does not count there).
 """
 
 from __future__ import annotations
