@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import queue
 import smtplib
-import socket
 import ssl
 import threading
 
 from newsletter.mail import base
 from newsletter.ratelimit import Rate, RateLimiter
-from newsletter.settings import Settings
-
-SECURITY = ("starttls", "ssl", "none")
+from newsletter.settings import SMTP_SECURITY, Settings
 
 
 class SmtpConnection:
@@ -43,7 +40,7 @@ class SmtpConnection:
         timeout: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
     ):
-        if security not in SECURITY:
+        if security not in SMTP_SECURITY:
             raise ValueError(f"security must be starttls, ssl or none, not {security!r}")
         self.host, self.port, self.security = host, port, security
         self.user, self.password, self.timeout = user, password, timeout
@@ -113,22 +110,18 @@ class SmtpMailer:
         report: base.Report,
         *,
         workers: int = 1,
-        rate: float | None = None,
-        connection=None,
     ):
         self.sender = settings.from_address.addr_spec
         self.report = report
         self.workers = max(1, workers)
-        self.pace = RateLimiter(
-            Rate.per_second(settings.smtp_rate if rate is None else rate), burst=1
-        )
+        self.pace = RateLimiter(Rate.per_second(settings.smtp_rate), burst=1)
         # One TLS context for all workers: loading the CA certificates costs ~0.2 s each time.
         tls = (
             ssl.create_default_context()
             if settings.smtp_security != "none"
             else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # unused without TLS: no CA loading
         )
-        self.connection = connection or (lambda: SmtpConnection.from_settings(settings, tls))
+        self.connection = lambda: SmtpConnection.from_settings(settings, tls)
         self._jobs: queue.Queue[base.Outgoing | None] = queue.Queue(maxsize=self.workers * 2)
         self._threads: list[threading.Thread] = []
         self._single: SmtpConnection | None = None
@@ -226,7 +219,7 @@ def classify(error: Exception) -> base.MailError:
         return base.TemporaryFailure(f"SMTP server closed the connection: {error}")
     if isinstance(error, smtplib.SMTPNotSupportedError):  # SMTPUTF8 for a non-ASCII address
         return base.RecipientRefused(f"SMTP server cannot take this address: {error}")
-    if isinstance(error, (TimeoutError, socket.timeout)):
+    if isinstance(error, TimeoutError):  # socket.timeout included
         return base.TemporaryFailure(f"SMTP server did not answer in time: {error}")
     if isinstance(error, (OSError, smtplib.SMTPException)):  # refused, reset, DNS, TLS ...
         return base.TemporaryFailure(f"cannot talk to the SMTP server: {error}")
