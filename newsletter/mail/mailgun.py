@@ -44,12 +44,10 @@ class _Refused(Exception):
 class MailgunMailer:
     batches = True
 
-    def __init__(
-        self, settings: Settings, report: base.Report, session: requests.Session | None = None
-    ):
+    def __init__(self, settings: Settings, report: base.Report):
         self.report = report
         self.url = f"{settings.mailgun_url}/v3/{settings.mailgun_domain}"
-        self.session = session or requests.Session()
+        self.session = requests.Session()
         self.session.auth = ("api", settings.mailgun_api_key)
         self.timeout = settings.smtp_timeout * 3
         self.batch_size = settings.mailgun_batch_size
