@@ -1,21 +1,32 @@
 """A site page that lists what the published articles hold (the exercise library, the videos
 page), and its menu entry: both exist only while the page lists something.
 
-Contract: `show_in_menu(context, title, url, shown, after=...)` puts (title, url) into the
-context's MENUITEMS after the first title of `after` found there (else last), or takes it out
-when not `shown`. `write_listing(generator, writer, save_as=..., template=..., url=...,
-listed=..., **values)` renders the page with Pelican's writer (so the sitemap and
-plugins/incremental see it) when `listed` is not empty, and removes the page an earlier build
-left when it is (the last item went while serving). The template gets `listing_url`, the
-`values`, and `listing_digest`: a hash of `listed` (what the page shows, as plain values), the
-value plugins/incremental follows (it compares a page's arguments by value, and a list of
-articles does not count there).
+Contract: `published(articles, now=None)` is the published articles dated up to now, in their
+order (the one test, shared with plugins/feeds). `show_in_menu(context, title, url, shown,
+after=...)` puts (title, url) into the context's MENUITEMS after the first title of `after`
+found there (else last), or takes it out when not `shown`. `write_listing(generator, writer,
+save_as=..., template=..., url=..., listed=..., **values)` renders the page with Pelican's
+writer (so the sitemap and plugins/incremental see it) when `listed` is not empty, and removes
+the page an earlier build left when it is (the last item went while serving). The template gets
+`listing_url`, the `values`, and `listing_digest`: a hash of `listed` (what the page shows, as
+plain values), the value plugins/incremental follows (it compares a page's arguments by value,
+and a list of articles does not count there).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from datetime import UTC, datetime
+
+
+def published(articles, now: datetime | None = None) -> list:
+    """The articles whose status is published and whose date is not after `now` (default: this
+    moment), in the order given."""
+    now = now or datetime.now(UTC)
+    return [
+        a for a in articles if getattr(a, "status", "published") == "published" and a.date <= now
+    ]
 
 
 def show_in_menu(context: dict, title: str, url: str, shown: bool, after=("Archives",)) -> None:

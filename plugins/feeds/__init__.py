@@ -26,7 +26,7 @@ from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 from pelican import signals
 
-from blog import feed_contract
+from blog import feed_contract, listing
 
 DEFAULTS = {
     "max_items": 20,
@@ -119,10 +119,7 @@ def guid(article) -> str:
 
 def published(articles, now=None) -> list:
     """Published articles dated up to now, newest first (ties broken by guid, for stable output)."""
-    now = now or datetime.now(UTC)
-    items = [a for a in articles if getattr(a, "status", "published") == "published"]
-    items = [a for a in items if a.date <= now]
-    return sorted(items, key=lambda a: (a.date, guid(a)), reverse=True)
+    return sorted(listing.published(articles, now), key=lambda a: (a.date, guid(a)), reverse=True)
 
 
 def updated(article):

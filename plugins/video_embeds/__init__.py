@@ -37,14 +37,14 @@ import logging
 import os
 import re
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from html import escape, unescape
 from urllib.parse import urljoin
 
 from pelican import signals
 from pelican.contents import Article, Page
 
-from blog.listing import show_in_menu, write_listing
+from blog.listing import published, show_in_menu, write_listing
 
 log = logging.getLogger(__name__)
 
@@ -377,12 +377,8 @@ def add_structured_data(generator) -> None:
 def published_videos(articles, now: datetime | None = None) -> list[dict]:
     """Every video of the published articles, once (at the first article that embedded it),
     newest article first: [{"video": Video, "article": Article}]."""
-    now = now or datetime.now(UTC)
-    items = [
-        a for a in articles if getattr(a, "status", "published") == "published" and a.date <= now
-    ]
     first: dict[str, dict] = {}
-    for article in sorted(items, key=lambda a: (a.date, str(a.source_path))):
+    for article in sorted(published(articles, now), key=lambda a: (a.date, str(a.source_path))):
         videos = getattr(article, "videos", None)
         for video in videos if isinstance(videos, list) else []:
             first.setdefault(video.id, {"video": video, "article": article})
