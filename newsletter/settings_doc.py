@@ -146,8 +146,8 @@ def render() -> str:
             default = _default(field.default, parse)
             shown = f"`{default}`" if default else ""
         else:  # a secret (repr=False keeps it out of logs): named, never printed
-            default, shown = "", "(development key)" if field.default else ""
-        rows.append(f"| `{name}` | {shown} | {_cell(_without_default(help_text, default))} |")
+            shown = "(development key)" if field.default else ""
+        rows.append(f"| `{name}` | {shown} | {_cell(help_text)} |")
     ignored = ", ".join(f"`{name}`" for name in sorted(settings.IGNORED))
     site_rows = "\n".join(
         f"| `{name}` | {default} | {what} |" for name, default, what in SITE_SETTINGS
@@ -188,14 +188,6 @@ def _rate(rate: settings.Rate) -> str:
     if rate.period in named:
         return f"{rate.count:g}/{named[rate.period]}"
     return f"{rate.count:g}/{rate.period:g}s"
-
-
-def _without_default(help_text: str, default: str) -> str:
-    """The help text without a trailing "(default X)" or "(X)" that repeats the default column."""
-    match = re.fullmatch(r"(.*?)\s*\((?:default )?([^()]*)\)", help_text)
-    if match and default and match.group(2).rstrip("/") == default.rstrip("/"):
-        return match.group(1)
-    return help_text
 
 
 def _cell(text: str) -> str:
