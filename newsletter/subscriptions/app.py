@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import runpy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urljoin
 
 from flask import Flask
@@ -100,10 +100,8 @@ class Newsletter:
     sender: Sender
     limiter: RateLimiter
     activity: Activity
-    closed: bool = field(default=False)
 
     def close(self) -> None:
-        self.closed = True
         self.sender.stop()
         self.database.close()
 

@@ -129,13 +129,5 @@ class EmailQueue:
         """Emails by status, every status listed."""
         return self.database.count_by_status("email_queue", QueueStatus)
 
-    def health(self) -> dict[str, int]:
-        """Queued and failed emails, read through the queue's index (cheap at any size)."""
-        row = self.database.db.execute(
-            "SELECT (SELECT count(*) FROM email_queue WHERE status = 'queued'),"
-            " (SELECT count(*) FROM email_queue WHERE status = 'failed')"
-        ).fetchone()
-        return {"queued": row[0], "failed": row[1]}
-
 
 __all__ = ["EmailQueue", "QueueStatus", "QueuedEmail", "enqueue"]

@@ -74,8 +74,8 @@ class Subscriber:
     consent_ip_hash: str | None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row, prefix: str = "") -> Subscriber:
-        values = {f.name: row[prefix + f.name] for f in fields(cls)}
+    def from_row(cls, row: sqlite3.Row) -> Subscriber:
+        values = {f.name: row[f.name] for f in fields(cls)}
         values["status"] = Status(values["status"])
         return cls(**values)
 

@@ -324,8 +324,7 @@ def wants_json() -> bool:
 
 
 def page(template: str, status: int = 200, **context) -> Response:
-    response = Response(render_template(template, **context), status=status, mimetype="text/html")
-    return response
+    return Response(render_template(template, **context), status=status, mimetype="text/html")
 
 
 def error(status: int, message: str | None = None, *, template="message.html", title=None,
