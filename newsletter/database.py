@@ -106,7 +106,6 @@ class Database:
         path: str | Path,
         *,
         clock: Callable[[], datetime] = utcnow,
-        migrate: bool = True,
         background_checkpoints: bool = False,
     ):
         self.path = Path(path)
@@ -123,8 +122,7 @@ class Database:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise DatabaseError(f"cannot create {self.path.parent}: {error}") from None
-        if migrate:
-            self.migrate()
+        self.migrate()
 
     # Connections and transactions -----------------------------------------------------------
     @property
