@@ -284,9 +284,7 @@ def load(config: Settings | Mapping[str, str] | None = None) -> Settings:
     """Settings from an object, from a mapping of NEWSLETTER_* names, or from os.environ."""
     if isinstance(config, Settings):
         return config
-    if config is None:
-        return Settings.from_env()
-    return Settings.from_env(config)
+    return Settings.from_env(config)  # None: os.environ
 
 
 # Parsers --------------------------------------------------------------------------------------
