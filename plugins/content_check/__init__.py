@@ -20,6 +20,7 @@ import re
 import uuid
 
 import pyromark
+from commonmark_reader import OPTIONS as READER_OPTIONS
 from pelican import signals
 from pelican.readers import MarkdownReader
 from pelican.utils import SafeDatetime, get_date, pelican_open
@@ -73,18 +74,6 @@ class SyntaxProblem(ValueError):
     """Python-Markdown-only syntax, at a line of the file."""
 
 
-# The extensions our reader parses with: code spans and blocks are found as it finds them.
-_OPTIONS = (
-    pyromark.Options.ENABLE_TABLES
-    | pyromark.Options.ENABLE_FOOTNOTES
-    | pyromark.Options.ENABLE_STRIKETHROUGH
-    | pyromark.Options.ENABLE_TASKLISTS
-    | pyromark.Options.ENABLE_HEADING_ATTRIBUTES
-    | pyromark.Options.ENABLE_GFM
-    | pyromark.Options.ENABLE_DEFINITION_LIST
-)
-
-
 def python_markdown_only(text: str) -> list[tuple[int, str]]:
     """(line, message) for each Python-Markdown-only construct in a Markdown file's text, outside
     code blocks and code spans; lines are 1-based, counted from the file's first line."""
@@ -93,7 +82,8 @@ def python_markdown_only(text: str) -> list[tuple[int, str]]:
     data = text.encode("utf-8")
     code = []  # byte ranges of code blocks and code spans
     start = None
-    for event, span in pyromark.events_with_range(text, options=_OPTIONS):
+    # parsed as our reader parses (its extensions): code spans and blocks found as it finds them
+    for event, span in pyromark.events_with_range(text, options=READER_OPTIONS):
         if not isinstance(event, dict):
             continue
         if "Code" in event:
@@ -199,9 +189,6 @@ def checked(reader_class: type) -> type:
     if issubclass(reader_class, ContentChecks):
         return reader_class
     return type(f"Checked{reader_class.__name__}", (ContentChecks, reader_class), {})
-
-
-CheckedMarkdownReader = checked(MarkdownReader)  # Pelican's own reader, checked
 
 
 def _use_checked_reader(readers) -> None:
