@@ -113,6 +113,8 @@ AUTHORS_INFO = {
 # Share buttons, in this order. Each is a plain link: nothing is sent until a reader clicks.
 # Any of facebook, twitter, linkedin, pinterest, bluesky, mastodon; "mastodon" links to our own
 # page (share/mastodon/) that asks for the reader's server.
+SHARE_NETWORKS = ["facebook", "twitter", "linkedin", "pinterest", "bluesky", "mastodon"]
+
 # Video facades (plugins/video_embeds): where build-time thumbnails come from ({id}: the video);
 # titles from YouTube's oEmbed, upload dates and descriptions from the channel's feed (the one
 # the announcer reads), all fetched once into content/images/videos/ and reused offline.
@@ -122,8 +124,6 @@ VIDEO_OEMBED_URL = (
     "&url=https%3A%2F%2Fwww.youtube.com%2Fwatch%3Fv%3D{id}"
 )
 VIDEO_CHANNEL_FEED_URL = os.environ.get("NEWSLETTER_VIDEO_FEED_URL", "")
-
-SHARE_NETWORKS = ["facebook", "twitter", "linkedin", "pinterest", "bluesky", "mastodon"]
 
 # Comments: a self-hosted Isso server. Empty means no comment server: the section explains that.
 ISSO_URL = os.environ.get("ISSO_URL", "")
