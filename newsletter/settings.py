@@ -300,12 +300,16 @@ def _int(raw: str) -> int:
     return int(raw)
 
 
-def _float(raw: str) -> float:
+def _number(raw: str) -> float:
     try:
-        value = float(raw)
+        return float(raw)
     except ValueError:
         raise ValueError("must be a number") from None
-    if not value > 0 or value == float("inf"):
+
+
+def _float(raw: str) -> float:
+    value = _number(raw)
+    if not 0 < value < float("inf"):
         raise ValueError("must be a positive number")
     return value
 
@@ -323,10 +327,7 @@ def _path(raw: str) -> Path:
 
 
 def _rate(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError("must be a number") from None
+    value = _number(raw)
     if not 0 <= value < float("inf"):
         raise ValueError("must be 0 (no limit) or a positive number")
     return value
