@@ -162,14 +162,7 @@ class Subscribers:
         with self.database.transaction() as db:
             subscriber = self._subscriber(db, "email_key", key)
             if subscriber is None:
-                cursor = db.execute(
-                    "INSERT INTO subscribers (public_id, email, email_key, status, confirm_nonce,"
-                    " created_at, status_changed_at, confirmation_sent_at, consent_at,"
-                    " consent_source, consent_ip_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (new_public_id(), email, key, Status.UNCONFIRMED, new_nonce(), now, now, now,
-                     now, source, ip_hash),
-                )  # fmt: skip
-                queue.enqueue(db, "confirmation", cursor.lastrowid, now)
+                self._insert(db, email, key, Status.UNCONFIRMED, now, source, ip_hash)
                 return Outcome.QUEUED
             if subscriber.status == Status.CONFIRMED:
                 return Outcome.ALREADY_CONFIRMED
@@ -270,17 +263,7 @@ class Subscribers:
         with self.database.transaction() as db:
             if self._subscriber(db, "email_key", key) is not None:
                 return None
-            cursor = db.execute(
-                "INSERT INTO subscribers (public_id, email, email_key, status, confirm_nonce,"
-                " created_at, status_changed_at, confirmed_at, confirmation_sent_at, consent_at,"
-                " consent_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (new_public_id(), email, key, status, new_nonce(), now, now,
-                 now if status == Status.CONFIRMED else None,
-                 now if status == Status.UNCONFIRMED else None, now, source),
-            )  # fmt: skip
-            if status == Status.UNCONFIRMED:
-                queue.enqueue(db, "confirmation", cursor.lastrowid, now)
-            return self._subscriber(db, "id", cursor.lastrowid)
+            return self._subscriber(db, "id", self._insert(db, email, key, status, now, source))
 
     def add_many(
         self, pairs: list[tuple[str, str]], *, status: Status, source: str | None = None
@@ -292,19 +275,33 @@ class Subscribers:
             for email, key in pairs:
                 if db.execute("SELECT 1 FROM subscribers WHERE email_key = ?", (key,)).fetchone():
                     continue
-                now = self.database.now()
-                confirmed = status == Status.CONFIRMED
-                cursor = db.execute(
-                    "INSERT INTO subscribers (public_id, email, email_key, status, confirm_nonce,"
-                    " created_at, status_changed_at, confirmed_at, confirmation_sent_at,"
-                    " consent_at, consent_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (new_public_id(), email, key, status, new_nonce(), now, now,
-                     now if confirmed else None, None if confirmed else now, now, source),
-                )  # fmt: skip
-                if not confirmed:
-                    queue.enqueue(db, "confirmation", cursor.lastrowid, now)
+                self._insert(db, email, key, status, self.database.now(), source)
                 added.append(email)
         return added
+
+    @staticmethod
+    def _insert(
+        db,
+        email: str,
+        key: str,
+        status: Status,
+        now: str,
+        source: str | None,
+        ip_hash: str | None = None,
+    ) -> int:
+        """A new subscriber, `confirmed` or `unconfirmed` (then a confirmation email is queued
+        with it); returns the row id."""
+        confirmed = status == Status.CONFIRMED
+        cursor = db.execute(
+            "INSERT INTO subscribers (public_id, email, email_key, status, confirm_nonce,"
+            " created_at, status_changed_at, confirmed_at, confirmation_sent_at, consent_at,"
+            " consent_source, consent_ip_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (new_public_id(), email, key, status, new_nonce(), now, now,
+             now if confirmed else None, None if confirmed else now, now, source, ip_hash),
+        )  # fmt: skip
+        if not confirmed:
+            queue.enqueue(db, "confirmation", cursor.lastrowid, now)
+        return cursor.lastrowid
 
     def forget(self, key: str) -> Subscriber | None:
         """Delete the subscriber and, by cascade, every row that refers to them."""
