@@ -60,7 +60,6 @@ class NoProgress:
 class Tally:
     sent: int = 0
     bounced: int = 0
-    failed: int = 0
     skipped: int = 0
     retried: int = 0  # temporary failures (each attempt)
     notes: list[str] = field(default_factory=list)
@@ -68,7 +67,7 @@ class Tally:
     stopped: bool = False  # the run must stop (the message or our account is refused)
 
     def add(self, other: Tally) -> None:
-        for name in ("sent", "bounced", "failed", "skipped", "retried"):
+        for name in ("sent", "bounced", "skipped", "retried"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.notes += other.notes
         for text, count in other.errors.items():

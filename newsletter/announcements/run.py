@@ -62,8 +62,8 @@ class Summary:
     @property
     def ok(self) -> bool:
         """Nothing failed and nothing is left pending or waiting."""
-        failed = self.tally.failed + self.tally.bounced
-        return not (failed or self.pending or self.waiting or self.tally.stopped or self.problems)
+        t = self.tally
+        return not (t.bounced or t.stopped or self.pending or self.waiting or self.problems)
 
     def lines(self) -> list[str]:
         out = [f"Feed: {self.feed}"] + [f"  PROBLEM: {problem}" for problem in self.problems]
@@ -86,7 +86,7 @@ class Summary:
         t = self.tally
         out.append(
             f"Announced items: {sum(len(a.items) for a in self.announced)}, sent: {t.sent}, "
-            f"skipped: {t.skipped}, failed: {t.failed + t.bounced} "
+            f"skipped: {t.skipped}, failed: {t.bounced} "
             f"({t.bounced} bounced), still pending: {self.pending}"
         )
         for text, count in sorted(t.errors.items(), key=lambda e: -e[1])[:5]:
