@@ -3,7 +3,8 @@
 `connect(settings, report, workers=1)` makes the mailer NEWSLETTER_TRANSPORT names: `outbox`
 (default: .eml files in NEWSLETTER_OUTBOX), `smtp` (`workers` reused connections) or `mailgun`.
 Both features send through it: the confirmation queue (one worker) and announcements
-(NEWSLETTER_SMTP_WORKERS). This room imports settings and the database helpers only.
+(NEWSLETTER_SMTP_WORKERS). This room imports the base only: settings, the database's
+clock (`utcnow`) and the rate limiter.
 """
 
 from __future__ import annotations
