@@ -73,11 +73,11 @@ class Sender:
         applied = 0
         while not self._stop.is_set() and self.subscribers.pending_requests():  # a read: cheap
             done = self.subscribers.process_requests(resend_interval=self.settings.resend_interval)
-            for _email, outcome in done:
+            if not done:
+                break
+            for outcome in done:
                 log.info("sign-up request: %s", outcome)
             applied += len(done)
-            if not done:
-                return applied
         return applied
 
     def send_due(self) -> int:

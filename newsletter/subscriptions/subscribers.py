@@ -125,9 +125,7 @@ class Subscribers:
                 (email, key, source, ip_hash, self.database.now()),
             )
 
-    def process_requests(
-        self, limit: int = 100, resend_interval: float = 600.0
-    ) -> list[tuple[str, Outcome]]:
+    def process_requests(self, limit: int = 100, resend_interval: float = 600.0) -> list[Outcome]:
         """Take up to `limit` sign-up requests, oldest first, and apply each with
         `request_subscription`, in one transaction (a request is applied once, or stays)."""
         with self.database.transaction() as db:
@@ -137,10 +135,10 @@ class Subscribers:
                 (limit,),
             ).fetchall()
             return [
-                (row["email"], self.request_subscription(
+                self.request_subscription(
                     row["email"], row["email_key"], source=row["source"],
                     ip_hash=row["ip_hash"], resend_interval=resend_interval,
-                ))
+                )
                 for row in sorted(rows, key=lambda row: row["id"])
             ]  # fmt: skip
 
