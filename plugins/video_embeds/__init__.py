@@ -39,7 +39,6 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from html import escape, unescape
-from urllib.parse import urljoin
 
 from pelican import signals
 from pelican.contents import Article, Page
@@ -399,16 +398,13 @@ def _finalized(generator) -> None:
 def _write_page(generator, writer) -> None:
     settings = generator.settings
     entries = generator.context.get("published_videos", [])
-    siteurl = settings.get("SITEURL", "").rstrip("/")
-    for entry in entries:
-        entry["href"] = urljoin(siteurl + "/", entry["article"].url) + "#" + entry["video"].anchor
     write_listing(
         generator,
         writer,
         save_as=settings.get("VIDEOS_SAVE_AS", VIDEOS_SAVE_AS),
         template="videos",
         url=settings.get("VIDEOS_URL", VIDEOS_URL),
-        listed=[(asdict(e["video"]), e["article"].url, e["href"]) for e in entries],
+        listed=[(asdict(e["video"]), e["article"].url) for e in entries],
         videos=entries,
     )
 
