@@ -11,13 +11,13 @@ Contract:
     `compose.set_list_headers` (From, To, Subject, Date, Message-ID, Reply-To, List-Id,
     List-Unsubscribe with the subscriber's one-click URL, List-Unsubscribe-Post), multipart
     text + HTML;
-  - `data(delivery)`: the same message as wire bytes (CRLF), made fast from a prototype the
-    email package serialised once: only To, Message-ID, the unsubscribe URL and the two
-    quoted-printable bodies differ per subscriber. Addresses that are not plain ASCII take the
-    reference path.
-  - `outgoing(delivery, with_data=)`: the `mail.Outgoing` for the mailer, with the shared
-    `Batch` (the bodies and headers with the unsubscribe URL and Message-ID as placeholders) and
-    the subscriber's own values, for mailers that send one call to many.
+  - `outgoing(delivery, with_data=)`: the `mail.Outgoing` for the mailer. Its `data` is the
+    same message as wire bytes (CRLF), made fast from a prototype the email package serialised
+    once: only To, Message-ID, the unsubscribe URL and the two quoted-printable bodies differ
+    per subscriber (addresses that are not plain ASCII take the reference path,
+    `compose.wire`). With it the shared `Batch` (the bodies and headers with the unsubscribe URL
+    and Message-ID as placeholders) and the subscriber's own values, for mailers that send one
+    call to many.
   The Message-ID is deterministic per (announcement key, subscriber), so a message re-sent after
   a crash is recognisably the same message.
 - Titles, deks and authors are plain text (`feed.plain_text`: tags stripped, entities decoded
@@ -235,7 +235,7 @@ class Composer:
                  self._tail)
             )  # fmt: skip
         else:  # an internationalised address: let the email package write it
-            data = self.message(delivery).as_bytes(policy=SMTP_POLICY.clone(utf8=True))
+            data = compose.wire(self.message(delivery))
         return Outgoing(
             to=delivery.email,
             message_id=message_id,
@@ -245,9 +245,6 @@ class Composer:
             ref=delivery,
             envelope_from=return_path(self.settings, delivery.public_id),
         )
-
-    def data(self, delivery: Delivery) -> bytes:
-        return self.outgoing(delivery).data
 
 
 def _lf(text: str) -> str:
