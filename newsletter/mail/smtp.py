@@ -193,8 +193,6 @@ class SmtpMailer:
 
 def classify(error: Exception) -> base.MailError:
     """An smtplib/socket error as one of our failure types, with the server's words."""
-    if isinstance(error, base.MailError):
-        return error
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in error.recipients.values()]
         detail = "; ".join(
