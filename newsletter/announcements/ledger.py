@@ -212,16 +212,6 @@ class Ledger:
         return [Announcement.from_row(row) for row in rows]
 
     # Sending --------------------------------------------------------------------------------
-    def announcement(self, announcement_id: int) -> Announcement:
-        row = self.database.db.execute(
-            "SELECT * FROM announcements WHERE id = ?", (announcement_id,)
-        ).fetchone()
-        return Announcement.from_row(row)
-
-    def announcements(self) -> list[Announcement]:
-        rows = self.database.db.execute("SELECT * FROM announcements ORDER BY id")
-        return [Announcement.from_row(row) for row in rows]
-
     def latest(self) -> Announcement | None:
         row = self.database.db.execute(
             "SELECT * FROM announcements ORDER BY id DESC LIMIT 1"
@@ -337,12 +327,13 @@ class Ledger:
         return self.database.count_by_status("deliveries", DELIVERY_STATES, where, args)
 
     def deliveries(self, announcement_id: int | None = None) -> list:
-        """Delivery rows with each subscriber's address: for tasks and tests."""
+        """Delivery rows with each subscriber's address and public id: for the dry run, tasks and
+        tests."""
         where, args = (
             ("WHERE d.announcement_id = ?", (announcement_id,)) if announcement_id else ("", ())
         )
         return self.database.db.execute(
-            "SELECT d.*, s.email, s.status AS subscriber_status FROM deliveries d"
+            "SELECT d.*, s.email, s.public_id, s.status AS subscriber_status FROM deliveries d"
             f" JOIN subscribers s ON s.id = d.subscriber_id {where} ORDER BY d.id",
             args,
         ).fetchall()

@@ -41,7 +41,7 @@ from newsletter.announcements.ledger import (
 from newsletter.database import Database, utcnow
 from newsletter.mail.outbox import OutboxMailer
 from newsletter.settings import Settings, load
-from newsletter.subscriptions.subscribers import Status, Subscribers
+from newsletter.subscriptions.subscribers import Status
 from newsletter.subscriptions.tokens import Tokens
 
 
@@ -226,7 +226,7 @@ def _dry_run(settings, ledger, tokens, sources, summary, send_existing, check_li
     rendered = mail.Collect()
     writer = OutboxMailer(folder, rendered)
 
-    subscribers = Subscribers(ledger.database).list(Status.CONFIRMED)
+    subscribers = ledger.subscribers.list(Status.CONFIRMED)
     for draft in drafts(new_items, settings):
         announcement = Announcement(0, draft.kind, draft.key, draft.subject, draft.items, "", None)
         summary.announced.append(announcement)
@@ -239,17 +239,11 @@ def _dry_run(settings, ledger, tokens, sources, summary, send_existing, check_li
         for r in ledger.deliveries(announcement.id):
             if r["status"] == "pending":
                 delivery = Delivery(r["id"], announcement.id, r["attempts"], r["subscriber_id"],
-                                    _public_id(ledger, r["subscriber_id"]), r["email"])  # fmt: skip
+                                    r["public_id"], r["email"])  # fmt: skip
                 writer.push(composer.outgoing(delivery))
     summary.previews = sum(error is None for error in rendered.results.values())
     summary.preview_folder = folder
     return summary
-
-
-def _public_id(ledger: Ledger, subscriber_id: int) -> str:
-    return ledger.database.db.execute(
-        "SELECT public_id FROM subscribers WHERE id = ?", (subscriber_id,)
-    ).fetchone()[0]
 
 
 def preview(settings: Settings | None = None, *, feed_url: str | None = None) -> Path:
