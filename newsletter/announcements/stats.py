@@ -18,17 +18,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from newsletter.database import Database, stamp, utcnow
+from newsletter.subscriptions.feedback import Kind
 
 COMPLAINT_WARNING = 0.001  # 0.1 %
 BOUNCE_WARNING = 0.02  # 2 %
-KINDS = ("hard_bounce", "soft_bounce", "complaint")
 
 
 @dataclass
 class Row:
     label: str
     sent: int = 0
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(Kind, 0))
 
     @property
     def complaint_rate(self) -> float:
