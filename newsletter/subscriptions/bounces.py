@@ -454,6 +454,11 @@ def apply(notice: Notice, feedback: Feedback, settings: Settings) -> list[tuple[
     notice `left_alone`."""
     if left_alone(notice, feedback, settings):
         return []
+    return _record(notice, feedback)
+
+
+def _record(notice: Notice, feedback: Feedback) -> list[tuple[Failure, Applied]]:
+    """`apply`, for a notice already known not to be `left_alone`."""
     now = feedback.database.clock()
     occurred = notice.occurred_at
     if occurred is None or occurred > now + timedelta(days=1):
@@ -563,7 +568,7 @@ def _read(imap, folder: str, done: str, settings, feedback: Feedback, report: Re
             report.junk += 1
             report.left.append(f"{notice.subject or '(no subject)'}: {why}")
             continue
-        results = apply(notice, feedback, settings)
+        results = _record(notice, feedback)
         for failure, result in results:
             if result == Applied.DUPLICATE:
                 report.duplicate += 1
