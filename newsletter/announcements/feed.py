@@ -317,11 +317,10 @@ def read_feed(
     timeout: float = 10.0,
     retries: int = 3,
     backoff: float = 1.0,
-    session: requests.Session | None = None,
 ) -> Feed:
     source = str(source or DEFAULT_FEED)
     if urlsplit(source).scheme in ("http", "https"):
-        data = fetch(source, timeout=timeout, retries=retries, backoff=backoff, session=session)
+        data = fetch(source, timeout=timeout, retries=retries, backoff=backoff)
     else:
         data = _read_file(Path(source))
     return parse_feed(data, source)
@@ -380,10 +379,9 @@ def fetch(
     timeout: float = 10.0,
     retries: int = 3,
     backoff: float = 1.0,
-    session: requests.Session | None = None,
 ) -> bytes:
     """The body of `url`; retries what may pass (connection errors, timeouts, 429, 5xx)."""
-    http = session or session_with_retries(retries, backoff)
+    http = session_with_retries(retries, backoff)
     tries = f"tried {retries + 1} times"
     try:
         response = http.get(

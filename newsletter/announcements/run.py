@@ -199,9 +199,9 @@ def _decide(settings, ledger, sources: Sources, send_existing, check_live) -> li
     return decisions
 
 
-def live_check(timeout: float = 10.0, session: requests.Session | None = None):
+def live_check(timeout: float = 10.0):
     """is_live(item): None when the article's URL answers 200 (after redirects), else why not."""
-    http = session or requests.Session()
+    http = requests.Session()
 
     def is_live(item: FeedItem) -> str | None:
         try:
