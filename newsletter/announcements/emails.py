@@ -85,10 +85,18 @@ def subject_for(settings: Settings, kind: str, items: list[FeedItem]) -> str:
             titles=[item.title for item in items],
             site_name=settings.site_name,
             video=items[0].kind == "video",
-            videos=sum(item.kind == "video" for item in items),
+            what=_what_is_new(items),
         )
     )
     return subject[:250] or settings.site_name
+
+
+def _what_is_new(items: list[FeedItem]) -> str:
+    """What a digest's subject and heading call its items: articles, videos, or both."""
+    videos = sum(item.kind == "video" for item in items)
+    return (
+        "articles and videos" if 0 < videos < len(items) else ("videos" if videos else "articles")
+    )
 
 
 def drafts(items: list[FeedItem], settings: Settings) -> list[Draft]:
@@ -161,7 +169,7 @@ class Composer:
             context["items"] = [
                 dict(item.to_dict(), summary_text=html_to_text(item.summary)) for item in items
             ]
-            text, html = compose.render("digest", **context)
+            text, html = compose.render("digest", what=_what_is_new(items), **context)
         else:
             item = items[0]
             text, html = compose.render(
