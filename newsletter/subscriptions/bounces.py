@@ -51,7 +51,6 @@ from newsletter.database import Database
 from newsletter.settings import Settings
 from newsletter.subscriptions.addresses import InvalidAddress, normalize
 from newsletter.subscriptions.feedback import Applied, Event, Feedback, Kind
-from newsletter.subscriptions.subscribers import Subscribers
 
 PROVIDER = "mailbox"
 VERP_PREFIX = "bounces+"
@@ -490,8 +489,7 @@ def _record(notice: Notice, feedback: Feedback) -> list[tuple[Failure, Applied]]
 
 def _named(notice: Notice, feedback: Feedback):
     """The one subscriber the notice's VERP return path names, or None."""
-    subscribers = Subscribers(feedback.database)
-    named = {s.id: s for token in notice.verp_tokens if (s := subscribers.get(token))}
+    named = {s.id: s for token in notice.verp_tokens if (s := feedback.subscribers.get(token))}
     return next(iter(named.values())) if len(named) == 1 else None
 
 
