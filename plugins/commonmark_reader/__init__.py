@@ -93,14 +93,14 @@ _FN_DEF = re.compile(
 )
 
 
-def split_metadata(text: str) -> tuple[dict[str, list[str]], str, int]:
-    """(metadata as {lower-case key: [values]}, the Markdown body, the body's first line number,
-    1-based) of a source file, reading the header as Python-Markdown's meta extension does."""
+def split_metadata(text: str) -> tuple[dict[str, list[str]], str]:
+    """(metadata as {lower-case key: [values]}, the Markdown body) of a source file, reading the
+    header as Python-Markdown's meta extension does."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     meta: dict[str, list[str]] = {}
     key = None
-    position, number = 0, 1  # the next line's offset and number
+    position = 0  # the next line's offset
     first = True
     while position < len(text):
         end = text.find("\n", position)
@@ -108,11 +108,11 @@ def split_metadata(text: str) -> tuple[dict[str, list[str]], str, int]:
         line = text[position:end].expandtabs(4)
         if first and BEGIN_RE.match(line):
             first = False
-            position, number = end + 1, number + 1
+            position = end + 1
             continue
         first = False
         if line.strip() == "" or END_RE.match(line):
-            position, number = end + 1, number + 1
+            position = end + 1
             break
         match = META_RE.match(line)
         if match:
@@ -123,8 +123,8 @@ def split_metadata(text: str) -> tuple[dict[str, list[str]], str, int]:
             if not (more and key):
                 break
             meta[key].append(more["value"].strip())
-        position, number = end + 1, number + 1
-    return meta, text[position:], number
+        position = end + 1
+    return meta, text[position:]
 
 
 def slugify(html: str) -> str:
@@ -247,7 +247,7 @@ class CommonMarkReader(MarkdownReader):
     def read(self, source_path):
         with pelican_open(source_path) as text:
             self.source_text = text  # for checks on the source (plugins/content_check)
-            meta, body, _ = split_metadata(text)
+            meta, body = split_metadata(text)
         return render(body), self._parse_metadata(meta, source_path)
 
     def _parse_metadata(self, meta: dict[str, list[str]], source_path: str) -> dict:
