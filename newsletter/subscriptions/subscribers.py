@@ -231,10 +231,11 @@ class Subscribers:
 
     def unsubscribe(self, public_id: str) -> Subscriber | None:
         """Unsubscribe (idempotent). A bounced or complained address keeps that status."""
-        subscriber = self.get(public_id)
-        if subscriber is None or subscriber.status in (Status.BOUNCED, Status.COMPLAINED):
-            return subscriber
-        return self.set_status(public_id, Status.UNSUBSCRIBED)
+        with self.database.transaction():  # the check and the change: one transaction
+            subscriber = self.get(public_id)
+            if subscriber is None or subscriber.status in (Status.BOUNCED, Status.COMPLAINED):
+                return subscriber
+            return self.set_status(public_id, Status.UNSUBSCRIBED)
 
     @staticmethod
     def _set_status(db, subscriber_id: int, status: Status, now: str) -> None:
