@@ -68,7 +68,7 @@ def subscribe():
     settings = nl.settings
     wait = nl.limiter.hit(_network(request.remote_addr))
     if wait is not None:
-        return error(429, minutes=_minutes(wait), retry_after=wait)
+        return error(429, MESSAGES[429].format(minutes=_minutes(wait)), retry_after=wait)
     data = _submitted()
     source = _source(data)
     if _filled(data.get("website")):  # the honeypot: only bots fill it; tell them nothing
@@ -328,8 +328,8 @@ def page(template: str, status: int = 200, **context) -> Response:
 
 
 def error(status: int, message: str | None = None, *, template="message.html", title=None,
-          retry_after: float | None = None, minutes: str = "", **context) -> Response:  # fmt: skip
-    message = message or MESSAGES[status].format(minutes=minutes)
+          retry_after: float | None = None, **context) -> Response:  # fmt: skip
+    message = message or MESSAGES[status]
     if wants_json():
         response = jsonify(ok=False, error=_ERROR_NAMES.get(status, "error"), message=message)
         response.status_code = status
