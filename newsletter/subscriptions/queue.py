@@ -37,7 +37,6 @@ class QueuedEmail:
     id: int
     kind: str
     attempts: int
-    created_at: str
     subscriber: sqlite3.Row  # the subscriber's row as it was when claimed
 
 
@@ -60,8 +59,8 @@ class EmailQueue:
         now, lease_end = stamp(moment), stamp(moment + LEASE)
         with self.database.transaction() as db:
             rows = db.execute(
-                "SELECT q.id AS q_id, q.kind AS q_kind, q.attempts AS q_attempts,"
-                " q.created_at AS q_created_at, s.* FROM email_queue q"
+                "SELECT q.id AS q_id, q.kind AS q_kind, q.attempts AS q_attempts, s.*"
+                " FROM email_queue q"
                 " JOIN subscribers s ON s.id = q.subscriber_id"
                 " WHERE (q.status = 'queued' AND q.next_attempt_at <= :now)"
                 " OR (q.status = 'sending' AND q.locked_until <= :now)"
@@ -78,7 +77,6 @@ class EmailQueue:
                 id=row["q_id"],
                 kind=row["q_kind"],
                 attempts=row["q_attempts"] + 1,
-                created_at=row["q_created_at"],
                 subscriber=row,
             )
             for row in rows

@@ -192,12 +192,10 @@ class Subscribers:
             queue.enqueue(db, "confirmation", subscriber.id, now)
             return Outcome.QUEUED
 
-    def confirmation(
-        self, public_id: str, nonce: str, db=None
-    ) -> tuple[Confirmation, Subscriber | None]:
+    def confirmation(self, public_id: str, nonce: str) -> tuple[Confirmation, Subscriber | None]:
         """What a confirmation link would do now, changing nothing: CONFIRMED means it would
         confirm (the page with the button shows), the others say why not."""
-        subscriber = self._subscriber(db or self.database.db, "public_id", public_id)
+        subscriber = self.get(public_id)
         if subscriber is None:
             return Confirmation.UNKNOWN, None
         if not secrets.compare_digest(subscriber.confirm_nonce, nonce):
@@ -212,7 +210,7 @@ class Subscribers:
         """The confirmation link's button: idempotent; only the latest opt-in's link works."""
         now = self.database.now()
         with self.database.transaction() as db:
-            outcome, subscriber = self.confirmation(public_id, nonce, db)
+            outcome, subscriber = self.confirmation(public_id, nonce)  # this thread's transaction
             if outcome != Confirmation.CONFIRMED:
                 return outcome, subscriber
             self._set_status(db, subscriber.id, Status.CONFIRMED, now)
