@@ -159,7 +159,6 @@ def create_app(config: Settings | dict | None = None) -> Flask:
         site_name=settings.site_name,
         site_url=settings.site_url,
         base_url=settings.base_url,
-        postal_address=settings.postal_address,
     )
     app.register_blueprint(bp)
     app.register_blueprint(webhooks_bp)  # POST /webhooks/mailgun, /webhooks/ses
