@@ -22,6 +22,10 @@ from datetime import datetime, timedelta
 from newsletter.database import Database, parse_stamp, stamp
 
 LEASE = timedelta(minutes=10)  # a sender that crashed mid-send releases its emails after this
+DUE = (  # queued and due, or in flight with the sender's lease run out
+    "((q.status = 'queued' AND q.next_attempt_at <= :now)"
+    " OR (q.status = 'sending' AND q.locked_until <= :now))"
+)
 
 
 class QueueStatus(enum.StrEnum):
@@ -57,14 +61,14 @@ class EmailQueue:
         """Take up to `limit` due emails (or ones whose sender's lease ran out) for sending."""
         moment = self.database.clock()
         now, lease_end = stamp(moment), stamp(moment + LEASE)
+        due = f"SELECT 1 FROM email_queue q WHERE {DUE} LIMIT 1"
+        if not self.database.db.execute(due, {"now": now}).fetchone():
+            return []  # a read: an idle sender's pass takes no write lock
         with self.database.transaction() as db:
             rows = db.execute(
                 "SELECT q.id AS q_id, q.kind AS q_kind, q.attempts AS q_attempts, s.*"
-                " FROM email_queue q"
-                " JOIN subscribers s ON s.id = q.subscriber_id"
-                " WHERE (q.status = 'queued' AND q.next_attempt_at <= :now)"
-                " OR (q.status = 'sending' AND q.locked_until <= :now)"
-                " ORDER BY q.next_attempt_at, q.id LIMIT :limit",
+                " FROM email_queue q JOIN subscribers s ON s.id = q.subscriber_id"
+                f" WHERE {DUE} ORDER BY q.next_attempt_at, q.id LIMIT :limit",
                 {"now": now, "limit": limit},
             ).fetchall()
             db.executemany(
