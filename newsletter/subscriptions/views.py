@@ -5,8 +5,9 @@ a page in the blog's look otherwise):
 - `POST /subscribe` (form-encoded or JSON: `email`, `source`, honeypot `website`): validates the
   address (email-validator, no DNS), stores a sign-up request (one insert; the background sender
   records consent and queues the confirmation email), wakes the sender and answers at once, the
-  same way whether or not the address is known. At most one confirmation per address per 10 minutes; a per-IP rate limit; a
-  request-size limit; CORS for the site's origin only. `GET /subscribe` shows the form.
+  same way whether or not the address is known. At most one confirmation per address per 10
+  minutes; a per-IP rate limit; a request-size limit; CORS for the site's origin only.
+  `GET /subscribe` shows the form.
 - `GET /confirm/<token>`: confirms (idempotent). Tampered/forged: 400; expired: 410.
 - `GET /unsubscribe/<token>`: a page with an Unsubscribe button (link scanners only GET).
   `POST /unsubscribe/<token>`: unsubscribes at once; RFC 8058's one-click POST
