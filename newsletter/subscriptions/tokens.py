@@ -64,8 +64,8 @@ class Tokens:
             value = self._confirm.loads(token, max_age=self.max_age)
         except SignatureExpired:
             raise ExpiredToken(
-                "This confirmation link has expired: links work for 48 hours. "
-                "Subscribe again to get a new one."
+                f"This confirmation link has expired: links work for {self.max_age // 3600} "
+                "hours. Subscribe again to get a new one."
             ) from None
         except BadData:
             raise InvalidToken(_INVALID.format(what="confirmation")) from None
