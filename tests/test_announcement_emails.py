@@ -171,6 +171,20 @@ def test_digest_lists_every_article(settings):
     assert single.kind == "article"
 
 
+def test_a_digest_of_an_article_and_a_video_names_both_in_every_part(settings):
+    settings = settings.replace(announce_mode="digest")
+    video = FeedItem(guid="yt:video:AbCdEfGhIjK", link="https://www.youtube.com/watch?v=AbCdEfGhIjK",
+                     title="Clamshells", summary="<p>Watch.</p>", kind="video")  # fmt: skip
+    (draft,) = drafts([ITEM, video], settings)
+    assert draft.subject == f"2 new articles and videos on Walk Again: {TRICKY}, Clamshells"
+    message = received(composer_for(settings, [ITEM, video]))
+    soup = BeautifulSoup(message.get_body(("html",)).get_content(), "html.parser")
+    assert soup.select_one("h1").get_text() == "2 new articles and videos"
+    text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert text.startswith("2 new articles and videos on Walk Again\n")
+    assert "2. Video: Clamshells" in text
+
+
 def test_html_to_text():
     html = "<p>One &amp; <em>two</em></p><ul><li>a</li><li>b</li></ul><p>x<br>y</p>"
     assert html_to_text(html) == "One & two\n\n- a\n\n- b\n\nx\ny"
