@@ -219,24 +219,27 @@ def subscribers_import(c, file, confirmed=False):
 
 @task(name="export", help={"file": "where to write the CSV (default: standard output)"})
 def subscribers_export(c, file=""):
-    """Export every subscriber as CSV."""
+    """Export every subscriber as CSV (a --file is made 0600: only you can read it)."""
+    from newsletter.private_files import open_private
+
     if not file:
         _admin("export_csv", sys.stdout)
         return
-    with open(file, "w", encoding="utf-8", newline="") as out:
+    with open_private(file, "w", encoding="utf-8", newline="") as out:
         count = _admin("export_csv", out)
     print(f"Wrote {count} subscriber(s) to {file}", file=sys.stderr)
 
 
 @task(name="forget", help={"email": "the address to erase"})
 def subscribers_forget(c, email):
-    """Delete every trace of an address (GDPR erasure): record, queued and outbox emails."""
+    """Delete every trace of an address (GDPR erasure): the record, its queued emails, and every
+    file of the outbox and its previews that names it."""
     subscriber, files = _admin("forget", email)
     if subscriber is None and not files:
         print(f"Nothing stored for {email}.")
     else:
         print(f"Forgot {email}: subscriber record {'deleted' if subscriber else 'absent'}, "
-              f"{len(files)} outbox file(s) deleted.")  # fmt: skip
+              f"{len(files)} file(s) naming it deleted (outbox and previews).")  # fmt: skip
 
 
 @task(name="stats")
@@ -277,7 +280,7 @@ def _announce(**options):
 
     try:
         summary = announce.run(progress=announce.TerminalProgress(), **options)
-    except (ConfigError, FeedError, LedgerLocked) as error:
+    except (ConfigError, FeedError, LedgerLocked, announce.TooManyNewItems) as error:
         raise Exit(f"Not announced: {error}", code=1) from None
     print("\n".join(summary.lines()))
     if not summary.ok and not options.get("dry_run"):
@@ -292,12 +295,14 @@ def _announce(**options):
         "feed_url": "read this feed (a URL or a file) instead of output/feeds/all.rss.xml",
         "send_existing": "on the first run, announce the articles already in the feed",
         "check_live": "announce an article only once its page answers 200",
+        "yes": "send even more new items than NEWSLETTER_ANNOUNCE_MAX_ITEMS (checked by you)",
     },
 )
-def announce_run(c, dry_run=False, feed_url="", send_existing=False, check_live=False):
-    """Email each new article in the feed to every confirmed subscriber (exit 1 if any failed)."""
+def announce_run(c, dry_run=False, feed_url="", send_existing=False, check_live=False, yes=False):
+    """Email each new article in the feed to every confirmed subscriber (exit 1 if any failed,
+    or if more new items than NEWSLETTER_ANNOUNCE_MAX_ITEMS wait for --yes)."""
     _announce(dry_run=dry_run, feed_url=feed_url or None, send_existing=send_existing,
-              check_live=check_live)  # fmt: skip
+              check_live=check_live, yes=yes)  # fmt: skip
 
 
 @task(name="preview", help={"no_open": "only write the page, do not open a browser"})
@@ -338,7 +343,13 @@ def bounces_fetch(c, verbose=False):
         print("\n".join(f"  left: {line}" for line in report.left))
 
 
-bounces_tasks = Collection("bounces", bounces_fetch)
+@task(name="review", help={"clear": "empty the list once you have dealt with it"})
+def bounces_review(c, clear=False):
+    """List the bounce and complaint reports that proved nothing and changed nobody."""
+    print("\n".join(_admin("review_lines", clear=clear)))
+
+
+bounces_tasks = Collection("bounces", bounces_fetch, bounces_review)
 ns = Collection(
     clean, build, rebuild, serve, preview, publish, feed, new, test, lint, bench, lighthouse, docs
 )

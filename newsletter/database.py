@@ -1,9 +1,11 @@
 """The database: one SQLite file, the standard library's sqlite3, and its migrations.
 
 Contract:
-- `Database(path)` opens (creating it and its folder if needed) and migrates the file: it runs
-  the numbered `migrations/NNNN_*.sql` it has not had yet (PRAGMA user_version); a new file runs
-  them all. WAL mode, foreign keys on (erasing a subscriber cascades to every row about them),
+- `Database(path)` opens (creating it and its folder if needed, 0600 in 0700, tightening an
+  existing file and its -wal and -shm to 0600: `private_files`) and migrates the file: it runs
+  the numbered `migrations/NNNN_*.sql` (or `NNNN_*.py`, whose `migrate(db)` runs inside the same
+  transaction, for a change SQL cannot say) it has not had yet (PRAGMA user_version); a new file
+  runs them all. WAL mode, foreign keys on (erasing a subscriber cascades to every row about them),
   and a busy timeout, so concurrent writers (threads, gunicorn workers, tasks) wait their turn
   instead of failing with "database is locked".
 - `transaction()` is one `BEGIN IMMEDIATE` write transaction. Writers of this code also queue
@@ -20,6 +22,7 @@ Contract:
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import sqlite3
@@ -31,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from newsletter.filelock import FileLock
+from newsletter.private_files import create_private, private_folder, tighten
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_S = 30.0
@@ -55,10 +59,10 @@ def parse_stamp(text: str) -> datetime:
 
 def migrations() -> list[tuple[int, Path]]:
     found = []
-    for path in sorted(MIGRATIONS.glob("*.sql")):
-        match = re.fullmatch(r"(\d{4})_[a-z0-9_]+\.sql", path.name)
+    for path in sorted([*MIGRATIONS.glob("*.sql"), *MIGRATIONS.glob("[0-9]*.py")]):
+        match = re.fullmatch(r"(\d{4})_[a-z0-9_]+\.(sql|py)", path.name)
         if not match:
-            raise DatabaseError(f"migration {path.name}: name it NNNN_what_it_does.sql")
+            raise DatabaseError(f"migration {path.name}: name it NNNN_what_it_does.sql (or .py)")
         found.append((int(match.group(1)), path))
     numbers = [number for number, _ in found]
     if numbers != list(range(1, len(found) + 1)):
@@ -118,10 +122,13 @@ class Database:
         self._inherited: list[_Holder] = []
         self._writer = threading.Lock()  # one writer per process at a time ...
         self._writer_lock = self._new_writer_lock()  # ... and one per machine (flock)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # only the service reads it: 0600 before SQLite opens it (its -wal, -shm copy it)
+            private_folder(self.path.parent)
+            create_private(self.path)
+            for companion in ("-wal", "-shm", "-journal"):
+                tighten(self.path.with_name(self.path.name + companion))
         except OSError as error:
-            raise DatabaseError(f"cannot create {self.path.parent}: {error}") from None
+            raise DatabaseError(f"cannot create {self.path}: {error}") from None
         self.migrate()
 
     # Connections and transactions -----------------------------------------------------------
@@ -258,12 +265,23 @@ class Database:
                     )
                 scripts = [path for number, path in steps if number > current]
                 for script in scripts:
+                    if script.suffix == ".py":
+                        _run_python(script, db)
+                        continue
                     for statement in split_statements(script.read_text(encoding="utf-8")):
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version = {latest}")
         except sqlite3.Error as error:
             raise DatabaseError(f"cannot migrate {self.path}: {error}") from None
         return latest
+
+
+def _run_python(script: Path, db: sqlite3.Connection) -> None:
+    """A Python migration: its `migrate(db)`, inside the migration's transaction."""
+    spec = importlib.util.spec_from_file_location(f"newsletter_migration_{script.stem}", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.migrate(db)
 
 
 __all__ = [

@@ -10,6 +10,7 @@ Contract:
   only (the database's writer lock, taken per transaction, skips that write); the lock itself is
   the kernel's. Not reentrant: one holder per `FileLock` object; the file stays open between
   acquisitions, so taking the lock again costs one system call.
+- The file is private (0600, in a folder made 0700 if missing): `newsletter.private_files`.
 - Without `fcntl` (not POSIX) it does nothing: SQLite's busy timeout still orders the writers.
 """
 
@@ -18,6 +19,8 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+
+from newsletter.private_files import open_private, private_folder
 
 try:
     import fcntl
@@ -40,8 +43,8 @@ class FileLock:
         if fcntl is None:
             return
         if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a+")  # noqa: SIM115 - kept open, closed by close()
+            private_folder(self.path.parent)
+            self._file = open_private(self.path, "a+")  # kept open, closed by close()
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:

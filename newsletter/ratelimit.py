@@ -7,12 +7,26 @@ Contract:
   `rate.count`), refilled at `count / period` per second. `hit(key)` takes a token and returns
   None, or, when none is left, the seconds until there will be (taking nothing). `wait(key)`
   blocks until it has taken one. Thread-safe; in memory, per process.
-Used for the subscribe form (per client network: 20/hour) and the SMTP pacing (messages per
-second across the sending workers, burst 1).
+- `SharedRateLimiter(database, rate, *, scope, secret, burst=None)`: the same bucket, kept in
+  the database's `rate_limits` table (migration 0007), so every worker and every host on the
+  same database shares it. `hit(key)` as above, in one statement (one row written) inside the
+  caller's write transaction when there is one, else in a short one of its own; `peek(key)`
+  says the wait without taking a token (a read). Keys are stored as a keyed hash (HMAC-SHA256
+  with `secret`, 16 bytes), never as given; `scope` keeps limits apart in the one table. A
+  bucket full again (untouched for `burst / rate` seconds) is the same as none: each process
+  deletes those of its scope at most once a minute. The clock is the wall clock (`time.time`),
+  the one every process and host shares. `database` is duck-typed (`transaction()`, a context
+  manager yielding a sqlite3 connection, and `db`, this thread's connection): this base module
+  imports no other.
+Used for the subscribe form (shared, scope "subscribe": per client network, 20/hour; the webhooks'
+refusal counting takes a scope of its own) and the SMTP pacing (in memory, per process by design:
+messages per second across that process's sending workers, burst 1).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import threading
 import time
 from dataclasses import dataclass
@@ -72,4 +86,87 @@ class RateLimiter:
             self.sleep(seconds)
 
 
-__all__ = ["Rate", "RateLimiter"]
+# One statement takes a token from an existing bucket: refilled for the time since its last
+# token, it loses one only when it then holds at least one; RETURNING gives a row exactly when a
+# token was taken. Only when none is returned does hit() look further: no bucket yet (a new one
+# starts full, less the token taken) or a refusal (the wait). One row, one page written.
+_TAKE = """
+UPDATE rate_limits SET
+    tokens = min(:capacity, tokens + max(0, :now - updated) * :per_second) - 1,
+    updated = max(updated, :now)
+WHERE scope = :scope AND key = :key
+    AND min(:capacity, tokens + max(0, :now - updated) * :per_second) >= 1
+RETURNING tokens
+"""
+_NEW = (
+    "INSERT INTO rate_limits (scope, key, tokens, updated)"
+    " VALUES (:scope, :key, :capacity - 1, :now)"
+)
+_READ = "SELECT tokens, updated FROM rate_limits WHERE scope = :scope AND key = :key"
+_PRUNE = "DELETE FROM rate_limits WHERE scope = :scope AND updated < :full_before"
+
+
+class SharedRateLimiter:
+    """`RateLimiter`'s bucket in the database's `rate_limits` table: one limit for every worker
+    and host that uses the database (see the module's contract)."""
+
+    PRUNE_EVERY = 60.0  # seconds between one process's sweeps of its scope's full buckets
+
+    def __init__(self, database, rate: Rate, *, scope: str, secret: str | bytes,
+                 burst: float | None = None, clock=time.time):  # fmt: skip
+        self.database = database
+        self.rate, self.scope, self.clock = rate, scope, clock
+        self.capacity = float(rate.count if burst is None else burst)
+        self.per_second = rate.count / rate.period if rate.count else 0.0
+        if not rate.unlimited and self.capacity < 1:
+            raise ValueError(f"a burst of {self.capacity:g} never allows a request: at least 1")
+        if not secret:
+            raise ValueError("a shared rate limit hashes its keys with a secret: give one")
+        self._secret = secret.encode() if isinstance(secret, str) else bytes(secret)
+        self._next_prune = 0.0
+
+    def key(self, client: str) -> bytes:
+        """What is stored for `client`: a keyed hash, so the table never holds an address."""
+        digest = hmac.new(self._secret, client.encode("utf-8", "surrogatepass"), hashlib.sha256)
+        return digest.digest()[:16]
+
+    def hit(self, key: str = "") -> float | None:
+        """Take one token; None if allowed, else the seconds until one is available (taking
+        nothing). Inside the caller's transaction, if this thread has one open."""
+        if self.rate.unlimited:
+            return None
+        now = self.clock()
+        params = {"scope": self.scope, "key": self.key(key), "capacity": self.capacity,
+                  "now": now, "per_second": self.per_second}  # fmt: skip
+        with self.database.transaction() as db:
+            wait = None
+            if db.execute(_TAKE, params).fetchone() is None:
+                row = db.execute(_READ, params).fetchone()
+                if row is None:
+                    db.execute(_NEW, params)
+                else:
+                    wait = self._wait(row, now)
+            if now >= self._next_prune:
+                self._next_prune = now + self.PRUNE_EVERY
+                full_before = now - self.capacity / self.per_second
+                db.execute(_PRUNE, {"scope": self.scope, "full_before": full_before})
+        return wait
+
+    def peek(self, key: str = "") -> float | None:
+        """None if `hit(key)` would take a token now, else the seconds until it would. A read:
+        takes nothing, writes nothing."""
+        if self.rate.unlimited:
+            return None
+        now = self.clock()
+        row = self.database.db.execute(_READ, {"scope": self.scope, "key": self.key(key)})
+        return self._wait(row.fetchone(), now)
+
+    def _wait(self, row, now: float) -> float | None:
+        if row is None:  # no bucket: a full one
+            return None
+        tokens, updated = row[0], row[1]
+        tokens = min(self.capacity, tokens + max(0.0, now - updated) * self.per_second)
+        return None if tokens >= 1 else (1 - tokens) / self.per_second
+
+
+__all__ = ["Rate", "RateLimiter", "SharedRateLimiter"]

@@ -85,6 +85,7 @@ class Settings:
     feed_url: str = ""  # "": output/feeds/all.rss.xml; or the live feed's http(s) URL
     announce_mode: str = "each"  # each: one email per new article; digest: one for all new
     announce_max_age_days: float = 7.0  # an item older than this when first seen is not sent
+    announce_max_items: int = 5  # more new items in one run: nothing sent without --yes (0: off)
     announce_retries: int = 3  # passes over temporary failures within one run
     announce_retry_delay: float = 5.0  # seconds before the first retry pass; doubles each time
     reply_to: str = ""  # Reply-To of announcements ("": replies go to From)
@@ -103,13 +104,14 @@ class Settings:
     soft_bounce_days: float = 30.0
     mailgun_webhook_key: str = field(default="", repr=False)  # "": POST /webhooks/mailgun off
     ses_topic_arn: str = ""  # "": POST /webhooks/ses off
+    sns_max_age: float = 3600.0  # seconds: an older SNS message (a replay) is refused
     imap_host: str = ""  # "": no bounce mailbox
     imap_port: int = 993
     imap_user: str = ""
     imap_password: str = field(default="", repr=False)
     imap_folder: str = "INBOX"
     imap_done_folder: str = "Processed"  # handled reports are moved here
-    verp_domain: str = ""  # "": Return-Path is From; else bounces+<token>@<this domain>
+    verp_domain: str = ""  # "": Return-Path is From; else bounces+<proof>@<this domain>
 
     def __post_init__(self) -> None:
         _choice("NEWSLETTER_ENV", self.env, ENVIRONMENTS)
@@ -164,6 +166,8 @@ class Settings:
             )
         if self.announce_max_age_days <= 0:
             raise ConfigError("NEWSLETTER_ANNOUNCE_MAX_AGE_DAYS: must be a positive number")
+        if self.announce_max_items < 0:
+            raise ConfigError("NEWSLETTER_ANNOUNCE_MAX_ITEMS: use 0 (no limit) or more")
         if self.announce_retry_delay < 0 or self.smtp_rate < 0:
             raise ConfigError("NEWSLETTER_ANNOUNCE_RETRY_DELAY and NEWSLETTER_SMTP_RATE: not < 0")
         if not 1 <= self.smtp_workers <= 64:
@@ -428,6 +432,7 @@ VARIABLES: dict[str, tuple[str, object, str]] = {
     ),
     "NEWSLETTER_ANNOUNCE_MODE": ("announce_mode", _mode, "each (one email per item) or digest"),
     "NEWSLETTER_ANNOUNCE_MAX_AGE_DAYS": ("announce_max_age_days", _float, "older: not sent"),
+    "NEWSLETTER_ANNOUNCE_MAX_ITEMS": ("announce_max_items", _int, "more new: needs --yes (0: off)"),
     "NEWSLETTER_ANNOUNCE_RETRIES": ("announce_retries", _int, "retry passes in one run"),
     "NEWSLETTER_ANNOUNCE_RETRY_DELAY": ("announce_retry_delay", _rate, "seconds, doubling"),
     "NEWSLETTER_REPLY_TO": ("reply_to", _text, "Reply-To address of announcements"),
@@ -445,13 +450,14 @@ VARIABLES: dict[str, tuple[str, object, str]] = {
     "NEWSLETTER_SOFT_BOUNCE_DAYS": ("soft_bounce_days", _float, "... within this many days"),
     "NEWSLETTER_MAILGUN_WEBHOOK_KEY": ("mailgun_webhook_key", _text, "Mailgun webhook signing key"),
     "NEWSLETTER_SES_TOPIC_ARN": ("ses_topic_arn", _text, "the SNS topic SES reports to"),
+    "NEWSLETTER_SNS_MAX_AGE": ("sns_max_age", _float, "seconds; older SNS messages are refused"),
     "NEWSLETTER_IMAP_HOST": ("imap_host", _text, "bounce mailbox: IMAPS server"),
     "NEWSLETTER_IMAP_PORT": ("imap_port", _port, "bounce mailbox: port"),
     "NEWSLETTER_IMAP_USER": ("imap_user", _text, "bounce mailbox: login"),
     "NEWSLETTER_IMAP_PASSWORD": ("imap_password", _text, "bounce mailbox: password (secret)"),
     "NEWSLETTER_IMAP_FOLDER": ("imap_folder", _text, "bounce mailbox: folder to read"),
     "NEWSLETTER_IMAP_DONE_FOLDER": ("imap_done_folder", _text, "bounce mailbox: handled, moved"),
-    "NEWSLETTER_VERP_DOMAIN": ("verp_domain", _text, "Return-Path bounces+<token>@ this"),
+    "NEWSLETTER_VERP_DOMAIN": ("verp_domain", _text, "Return-Path bounces+<proof>@ this"),
 }
 # Read by pelicanconf.py, not by the newsletter: the address the site's form posts to.
 IGNORED = {"NEWSLETTER_URL"}

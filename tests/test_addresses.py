@@ -13,6 +13,36 @@ def test_addresses_are_normalised_with_a_case_insensitive_key():
 
 
 @pytest.mark.parametrize(
+    "one, other",
+    [
+        ("sam@example.com", "ſam@example.com"),  # long s: casefold() made it "s"
+        ("strasse@example.com", "straße@example.com"),  # casefold() made ß "ss"
+        ("office@example.org", "oﬃce@example.org"),  # the ffi ligature
+        ("sam@example.com", "Ｓam@example.com"),  # a fullwidth S
+        ("joe@strasse.de", "joe@straße.de"),  # IDNA 2008 keeps ß: another domain
+        ("äb@x.example", "ÄB@x.example"),  # non-ASCII letters keep their case
+    ],
+)
+def test_one_key_is_one_mailbox(one, other):
+    """Spellings that another mail system delivers to another mailbox get another key, so whoever
+    signs up one cannot receive the confirmations of the other."""
+    assert normalize(one)[1] != normalize(other)[1]
+
+
+@pytest.mark.parametrize(
+    "spellings, key",
+    [
+        (["user@bücher.de", "user@xn--bcher-kva.de", "user@bu\u0308cher.de", "USER@BÜCHER.DE"],
+         "user@xn--bcher-kva.de"),
+        (["a\u0308b@x.example", "äb@x.example"], "äb@x.example"),  # NFC in the local part too
+        (["Sam@Example.COM", "sam@example.com", "sam@ｅｘａｍｐｌｅ.com"], "sam@example.com"),
+    ],
+)  # fmt: skip
+def test_spellings_of_one_mailbox_are_one_key(spellings, key):
+    assert {normalize(spelling)[1] for spelling in spellings} == {key}
+
+
+@pytest.mark.parametrize(
     "raw, words",
     [
         ("", "Please enter"),

@@ -165,7 +165,44 @@ def test_invoke_subscriber_tasks(tmp_path):
     assert "Subscribers: 2" in invoke("subscribers.stats")
     invoke("subscribers.export", "--file", str(tmp_path / "out.csv"))
     assert "x@example.com,confirmed" in (tmp_path / "out.csv").read_text()
-    assert "1 outbox file(s) deleted" in invoke("subscribers.forget", "reader@example.com")
+    assert "1 file(s) naming it deleted" in invoke("subscribers.forget", "reader@example.com")
     assert "not a valid email address" in invoke("subscribers.add", "nope", ok=False)
     env["NEWSLETTER_TRANSPRT"] = "smtp"
     assert "NEWSLETTER_TRANSPRT" in invoke("subscribers.list", ok=False)
+
+
+def test_review_lists_what_reports_claimed_with_control_characters_escaped(settings):
+    """`invoke bounces.review`: reports that proved nothing, with what they claimed; their text
+    comes from strangers, so a terminal escape sequence or a line break is shown, not acted on.
+    `--clear` empties the list; `forget` erases the reviews that name the address."""
+    from newsletter.subscriptions.feedback import Claim, Feedback
+
+    admin.add(settings, "reader@example.com", confirmed=True)
+    assert "No report is waiting for review" in admin.review_lines(settings)[0]
+    store = Subscribers.open(settings.database)
+    try:
+        feedback = Feedback(store.database)
+        feedback.review(Claim("mailbox", "mailbox:<a@x>", "hard_bounce", ("reader@example.com",),
+                              "no proof", subject="\x1b[2J\x1b[31mURGENT\nfake line",
+                              reason="550 5.1.1"))  # fmt: skip
+        feedback.review(Claim("mailgun", "mailgun:b", "complaint", ("reader@example.com",),
+                              "no proof"))  # fmt: skip
+    finally:
+        store.close()
+    text = "\n".join(admin.review_lines(settings))
+    assert "2 report(s) changed nobody" in text
+    assert "mailbox: hard bounce claimed for reader@example.com" in text
+    assert "mailgun: complaint claimed for reader@example.com" in text
+    assert "\x1b" not in text and "\\x1b[2J" in text and "URGENT\\x0afake line" in text
+    assert statuses(settings) == {"reader@example.com": Status.CONFIRMED}
+    assert "Cleared 2 report(s)" in "\n".join(admin.review_lines(settings, clear=True))
+    assert "No report is waiting" in admin.review_lines(settings)[0]
+    store = Subscribers.open(settings.database)
+    try:
+        Feedback(store.database).review(
+            Claim("ses", "ses:c", "hard_bounce", ("reader@example.com",), "no proof")
+        )
+    finally:
+        store.close()
+    admin.forget(settings, "Reader@Example.com")
+    assert "No report is waiting" in admin.review_lines(settings)[0]

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,18 @@ import requests
 from newsletter.announcements import run as announce
 from newsletter.announcements.ledger import Ledger
 from newsletter.subscriptions.subscribers import Status, Subscribers
-from tests.announce_helpers import add_confirmed_bulk, add_subscribers, build, recent
+from tests.announce_helpers import (
+    ATTACKER_DEK,
+    HOSTILE_TEXTS,
+    add_confirmed_bulk,
+    add_subscribers,
+    archive,
+    as_words,
+    assert_whole_email,
+    build,
+    recent,
+    write_feed,
+)
 from tests.conftest import newsletter_settings, write_article
 from tests.newsletter_helpers import start_endpoint
 from tests.smtp_server import SmtpSink
@@ -229,9 +241,9 @@ def _no_leftover_environment(monkeypatch):
 def test_with_a_verp_domain_each_message_names_its_subscriber_in_the_return_path(
     tmp_path, content_dir
 ):
-    """NEWSLETTER_VERP_DOMAIN: the envelope sender is bounces+<public id>@<domain>, so a bounce
-    says whom it is about even when the recipient's server forwarded the message."""
-    from newsletter.subscriptions.bounces import verp_token
+    """NEWSLETTER_VERP_DOMAIN: the envelope sender is bounces+<public id>.<seal>@<domain>, so a
+    bounce proves whom it is about even when the recipient's server forwarded the message."""
+    from newsletter.mail.proof import proven_by_verp
 
     readers = ["ann@example.com", "bob@example.com"]
     with SmtpSink() as sink:
@@ -243,7 +255,69 @@ def test_with_a_verp_domain_each_message_names_its_subscriber_in_the_return_path
         assert summary.ok and summary.tally.sent == 2
         paths = {rcpt[0]: mail_from for mail_from, rcpt in sink.envelopes}
     for address in readers:
-        assert paths[address] == f"bounces+{people[address].public_id}@bounces.walkagain.example"
-        assert verp_token(settings, paths[address]) == people[address].public_id
+        local, _, domain = paths[address].partition("@")
+        assert domain == "bounces.walkagain.example" and len(local) <= 64  # RFC 5321
+        assert local.startswith(f"bounces+{people[address].public_id}.")
+        assert proven_by_verp(settings, paths[address]) == people[address].public_id
+        forged = local[:-10] + "0" * 10 + "@" + domain  # another seal
+        assert proven_by_verp(settings, forged) is None
     for message in sink.messages:  # the From the reader sees is unchanged
         assert message["From"] == "Walk Again <news@walkagain.example>"
+
+
+def test_feed_text_never_reaches_the_structure_of_the_emails_as_received(tmp_path):
+    """Issue 17: titles, deks and summaries holding the composer's old markers, Mailgun's
+    variables or header text arrive, through a real SMTP server, as words in whole emails."""
+    items = [(n, text, ATTACKER_DEK, f"<p>{escape(text)}</p>")
+             for n, text in enumerate(HOSTILE_TEXTS, 1)]  # fmt: skip
+    with SmtpSink() as sink:
+        settings = smtp_settings(tmp_path, sink, announce_max_items=0)
+        add_subscribers(settings, {"ann@example.com": Status.CONFIRMED})
+        feed = write_feed(tmp_path / "feed.xml", [], old=True)
+        announce.run(settings, feed_url=feed)  # first run: records, sends nothing
+        summary = announce.run(settings, feed_url=write_feed(feed, items, old=True))
+        assert summary.ok and summary.tally.sent == len(items)
+        received = {message["Subject"]: message for message in sink.messages}
+    assert sorted(received) == sorted(as_words(text) for text in HOSTILE_TEXTS)
+    for text in HOSTILE_TEXTS:
+        message = received[as_words(text)]
+        for shows in (text, ATTACKER_DEK):
+            assert_whole_email(message, settings, "ann@example.com", subject=as_words(text),
+                               shows=shows)  # fmt: skip
+
+
+def test_a_flood_of_new_items_waits_for_a_person_who_says_yes(tmp_path):
+    """300 new guids in the feed: `invoke announce` (from a timer) sends and records nothing,
+    lists the items, and exits 1 so the failure shows; --dry-run says --yes is needed; with
+    --yes the run sends them as usual."""
+    with SmtpSink() as sink:
+        settings = smtp_settings(tmp_path, sink)
+        add_subscribers(settings, {"ann@example.com": Status.CONFIRMED})
+        feed = write_feed(tmp_path / "feed.xml", [], old=True)
+        assert invoke_announce(settings, feed).wait(60) == 0  # first run: records only
+        write_feed(feed, archive(300), old=True)
+        held = invoke_announce(settings, feed)
+        out, _ = held.communicate(timeout=60)
+        assert held.returncode == 1, out
+        assert "Not announced: This run would announce 300 new items to every subscriber" in out
+        assert "NEWSLETTER_ANNOUNCE_MAX_ITEMS=5" in out and "invoke announce --yes" in out
+        assert "  - Archive item 300 <https://walkagain.example/2026/item-300/>" in out
+        assert sink.transactions == 0 and sink.messages == []
+        dry = invoke_announce(settings, feed, "--dry-run")
+        out, _ = dry.communicate(timeout=120)
+        assert dry.returncode == 0, out
+        assert "it needs --yes" in out and "A run without --yes would send nothing" in out
+        assert sink.transactions == 0
+        store = Subscribers.open(settings.database)
+        try:
+            ledger = Ledger(store.database)
+            assert len(ledger.items()) == 1 and ledger.latest() is None  # nothing recorded
+        finally:
+            store.close()
+        sent = invoke_announce(settings, feed, "--yes")
+        out, _ = sent.communicate(timeout=120)
+        assert sent.returncode == 0, out
+        assert "sent: 300, skipped: 0, failed: 0" in out
+        assert sink.accepted == {"ann@example.com": 300}
+        subjects = {str(message["Subject"]) for message in sink.messages}
+        assert subjects == {f"Archive item {n}" for n in range(1, 301)}

@@ -14,7 +14,9 @@ from bs4 import BeautifulSoup
 from newsletter.announcements.emails import Composer, drafts, html_to_text
 from newsletter.announcements.feed import FeedItem, parse_feed
 from newsletter.announcements.ledger import Announcement, Delivery
+from newsletter.mail import proof
 from newsletter.subscriptions.tokens import Tokens
+from tests.announce_helpers import ATTACKER_DEK, HOSTILE_TEXTS, as_words, assert_whole_email
 
 TRICKY = 'Knees & Hips <Part 1> "quoted"'
 ITEM = FeedItem(
@@ -63,8 +65,12 @@ def test_headers_and_rfc8058(settings):
     again = received(composer_for(settings))
     other = received(composer, Delivery(2, 1, 0, 8, "other-public-id", "other@example.com"))
     assert again["Message-ID"] == message["Message-ID"] != other["Message-ID"]
-    assert re.fullmatch(r"<[0-9a-f]{32}\.announce@walkagain\.example>", message["Message-ID"])
-    assert "reader" not in message["Message-ID"] and "Pub1d" not in message["List-Unsubscribe"]
+    # Our proof: a seal only the secret key makes, and the public id it proves (not the address)
+    assert re.fullmatch(
+        r"<[0-9a-f]{32}\.Pub1d-of-reader\.announce@walkagain\.example>", message["Message-ID"]
+    )
+    assert proof.proven_by_message_id(settings, message["Message-ID"]) == "Pub1d-of-reader"
+    assert "reader@" not in message["Message-ID"] and "Pub1d" not in message["List-Unsubscribe"]
 
 
 def test_mailto_joins_the_https_url_when_configured(settings):
@@ -137,7 +143,9 @@ def test_the_fast_path_equals_the_email_packages_own_message(settings):
             composer.outgoing(delivery).data, policy=email.policy.default
         )
         reference = email.message_from_bytes(
-            composer.message(delivery).as_bytes(policy=email.policy.SMTPUTF8),
+            composer.message(delivery).as_bytes(  # unfolded, as we send it
+                policy=email.policy.SMTPUTF8.clone(max_line_length=998)
+            ),
             policy=email.policy.default,
         )
         names = [name for name in reference.keys() if name != "Content-Type"]
@@ -281,3 +289,43 @@ def test_html_titles_are_text_in_the_subject_and_the_email(settings, xml):
     settings = settings.replace(announce_mode="digest")
     (draft,) = drafts([item, feed_item("Ankles", guid="urn:uuid:a2")], settings)
     assert draft.subject == "2 new articles on Walk Again: Knees & Hips <Part 1>, Ankles"
+
+
+# Nothing a feed carries can reach the structure of an email (issue 17) -------------------------
+@pytest.mark.parametrize("field", ["title", "dek", "summary"])
+@pytest.mark.parametrize("hostile", HOSTILE_TEXTS)
+def test_no_feed_text_reaches_the_structure_of_the_email(make_settings, field, hostile):
+    """Today's defect: the composer cut its prototype at fixed markers, so a title holding
+    TEXTBODYPLACEHOLDER7f3a9c and a dek `Reply-To: attacker@evil.example` made that a header
+    (pushing Message-ID and List-Unsubscribe into the body), and the other markers put the
+    reader's address or live unsubscribe URL into the Subject."""
+    values = {"title": "Hips", "dek": ATTACKER_DEK, "summary": "<p>Steps.</p>"}
+    values[field] = f"<p>{escape(hostile)}</p>" if field == "summary" else hostile
+    item = FeedItem(guid="urn:uuid:h", link="https://walkagain.example/2026/h/",
+                    title=values["title"], subtitle=values["dek"],
+                    summary=values["summary"])  # fmt: skip
+    for settings in (make_settings(), make_settings(reply_to="mark@walkagain.example")):
+        message = received(composer_for(settings, [item]))
+        assert_whole_email(message, settings, READER.email, subject=as_words(values["title"]),
+                           shows=values[field] if field != "summary" else hostile)  # fmt: skip
+        assert_whole_email(message, settings, READER.email, subject=as_words(values["title"]),
+                           shows=values["dek"])  # the dek is words in the body  # fmt: skip
+
+
+def test_a_prototype_holding_its_own_marks_is_not_cut(make_settings, monkeypatch):
+    """Belt and braces: were a title to hold this composer's marks (they are random, so a feed
+    cannot know them), the prototype is not cut and the email package writes every message."""
+    import newsletter.announcements.emails as emails
+
+    monkeypatch.setattr(emails.secrets, "token_hex", lambda n: "0" * (2 * n))
+    marks = emails.Marks.new()
+    settings = make_settings()
+    for title in (marks.text, f"{marks.to} {marks.url}", marks.id, marks.html):
+        item = FeedItem(guid="urn:uuid:m", link="https://walkagain.example/2026/m/",
+                        title=title, subtitle=ATTACKER_DEK)  # fmt: skip
+        composer = composer_for(settings, [item])
+        assert composer.marks == marks
+        for delivery in (READER, Delivery(2, 1, 0, 8, "other-public-id", "other@example.com")):
+            message = received(composer, delivery)
+            assert_whole_email(message, settings, delivery.email, subject=title,
+                               shows=ATTACKER_DEK)  # fmt: skip

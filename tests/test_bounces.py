@@ -1,14 +1,18 @@
 """The bounce mailbox over a real IMAP server (tests/imap_server.py, TLS on 127.0.0.1) and a real
 SQLite file: every sample in tests/dsn_samples/ (real bounces and reports, see docs/bounces.md)
-ends as the right event or is left alone, and reading the mailbox again changes nothing."""
+ends as the right event for the subscriber its proof names (our Message-ID or VERP return path),
+is kept for review when it proves nothing, or is left alone; reading the mailbox again changes
+nothing; forged reports change nobody."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,7 +21,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from blog.build import ROOT
-from newsletter.mail.message import message_id
+from newsletter.mail import proof
 from newsletter.subscriptions import bounces
 from newsletter.subscriptions.addresses import normalize
 from newsletter.subscriptions.feedback import Applied, Feedback, Kind
@@ -32,31 +36,39 @@ VERP_DOMAIN = "bounces.walkagain.example"
 HARD, SOFT, COMPLAINT = Kind.HARD_BOUNCE, Kind.SOFT_BOUNCE, Kind.COMPLAINT
 # sample -> {subscriber: the event it records}; {} when the message stays in the folder
 EXPECTED = {
-    "postfix-alias-user-unknown.eml": {"rosa@example.org": HARD},
+    "postfix-alias-user-unknown.eml": {"rosa@example.org": HARD},  # by VERP (delivered to it)
     "postfix-mailbox-full.eml": {"tom@example.com": SOFT},
     "postfix-delayed-quota.eml": {"yuki@example.net": SOFT},
     "postfix-forwarded-policy-refusal.eml": {"ines@example.com": SOFT},
     "gmail-address-not-found.eml": {"omar@example.com": HARD},
     "gmail-delayed.eml": {"lena@example.org": SOFT},
     "office365-recipient-not-found.eml": {"kenji@example.net": HARD},
-    "exchange2007-recipient-not-found.eml": {"ana@example.com": HARD},
-    "exim-two-recipients.eml": {"paul@example.com": HARD, "nora@example.com": HARD},
-    "qmail-unknown-user.eml": {"sam@example.org": HARD},
+    "exim-two-recipients.eml": {"paul@example.com": HARD},  # nora is named, not proven
+    "qmail-unknown-user.eml": {"sam@example.org": HARD},  # our Message-ID quoted in the text
     "yahoo-arf-abuse.eml": {"eva@example.com": COMPLAINT},
     "returnpath-arf-abuse.eml": {"li@example.org": COMPLAINT},
-    "verp-forwarded.eml": {"max@example.com": HARD},  # by the return path's token alone
-    # left alone: junk, a stranger, a message we did not send
+    "verp-forwarded.eml": {"max@example.com": HARD},  # by the return path's proof alone
+    # left alone: junk
     "dmarc-auth-failure-report.eml": {},
     "vacation-auto-reply.eml": {},
     "office365-truncated-ndr.eml": {},
     "not-a-bounce.eml": {},
+    # left alone: proven, but about someone no longer on the list
     "postfix-stranger.eml": {},
-    "postfix-foreign-message.eml": {},
+    # left alone and kept for review: no proof that we mailed whom they name
+    "exchange2007-recipient-not-found.eml": {},  # ana: no Message-ID of ours, no VERP
+    "postfix-foreign-message.eml": {},  # carla: about the author's own message
 }
+REVIEW = {"exchange2007-recipient-not-found.eml": "ana@example.com",
+          "postfix-foreign-message.eml": "carla@example.com"}  # fmt: skip
 LEFT = {name for name, events in EXPECTED.items() if not events}
-BYSTANDERS = ["carla@example.com", "dora@example.com", "finn@example.com", "gus@example.com"]
+BYSTANDERS = ["ana@example.com", "carla@example.com", "dora@example.com", "finn@example.com",
+              "gus@example.com", "nora@example.com"]  # fmt: skip
 SUBSCRIBERS = [a for events in EXPECTED.values() for a in events] + BYSTANDERS
 STATUS_AFTER = {HARD: Status.BOUNCED, SOFT: Status.CONFIRMED, COMPLAINT: Status.COMPLAINED}
+JOINED = datetime(2000, 1, 1, tzinfo=UTC)  # the samples are real, and years old: readers before
+OLD_ID = re.compile(rb"<[0-9a-f]{32}\.announce@walkagain\.example>")
+VERP_SAMPLE = "verp-forwarded.eml"
 
 
 # The world: certificates, the IMAP server, the settings, the subscribers --------------------------
@@ -81,19 +93,50 @@ def world(tmp_path, imap):
         imap_password=imap.password,
         verp_domain=VERP_DOMAIN,
     )
-    people = add_subscribers(settings, dict.fromkeys(SUBSCRIBERS, Status.CONFIRMED))
+    people = add_subscribers(settings, dict.fromkeys(SUBSCRIBERS, Status.CONFIRMED), since=JOINED)
     return settings, people
 
 
-def deliver_samples(imap: ImapServer, people) -> dict[bytes, str]:
-    """Every sample into INBOX (the VERP sample with max's token); their bytes -> their names."""
+def sent_to(settings, email: str, people) -> str:
+    """The Message-ID of an announcement we sent to `email` (a reader no longer on the list when
+    `people` does not know them)."""
+    public_id = people[email].public_id if email in people else "erased-reader-0000000000"
+    return proof.message_id(settings, "announce", "tag:walkagain.example,2014:1", public_id)
+
+
+def sample(name: str, settings, people) -> bytes:
+    """A sample as it arrives for these subscribers: the original's Message-ID (where the sample
+    has one of ours) made for the reader it is about; the VERP sample's return path for max;
+    rosa's report, whose returned message was cut off, delivered to her VERP address."""
+    data = (SAMPLES / name).read_bytes()
+    about = next(iter(EXPECTED[name]), "stranger@example.com")
+    if name != VERP_SAMPLE:  # that one proves itself by its return path alone
+        data = OLD_ID.sub(sent_to(settings, about, people).encode(), data)
+    if name == VERP_SAMPLE:
+        verp = proof.verp_address(settings, "announce", "k", people["max@example.com"].public_id)
+        data = data.replace(b"bounces+VERP-TOKEN@" + VERP_DOMAIN.encode(), verp.encode())
+    if name == "postfix-alias-user-unknown.eml":
+        verp = proof.verp_address(settings, "announce", "k", people["rosa@example.org"].public_id)
+        data = f"Delivered-To: {verp}\n".encode() + data
+    return data
+
+
+def deliver_samples(imap: ImapServer, people, settings) -> dict[bytes, str]:
+    """Every sample into INBOX (see `sample`); their bytes -> their names."""
     delivered = {}
     for name in sorted(EXPECTED):
-        data = (SAMPLES / name).read_bytes()
-        data = data.replace(b"VERP-TOKEN", people["max@example.com"].public_id.encode())
+        data = sample(name, settings, people)
         imap.deliver(data)
         delivered[data] = name
     return delivered
+
+
+def reviews(settings) -> list[tuple[str, str]]:
+    store = Subscribers.open(settings.database)
+    try:
+        return [(r.provider, ", ".join(r.addresses)) for r in Feedback(store.database).reviews()]
+    finally:
+        store.close()
 
 
 def events(settings) -> list[tuple[str, str, str, str | None, str]]:
@@ -124,7 +167,7 @@ def names(imap: ImapServer, folder: str, delivered: dict[bytes, str]) -> list[st
 # The whole path ----------------------------------------------------------------------------------
 def test_every_sample_ends_as_the_right_event_or_is_left_alone(world, imap, tls):
     settings, people = world
-    delivered = deliver_samples(imap, people)
+    delivered = deliver_samples(imap, people, settings)
 
     report = bounces.fetch(settings, ssl_context=tls[1])
 
@@ -132,7 +175,7 @@ def test_every_sample_ends_as_the_right_event_or_is_left_alone(world, imap, tls)
     assert report.read == len(EXPECTED)
     assert report.applied == {HARD: expected[HARD], SOFT: expected[SOFT],
                               COMPLAINT: expected[COMPLAINT]}  # fmt: skip
-    assert (report.unknown, report.junk, report.duplicate) == (1, 5, 0)
+    assert (report.unknown, report.junk, report.review, report.duplicate) == (1, 4, 2, 0)
     assert report.moved == len(EXPECTED) - len(LEFT) and report.not_moved == 0
     recorded = events(settings)
     assert sorted((email, kind) for email, kind, *_ in recorded) == sorted(
@@ -142,36 +185,41 @@ def test_every_sample_ends_as_the_right_event_or_is_left_alone(world, imap, tls)
     # key: the report's own Message-ID (or a digest of its bytes: qmail sends none) + recipient
     assert all(key.startswith(("mailbox:<", "mailbox:sha256:")) and key.endswith(":" + email)
                for email, _, _, _, key in recorded)  # fmt: skip
-    # The original's Message-ID is kept when the report carries it (ours, by construction).
+    # The original's Message-ID is kept when the report carries it: the proof it gave.
     ids = {email: mid for email, _, _, mid, _ in recorded}
-    assert ids["rosa@example.org"] is None  # the returned message was cut off
-    assert bounces.is_ours(ids["omar@example.com"], settings)
-    assert bounces.is_ours(ids["eva@example.com"], settings)
+    assert ids["rosa@example.org"] is None  # the returned message was cut off: VERP proved it
+    assert ids["omar@example.com"] == sent_to(settings, "omar@example.com", people)
+    assert ids["eva@example.com"] == sent_to(settings, "eva@example.com", people)
     now = statuses(settings)
     for found in EXPECTED.values():
         for email, kind in found.items():
             assert now[email] == STATUS_AFTER[kind], email
-    assert all(now[email] == Status.CONFIRMED for email in BYSTANDERS)
+    assert all(now[email] == Status.CONFIRMED for email in BYSTANDERS)  # nora, ana, carla too
     assert "stranger@example.com" not in now
     # Handled reports moved; the rest left in INBOX, unread (BODY.PEEK), for a person to see.
     assert names(imap, "INBOX", delivered) == sorted(LEFT)
     assert names(imap, "Processed", delivered) == sorted(set(EXPECTED) - LEFT)
     assert all("\\Seen" not in flags for flags in imap.flags("INBOX"))
     assert any("auto-reply" in line for line in report.left)
-    assert any("did not send" in line for line in report.left)
-    assert any("stranger@example.com" in line for line in report.left)
+    assert sum("no proof that we mailed" in line for line in report.left) == 2
+    assert any("no longer on the list" in line for line in report.left)
+    # Kept for review: what they claimed, once each
+    assert sorted(names_ for _, names_ in reviews(settings)) == sorted(REVIEW.values())
 
     again = bounces.fetch(settings, ssl_context=tls[1])
 
-    assert (again.read, again.moved, again.junk, again.unknown) == (len(LEFT), 0, 5, 1)
+    assert (again.read, again.moved, again.junk, again.unknown, again.review) == (
+        len(LEFT), 0, 4, 1, 2,
+    )  # fmt: skip
     assert sum(again.applied.values()) == 0 and again.duplicate == 0
     assert events(settings) == recorded and statuses(settings) == now
     assert names(imap, "INBOX", delivered) == sorted(LEFT)
+    assert len(reviews(settings)) == 2
 
 
 def test_a_failed_move_is_read_again_and_changes_nothing(world, imap, tls):
     settings, people = world
-    delivered = deliver_samples(imap, people)
+    delivered = deliver_samples(imap, people, settings)
     imap.refuse_moves = True
 
     first = bounces.fetch(settings, ssl_context=tls[1])
@@ -203,8 +251,8 @@ def test_handled_reports_move_with_or_without_the_move_command(tmp_path, tls, ca
         settings = newsletter_settings(tmp_path, imap_host="127.0.0.1", imap_port=imap.port,
                                        imap_user=imap.user, imap_password=imap.password,
                                        imap_done_folder="Bounces/Done 2026")  # fmt: skip
-        add_subscribers(settings, {"omar@example.com": Status.CONFIRMED})
-        imap.deliver((SAMPLES / "gmail-address-not-found.eml").read_bytes())
+        people = add_subscribers(settings, {"omar@example.com": Status.CONFIRMED}, since=JOINED)
+        imap.deliver(sample("gmail-address-not-found.eml", settings, people))
         imap.deliver((SAMPLES / "vacation-auto-reply.eml").read_bytes())
         report = bounces.fetch(settings, ssl_context=tls[1])
         assert (report.moved, report.junk, report.applied[HARD]) == (1, 1, 1)
@@ -223,7 +271,7 @@ def test_two_fetches_and_a_busy_writer_at_once_record_each_event_once(world, ima
     """Cron runs that overlap, while an announcement writes to the same database: every event is
     recorded once, nothing waits forever, nothing fails with "database is locked"."""
     settings, people = world
-    delivered = deliver_samples(imap, people)
+    delivered = deliver_samples(imap, people, settings)
     errors, reports = [], []
 
     def fetch():
@@ -275,7 +323,7 @@ def test_the_mailbox_says_why_it_cannot_be_read(tmp_path, imap, tls):
 
 def test_the_task_reads_the_mailbox_with_settings_from_the_environment(world, imap, tls):
     settings, people = world
-    deliver_samples(imap, people)
+    deliver_samples(imap, people, settings)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(settings.database.parent),
@@ -294,7 +342,8 @@ def test_the_task_reads_the_mailbox_with_settings_from_the_environment(world, im
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert f"{len(EXPECTED)} message(s) read, {len(EXPECTED) - len(LEFT)} moved" in result.stdout
-    assert "Recorded: 8 hard bounce, 4 soft bounce, 2 complaint" in result.stdout
+    assert "Recorded: 6 hard bounce, 4 soft bounce, 2 complaint" in result.stdout
+    assert "2 without proof that we mailed whom they name" in result.stdout
     assert "left: " in result.stdout and "an auto-reply" in result.stdout
     assert statuses(settings)["eva@example.com"] == Status.COMPLAINED
     env["NEWSLETTER_IMAP_PASSWORD"] = "wrong"
@@ -325,48 +374,30 @@ def test_a_recipient_block_is_classified_by_action_and_status(action, status, ki
     assert bounces.classify(action, status) == kind
 
 
-def test_verp_addresses_name_a_subscriber_and_nothing_else():
-    settings = newsletter_settings(verp_domain=VERP_DOMAIN)
-    address = bounces.verp_address(settings, "Ab-3_x")
-    assert address == f"bounces+Ab-3_x@{VERP_DOMAIN}"
-    assert bounces.verp_token(settings, address) == "Ab-3_x"
-    assert bounces.verp_token(settings, f"<BOUNCES+Ab-3_x@{VERP_DOMAIN.upper()}>") == "Ab-3_x"
-    assert bounces.verp_token(settings, f"bounces+@{VERP_DOMAIN}") is None
-    assert bounces.verp_token(settings, f"news@{VERP_DOMAIN}") is None
-    assert bounces.verp_token(settings, "bounces+Ab-3_x@elsewhere.example") is None
-    plain = newsletter_settings()
-    assert bounces.verp_token(plain, address) is None
-    with pytest.raises(ValueError, match="NEWSLETTER_VERP_DOMAIN"):
-        bounces.verp_address(plain, "Ab-3_x")
-
-
-def test_our_message_ids_are_recognised(tmp_path):
-    settings = newsletter_settings()
-    assert bounces.is_ours(message_id(settings, "announce", "guid:pub"), settings)
-    assert bounces.is_ours(message_id(settings, "confirmation", 7), settings)
-    other = settings.replace(sender="Someone <a@elsewhere.example>")
-    assert not bounces.is_ours(message_id(other, "announce", "guid:pub"), settings)
-    assert not bounces.is_ours("<A8F82EDD-E518-4F5C@walkagain.example>", settings)
-
-
-def test_without_a_verp_domain_the_forwarded_bounce_is_about_a_stranger(tmp_path):
-    settings = newsletter_settings(tmp_path)
-    add_subscribers(settings, {"max@example.com": Status.CONFIRMED})
-    data = (SAMPLES / "verp-forwarded.eml").read_bytes()
-    notice = bounces.parse(data, settings)
-    assert not notice.verp_tokens and notice.failures[0].addresses == ("max@old-employer.example",)
-    store = Subscribers.open(settings.database)
-    try:
-        assert bounces.apply(notice, Feedback(store.database), settings) == [
-            (notice.failures[0], Applied.UNKNOWN)
-        ]
-    finally:
-        store.close()
+def test_without_a_verp_domain_the_forwarded_bounce_proves_nothing(tmp_path):
+    """max's VERP return path, read by a newsletter that has no VERP domain (or another secret):
+    it proves nothing, and the report names only the address max forwards to, which is nobody on
+    the list: nothing is applied, nothing kept."""
+    settings = newsletter_settings(tmp_path, verp_domain=VERP_DOMAIN)
+    people = add_subscribers(settings, {"max@example.com": Status.CONFIRMED}, since=JOINED)
+    data = sample(VERP_SAMPLE, settings, people)
+    assert bounces.parse(data, settings).proven == {people["max@example.com"].public_id}
+    for other in (settings.replace(verp_domain=""), settings.replace(secret_key="k" * 40)):
+        notice = bounces.parse(data, other)
+        assert not notice.proven
+        assert notice.failures[0].addresses == ("max@old-employer.example",)
+        store = Subscribers.open(settings.database)
+        try:
+            assert bounces.apply(notice, Feedback(store.database), other) == [
+                (notice.failures[0], Applied.UNKNOWN)
+            ]
+        finally:
+            store.close()
 
 
 def test_a_report_names_its_original_in_any_of_the_usual_places():
     settings = newsletter_settings()
-    ours = message_id(settings, "announce", "x")
+    ours = proof.message_id(settings, "announce", "x", "Reader-public-id-000001")
     base = (
         "From: MAILER-DAEMON@mx.example.net\nTo: news@walkagain.example\nSubject: failure\n"
         "Message-ID: <report-1@mx.example.net>\nMIME-Version: 1.0\n"
@@ -381,16 +412,18 @@ def test_a_report_names_its_original_in_any_of_the_usual_places():
     )
     notice = bounces.parse(base.format(original=headers).encode(), settings)
     assert notice.original_message_id == ours and notice.report_id == "<report-1@mx.example.net>"
+    assert notice.proven == {"Reader-public-id-000001"}
     assert notice.failures == (
         bounces.Failure(HARD, ("reader@example.com",), "550 5.1.1 no such user"),
     )
     in_reply = base.format(original="").replace(
         "MIME-Version", f"In-Reply-To: {ours}\nMIME-Version"
     )
-    assert bounces.parse(in_reply.encode(), settings).original_message_id == ours
+    assert bounces.parse(in_reply.encode(), settings).proven == {"Reader-public-id-000001"}
     bare = base.format(original="").replace("Message-ID: <report-1@mx.example.net>\n", "")
     notice = bounces.parse(bare.encode(), settings)
     assert notice.original_message_id is None and notice.report_id.startswith("sha256:")
+    assert notice.proven == frozenset()
 
 
 @hypothesis_settings(max_examples=150, deadline=None,
@@ -408,3 +441,136 @@ def test_no_message_however_broken_stops_the_mailbox(sample, cut, noise):
     notice = bounces.parse(broken, settings)
     assert isinstance(notice, bounces.Notice)
     assert notice.junk or notice.failures
+
+
+# Forged reports: anyone can mail the bounce mailbox ----------------------------------------------
+def dsn(blocks: list[str], original: str = "", sender="MAILER-DAEMON@mx.stranger.example") -> str:
+    recipients = "".join(
+        f"Final-Recipient: rfc822; {address}\nAction: failed\nStatus: 5.1.1\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 user unknown\n\n"
+        for address in blocks
+    )
+    return (
+        f"From: {sender}\nTo: news@walkagain.example\nSubject: Undelivered Mail Returned\n"
+        f"Message-ID: <{len(blocks)}-{abs(hash(original))}@mx.stranger.example>\n"
+        "Date: Fri, 04 Dec 2026 10:00:00 +0000\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\n\n'
+        "--b\nContent-Type: text/plain\n\nDelivery failed.\n\n"
+        "--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.stranger.example\n\n"
+        f"{recipients}{original}--b--\n"
+    )
+
+
+def arf(victim: str) -> str:
+    return (
+        "From: fbl@isp.example\nTo: news@walkagain.example\nSubject: Abuse report\n"
+        "Message-ID: <arf-forged@isp.example>\nDate: Fri, 04 Dec 2026 10:00:00 +0000\n"
+        "MIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=feedback-report; boundary="b"\n\n'
+        "--b\nContent-Type: text/plain\n\nThis is an abuse report.\n\n"
+        "--b\nContent-Type: message/feedback-report\n\nFeedback-Type: abuse\nUser-Agent: FBL/1.0\n"
+        f"Version: 1\nOriginal-Rcpt-To: {victim}\nArrival-Date: Fri, 04 Dec 2026 09:00:00 +0000\n\n"
+        "--b--\n"
+    )
+
+
+def exim(*victims: str) -> str:
+    return (
+        "From: Mail Delivery System <Mailer-Daemon@mx.stranger.example>\n"
+        "To: news@walkagain.example\nSubject: Mail delivery failed: returning message to sender\n"
+        "Message-Id: <exim-forged@mx.stranger.example>\nDate: Fri, 04 Dec 2026 10:00:00 +0000\n"
+        "X-Failed-Recipients: " + ", ".join(victims) + "\n\n"
+        "This message was created automatically by mail delivery software.\n\n"
+        "A message that you sent could not be delivered to one or more of its\n"
+        "recipients. This is a permanent error. The following address(es) failed:\n\n"
+        + "".join(f"  {v}\n    SMTP error from remote mail server after RCPT TO:<{v}>:\n"
+                  f"    550 5.1.1 User unknown\n" for v in victims)
+    )  # fmt: skip
+
+
+def test_forged_reports_change_nobody_and_are_kept_for_review(tmp_path, imap, tls):
+    """The four forgeries of the issue (a stranger's DSN naming 25 readers without an original,
+    an ARF naming a reader, a DSN quoting an invented Message-ID of our shape, a text bounce
+    naming two readers), with NEWSLETTER_VERP_DOMAIN set: no subscriber changes, every report
+    stays in INBOX and is listed by `invoke bounces.review`. A genuine report that lists 24 other
+    readers besides the one it proves bounces exactly that one."""
+    settings = newsletter_settings(
+        tmp_path, imap_host="127.0.0.1", imap_port=imap.port, imap_user=imap.user,
+        imap_password=imap.password, verp_domain=VERP_DOMAIN,
+    )  # fmt: skip
+    readers = [f"reader{n}@example.com" for n in range(30)]
+    people = add_subscribers(settings, dict.fromkeys(readers, Status.CONFIRMED), since=JOINED)
+    victim = people["reader0@example.com"].public_id
+    invented = [
+        "<0123456789abcdef0123456789abcdef.announce@walkagain.example>",  # the old shape
+        f"<0123456789abcdef0123456789abcdef.{victim}.announce@walkagain.example>",  # no key
+        proof.message_id(
+            settings.replace(secret_key="another-key-" + "x" * 30), "announce", "guid", victim
+        ),  # signed with another key  # fmt: skip
+    ]
+    forged = [
+        dsn(readers[:25]),
+        arf("reader1@example.com"),
+        *(
+            dsn(
+                ["reader2@example.com"],
+                f"--b\nContent-Type: text/rfc822-headers\n\n"
+                f"To: reader2@example.com\nMessage-ID: {mid}\n\n",
+            )
+            for mid in invented
+        ),  # fmt: skip
+        exim("reader3@example.com", "reader4@example.com"),
+    ]
+    for message in forged:
+        imap.deliver(message.encode())
+
+    report = bounces.fetch(settings, ssl_context=tls[1])
+
+    assert report.review == len(forged) and sum(report.applied.values()) == 0
+    assert report.moved == 0 and len(imap.messages("INBOX")) == len(forged)
+    assert set(statuses(settings).values()) == {Status.CONFIRMED}
+    assert events(settings) == []
+    kept = reviews(settings)
+    assert len(kept) == len(forged)
+    assert len(kept[0][1].split(", ")) == 10  # what one report may name is capped
+    # The front door lists them, with what they claimed
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+           "NEWSLETTER_DATABASE": str(settings.database)}  # fmt: skip
+    invoke = Path(sys.executable).parent / "invoke"
+    listed = subprocess.run([str(invoke), "bounces.review"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert f"{len(forged)} report(s) changed nobody" in listed.stdout
+    assert "complaint claimed for reader1@example.com" in listed.stdout
+    assert "reader3@example.com, reader4@example.com" in listed.stdout
+
+    # A genuine bounce of reader5's email (our Message-ID), listing 24 others too
+    ours = sent_to(settings, "reader5@example.com", people)
+    genuine = dsn(
+        readers[5:30], f"--b\nContent-Type: text/rfc822-headers\n\nMessage-ID: {ours}\n\n"
+    )
+    imap.deliver(genuine.encode())
+    report = bounces.fetch(settings, ssl_context=tls[1])
+    assert report.applied[HARD] == 1 and report.moved == 1
+    after = statuses(settings)
+    assert after["reader5@example.com"] == Status.BOUNCED
+    assert sum(status == Status.BOUNCED for status in after.values()) == 1
+
+
+def test_a_detector_that_raises_is_one_warning_line(caplog, monkeypatch):
+    """flufl.bounce logs a detector's exception with its traceback; a hostile report makes that
+    one warning naming the report instead."""
+    from flufl.bounce._detectors import dsn as dsn_detector
+
+    def broken(self, message):
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "hostile bytes")
+
+    monkeypatch.setattr(dsn_detector.DSN, "process", broken)
+    caplog.set_level("INFO")
+    notice = bounces.parse(exim("reader@example.com").encode(), newsletter_settings())
+    assert notice.junk.startswith("unreadable")  # flufl.bounce stops at a detector's error
+    records = [r for r in caplog.records if r.levelname != "INFO"]
+    assert len(records) == 1 and records[0].levelname == "WARNING"
+    assert not records[0].exc_info and "Traceback" not in caplog.text
+    assert "<exim-forged@mx.stranger.example>" in records[0].getMessage()
+    assert "detector DSN" in records[0].getMessage()

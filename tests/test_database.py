@@ -1,11 +1,15 @@
 """The database on a real SQLite file: WAL, migrations only, nested transactions, many writers."""
 
+import shutil
 import sqlite3
 import threading
+from pathlib import Path
 
 import pytest
 
 from newsletter.database import Database, DatabaseError, migrations, split_statements
+from newsletter.subscriptions.addresses import normalize
+from newsletter.subscriptions.subscribers import Subscribers
 
 
 @pytest.fixture
@@ -138,3 +142,80 @@ def test_two_connections_and_eight_threads_write_in_turn(tmp_path):
     assert databases[1].db.execute("SELECT n FROM counter").fetchone()[0] == 400  # no lost update
     for database in databases:
         database.close()
+
+
+BEFORE_17 = Path(__file__).parent / "fixtures" / "newsletter-before-issue-17.sqlite3"
+
+
+def test_a_file_written_before_the_mailbox_key_upgrades_in_place(tmp_path, caplog):
+    """tests/fixtures/newsletter-before-issue-17.sqlite3 was written by the code before migration
+    0008 (schema 5): its keys were casefold(), which merged `Sam@` into `ſam@`'s row and
+    `straße.de` with `strasse.de`. Upgraded: every row kept, each keyed as its own mailbox, the
+    feedback and the pending sign-up request kept, and a warning names the rows that may have
+    stood for two mailboxes."""
+    path = tmp_path / "newsletter.sqlite3"
+    shutil.copy(BEFORE_17, path)
+    before = sqlite3.connect(path)
+    old = dict(before.execute("SELECT email, email_key FROM subscribers").fetchall())
+    events = before.execute("SELECT * FROM feedback_events").fetchall()
+    assert before.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert old["ſam@example.com"] == "sam@example.com" and "Sam@example.com" not in old
+    before.close()
+
+    with caplog.at_level("WARNING", logger="newsletter.migrations"):
+        database = Database(path)
+    try:
+        assert database.version == migrations()[-1][0]
+        db = database.db
+        keys = dict(db.execute("SELECT email, email_key FROM subscribers").fetchall())
+        assert set(keys) == set(old)  # no row lost
+        assert keys == {
+            "Mark.Williams@example.com": "mark.williams@example.com",
+            "ſam@example.com": "ſam@example.com",
+            "joe@straße.de": "joe@xn--strae-oqa.de",
+            "user@bücher.de": "user@xn--bcher-kva.de",
+            "oﬃce@example.org": "oﬃce@example.org",
+            "ann@example.net": "ann@example.net",
+        }
+        assert [tuple(r) for r in db.execute("SELECT * FROM feedback_events")] == [
+            tuple(r) for r in events
+        ]
+        [(request_key,)] = db.execute("SELECT email_key FROM signup_requests").fetchall()
+        assert request_key == "joe@strasse.de"  # another mailbox than joe@straße.de
+        # Sign-ups now find each mailbox by its own key
+        store = Subscribers(database)
+        assert store.find(normalize("sam@example.com")[1]) is None  # sam gets a row of his own
+        assert store.find(normalize("ſam@example.com")[1]).email == "ſam@example.com"
+        assert store.find(normalize("user@xn--bcher-kva.de")[1]).email == "user@bücher.de"
+        assert store.find(normalize("user@bu\u0308cher.de")[1]).email == "user@bücher.de"
+    finally:
+        database.close()
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "ſ" in warned and "ﬃ" in warned and "joe" not in warned
+
+
+def test_rows_the_new_key_would_merge_are_both_kept(tmp_path, caplog):
+    """Rows written by other means than `addresses.normalize` (an old import) that are one
+    mailbox under the new key: both kept, one under a key no address matches, and a warning."""
+    path = tmp_path / "newsletter.sqlite3"
+    db = sqlite3.connect(path)
+    for number, script in migrations()[:5]:
+        for statement in split_statements(script.read_text()):
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {number}")
+    for n, (email, key) in enumerate([("A@b.example", "a@b.example"), ("a@B.example", "x")]):
+        db.execute(
+            "INSERT INTO subscribers (public_id, email, email_key, confirm_nonce, created_at,"
+            " status_changed_at) VALUES (?, ?, ?, 'n', 't', 't')",
+            (f"p{n}", email, key),
+        )
+    db.commit()
+    db.close()
+    with caplog.at_level("WARNING", logger="newsletter.migrations"):
+        database = Database(path)
+    try:
+        rows = database.db.execute("SELECT id, email_key FROM subscribers ORDER BY id").fetchall()
+        assert [r[1] for r in rows] == ["a@b.example", "a@b.example#row2"]
+    finally:
+        database.close()
+    assert "rows 1 and 2 are one mailbox" in caplog.text

@@ -7,12 +7,14 @@ import base64
 import email
 import email.policy
 import json
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from html import escape
 
 import pytest
+from bs4 import BeautifulSoup
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
@@ -24,7 +26,14 @@ from newsletter.mail.message import message_id, new_message, wire
 from newsletter.settings import ConfigError, Settings
 from newsletter.subscriptions.subscribers import Status, Subscribers
 from newsletter.subscriptions.tokens import Tokens
-from tests.announce_helpers import add_confirmed_bulk, add_subscribers
+from tests.announce_helpers import (
+    ATTACKER_DEK,
+    HOSTILE_TEXTS,
+    add_confirmed_bulk,
+    add_subscribers,
+    as_words,
+    write_feed,
+)
 from tests.conftest import newsletter_settings
 from tests.newsletter_helpers import QuietHandler
 
@@ -251,3 +260,46 @@ def test_one_recipient_alone_refused_without_naming_them_is_not_bounced(tmp_path
     mailgun.answers = [400]  # "answer 400": says nothing about the recipient
     summary = announce.run(settings, feed_url=feed)
     assert summary.tally.bounced == 0 and summary.pending == 1 and summary.tally.stopped
+
+
+def as_mailgun_sends(text: str, variables: dict) -> str:
+    """Mailgun's batch sending: each %recipient.<name>% becomes that recipient's value."""
+    return re.sub(r"%recipient\.(\w+)%", lambda m: variables.get(m[1], m[0]), text)
+
+
+def test_feed_text_is_never_a_mailgun_variable(tmp_path, mailgun):
+    """Issue 17: Mailgun substitutes %recipient.x% anywhere in the fields; a title, dek or summary
+    holding one reaches the reader as those words, never as their unsubscribe URL or
+    Message-ID, and nothing from the feed becomes a header."""
+    settings = mailgun_settings(tmp_path, mailgun, announce_max_items=0)
+    add_subscribers(settings, {"ann@example.com": Status.CONFIRMED})
+    items = [(n, text, ATTACKER_DEK, f"<p>{escape(text)}</p>")
+             for n, text in enumerate(HOSTILE_TEXTS, 1)]  # fmt: skip
+    feed = write_feed(tmp_path / "hostile.xml", [], old=True)
+    announce.run(settings, feed_url=feed)
+    summary = announce.run(settings, feed_url=write_feed(feed, items, old=True))
+    assert summary.ok and summary.tally.sent == len(items) == len(mailgun.calls)
+    texts = {as_words(text): text for text in HOSTILE_TEXTS}
+    for call in mailgun.calls:
+        form = {name: values[0] for name, values in call["form"].items()}
+        mine = json.loads(form["recipient-variables"])["ann@example.com"]
+        sent = {name: as_mailgun_sends(value, mine) for name, value in form.items()}
+        seen = {name: value.replace("\u200b", "") for name, value in sent.items()}  # invisible
+        text = texts.pop(seen["subject"])  # the words, not the reader's values
+        assert mine["unsubscribe_url"] not in sent["subject"]
+        assert mine["message_id"] not in sent["subject"]
+        headers = sorted(name for name in form if name.startswith("h:"))
+        assert headers == ["h:List-Id", "h:List-Unsubscribe", "h:List-Unsubscribe-Post",
+                           "h:Message-Id", "h:Reply-To"]  # fmt: skip
+        assert sent["h:List-Unsubscribe"] == f"<{mine['unsubscribe_url']}>"
+        assert sent["h:Message-Id"] == mine["message_id"]
+        assert sent["h:Reply-To"] == settings.reply_to
+        for shown in (text, ATTACKER_DEK):
+            assert as_words(shown) in as_words(seen["text"])
+            html = BeautifulSoup(sent["html"], "html.parser")
+            assert as_words(shown) in as_words(html.get_text())
+        # The reader's own link is where the template puts it, and only there.
+        assert sent["text"].count(mine["unsubscribe_url"]) == 1
+        assert html.find("a", string="Unsubscribe")["href"] == mine["unsubscribe_url"]
+        assert sent["html"].count(mine["unsubscribe_url"]) == 1
+    assert texts == {}  # one email for each

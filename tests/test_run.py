@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from html import escape
 
 import pytest
 
@@ -14,11 +15,17 @@ from newsletter.announcements.ledger import Ledger, LedgerLocked
 from newsletter.mail import OutboxMailer
 from newsletter.subscriptions.subscribers import Status, Subscribers
 from tests.announce_helpers import (
+    ATTACKER_DEK,
+    HOSTILE_TEXTS,
     add_subscribers,
+    archive,
+    as_words,
+    assert_whole_email,
     build,
     outbox_messages,
     recent,
     recipients,
+    write_feed,
 )
 from tests.conftest import serve_folder, write_article
 
@@ -209,3 +216,83 @@ def test_a_second_run_refuses_while_one_is_sending(site):
                 announce.run(settings, feed_url=feed)
     finally:
         store.close()
+
+
+def test_feed_text_never_reaches_the_structure_of_the_emails_in_the_outbox(make_settings, tmp_path):
+    """Issue 17: titles, deks and summaries holding the composer's old markers, Mailgun's
+    variables or header text are words in whole emails, in the .eml files of the outbox."""
+    settings = make_settings(reply_to="mark@walkagain.example", announce_max_items=0)
+    add_subscribers(settings, {"ann@example.com": Status.CONFIRMED})
+    items = [(n, text, ATTACKER_DEK, f"<p>{escape(text)}</p>")
+             for n, text in enumerate(HOSTILE_TEXTS, 1)]  # fmt: skip
+    feed = write_feed(tmp_path / "feed.xml", [], old=True)
+    announce.run(settings, feed_url=feed)
+    summary = announce.run(settings, feed_url=write_feed(feed, items, old=True))
+    assert summary.ok and summary.tally.sent == len(items)
+    written = {message["Subject"]: message for message in outbox_messages(settings.outbox)}
+    assert sorted(written) == sorted(as_words(text) for text in HOSTILE_TEXTS)
+    for text in HOSTILE_TEXTS:
+        for shows in (text, ATTACKER_DEK):
+            assert_whole_email(written[as_words(text)], settings, "ann@example.com",
+                               subject=as_words(text), shows=shows)  # fmt: skip
+
+
+# The flood guard: more new items than NEWSLETTER_ANNOUNCE_MAX_ITEMS wait for --yes -------------
+def ledger_state(settings):
+    ledger, store = ledger_of(settings)
+    try:
+        return sorted(row["guid"] for row in ledger.items()), ledger.counts(), ledger.latest()
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("mode", ["each", "digest"])
+def test_a_flood_of_new_items_sends_nothing_without_yes(make_settings, tmp_path, mode):
+    """Today's defect: 300 new guids in the feed (an archive re-numbered) sent 300 emails to
+    every subscriber. Now the run sends and records nothing, lists the items, and a person
+    who checked them sends them with --yes."""
+    settings = make_settings(announce_mode=mode)
+    add_subscribers(settings, PEOPLE)
+    feed = write_feed(tmp_path / "feed.xml", [], old=True)
+    first = announce.run(settings, feed_url=feed)  # the first run records, never held
+    assert first.ok and len(first.recorded) == 1
+    write_feed(feed, archive(300), old=True)
+    before = ledger_state(settings)
+    with pytest.raises(announce.TooManyNewItems) as held:
+        announce.run(settings, feed_url=feed)
+    assert len(held.value.items) == 300
+    message = str(held.value)
+    assert (
+        "would announce 300 new items" in message and "NEWSLETTER_ANNOUNCE_MAX_ITEMS=5" in message
+    )
+    assert "invoke announce --yes" in message
+    for n in (1, 150, 300):
+        assert f"  - Archive item {n} <https://walkagain.example/2026/item-{n}/>" in message
+    assert outbox_messages(settings.outbox) == []  # nothing sent
+    assert ledger_state(settings) == before  # nothing recorded: the next run sees them again
+
+    dry = announce.run(settings, feed_url=feed, dry_run=True)
+    assert "it needs --yes" in "\n".join(dry.lines()) and len(dry.held) == 300
+    assert ledger_state(settings) == before and outbox_messages(settings.outbox) == []
+
+    sent = announce.run(settings, feed_url=feed, yes=True)
+    assert sent.ok and sent.tally.sent == (300 if mode == "each" else 1) * len(CONFIRMED)
+    assert recipients(outbox_messages(settings.outbox)).count("ann@example.com") == (
+        300 if mode == "each" else 1
+    )
+    again = announce.run(settings, feed_url=feed)  # sent and recorded: not held again
+    assert again.ok and again.tally.sent == 0
+
+
+def test_up_to_the_limit_goes_without_yes_and_zero_means_no_limit(make_settings, tmp_path):
+    settings = make_settings()
+    add_subscribers(settings, PEOPLE)
+    feed = write_feed(tmp_path / "feed.xml", [], old=True)
+    announce.run(settings, feed_url=feed)
+    five = announce.run(settings, feed_url=write_feed(feed, archive(5), old=True))
+    assert five.ok and five.tally.sent == 5 * len(CONFIRMED)
+    write_feed(feed, archive(5) + archive(6, start=6), old=True)
+    with pytest.raises(announce.TooManyNewItems):
+        announce.run(settings.replace(announce_max_items=3), feed_url=feed)
+    unlimited = announce.run(settings.replace(announce_max_items=0), feed_url=feed)
+    assert unlimited.ok and unlimited.tally.sent == 6 * len(CONFIRMED)

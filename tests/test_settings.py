@@ -48,6 +48,7 @@ ANNOUNCE_ENV = {
     "NEWSLETTER_FEED_URL": "https://walkagain.example/feeds/all.rss.xml",
     "NEWSLETTER_ANNOUNCE_MODE": "digest",
     "NEWSLETTER_ANNOUNCE_MAX_AGE_DAYS": "3",
+    "NEWSLETTER_ANNOUNCE_MAX_ITEMS": "12",
     "NEWSLETTER_ANNOUNCE_RETRIES": "2",
     "NEWSLETTER_ANNOUNCE_RETRY_DELAY": "0.5",
     "NEWSLETTER_REPLY_TO": "mark@walkagain.example",
@@ -68,6 +69,7 @@ FEEDBACK_ENV = {
     "NEWSLETTER_SOFT_BOUNCE_DAYS": "14",
     "NEWSLETTER_MAILGUN_WEBHOOK_KEY": "whk-secret",
     "NEWSLETTER_SES_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:ses-feedback",
+    "NEWSLETTER_SNS_MAX_AGE": "1800",
     "NEWSLETTER_IMAP_HOST": "imap.example.net",
     "NEWSLETTER_IMAP_PORT": "1993",
     "NEWSLETTER_IMAP_USER": "bounces",
@@ -117,6 +119,7 @@ def test_every_variable_is_read(tmp_path):
     assert (s.soft_bounce_limit, s.soft_bounce_days, s.imap_port) == (5, 14.0, 1993)
     assert s.video_feed_url.endswith("?channel_id=UCx") and s.video_skip_shorts is True
     assert s.ses_topic_arn.endswith(":ses-feedback") and s.verp_domain.startswith("bounces.")
+    assert s.sns_max_age == 1800
     assert "whk-secret" not in repr(s) and "imap-secret" not in repr(s)
 
 
@@ -190,6 +193,7 @@ def test_every_announcement_setting_is_read():
     s = Settings.from_env(ANNOUNCE_ENV)
     assert s.feed_url == "https://walkagain.example/feeds/all.rss.xml"
     assert (s.announce_mode, s.announce_max_age_days) == ("digest", 3.0)
+    assert s.announce_max_items == 12
     assert (s.announce_retries, s.announce_retry_delay) == (2, 0.5)
     assert s.reply_to == "mark@walkagain.example"
     assert s.unsubscribe_mailto == "unsubscribe@walkagain.example"
@@ -203,6 +207,7 @@ def test_every_announcement_setting_is_read():
 def test_announcement_defaults_run_locally():
     s = Settings()
     assert (s.transport, s.announce_mode, s.announce_max_age_days) == ("outbox", "each", 7.0)
+    assert s.announce_max_items == 5  # more new items in one run wait for --yes
     assert (s.smtp_workers, s.smtp_rate, s.mailgun_batch_size) == (4, 0.0, 1000)
     assert s.mailgun_url == "https://api.mailgun.net" and s.feed_url == ""
 
@@ -212,6 +217,7 @@ def test_announcement_defaults_run_locally():
     [
         ("NEWSLETTER_ANNOUNCE_MODE", "weekly", "must be one of each, digest"),
         ("NEWSLETTER_ANNOUNCE_MAX_AGE_DAYS", "0", "positive"),
+        ("NEWSLETTER_ANNOUNCE_MAX_ITEMS", "-1", "whole number"),
         ("NEWSLETTER_ANNOUNCE_RETRIES", "-1", "whole number"),
         ("NEWSLETTER_SMTP_WORKERS", "0", "use 1 to 64"),
         ("NEWSLETTER_SMTP_RATE", "fast", "must be a number"),

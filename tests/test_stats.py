@@ -32,18 +32,19 @@ def announce(ledger, guid):
 def test_events_count_against_the_announcement_sent_before_them(make_settings):
     settings = make_settings()
     readers = {f"r{n}@example.com": Status.CONFIRMED for n in range(500)}
-    add_subscribers(settings, readers)
+    people = add_subscribers(settings, readers)
     database = Database(settings.database)
     try:
         ledger, feedback = Ledger(database), Feedback(database)
+        p1, p2, p3 = (people[f"r{n}@example.com"].public_id for n in (1, 2, 3))
         first = announce(ledger, "one")
         later = datetime.now(UTC) + timedelta(hours=1)
-        feedback.record(Event(Kind.HARD_BOUNCE, "r1@example.com", "ses", later, "no such user"))
-        feedback.record(Event(Kind.COMPLAINT, "r2@example.com", "mailgun", later, "spam"))
+        feedback.record(Event(Kind.HARD_BOUNCE, p1, "ses", later, "no such user"))
+        feedback.record(Event(Kind.COMPLAINT, p2, "mailgun", later, "spam"))
         database.db.execute("UPDATE deliveries SET sent_at = '2026-01-01T00:00:00.000000Z'")
         announce(ledger, "two")  # sent now: 498 confirmed subscribers left
         even_later = datetime.now(UTC) + timedelta(hours=2)
-        feedback.record(Event(Kind.SOFT_BOUNCE, "r3@example.com", "ses", even_later, "full"))
+        feedback.record(Event(Kind.SOFT_BOUNCE, p3, "ses", even_later, "full"))
         result = stats(database)
         one, two = result.announcements
         assert (one.label, one.sent, one.counts) == (
@@ -70,13 +71,14 @@ def run_task(settings, *args):
 
 def test_the_tasks_print_the_stats_and_the_last_reason(make_settings):
     settings = make_settings()
-    add_subscribers(
+    people = add_subscribers(
         settings, {"a@example.com": Status.CONFIRMED, "b@example.com": Status.CONFIRMED}
     )
     database = Database(settings.database)
     try:
         announce(Ledger(database), "one")
-        Feedback(database).record(Event(Kind.HARD_BOUNCE, "a@example.com", "mailbox",
+        reader = people["a@example.com"].public_id
+        Feedback(database).record(Event(Kind.HARD_BOUNCE, reader, "mailbox",
                                         datetime.now(UTC) + timedelta(minutes=5),
                                         "550 5.1.1 mailbox unavailable"))  # fmt: skip
     finally:

@@ -59,6 +59,21 @@ def test_addresses_are_normalised_and_unique_case_insensitively(store):
             db.execute("UPDATE subscribers SET status = 'maybe'")
 
 
+def test_one_row_per_mailbox_never_two_mailboxes_in_one_row(store):
+    """Issue 17: casefold() keys merged `ſam@` with `sam@` and `straße.de` with `strasse.de`, so
+    whoever signed up the odd spelling first received every confirmation the owner asked for."""
+    for address in ["ſam@example.com", "sam@example.com", "joe@straße.de", "joe@strasse.de",
+                    "user@bücher.de"]:  # fmt: skip
+        assert subscribe(store, address) == Outcome.QUEUED, address
+    for spelling in ["user@xn--bcher-kva.de", "user@bu\u0308cher.de", "USER@Bücher.de"]:
+        assert subscribe(store, spelling) == Outcome.THROTTLED, spelling  # the same mailbox
+    emails = sorted(s.email for s in store.list())
+    assert emails == sorted(["ſam@example.com", "sam@example.com", "joe@straße.de",
+                             "joe@strasse.de", "user@bücher.de"])  # fmt: skip
+    queued = EmailQueue(store.database).counts()["queued"]
+    assert queued == 5  # one confirmation for each mailbox, to that mailbox
+
+
 def test_subscribe_records_consent_and_queues_one_email_in_the_same_transaction(store, clock):
     subscribe(store, "a@example.com", source="http://localhost:8000/2026/x/", ip_hash="h1")
     (s,) = store.list()

@@ -1,6 +1,7 @@
 """Every route of the endpoint through create_app, over a real SQLite file, with bad input."""
 
 import socket
+import sqlite3
 import time
 
 import pytest
@@ -10,7 +11,7 @@ from newsletter.ratelimit import Rate
 from newsletter.subscriptions.app import create_app
 from newsletter.subscriptions.subscribers import Status
 from newsletter.subscriptions.tokens import Tokens
-from newsletter.subscriptions.views import THANKS
+from newsletter.subscriptions.views import THANKS, _ip_hash, _network
 from tests.newsletter_helpers import link, path_of, wait_for_emails
 
 SITE = "https://walkagain.example"
@@ -377,6 +378,102 @@ def test_behind_a_proxy_the_limit_applies_to_the_forwarded_client(settings):
         nl(app).close()
 
 
+def test_the_rate_limit_key_is_the_ipv4_client_inside_an_ipv6_address():
+    assert _network("::ffff:1.2.3.4") == "1.2.3.4"  # how a dual-stack socket shows IPv4
+    assert _network("1.2.3.4") == "1.2.3.4"
+    assert _network("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
+    assert _network("2002:c000:204::1") == "192.0.2.4"  # 6to4: one IPv4 address owns the /48
+    assert _network("2001:0:4136:e378:8000:63bf:3fff:fdd2") == "192.0.2.45"  # Teredo's client
+    assert _network("not an address") == "not an address"
+    secret = "k" * 40
+    assert _ip_hash(secret, "::ffff:1.2.3.4") == _ip_hash(secret, "1.2.3.4")
+    assert _ip_hash(secret, "2001:db8::1") != _ip_hash(secret, "2001:db8::2")
+
+
+def test_on_a_dual_stack_socket_one_ipv4_client_does_not_limit_the_others(settings):
+    """Today's defect: every `::ffff:a.b.c.d` was one key, ::/64: one client spent the limit of
+    every IPv4 client. Proxies on a dual-stack socket forward the same form."""
+    app = create_app(settings.replace(rate_limit=Rate(2, 60)))
+    client = Checked(app.test_client())
+    try:
+        first = {"REMOTE_ADDR": "::ffff:198.51.100.1"}
+        for n in range(2):
+            assert client.post("/subscribe", data={"email": f"a{n}@example.com"}, headers=JSON,
+                               environ_base=first).status_code == 200  # fmt: skip
+        assert client.post("/subscribe", data={"email": "a9@example.com"}, headers=JSON,
+                           environ_base=first).status_code == 429  # fmt: skip
+        for n, other in enumerate(("::ffff:198.51.100.2", "198.51.100.3")):
+            assert client.post("/subscribe", data={"email": f"b{n}@example.com"}, headers=JSON,
+                               environ_base={"REMOTE_ADDR": other}).status_code == 200  # fmt: skip
+        # ... and the same IPv4 client is one client, whichever way the socket shows it
+        plain = {"REMOTE_ADDR": "198.51.100.1"}
+        assert client.post("/subscribe", data={"email": "a8@example.com"}, headers=JSON,
+                           environ_base=plain).status_code == 429  # fmt: skip
+        settle(app)
+        hashes = {s.email: s.consent_ip_hash for s in nl(app).subscribers.list()}
+        assert hashes["a0@example.com"] == _ip_hash(settings.secret_key, "198.51.100.1")
+    finally:
+        nl(app).close()
+
+
+def test_two_workers_on_one_database_share_the_limit(settings):
+    """Two apps on one database file, as two gunicorn workers (or hosts) have: 'five a minute'
+    is five in all, whichever answers. Today's defect: each process had its own five."""
+    workers = [create_app(settings.replace(rate_limit=Rate(5, 60))) for _ in range(2)]
+    try:
+        clients = [Checked(worker.test_client()) for worker in workers]
+        answers = [
+            clients[n % 2].post("/subscribe", data={"email": f"w{n}@example.com"}, headers=JSON)
+            for n in range(12)
+        ]
+        assert [answer.status_code for answer in answers] == [200] * 5 + [429] * 7
+        assert all(1 <= int(answer.headers["Retry-After"]) <= 12 for answer in answers[5:])
+        settle(workers[0])
+        assert len(nl(workers[0]).subscribers.list()) == 5
+    finally:
+        for worker in workers:
+            nl(worker).close()
+
+
+def test_other_endpoints_get_a_shared_limiter_of_their_own_scope(settings):
+    """What the webhooks count refusals with: shared like the form's, but not the form's."""
+    workers = [create_app(settings.replace(rate_limit=Rate(1, 60))) for _ in range(2)]
+    try:
+        hooks = [nl(worker).shared_limiter("webhooks") for worker in workers]
+        assert hooks[0] is nl(workers[0]).shared_limiter("webhooks")  # made once per scope
+        assert nl(workers[0]).shared_limiter("subscribe") is nl(workers[0]).limiter
+        assert hooks[0].peek("198.51.100.5") is None
+        assert hooks[0].hit("198.51.100.5") is None
+        assert hooks[1].peek("198.51.100.5") is not None  # the other worker sees it
+        assert hooks[1].hit("198.51.100.5") is not None
+        answer = Checked(workers[1].test_client()).post(
+            "/subscribe", data={"email": "h@example.com"}, headers=JSON,
+            environ_base={"REMOTE_ADDR": "198.51.100.5"},
+        )  # fmt: skip
+        assert answer.status_code == 200  # the form's own limit is untouched
+    finally:
+        for worker in workers:
+            nl(worker).close()
+
+
+def test_the_limits_table_holds_no_client_address(settings):
+    app = create_app(settings.replace(rate_limit=Rate(5, 60)))
+    client = Checked(app.test_client())
+    try:
+        for n, ip in enumerate(("198.51.100.77", "2001:db8:77::1")):
+            assert client.post("/subscribe", data={"email": f"c{n}@example.com"}, headers=JSON,
+                               environ_base={"REMOTE_ADDR": ip}).status_code == 200  # fmt: skip
+        db = sqlite3.connect(settings.database)
+        try:
+            assert db.execute("SELECT count(*) FROM rate_limits").fetchone()[0] == 2
+            dumped = "\n".join(line for line in db.iterdump() if "rate_limits" in line)
+        finally:
+            db.close()
+        assert "198.51.100" not in dumped and "2001:db8" not in dumped
+    finally:
+        nl(app).close()
+
+
 def test_cors_only_for_the_sites_origin(client):
     ok = client.open("OPTIONS", "/subscribe", headers={
         "Origin": SITE, "Access-Control-Request-Method": "POST",
@@ -485,14 +582,11 @@ def test_head_on_the_links_changes_nothing_and_spends_no_rate_limit(settings):
             answer = client.head(path)
             assert answer.status_code == 200 and answer.get_data() == b""
         assert nl(app).subscribers.list()[0].status == Status.CONFIRMED
-        app2 = create_app(settings.replace(rate_limit=Rate(1, 60)))
-        try:
-            other = app2.test_client()
-            for _ in range(3):
-                assert other.head("/subscribe").status_code == 200
-            assert other.post("/subscribe", data={"email": "z@example.com"}).status_code == 200
-        finally:
-            nl(app2).close()
+        other = {"REMOTE_ADDR": "203.0.113.7"}  # a client with its own, untouched, minute
+        for _ in range(3):
+            assert client.head("/subscribe", environ_base=other).status_code == 200
+        answer = client.post("/subscribe", data={"email": "z@example.com"}, environ_base=other)
+        assert answer.status_code == 200
     finally:
         nl(app).close()
 

@@ -1,7 +1,9 @@
 """POST /webhooks/ses through create_app, over a real SQLite file: SNS messages signed here (a
 signing key and certificate made by the test, SignatureVersion 1 and 2), the certificate served
 over real HTTPS by a local server (its own test CA) that also records the subscription
-confirmation; what cannot be verified gets a 403 and leaves every table as it was."""
+confirmation; a report applies only to the reader our Message-ID names; what cannot be verified
+gets a 403 and leaves every table as it was; an old or pre-subscription message changes
+nothing."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import json
 import re
 import socket
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -17,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from newsletter.mail import proof
 from newsletter.ratelimit import Rate
 from newsletter.subscriptions import webhooks
 from newsletter.subscriptions.app import create_app
@@ -148,9 +152,11 @@ def post(client, doc, **kwargs):
 
 
 def snapshot(settings) -> dict[str, list]:
+    """Every row of every table but the rate limits' (refusals and downloads are counted)."""
     db = sqlite3.connect(settings.database)
     try:
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        tables = [t for t in tables if t != "rate_limits"]
         return {t: db.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
     finally:
         db.close()
@@ -175,9 +181,30 @@ def with_recipients(template: dict, field: str, *addresses: str) -> dict:
     return content
 
 
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def ours(template: dict, settings, email="alice@example.com", *, when=None) -> dict:
+    """The notification about a message we sent to `email`: its Message-ID header (SES's
+    `commonHeaders.messageId`) is our proof for them; dated now (or `when`)."""
+    content = copy.deepcopy(template)
+    made = proof.message_id(settings, "announce", "tag:walkagain.example,2026:1",
+                            query(settings, "SELECT public_id FROM subscribers WHERE email = ?",
+                                  email)[0][0])  # fmt: skip
+    headers = {**content["mail"]["commonHeaders"], "messageId": made}
+    content["mail"] = {**content["mail"], "commonHeaders": headers}
+    for name in ("bounce", "complaint"):
+        if name in content:
+            content[name]["timestamp"] = iso(when or datetime.now(UTC))
+    return content
+
+
 # What applies ----------------------------------------------------------------------------------
 def test_a_v1_signed_permanent_bounce_bounces(client, settings_, local_sns):
-    doc = local_sns.message(PERMANENT, version="1")
+    moment = datetime.now(UTC).replace(microsecond=237000) + timedelta(seconds=1)
+    content = ours(PERMANENT, settings_, when=moment)
+    doc = local_sns.message(content, version="1")
     response = post(client, doc)
     assert response.status_code == 200 and response.json["applied"] == ["bounced"]
     assert status_of(settings_, "alice@example.com") == "bounced"
@@ -187,41 +214,114 @@ def test_a_v1_signed_permanent_bounce_bounces(client, settings_, local_sns):
     kind, provider, reason, message_id, occurred_at, key = row
     assert (kind, provider) == ("hard_bounce", "ses")
     assert key == f"ses:{doc['MessageId']}:alice@example.com"
-    assert message_id == "<announce.1.abc@walkagain.example>"  # our own Message-ID header
+    assert message_id == content["mail"]["commonHeaders"]["messageId"]  # our own header
     assert reason == "smtp; 550 5.1.1 <alice@example.com>... User unknown"
-    assert occurred_at == "2026-01-27T14:59:38.237000Z"  # the bounce's time, not now
+    assert occurred_at == moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # the bounce's time
     assert local_sns.seen == [CERT_PATH]  # the certificate, fetched over HTTPS
 
 
 def test_a_v2_signed_complaint_marks_complained(client, settings_, local_sns):
-    response = post(client, local_sns.message(COMPLAINT, version="2"))
+    response = post(client, local_sns.message(ours(COMPLAINT, settings_), version="2"))
     assert response.status_code == 200 and response.json["applied"] == ["complained"]
     assert status_of(settings_, "alice@example.com") == "complained"
     [(kind, reason)] = query(settings_, "SELECT kind, reason FROM feedback_events")
     assert kind == "complaint" and "abuse" in reason
 
 
-def test_every_recipient_of_a_bounce_is_applied(client, settings_, local_sns):
+def test_only_the_recipient_our_message_id_names_is_applied(client, settings_, local_sns):
+    """A notification about alice's message that lists bob too: bob is not touched (kept for
+    review), a stranger is not stored at all."""
     content = with_recipients(
-        PERMANENT, "bouncedRecipients", "alice@example.com", "Bob <bob@example.com>",
-        "stranger@example.com",
+        ours(PERMANENT, settings_), "bouncedRecipients", "alice@example.com",
+        "Bob <bob@example.com>", "stranger@example.com",
     )  # fmt: skip
     response = post(client, local_sns.message(content, version="2"))
-    assert response.json["applied"] == ["bounced", "bounced", "unknown"]
+    assert response.json["applied"] == ["bounced", "review", "unknown"]
     assert status_of(settings_, "alice@example.com") == "bounced"
-    assert status_of(settings_, "bob@example.com") == "bounced"
-    assert len(query(settings_, "SELECT id FROM feedback_events")) == 2  # no stranger stored
+    assert status_of(settings_, "bob@example.com") == "confirmed"
+    assert len(query(settings_, "SELECT id FROM feedback_events")) == 1
+    [(provider, names)] = query(
+        settings_,
+        "SELECT r.provider, n.email FROM feedback_reviews r"
+        " JOIN feedback_review_names n ON n.review_id = r.id",
+    )
+    assert (provider, names) == ("ses", "bob@example.com")
+
+
+@pytest.mark.parametrize(
+    "message_id",
+    [None, "<announce.1.abc@walkagain.example>",
+     "<0123456789abcdef0123456789abcdef.PUBLIC.announce@walkagain.example>"],
+)  # fmt: skip
+def test_a_notification_without_our_proof_changes_nobody(client, settings_, local_sns, message_id):
+    content = ours(COMPLAINT, settings_)
+    public_id = query(settings_, "SELECT public_id FROM subscribers WHERE email = ?",
+                      "alice@example.com")[0][0]  # fmt: skip
+    if message_id is None:
+        del content["mail"]["commonHeaders"]["messageId"]
+    else:
+        content["mail"]["commonHeaders"]["messageId"] = message_id.replace("PUBLIC", public_id)
+    response = post(client, local_sns.message(content))
+    assert response.status_code == 200 and response.json["applied"] == ["review"]
+    assert status_of(settings_, "alice@example.com") == "confirmed"
+    assert query(settings_, "SELECT id FROM feedback_events") == []
+
+
+def test_an_sns_message_older_than_an_hour_is_refused(client, settings_, local_sns):
+    """A genuine, correctly signed bounce from long ago, replayed: refused, nothing changes."""
+    old = datetime.now(UTC) - timedelta(hours=1, minutes=1)
+    for when in (old, datetime(2019, 5, 1, tzinfo=UTC)):
+        content = ours(PERMANENT, settings_, when=when)
+        before = snapshot(settings_)
+        response = post(client, local_sns.message(content, Timestamp=iso(when)))
+        assert response.status_code == 403 and "too old" in response.json["message"]
+        assert snapshot(settings_) == before
+    assert status_of(settings_, "alice@example.com") == "confirmed"
+
+
+def test_a_bounce_from_before_the_reader_subscribed_changes_nothing(client, settings_, local_sns):
+    """SNS delivered a bounce (signed, recent enough) that SES saw before alice's current
+    subscription: it is stale and touches nobody."""
+    content = ours(PERMANENT, settings_, when=datetime.now(UTC) - timedelta(minutes=30))
+    response = post(client, local_sns.message(content))
+    assert response.status_code == 200 and response.json["applied"] == ["stale"]
+    assert status_of(settings_, "alice@example.com") == "confirmed"
+    assert query(settings_, "SELECT id FROM feedback_events") == []
+
+
+def test_strangers_cannot_spend_the_certificate_downloads_of_ses(client, settings_, local_sns):
+    """A stranger's network posts messages pointing at SNS certificates that do not exist: it
+    spends only its own download budget; SES's genuine message (another network) is taken."""
+    stranger = {"REMOTE_ADDR": "198.51.100.7"}
+    answers = []
+    for n in range(webhooks.CERT_FETCH_RATE.count + 3):
+        url = f"{local_sns.base}/SimpleNotificationService-{n:032x}.pem"
+        answers.append(post(client, local_sns.message(PERMANENT, cert_url=url),
+                            environ_base=stranger).status_code)  # fmt: skip
+    assert answers[-1] == 429 and 503 not in answers
+    response = post(client, local_sns.message(ours(PERMANENT, settings_)))
+    assert response.status_code == 200 and response.json["applied"] == ["bounced"]
+
+
+def test_a_certificate_of_another_region_than_the_topics_is_refused():
+    assert webhooks._same_region(
+        "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-1.pem", TOPIC
+    )
+    assert not webhooks._same_region(
+        "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem", TOPIC
+    )
 
 
 def test_three_transient_bounces_make_a_bounce(client, settings_, local_sns):
-    applied = [post(client, local_sns.message(TRANSIENT)).json["applied"] for _ in range(3)]
+    applied = [post(client, local_sns.message(ours(TRANSIENT, settings_))).json["applied"]
+               for _ in range(3)]  # fmt: skip
     assert applied == [["counted"], ["counted"], ["bounced"]]
     assert status_of(settings_, "alice@example.com") == "bounced"
     assert local_sns.seen == [CERT_PATH]  # fetched once, then taken from memory
 
 
 def test_snss_retry_of_a_notification_changes_nothing(client, settings_, local_sns):
-    doc = local_sns.message(TRANSIENT)
+    doc = local_sns.message(ours(TRANSIENT, settings_))
     assert post(client, doc).json["applied"] == ["counted"]
     before = snapshot(settings_)
     response = post(client, doc)

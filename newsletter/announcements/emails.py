@@ -18,6 +18,12 @@ Contract:
     `compose.wire`). With it the shared `Batch` (the bodies and headers with the unsubscribe URL
     and Message-ID as placeholders) and the subscriber's own values, for mailers that send one
     call to many.
+  Nothing a feed carries can steer those bytes: the prototype's marks (`Marks`) are drawn at
+  random per Composer, before anything is rendered, so no title, dek or summary can contain
+  one; and the prototype is cut only where each mark occurs exactly once, in its expected
+  place (To, Message-ID, List-Unsubscribe header lines; each body after its part's headers).
+  Otherwise every message takes the reference path. `bodies(url)` is (text, html) with a URL
+  in place of the unsubscribe mark (the preview's sample link).
   The Message-ID is deterministic per (announcement key, subscriber), so a message re-sent after
   a crash is recognisably the same message.
 - Titles, deks and authors are plain text (`feed.plain_text`: tags stripped, entities decoded
@@ -38,6 +44,8 @@ from __future__ import annotations
 import binascii
 import hashlib
 import re
+import secrets
+from dataclasses import dataclass
 from email.message import EmailMessage
 from html import unescape
 from html.parser import HTMLParser
@@ -46,20 +54,14 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from newsletter.announcements.feed import FeedItem
 from newsletter.announcements.ledger import Announcement, Delivery, Draft
-from newsletter.mail import Batch, Outgoing
+from newsletter.mail import Batch, Outgoing, proof
 from newsletter.mail import message as compose
 from newsletter.mail.message import SMTP_POLICY
 from newsletter.settings import Settings
-from newsletter.subscriptions.bounces import return_path
 from newsletter.subscriptions.emails import unsubscribe_url
 from newsletter.subscriptions.tokens import Tokens
 
 BATCH_HEADERS = ("Reply-To", "List-Unsubscribe", "List-Unsubscribe-Post", "List-Id")
-TO_MARK = "to-placeholder-7f3a9c@placeholder.invalid"
-ID_MARK = "<id-placeholder-7f3a9c@placeholder.invalid>"
-URL_MARK = "https://unsubscribe-placeholder-7f3a9c.invalid/u"
-TEXT_MARK = "TEXTBODYPLACEHOLDER7f3a9c"
-HTML_MARK = "HTMLBODYPLACEHOLDER7f3a9c"
 PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
 
 _subjects = Environment(
@@ -144,12 +146,37 @@ def html_to_text(html: str) -> str:
     return unescape(parser.text())
 
 
+@dataclass(frozen=True)
+class Marks:
+    """One composer's placeholders: random per instance (128 bits), so that no text from a feed
+    (titles, deks, summaries, all rendered after they were drawn) can contain one."""
+
+    to: str
+    id: str
+    url: str
+    text: str
+    html: str
+
+    @classmethod
+    def new(cls) -> Marks:
+        nonce = secrets.token_hex(16)
+        return cls(
+            to=f"to-{nonce}@placeholder.invalid",
+            id=f"<id-{nonce}@placeholder.invalid>",
+            url=f"https://unsubscribe-{nonce}.invalid/u",
+            text=f"TEXTBODY{nonce}",
+            html=f"HTMLBODY{nonce}",
+        )
+
+
 class Composer:
     def __init__(self, settings: Settings, tokens: Tokens, announcement: Announcement):
         self.settings, self.tokens, self.announcement = settings, tokens, announcement
+        self.marks = Marks.new()
         self.subject = one_line(announcement.subject)
         self.text, self.html = self._render()
-        self._text_qp, self._html_qp = _QpTemplate(self.text), _QpTemplate(self.html)
+        url = self.marks.url
+        self._text_qp, self._html_qp = _QpTemplate(self.text, url), _QpTemplate(self.html, url)
         self._date = None
         self._prototype()
 
@@ -162,7 +189,7 @@ class Composer:
             site_name=self.settings.site_name,
             site_url=self.settings.site_url,
             postal_address=self.settings.postal_address,
-            unsubscribe_url=URL_MARK,
+            unsubscribe_url=self.marks.url,
             author=authors[0] if authors else self.settings.site_name,
         )
         if self.announcement.kind == "digest":
@@ -189,9 +216,10 @@ class Composer:
         return message
 
     def _prototype(self) -> None:
-        prototype = self._headers(TO_MARK, ID_MARK, URL_MARK)
-        prototype.set_content(TEXT_MARK)
-        prototype.add_alternative(HTML_MARK, subtype="html")
+        marks = self.marks
+        prototype = self._headers(marks.to, marks.id, marks.url)
+        prototype.set_content(marks.text)
+        prototype.add_alternative(marks.html, subtype="html")
         for part in prototype.iter_parts():
             part.replace_header("Content-Transfer-Encoding", "quoted-printable")
         self.prototype = prototype
@@ -202,29 +230,34 @@ class Composer:
             subject=str(prototype["Subject"]),
             text=self.text,
             html=self.html,
-            headers=(*headers, ("Message-Id", ID_MARK)),
-            placeholders={URL_MARK: "unsubscribe_url", ID_MARK: "message_id"},
+            headers=(*headers, ("Message-Id", marks.id)),
+            placeholders={marks.url: "unsubscribe_url", marks.id: "message_id"},
         )
-        data = prototype.as_bytes(policy=SMTP_POLICY)
-        head, rest = data.split(TEXT_MARK.encode(), 1)
-        middle, tail = rest.split(HTML_MARK.encode(), 1)
-        self._head, self._middle, self._tail = head, middle, tail
+        # None: the marks are not exactly where expected, so every message takes the reference
+        # path (the email package writes it); never a message cut at the wrong place.
+        self._pieces = _cut(prototype.as_bytes(policy=SMTP_POLICY), marks)
 
     # Per subscriber ---------------------------------------------------------------------------
     def message_id(self, delivery: Delivery) -> str:
-        return compose.message_id(
-            self.settings, "announce", f"{self.announcement.key}:{delivery.public_id}"
+        return proof.message_id(
+            self.settings, "announce", self.announcement.key, delivery.public_id
         )
 
     def unsubscribe_url(self, delivery: Delivery) -> str:
         return unsubscribe_url(self.settings, self.tokens, delivery.public_id)
 
+    def bodies(self, url: str) -> tuple[str, str]:
+        """(text, html) with `url` as the unsubscribe link."""
+        mark = self.marks.url
+        return self.text.replace(mark, url), self.html.replace(mark, url)
+
     def message(self, delivery: Delivery) -> EmailMessage:
         """The reference message, made by the email package from scratch."""
         url = self.unsubscribe_url(delivery)
         message = self._headers(delivery.email, self.message_id(delivery), url)
-        message.set_content(self.text.replace(URL_MARK, url))
-        message.add_alternative(self.html.replace(URL_MARK, url), subtype="html")
+        text, html = self.bodies(url)
+        message.set_content(text)
+        message.add_alternative(html, subtype="html")
         return message
 
     def outgoing(self, delivery: Delivery, *, with_data: bool = True) -> Outgoing:
@@ -232,17 +265,13 @@ class Composer:
         message_id = self.message_id(delivery)
         if not with_data:
             data = b""
-        elif PLAIN_ADDRESS.fullmatch(delivery.email):
-            head = (
-                self._head.replace(TO_MARK.encode(), delivery.email.encode())
-                .replace(ID_MARK.encode(), message_id.encode())
-                .replace(URL_MARK.encode(), url.encode())
-            )
+        elif self._pieces is not None and PLAIN_ADDRESS.fullmatch(delivery.email):
+            head, to_id, id_url, url_text, text_html, tail = self._pieces
             data = b"".join(
-                (head, self._text_qp.render(url), self._middle, self._html_qp.render(url),
-                 self._tail)
+                (head, delivery.email.encode(), to_id, message_id.encode(), id_url, url.encode(),
+                 url_text, self._text_qp.render(url), text_html, self._html_qp.render(url), tail)
             )  # fmt: skip
-        else:  # an internationalised address: let the email package write it
+        else:  # an internationalised address (or no safe prototype): the email package writes it
             data = compose.wire(self.message(delivery))
         return Outgoing(
             to=delivery.email,
@@ -251,7 +280,9 @@ class Composer:
             batch=self.batch,
             variables={"unsubscribe_url": url, "message_id": message_id},
             ref=delivery,
-            envelope_from=return_path(self.settings, delivery.public_id),
+            envelope_from=proof.return_path(
+                self.settings, "announce", self.announcement.key, delivery.public_id
+            ),
         )
 
 
@@ -268,23 +299,48 @@ def _qp(text: str, *, last: bool = True) -> bytes:
     return encoded.replace(b"\n", b"\r\n")
 
 
+def _cut(data: bytes, marks: Marks) -> tuple[bytes, ...] | None:
+    """The serialised prototype cut at its marks, or None unless each mark occurs exactly once
+    and where expected: To, Message-ID and List-Unsubscribe in the top headers, in that order,
+    each on its own header line; the text body, then the HTML body, each right after its part's
+    headers. The pieces: before To, To..Message-ID, Message-ID..URL, URL..text, text..HTML,
+    after the HTML."""
+    to, id_, url, text, html = (
+        mark.encode() for mark in (marks.to, marks.id, marks.url, marks.text, marks.html)
+    )
+    if any(data.count(mark) != 1 for mark in (to, id_, url, text, html)):
+        return None
+    headers = b"\r\n" + data.partition(b"\r\n\r\n")[0] + b"\r\n"
+    lines = (b"\r\nTo: " + to + b"\r\n", b"\r\nMessage-ID: " + id_ + b"\r\n",
+             b"\r\nList-Unsubscribe: <" + url + b">")  # fmt: skip
+    if not all(line in headers for line in lines):
+        return None
+    at = [data.index(mark) for mark in (to, id_, url, text, html)]
+    blank = b"\r\n\r\n"  # each body right after its part's headers
+    if at != sorted(at) or data[at[3] - 4 : at[3]] != blank or data[at[4] - 4 : at[4]] != blank:
+        return None
+    ends = [a + len(mark) for a, mark in zip(at, (to, id_, url, text, html), strict=True)]
+    starts, stops = [0, *ends], [*at, len(data)]
+    return tuple(data[start:stop] for start, stop in zip(starts, stops, strict=True))
+
+
 SAFE_URL = re.compile(r"[A-Za-z0-9:/._~-]+")
 
 
 class _QpTemplate:
-    """A body with the unsubscribe URL in some places, quoted-printable encoded once: per
-    subscriber, only the URL is put in, between soft line breaks (it needs no escaping)."""
+    """A body with the unsubscribe URL in some places (`mark`), quoted-printable encoded once:
+    per subscriber, only the URL is put in, between soft line breaks (it needs no escaping)."""
 
-    def __init__(self, text: str):
-        pieces = text.split(URL_MARK)
-        self.text = text
+    def __init__(self, text: str, mark: str):
+        pieces = text.split(mark)
+        self.text, self.mark = text, mark
         self.encoded = [_qp(p, last=False) for p in pieces[:-1]] + [_qp(pieces[-1])]
 
     def render(self, url: str) -> bytes:
         if not SAFE_URL.fullmatch(url):
-            return _qp(self.text.replace(URL_MARK, url))
+            return _qp(self.text.replace(self.mark, url))
         soft = b"=\r\n".join(url[i : i + 75].encode() for i in range(0, len(url), 75))
         return (b"=\r\n" + soft + b"=\r\n").join(self.encoded)
 
 
-__all__ = ["Composer", "drafts", "html_to_text", "one_line", "subject_for"]
+__all__ = ["Composer", "Marks", "drafts", "html_to_text", "one_line", "subject_for"]

@@ -286,13 +286,13 @@ class Ledger:
         with self.database.transaction():
             self.feedback.record(
                 Event(
-                    Kind.HARD_BOUNCE,
-                    delivery.email,
-                    "send",
-                    self.database.clock(),
-                    error,
-                    message_id,
-                )  # fmt: skip
+                    kind=Kind.HARD_BOUNCE,
+                    public_id=delivery.public_id,  # the delivery is the proof
+                    provider="send",
+                    occurred_at=self.database.clock(),
+                    reason=error,
+                    message_id=message_id,
+                )
             )
             self.mark_failed([delivery.id], error)
 

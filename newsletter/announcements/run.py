@@ -7,11 +7,16 @@ Contract: `run(settings, ...)` does, in this order, and returns a `Summary`:
 3. decide what is new (ledger.select: first run, too old, opted out, not live yet);
 4. plan the new announcements and their deliveries in ONE transaction;
 5. send every unfinished announcement (earlier runs' leftovers first), recording each result.
-`dry_run=True` does 1 and 3 without writing anything to the ledger, and renders every email it
-would send to `<outbox>/preview/`. `preview()` renders the latest announcement (or the newest
-feed item) as an HTML page. The mailer is the one `newsletter.mail.connect` makes from
-NEWSLETTER_TRANSPORT: outbox (default), smtp (NEWSLETTER_SMTP_WORKERS reused connections) or
-mailgun (the batch API).
+The flood guard, between 3 and 4: when more new items (articles and videos, whatever the
+announce mode) than NEWSLETTER_ANNOUNCE_MAX_ITEMS (default 5; 0: no limit) would be announced,
+the run raises `TooManyNewItems` listing them, having sent and recorded nothing, unless
+`yes=True` (`invoke announce --yes`). The first run on an empty ledger records, never sends,
+so it is not held. `dry_run=True` does 1 and 3 without writing anything to the ledger, and
+renders every email it would send to `<outbox>/preview/` (saying when --yes would be needed).
+`preview()` renders the latest announcement (or the newest feed item) as an HTML page.
+Previews are private like the outbox: files 0600, folders 0700.
+The mailer is the one `newsletter.mail.connect` makes from NEWSLETTER_TRANSPORT: outbox
+(default), smtp (NEWSLETTER_SMTP_WORKERS reused connections) or mailgun (the batch API).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import requests
 
 from newsletter import mail
 from newsletter.announcements.dispatch import NoProgress, Progress, Results, Tally, dispatch
-from newsletter.announcements.emails import URL_MARK, Composer, drafts
+from newsletter.announcements.emails import Composer, drafts
 from newsletter.announcements.feed import FeedError, FeedItem, read_feed, read_video_feed
 from newsletter.announcements.ledger import (
     ANNOUNCE,
@@ -40,6 +45,7 @@ from newsletter.announcements.ledger import (
 )
 from newsletter.database import Database, utcnow
 from newsletter.mail.outbox import OutboxMailer
+from newsletter.private_files import private_folder, write_private
 from newsletter.settings import Settings, load
 from newsletter.subscriptions.subscribers import Status
 from newsletter.subscriptions.tokens import Tokens
@@ -58,6 +64,8 @@ class Summary:
     previews: int = 0  # dry run: emails rendered
     preview_folder: Path | None = None
     problems: list[str] = field(default_factory=list)  # e.g. the video feed could not be read
+    held: list[FeedItem] = field(default_factory=list)  # dry run: what a run would hold for --yes
+    limit: int = 0  # NEWSLETTER_ANNOUNCE_MAX_ITEMS, for the dry run's words
 
     @property
     def ok(self) -> bool:
@@ -76,6 +84,9 @@ class Summary:
         for announcement in self.resumed:
             out.append(f"  resumed from an earlier run: {announcement.subject}")
         if self.dry_run:
+            if self.held:
+                out += flood_lines(self.held, self.limit)
+                out.append("  A run without --yes would send nothing and record nothing.")
             out.append(
                 f"Dry run: {self.previews} email(s) rendered to {self.preview_folder}; "
                 "nothing sent, nothing recorded."
@@ -97,6 +108,37 @@ class Summary:
         return out
 
 
+class TooManyNewItems(Exception):
+    """The flood guard: this run would announce more new items than
+    NEWSLETTER_ANNOUNCE_MAX_ITEMS (a feed that gave its archive new guids, a restored backup),
+    so it sent and recorded nothing; a person who checked them runs again with `yes=True`
+    (`invoke announce --yes`). str() lists the items, title and link."""
+
+    def __init__(self, items: list[FeedItem], limit: int):
+        self.items, self.limit = list(items), limit
+        lines = flood_lines(self.items, limit)
+        lines.append(
+            "Nothing was sent, nothing was recorded. If they are all new, send them with "
+            "`invoke announce --yes`; if not, fix the feed first."
+        )
+        super().__init__("\n".join(lines))
+
+
+def flood_lines(items: list[FeedItem], limit: int) -> list[str]:
+    lines = [
+        f"This run would announce {len(items)} new items to every subscriber, more than "
+        f"NEWSLETTER_ANNOUNCE_MAX_ITEMS={limit}: it needs --yes."
+    ]
+    return lines + [f"  - {item.title} <{item.link}>" for item in items]
+
+
+def _held(settings: Settings, new_items: list[FeedItem], yes: bool) -> bool:
+    """True when the flood guard holds this run: more new items than the limit, and no --yes.
+    Items, not emails: a digest of the whole archive is the archive mailed all the same."""
+    limit = settings.announce_max_items
+    return not yes and limit > 0 and len(new_items) > limit
+
+
 def run(
     settings: Settings | None = None,
     *,
@@ -104,11 +146,13 @@ def run(
     feed_url: str | None = None,
     send_existing: bool = False,
     check_live: bool = False,
+    yes: bool = False,
     progress: Progress | None = None,
     connect=None,
     sleep=time.sleep,
 ) -> Summary:
-    """`connect(report)` makes the mailer (default: `mail.connect` from the settings)."""
+    """`connect(report)` makes the mailer (default: `mail.connect` from the settings). Raises
+    `TooManyNewItems` (nothing sent, nothing recorded) when the flood guard holds the run."""
     settings = load(settings)
     feed = read_feed(feed_url or settings.feed_url or None)
     summary = Summary(feed=feed.source, dry_run=dry_run)
@@ -117,13 +161,17 @@ def run(
     try:
         ledger, tokens = Ledger(database), Tokens(settings.secret_key)
         if dry_run:
-            return _dry_run(settings, ledger, tokens, sources, summary, send_existing, check_live)
+            return _dry_run(
+                settings, ledger, tokens, sources, summary, send_existing, check_live, yes
+            )
         with ledger.lock():
             decisions = _decide(settings, ledger, sources, send_existing, check_live)
             summary.recorded = [d for d in decisions if d.action == RECORD]
             summary.waiting = [d for d in decisions if d.action == WAIT]
             summary.resumed = ledger.unfinished()
             new_items = [d.item for d in decisions if d.action == ANNOUNCE]
+            if _held(settings, new_items, yes):  # before anything is written or sent
+                raise TooManyNewItems(new_items, settings.announce_max_items)
             summary.announced = ledger.plan(
                 decisions,
                 drafts(new_items, settings),
@@ -216,13 +264,16 @@ def live_check(timeout: float = 10.0):
 
 
 # Dry run and preview --------------------------------------------------------------------------
-def _dry_run(settings, ledger, tokens, sources, summary, send_existing, check_live) -> Summary:
+def _dry_run(settings, ledger, tokens, sources, summary, send_existing, check_live, yes) -> Summary:
     decisions = _decide(settings, ledger, sources, send_existing, check_live)
     summary.recorded = [d for d in decisions if d.action == RECORD]
     summary.waiting = [d for d in decisions if d.action == WAIT]
     new_items = [d.item for d in decisions if d.action == ANNOUNCE]
+    if _held(settings, new_items, yes):
+        summary.held, summary.limit = new_items, settings.announce_max_items
     folder = settings.outbox / "preview"
     shutil.rmtree(folder, ignore_errors=True)
+    private_folder(settings.outbox, ours=True)  # the writer makes the preview folder 0700
     rendered = mail.Collect()
     writer = OutboxMailer(folder, rendered)
 
@@ -264,9 +315,9 @@ def preview(settings: Settings | None = None, *, feed_url: str | None = None) ->
     composer = Composer(settings, Tokens(settings.secret_key), announcement)
     sample = f"{settings.base_url}/unsubscribe/sample-link-in-the-preview"
     target = settings.outbox / "preview" / "latest.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(composer.html.replace(URL_MARK, sample), encoding="utf-8")
-    return target
+    private_folder(settings.outbox, ours=True)
+    private_folder(target.parent, ours=True)
+    return write_private(target, composer.bodies(sample)[1].encode("utf-8"))
 
 
 # Progress on the terminal ---------------------------------------------------------------------
@@ -329,6 +380,7 @@ __all__ = [
     "NoProgress",
     "Summary",
     "TerminalProgress",
+    "TooManyNewItems",
     "live_check",
     "preview",
     "run",

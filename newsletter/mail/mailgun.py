@@ -8,6 +8,11 @@ Contract:
   (placeholders become `%recipient.<name>%`), `o:tracking=no` (no open or click tracking), one
   `to` per recipient and `recipient-variables` (JSON: each address's own values). With recipient
   variables Mailgun sends each recipient their own message, never showing the others.
+  Mailgun substitutes `%recipient.x%` (and its other variables) anywhere in those fields, so
+  BEFORE our placeholders are filled in, every `%` that would start a variable in the text we
+  were handed (a feed's title, dek, summary) is made inert (`inert`): a zero-width space
+  U+200B after it in from, subject, text and headers, `&#37;` in the HTML. The reader sees
+  the words as written; only our own placeholders become the recipient's values.
 - A push without a batch goes alone through `POST .../messages.mime` (the whole message).
 - Answers: 200 -> every recipient of the call accepted; 429, 5xx or no answer ->
   `TemporaryFailure`; 401, 402, 403 -> `MessageRefused` (our key, account or domain: fix the
@@ -30,6 +35,13 @@ from newsletter.mail import base
 from newsletter.settings import Settings
 
 TRACKING_OFF = [("o:tracking", "no"), ("o:tracking-clicks", "no"), ("o:tracking-opens", "no")]
+# The % that starts one of Mailgun's variables: %recipient.<name>% (and %recipient%,
+# %recipient_email%, ...), %unsubscribe_url%, %tag_unsubscribe_url%,
+# %mailing_list_unsubscribe_url%. None of them can start a percent-encoding (%XX, hex).
+MAILGUN_VARIABLE = re.compile(
+    r"%(?=recipient|(?:mailing_list_|tag_)?unsubscribe_url%)", re.IGNORECASE
+)
+ZERO_WIDTH_SPACE = "\u200b"
 NAMES_RECIPIENT = re.compile(r"\bto\b|recipient", re.IGNORECASE)
 
 
@@ -81,16 +93,17 @@ class MailgunMailer:
     def fields_for(self, batch: base.Batch) -> list[tuple[str, str]]:
         """The form fields shared by every call of one batch."""
 
-        def filled(text: str) -> str:
+        def filled(text: str, *, html: bool = False) -> str:
+            text = inert(text, html=html)  # first: only our own placeholders become variables
             for marker, name in batch.placeholders.items():
                 text = text.replace(marker, f"%recipient.{name}%")
             return text
 
         fields = [
-            ("from", batch.sender),
-            ("subject", batch.subject),
+            ("from", inert(batch.sender)),
+            ("subject", inert(batch.subject)),
             ("text", filled(batch.text)),
-            ("html", filled(batch.html)),
+            ("html", filled(batch.html, html=True)),
         ]
         fields += [(f"h:{name}", filled(value)) for name, value in batch.headers]
         return fields + TRACKING_OFF
@@ -166,6 +179,14 @@ class MailgunMailer:
         if response.status_code == 429 or response.status_code >= 500:
             raise base.TemporaryFailure(detail)
         raise _Refused(detail)
+
+
+def inert(text: str, *, html: bool = False) -> str:
+    """`text` in which Mailgun substitutes nothing: a zero-width space (U+200B) after each % that
+    starts one of its variables, so `%recipient.unsubscribe_url%` from a feed stays those words
+    (the reader sees them; the space is invisible). In HTML the % becomes `&#37;` instead, which
+    a mail program reads, shows and links exactly as `%`."""
+    return MAILGUN_VARIABLE.sub("&#37;" if html else "%" + ZERO_WIDTH_SPACE, text)
 
 
 def _halves(part: list[base.Outgoing]) -> list[list[base.Outgoing]]:

@@ -4,8 +4,9 @@ Contract:
 - `render(template, **context)` returns (text, html) from `templates/email/<template>.txt` and
   `.html` (Jinja, autoescaped HTML), the HTML with its CSS inlined by css-inline.
 - `new_message(settings, to, subject, message_id)` starts a message: From from the settings,
-  To, Subject, Date, Message-ID. `message_id(settings, kind, key)` is deterministic: the same
-  email always gets the same Message-ID, so a resend after a crash is recognisably the same.
+  To, Subject, Date, Message-ID. `message_id(settings, kind, key, public_id)` is `proof`'s:
+  deterministic (the same email always gets the same Message-ID, so a resend after a crash is
+  recognisably the same), and it proves whom it was sent to.
 - `set_list_headers(message, settings, unsubscribe_url)` is the one place that writes
   List-Unsubscribe, List-Unsubscribe-Post (RFC 8058 one-click) and List-Id: every email to a
   subscriber goes through it.
@@ -20,8 +21,6 @@ serialise them with their own policy (`message.as_bytes()`), as smtplib does.
 from __future__ import annotations
 
 import email.policy
-import hashlib
-import hmac
 from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -31,6 +30,7 @@ import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from newsletter.database import utcnow
+from newsletter.mail.proof import message_id
 from newsletter.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -65,14 +65,6 @@ class _HeaderClasses(HeaderRegistry):
 # as an RFC 2047 encoded word, which no mail provider reads as a URL.
 POLICY = email.policy.default.clone(max_line_length=998, header_factory=_HeaderClasses())
 SMTP_POLICY = POLICY.clone(linesep="\r\n")
-
-
-def message_id(settings: Settings, kind: str, key: str | int) -> str:
-    """<digest.kind@sender-domain>: a keyed digest, so it reveals no counts or ids."""
-    digest = hmac.new(
-        settings.secret_key.encode(), f"{kind}:{key}".encode(), hashlib.sha256
-    ).hexdigest()[:32]
-    return f"<{digest}.{kind}@{settings.from_address.domain}>"
 
 
 def set_list_headers(message: EmailMessage, settings: Settings, unsubscribe_url: str) -> None:

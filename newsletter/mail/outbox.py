@@ -3,17 +3,17 @@
 Contract: `OutboxMailer(folder, report)`: `push` writes `folder/<message-id>.eml` at once,
 atomically (the same Message-ID overwrites its file, so a resend never makes a second file),
 the bytes exactly as SMTP would carry them, and reports it; a write that fails (a full disk, no
-permission) is a `TemporaryFailure`. `path_for(message_id)` names the file.
+permission) is a `TemporaryFailure`. `path_for(message_id)` names the file. The files name their
+recipients, so only the service reads them: each 0600, the folder 0700 (made so, or tightened).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from newsletter.mail.base import MessageRefused, Outgoing, Report, TemporaryFailure
+from newsletter.private_files import private_folder, write_private
 
 
 class OutboxMailer:
@@ -33,10 +33,8 @@ class OutboxMailer:
             return
         target = self.path_for(outgoing.message_id)
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.folder, suffix=".tmp", delete=False) as f:
-                f.write(outgoing.data)
-            os.replace(f.name, target)
+            private_folder(self.folder, ours=True)
+            write_private(target, outgoing.data)
         except OSError as error:
             self.report([outgoing], TemporaryFailure(f"cannot write {target}: {error}"))
         else:

@@ -1,10 +1,16 @@
 """Email addresses from outside: checked and normalised before anything stores or sends them.
 
 Contract: `normalize(raw)` returns `(email, key)`: the address as email-validator normalises it
-(syntax only, no DNS: the domain lowercased and IDNA-checked, the local part kept) and its
-case-insensitive key, which the store keeps unique. Anything else raises `InvalidAddress` with a
-sentence a reader can act on (also beyond 254 bytes in all, or 64 before the @: RFC 5321).
-Line breaks never pass, so an address can never inject a header.
+(syntax only, no DNS: the domain lowercased and IDNA-checked, the local part in Unicode NFC) and
+its key, which the store keeps unique: one key is one mailbox. The key lowercases the ASCII
+letters of the local part and keeps every other character as it is (so `ſam`, `straße`, `oﬃce`
+and fullwidth letters stay distinct from `sam`, `strasse`, `office`: other mailboxes), and
+writes the domain as its IDNA 2008 ASCII form (`xn--bcher-kva.de`), so the Unicode, NFD and
+punycode spellings of one domain are one key, and `straße.de` and `strasse.de` are two. Every
+address from outside (the form, the tasks, providers' reports) is keyed by this one function.
+Anything else raises `InvalidAddress` with a sentence a reader can act on (also beyond 254 bytes
+in all, or 64 before the @: RFC 5321). Line breaks never pass, so an address can never inject a
+header.
 """
 
 from __future__ import annotations
@@ -47,7 +53,16 @@ def normalize(raw: object) -> tuple[str, str]:
         raise InvalidAddress(
             f"That email address is too long before the @ (at most {MAX_LOCAL} bytes)."
         )
-    return result.normalized, result.normalized.casefold()
+    return result.normalized, mailbox_key(result.local_part, result.ascii_domain)
 
 
-__all__ = ["InvalidAddress", "MAX_LENGTH", "normalize"]
+def mailbox_key(local: str, ascii_domain: str) -> str:
+    """The key of one mailbox: ASCII letters of the local part lowercased (mail systems treat
+    them alike), every other character kept; the domain in its ASCII (IDNA) form, lowercased."""
+    return local.translate(_ASCII_LOWER) + "@" + ascii_domain.lower()
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+__all__ = ["InvalidAddress", "MAX_LENGTH", "mailbox_key", "normalize"]

@@ -6,8 +6,10 @@ SQLite store as the endpoint, safely while it runs.
 - `add(email, confirmed=False)`: a new subscriber, confirmed at once only when the author says
   so; otherwise a confirmation email is queued. An address already known is left as it is.
 - `remove(email)`: unsubscribes (the record stays, so the address is never re-imported).
-- `forget(email)`: deletes every trace: the subscriber, their queued emails (by cascade) and the
-  .eml files addressed to them in the outbox.
+- `forget(email)`: deletes every trace: the subscriber, their queued emails (by cascade; the
+  freed bytes zeroed and the write-ahead log emptied, so no file of the database keeps them) and
+  every file of the outbox and its previews (`<outbox>/preview/`) that names them (addressed to
+  them, by the store's key, or holding the address anywhere, in any case); returns those paths.
 - `import_csv(path, confirmed=False)`: checks every row, skips duplicates and known addresses,
   reports rejected rows with line numbers and reasons; adds the rest in one transaction.
 - `export_csv(out)`: every subscriber as CSV (cells that a spreadsheet would run as a formula
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
@@ -114,29 +117,107 @@ def remove(settings: Settings, email: str) -> Subscriber:
         store.close()
 
 
-def forget(settings: Settings, email: str) -> tuple[Subscriber | None, list[Path]]:
-    """Delete the subscriber's row (and, by cascade, everything that refers to it) and the
-    outbox files addressed to them. Returns what was deleted."""
-    try:
-        _normal, key = addresses.normalize(email)
-    except addresses.InvalidAddress:
-        key = email.strip().casefold()  # forget even an address we would not accept today
+def review_lines(settings: Settings, clear: bool = False) -> list[str]:
+    """The reports that proved nothing (`invoke bounces.review`): what each claimed, for the
+    author to act on by hand; with `clear`, the list is emptied after it is shown."""
     store = open_store(settings)
     try:
-        subscriber = store.forget(key)
+        feedback = Feedback(store.database)
+        kept = feedback.reviews()
+        if not kept:
+            return ["No report is waiting for review: every bounce and complaint read so far "
+                    "proved whom it was about, or named nobody on the list."]  # fmt: skip
+        lines = [
+            f"{len(kept)} report(s) changed nobody: none proved that we mailed whom it names "
+            "(our Message-ID or VERP return path). If one is genuine, act by hand "
+            "(invoke subscribers.remove ADDRESS)."
+        ]
+        for review in kept:
+            claimed = _printable(", ".join(review.addresses)) or "nobody"
+            lines.append(f"- {review.received_at[:16].replace('T', ' ')} {review.provider}: "
+                         f"{review.kind.replace('_', ' ')} claimed for {claimed}")  # fmt: skip
+            details = (("subject", review.subject), ("reason", review.reason),
+                       ("about", review.message_id), ("why kept", review.why))  # fmt: skip
+            for label, value in details:
+                if value:
+                    lines.append(f"    {label}: {_printable(value)}")
+        if clear:
+            lines.append(f"Cleared {feedback.clear_reviews()} report(s) from the list.")
+        return lines
     finally:
         store.close()
+
+
+def _printable(text: str) -> str:
+    """Text from a stranger's report, safe for a terminal: control characters (escape
+    sequences, line breaks) shown as \\xNN, never acted on."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+def forget(settings: Settings, email: str) -> tuple[Subscriber | None, list[Path]]:
+    """Delete the subscriber's row (and, by cascade, everything that refers to it) and every
+    file of the outbox and its previews that names them. Returns what was deleted."""
+    try:
+        normal, key = addresses.normalize(email)
+    except addresses.InvalidAddress:  # forget even an address we would not accept today
+        local, _, domain = email.strip().rpartition("@")
+        normal = key = addresses.mailbox_key(local, domain) if local else email.strip()
+    store = open_store(settings)
+    try:
+        store.database.db.execute("PRAGMA secure_delete = ON")  # the freed bytes zeroed
+        subscriber = store.forget(key)
+        Feedback(store.database).forget_reviews(key)  # reports kept for review that name them
+        # The write-ahead log still holds the rows as they were, while the endpoint keeps it.
+        store.database.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        store.close()
+    names = {email.strip(), normal, key, subscriber.email if subscriber else ""}
+    return subscriber, _remove_files_naming(settings.outbox, key, names)
+
+
+OUTBOX_FILES = (".eml", ".html", ".tmp")  # emails, previews, a write cut short
+# The address whole: ann@example.com names neither joann@example.com nor ann@example.com.au.
+NAMED_BEFORE = rb"(?<![A-Za-z0-9._%+\-\x80-\xff])"
+NAMED_AFTER = rb"(?![A-Za-z0-9\-\x80-\xff]|\.[A-Za-z0-9\x80-\xff])"
+
+
+def _remove_files_naming(outbox: Path, key: str, names: set[str]) -> list[Path]:
+    """The outbox's and the previews' files addressed to `key` (the To header, keyed as the
+    store keys addresses) or holding any of `names` anywhere, in any case: deleted."""
+    needles = sorted({name.encode("utf-8") for name in names if "@" in name}, key=len)[::-1]
+    if not needles:
+        return []
+    naming = re.compile(
+        NAMED_BEFORE + b"(?:" + b"|".join(map(re.escape, needles)) + b")" + NAMED_AFTER,
+        re.IGNORECASE,
+    )
     removed = []
-    if settings.outbox.is_dir():
-        parser = BytesHeaderParser(policy=default_policy)
-        for path in settings.outbox.glob("*.eml"):
-            with path.open("rb") as f:
-                headers = parser.parse(f)
-            recipients = [a.addr_spec.casefold() for a in getattr(headers["To"], "addresses", ())]
-            if key in recipients:
-                path.unlink()
+    for folder in (outbox, outbox / "preview"):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.suffix not in OUTBOX_FILES or not path.is_file():
+                continue
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:  # sent meanwhile and replaced, or removed
+                continue
+            if _addressed_to(data, key) or naming.search(data):
+                path.unlink(missing_ok=True)
                 removed.append(path)
-    return subscriber, removed
+    return removed
+
+
+def _addressed_to(data: bytes, key: str) -> bool:
+    headers = BytesHeaderParser(policy=default_policy).parsebytes(data)
+    for header in headers.get_all("To", []):
+        for address in getattr(header, "addresses", ()):
+            try:
+                if addresses.normalize(address.addr_spec)[1] == key:
+                    return True
+            except addresses.InvalidAddress:
+                continue
+    return False
 
 
 def import_csv(settings: Settings, path: str | Path, confirmed: bool = False) -> ImportReport:

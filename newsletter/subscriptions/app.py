@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import runpy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 from flask import Flask
@@ -21,7 +21,7 @@ from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from newsletter.database import Database
-from newsletter.ratelimit import RateLimiter
+from newsletter.ratelimit import Rate, SharedRateLimiter
 from newsletter.settings import ROOT, Settings, load
 from newsletter.subscriptions.queue import EmailQueue
 from newsletter.subscriptions.sender import Sender
@@ -98,8 +98,23 @@ class Newsletter:
     queue: EmailQueue
     tokens: Tokens
     sender: Sender
-    limiter: RateLimiter
+    limiter: SharedRateLimiter  # the form's: NEWSLETTER_RATE_LIMIT per client network, shared
     activity: Activity
+    _limiters: dict = field(default_factory=dict, repr=False)
+
+    def shared_limiter(self, scope: str, rate: Rate | None = None) -> SharedRateLimiter:
+        """A rate limit kept in the database, shared by every worker and host: `hit(key)`
+        (None, or the seconds to wait) and `peek(key)`. `scope` keeps it apart from the others
+        (the form's is "subscribe": `limiter`); `rate` defaults to NEWSLETTER_RATE_LIMIT. The
+        same (scope, rate) gives the same limiter, so it prunes once a minute, not per call."""
+        rate = self.settings.rate_limit if rate is None else rate
+        if scope == self.limiter.scope and rate == self.limiter.rate:
+            return self.limiter
+        if (scope, rate) not in self._limiters:
+            self._limiters[scope, rate] = SharedRateLimiter(
+                self.database, rate, scope=scope, secret=self.settings.secret_key
+            )
+        return self._limiters[scope, rate]
 
     def close(self) -> None:
         self.sender.stop()
@@ -119,7 +134,9 @@ def create_app(config: Settings | dict | None = None) -> Flask:
         queue=EmailQueue(database),
         tokens=tokens,
         sender=Sender(settings, database, tokens, busy=activity.busy),
-        limiter=RateLimiter(settings.rate_limit),
+        limiter=SharedRateLimiter(
+            database, settings.rate_limit, scope="subscribe", secret=settings.secret_key
+        ),
         activity=activity,
     )
 

@@ -8,8 +8,8 @@ Contract:
   at least one event `Feedback` recorded (or had recorded before) is moved to
   NEWSLETTER_IMAP_DONE_FOLDER (created when missing; UID MOVE where the server has it, else
   COPY, \\Deleted and EXPUNGE). Everything else stays where it is, untouched and unread, for a
-  person to look at: junk (auto-replies, other mail, malformed MIME, reports about a message we
-  did not send) and reports about an address that is not a subscriber.
+  person to look at: junk (auto-replies, other mail, malformed MIME), reports without proof
+  (also kept for `invoke bounces.review`) and reports about someone no longer on the list.
 - `parse(raw, settings) -> Notice` reads one message: an abuse report (ARF, RFC 5965:
   multipart/report; report-type=feedback-report, Feedback-Type: abuse) is a complaint about
   Original-Rcpt-To (or the original's To); a delivery status notification (RFC 3464) gives one
@@ -18,13 +18,18 @@ Contract:
   flufl.bounce's detectors (`all_failures`: permanent -> hard, temporary -> soft). The original
   message's Message-ID comes from the returned message or headers (message/rfc822,
   text/rfc822-headers), X-Original-Message-ID, In-Reply-To, or a copy quoted in the text.
-- `apply(notice, feedback, settings) -> [(Failure, Applied)]` records the notice's events
-  (provider "mailbox", key "mailbox:<the report's own Message-ID>:<recipient>", so reading a
-  report twice changes nothing). The recipient is the subscriber named by a VERP return path
-  (`bounces+<public_id>@NEWSLETTER_VERP_DOMAIN`, see `verp_address`) when the report was sent to
-  one; else the first address the report names that is a subscriber. `left_alone` says why a
-  notice records nothing: junk, or a report whose original Message-ID is not one of ours
-  (`is_ours`) and that no VERP return path ties to a subscriber.
+- `apply(notice, feedback, settings) -> [(Failure, Applied)]` acts only on proof that we mailed
+  the subscriber (`mail.proof`): a VERP return path of ours the report was sent to (or that the
+  returned message carries), or a Message-ID of ours that the report quotes, each checked by
+  recomputing its seal with the secret key. The event goes to the one subscriber the proof names
+  (provider "mailbox", key "mailbox:<the report's own Message-ID>", so reading a report twice
+  changes nothing): the failure that names their address, else (a forward) the worst one; other
+  addresses the report lists are never touched. A report without proof, or whose proofs name
+  several subscribers, changes nobody: it is kept for review (`Feedback.review`, listed by
+  `invoke bounces.review`) and left in the folder. `left_alone` says why a notice is junk (not a
+  report at all). At most `MAX_FAILURES` failures are read from one report.
+- A detector of flufl.bounce that raises on a hostile message logs one warning line naming the
+  report, not a traceback.
 Each event is its own short transaction (`Feedback.record`), never held across the network, so
 a fetch runs safely beside an announcement that is sending, or beside another fetch.
 """
@@ -38,8 +43,10 @@ import email.parser
 import email.utils
 import hashlib
 import imaplib
+import logging
 import re
 import ssl
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -48,12 +55,15 @@ from email.message import Message
 from flufl.bounce import all_failures
 
 from newsletter.database import Database
+from newsletter.mail import proof
 from newsletter.settings import Settings
 from newsletter.subscriptions.addresses import InvalidAddress, normalize
-from newsletter.subscriptions.feedback import Applied, Event, Feedback, Kind
+from newsletter.subscriptions.feedback import Applied, Claim, Event, Feedback, Kind
 
+log = logging.getLogger(__name__)
 PROVIDER = "mailbox"
-VERP_PREFIX = "bounces+"
+MAX_FAILURES = 50  # failures read from one report; the rest are not looked at
+MAX_CANDIDATES = 20  # Message-IDs and return paths tried as proof, per report
 IMAP_TIMEOUT_S = 60.0
 # 5.x.x that say nothing about the address itself: counted as soft bounces. Mailbox full, message
 # too big, and 5.7.x (refused by policy: spam filters, our sender's reputation, DMARC).
@@ -92,7 +102,7 @@ class Notice:
     report_id: str  # its own Message-ID, or a digest of its bytes
     failures: tuple[Failure, ...] = ()
     original_message_id: str | None = None  # the message it reports on, when it says
-    verp_tokens: frozenset[str] = frozenset()
+    proven: frozenset[str] = frozenset()  # public ids our Message-IDs / VERP paths in it prove
     occurred_at: datetime | None = None
     junk: str = ""  # why it is not a report we act on ("" when it is one)
     subject: str = ""
@@ -109,8 +119,10 @@ class Report:
     not_moved: int = 0  # handled, but the move failed: read again (as duplicates) next time
     applied: dict[Kind, int] = field(default_factory=lambda: dict.fromkeys(Kind, 0))
     duplicate: int = 0  # events recorded by an earlier fetch
-    unknown: int = 0  # events about an address that is not a subscriber: left alone
-    junk: int = 0  # messages that are not a report of ours: left alone
+    unknown: int = 0  # proven, but about nobody on the list now (erased since): left alone
+    stale: int = 0  # proven, but dated before the subscriber's current subscription
+    review: int = 0  # reports without proof: changed nobody, kept for review, left alone
+    junk: int = 0  # messages that are not a bounce or complaint: left alone
     left: list[str] = field(default_factory=list)  # one line per message left alone
 
     def lines(self) -> list[str]:
@@ -119,9 +131,12 @@ class Report:
         lines = [
             f"Bounce mailbox {self.folder}: {self.read} message(s) read, {self.moved} moved to "
             f"{self.done_folder}.",
-            f"Recorded: {applied}; {self.duplicate} already recorded before.",
-            f"Left in {self.folder}: {self.unknown} about an address that is not a subscriber, "
-            f"{self.junk} not a bounce or complaint of ours.",
+            f"Recorded: {applied}; {self.duplicate} already recorded before"
+            + (f", {self.stale} dated before the subscription they name" if self.stale else "")
+            + ".",
+            f"Left in {self.folder}: {self.review} without proof that we mailed whom they name "
+            f"(kept for review: invoke bounces.review), {self.unknown} about someone no longer "
+            f"on the list, {self.junk} not a bounce or complaint.",
         ]
         if self.not_moved:
             lines.append(
@@ -131,40 +146,6 @@ class Report:
         return lines
 
 
-# VERP --------------------------------------------------------------------------------------------
-def verp_address(settings: Settings, public_id: str) -> str:
-    """The return path (SMTP envelope sender) that names one subscriber: bounces sent to it say
-    whom they are about, even after forwarding. Needs NEWSLETTER_VERP_DOMAIN, whose mail must
-    reach the bounce mailbox (bounces+anything@ delivered to one mailbox)."""
-    if not settings.verp_domain:
-        raise ValueError("NEWSLETTER_VERP_DOMAIN is not set: there is no VERP return path")
-    return f"{VERP_PREFIX}{public_id}@{settings.verp_domain}"
-
-
-def return_path(settings: Settings, public_id: str) -> str:
-    """The envelope sender for a message to this subscriber: their VERP address when
-    NEWSLETTER_VERP_DOMAIN is set, else "" (the From address)."""
-    return verp_address(settings, public_id) if settings.verp_domain else ""
-
-
-def verp_token(settings: Settings, address: str) -> str | None:
-    """The subscriber's public id in a VERP return path of ours, or None."""
-    if not settings.verp_domain:
-        return None
-    local, _, domain = address.strip().strip("<>").rpartition("@")
-    if domain.casefold() != settings.verp_domain.casefold():
-        return None
-    if not local.casefold().startswith(VERP_PREFIX) or len(local) <= len(VERP_PREFIX):
-        return None
-    return local[len(VERP_PREFIX) :]
-
-
-def is_ours(message_id: str, settings: Settings) -> bool:
-    """A Message-ID that `mail.message.message_id` makes: <32 hex digits.kind@sender-domain>."""
-    pattern = rf"<[0-9a-f]{{32}}\.[\w-]+@{re.escape(settings.from_address.domain)}>"
-    return re.fullmatch(pattern, message_id.strip(), re.IGNORECASE) is not None
-
-
 # Reading one message -----------------------------------------------------------------------------
 def parse(raw: bytes, settings: Settings) -> Notice:
     """What one message of the bounce mailbox says. Never raises: a message that cannot be read
@@ -172,48 +153,79 @@ def parse(raw: bytes, settings: Settings) -> Notice:
     digest = "sha256:" + hashlib.sha256(raw).hexdigest()[:32]
     try:
         message = email.message_from_bytes(raw)  # compat32: the Message flufl.bounce reads
-        return _parse(message, digest, settings)
     except Exception as error:  # noqa: BLE001 - MIME beyond what the email package forgives
         return Notice(report_id=digest, junk=f"unreadable ({type(error).__name__}: {error})")
-
-
-def _parse(message: Message, digest: str, settings: Settings) -> Notice:
     report_id = _message_id(message.get("Message-ID")) or digest
+    with _QuietDetectors() as quiet:
+        try:
+            notice = _parse(message, report_id, settings)
+        except Exception as error:  # noqa: BLE001 - MIME beyond what the email package forgives
+            notice = Notice(report_id=report_id, junk=f"unreadable ({type(error).__name__})")
+    if quiet.failed:
+        log.warning(
+            "bounce mailbox: report %s (%r): %s failed on it (%s); left for a person",
+            report_id[:200], _text(message.get("Subject"))[:100], ", ".join(quiet.failed),
+            "; ".join(quiet.errors),
+        )  # fmt: skip
+    return notice
+
+
+class _Proof:
+    """What a report offers as proof that we sent the message it is about: return paths and
+    Message-IDs, checked later (`proven`); at most `MAX_CANDIDATES` of each."""
+
+    def __init__(self):
+        self.paths: list[str] = []
+        self.ids: list[str] = []
+
+    def path(self, *addresses: str) -> None:
+        self.paths += [a for a in addresses if a][: MAX_CANDIDATES - len(self.paths)]
+
+    def message_id(self, *values) -> None:
+        found = [i for v in values if (i := _message_id(v))]
+        self.ids += found[: MAX_CANDIDATES - len(self.ids)]
+
+    def proven(self, settings: Settings) -> frozenset[str]:
+        return frozenset(
+            [p for a in self.paths if (p := proof.proven_by_verp(settings, a))]
+            + [p for i in self.ids if (p := proof.proven_by_message_id(settings, i))]
+        )
+
+
+def _parse(message: Message, report_id: str, settings: Settings) -> Notice:
+    evidence = _Proof()
+    evidence.path(*_header_addresses(message, ENVELOPE_HEADERS))
     base = dict(
         report_id=report_id,
         occurred_at=_date(message.get("Date")),
         subject=_text(message.get("Subject")),
-        verp_tokens=_tokens(settings, _header_addresses(message, ENVELOPE_HEADERS)),
     )
     feedback = _first_part(message, "message/feedback-report")
     report_type = str(message.get_param("report-type") or "").lower()
     if feedback is not None or report_type == "feedback-report":
-        return _complaint(message, feedback, base, settings)
+        return _complaint(message, feedback, base, evidence, settings)
     original = _original(message)
-    original_id = (
-        _message_id(original.get("Message-ID") if original is not None else None)
-        or _message_id(message.get("X-Original-Message-ID"))
-        or _message_id(message.get("In-Reply-To"))
-    )
     if original is not None:
-        tokens = _tokens(settings, _header_addresses(original, ("Return-Path",)))
-        base["verp_tokens"] = base["verp_tokens"] | tokens
+        evidence.message_id(original.get("Message-ID"))
+        evidence.path(*_header_addresses(original, ("Return-Path",)))
+    evidence.message_id(message.get("X-Original-Message-ID"), message.get("In-Reply-To"))
+    text = _body_text(message)
+    quoted = re.findall(r"^[ \t>]*Message-ID:\s*(<[^<>\s]+>)", text[:200_000],
+                        re.IGNORECASE | re.MULTILINE)  # fmt: skip
     statuses = [part for part in message.walk() if part.get_content_type() in
                 ("message/delivery-status", "message/global-delivery-status")]  # fmt: skip
     if statuses:
         blocks = [block for part in statuses for block in _blocks(part)]
         failures = tuple(failure for block in blocks if (failure := _block_failure(block)))
-        for block in blocks:
-            original_id = original_id or _message_id(block.get("X-Original-Message-ID"))
+        evidence.message_id(*(block.get("X-Original-Message-ID") for block in blocks), *quoted)
         if not failures:
             return Notice(**base, junk="a delivery report without a failure (delivered, relayed)")
-        return Notice(**base, failures=failures, original_message_id=original_id)
+        return _notice(base, failures, evidence, settings)
     if _auto_reply(message):
         return Notice(**base, junk="an auto-reply")
     temporary, permanent = all_failures(message)
     if not (temporary or permanent):
         return Notice(**base, junk="no failed recipient found: not a bounce, or one not understood")
-    text = _body_text(message)
 
     def failure(kind: Kind, address: str) -> Failure:
         # the SMTP reply that follows the address in the notice, else the first one, else the
@@ -227,12 +239,20 @@ def _parse(message: Message, digest: str, settings: Settings) -> Notice:
         return Failure(kind, (address,), _squash(reply.group(0))[:300])
 
     failures = tuple(
-        [failure(Kind.HARD_BOUNCE, address) for address in _decoded(permanent)]
-        + [failure(Kind.SOFT_BOUNCE, address) for address in _decoded(temporary)]
+        [failure(Kind.HARD_BOUNCE, address) for address in _decoded(permanent)[:MAX_FAILURES]]
+        + [failure(Kind.SOFT_BOUNCE, address) for address in _decoded(temporary)[:MAX_FAILURES]]
     )
-    quoted = re.search(r"^Message-ID:\s*(<[^<>\s]+>)", text, re.IGNORECASE | re.MULTILINE)
-    original_id = original_id or (quoted.group(1) if quoted else None)
-    return Notice(**base, failures=failures, original_message_id=original_id)
+    evidence.message_id(*quoted)
+    return _notice(base, failures, evidence, settings)
+
+
+def _notice(base: dict, failures, evidence: _Proof, settings: Settings) -> Notice:
+    return Notice(
+        **base,
+        failures=tuple(failures)[:MAX_FAILURES],
+        original_message_id=evidence.ids[0] if evidence.ids else None,
+        proven=evidence.proven(settings),
+    )
 
 
 def classify(action: str, status: str) -> Kind | None:
@@ -252,31 +272,26 @@ def classify(action: str, status: str) -> Kind | None:
     return Kind.HARD_BOUNCE
 
 
-def _complaint(message: Message, part: Message | None, base: dict, settings: Settings) -> Notice:
+def _complaint(message: Message, part: Message | None, base: dict, evidence: _Proof,
+               settings: Settings) -> Notice:  # fmt: skip
     fields = _fields(part) if part is not None else Message()
     feedback_type = (fields.get("Feedback-Type") or "").strip().lower()
     if feedback_type != "abuse":
         return Notice(**base, junk=f"a feedback report of type {feedback_type or 'none'!r}")
     original = _original(message, skip=part)
     addresses = [_address(value) for value in fields.get_all("Original-Rcpt-To", [])]
-    sender = list(fields.get_all("Original-Mail-From", []))
-    original_id = _message_id(fields.get("Message-ID"))  # some reporters copy it here
+    evidence.path(*map(_address, fields.get_all("Original-Mail-From", [])))
     if original is not None:
         addresses += [address for _, address in email.utils.getaddresses(
             [_text(value) for value in original.get_all("To", [])])]  # fmt: skip
-        sender += original.get_all("Return-Path", [])
-        original_id = _message_id(original.get("Message-ID")) or original_id
+        evidence.path(*map(_address, original.get_all("Return-Path", [])))
+        evidence.message_id(original.get("Message-ID"))
+    evidence.message_id(fields.get("Message-ID"))  # some reporters copy it here
     reason = f"abuse report ({_text(fields.get('User-Agent')) or 'ARF'})"
     occurred = _date(fields.get("Arrival-Date") or fields.get("Received-Date"))
-    return Notice(
-        **{
-            **base,
-            "occurred_at": occurred or base["occurred_at"],
-            "verp_tokens": base["verp_tokens"] | _tokens(settings, map(_address, sender)),
-        },
-        failures=(Failure(Kind.COMPLAINT, _unique(addresses), reason),),
-        original_message_id=original_id,
-    )
+    base = {**base, "occurred_at": occurred or base["occurred_at"]}
+    failure = Failure(Kind.COMPLAINT, _unique(addresses)[:MAX_FAILURES], reason)
+    return _notice(base, (failure,), evidence, settings)
 
 
 def _block_failure(block: Message) -> Failure | None:
@@ -405,10 +420,6 @@ def _header_addresses(message: Message, names: Iterable[str]) -> list[str]:
     return [address for _, address in email.utils.getaddresses(values) if address]
 
 
-def _tokens(settings: Settings, addresses: Iterable[str]) -> frozenset[str]:
-    return frozenset(token for a in addresses if a and (token := verp_token(settings, a)))
-
-
 def _decoded(addresses: Iterable[bytes]) -> list[str]:
     return sorted(address.decode("ascii", "replace") for address in addresses)
 
@@ -433,69 +444,99 @@ def _date(value) -> datetime | None:
 
 
 # Applying ----------------------------------------------------------------------------------------
-def left_alone(notice: Notice, feedback: Feedback, settings: Settings) -> str:
-    """Why `apply` records nothing for this notice ("" when it acts on it): junk, or a report
-    about a message we did not send (its original Message-ID is not one of ours and no VERP
-    return path names a subscriber: the mailbox may also get the bounces of a person's own mail,
-    and a feedback loop reports every message of the domain)."""
-    if notice.junk:
-        return notice.junk
-    if notice.original_message_id is None or is_ours(notice.original_message_id, settings):
-        return ""
-    if _named(notice, feedback) is not None:
-        return ""
-    return f"about a message we did not send ({notice.original_message_id})"
+def left_alone(notice: Notice) -> str:
+    """Why this message is no report at all ("" when it is one): an auto-reply, other mail,
+    MIME too broken to read, a delivery report without a failure."""
+    return notice.junk
 
 
 def apply(notice: Notice, feedback: Feedback, settings: Settings) -> list[tuple[Failure, Applied]]:
-    """Record the notice's events: each failure with what `Feedback.record` did (UNKNOWN when no
-    address it names is a subscriber); one, the worst, when VERP names the subscriber; [] for a
-    notice `left_alone`."""
-    if left_alone(notice, feedback, settings):
+    """Act on a report (see the module's contract): [(the failure applied, what
+    `Feedback.record` did)] when the report proves whom we mailed; [(each failure, REVIEW)] when
+    it proves nothing (kept for review, nobody changed); [] for junk."""
+    if notice.junk or not notice.failures:
         return []
-    return _record(notice, feedback)
-
-
-def _record(notice: Notice, feedback: Feedback) -> list[tuple[Failure, Applied]]:
-    """`apply`, for a notice already known not to be `left_alone`."""
+    if len(notice.proven) != 1:
+        why = ("no Message-ID or return path of ours proves whom it is about" if not notice.proven
+               else "its proofs name several subscribers")  # fmt: skip
+        result = feedback.review(
+            Claim(
+                provider=PROVIDER,
+                report_key=f"{PROVIDER}:{notice.report_id}",
+                kind=_worst(notice.failures).kind,
+                addresses=tuple(a for f in notice.failures for a in f.addresses[:1]),
+                why=why,
+                reason=_worst(notice.failures).reason,
+                subject=notice.subject,
+                message_id=notice.original_message_id,
+            )
+        )
+        return [(failure, result) for failure in notice.failures]
+    (public_id,) = notice.proven
+    subscriber = feedback.subscribers.get(public_id)
+    failure = _about(notice.failures, subscriber.email_key if subscriber else "")
     now = feedback.database.clock()
     occurred = notice.occurred_at
     if occurred is None or occurred > now + timedelta(days=1):
         occurred = now  # no date, or one in the future
+    key = f"{PROVIDER}:{notice.report_id}:{subscriber.email_key if subscriber else public_id}"
+    event = Event(
+        kind=failure.kind,
+        public_id=public_id,
+        provider=PROVIDER,
+        occurred_at=occurred,
+        reason=failure.reason,
+        message_id=notice.original_message_id,
+        key=key,
+    )
+    return [(failure, feedback.record(event))]
 
-    def record(failure: Failure, address: str) -> Applied:
-        key = f"{PROVIDER}:{notice.report_id}:{address.casefold()}"
-        return feedback.record(Event(failure.kind, address, PROVIDER, occurred, failure.reason,
-                                     notice.original_message_id, key))  # fmt: skip
 
-    subscriber = _named(notice, feedback)
-    if subscriber is not None:  # the return path says whom it was sent to, forwarded or not
-        worst = _worst(notice.failures)
-        return [(worst, record(worst, subscriber.email))]
-    results = []
-    for failure in notice.failures:
-        result = Applied.UNKNOWN
+def _about(failures: tuple[Failure, ...], key: str) -> Failure:
+    """The failure that names the subscriber's address, else (forwarded) the worst."""
+    for failure in failures:
         for candidate in failure.addresses:
             try:
-                address, _key = normalize(candidate)
+                if normalize(candidate)[1] == key:
+                    return failure
             except InvalidAddress:
                 continue
-            result = record(failure, address)
-            if result != Applied.UNKNOWN:
-                break
-        results.append((failure, result))
-    return results
-
-
-def _named(notice: Notice, feedback: Feedback):
-    """The one subscriber the notice's VERP return path names, or None."""
-    named = {s.id: s for token in notice.verp_tokens if (s := feedback.subscribers.get(token))}
-    return next(iter(named.values())) if len(named) == 1 else None
+    return _worst(failures)
 
 
 def _worst(failures: Iterable[Failure]) -> Failure:
     order = {Kind.COMPLAINT: 0, Kind.HARD_BOUNCE: 1, Kind.SOFT_BOUNCE: 2}
     return min(failures, key=lambda failure: order[failure.kind])
+
+
+class _QuietDetectors(logging.Filter):
+    """While a report is parsed: a flufl.bounce detector's exception becomes a note (which
+    detector, which error) instead of a logged traceback; `parse` logs one line for the report."""
+
+    _logger = logging.getLogger("flufl.bounce")
+    _local = threading.local()
+
+    def __enter__(self) -> _QuietDetectors:
+        self.failed: list[str] = []
+        self.errors: list[str] = []
+        self._local.current = self
+        self._logger.addFilter(self)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._logger.removeFilter(self)
+        self._local.current = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(self._local, "current", None) is not self:
+            return True  # another thread's parse, or none
+        if record.exc_info:
+            name = getattr(record.args[0], "__name__", str(record.args[0])) if record.args else "?"
+            error = record.exc_info[1]
+            self.failed.append(f"detector {name}")
+            self.errors.append(f"{type(error).__name__}: {str(error)[:80]}")
+            return False
+        return True
 
 
 # The mailbox -------------------------------------------------------------------------------------
@@ -561,22 +602,28 @@ def _read(imap, folder: str, done: str, settings, feedback: Feedback, report: Re
             continue
         report.read += 1
         notice = parse(raw, settings)
-        why = left_alone(notice, feedback, settings)
-        if why:
+        subject = (notice.subject or "(no subject)")[:200]
+        if notice.junk:
             report.junk += 1
-            report.left.append(f"{notice.subject or '(no subject)'}: {why}")
+            report.left.append(f"{subject}: {notice.junk}")
             continue
-        results = _record(notice, feedback)
+        results = apply(notice, feedback, settings)
+        if any(result == Applied.REVIEW for _, result in results):
+            report.review += 1
+            names = ", ".join(a for f in notice.failures[:5] for a in f.addresses[:1])
+            report.left.append(f"{subject}: no proof that we mailed whom it names ({names})")
+            continue
         for failure, result in results:
             if result == Applied.DUPLICATE:
                 report.duplicate += 1
             elif result == Applied.UNKNOWN:
                 report.unknown += 1
+            elif result == Applied.STALE:
+                report.stale += 1
             else:
                 report.applied[failure.kind] += 1
         if all(result == Applied.UNKNOWN for _, result in results):
-            names = ", ".join(a for f in notice.failures for a in f.addresses) or "nobody"
-            report.left.append(f"{notice.subject or '(no subject)'}: not a subscriber ({names})")
+            report.left.append(f"{subject}: about someone no longer on the list")
             continue
         if not done_ready:
             _create(imap, done, settings.imap_done_folder)
@@ -652,9 +699,6 @@ __all__ = [
     "apply",
     "classify",
     "fetch",
-    "is_ours",
     "left_alone",
     "parse",
-    "verp_address",
-    "verp_token",
 ]

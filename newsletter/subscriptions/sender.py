@@ -30,9 +30,9 @@ from datetime import timedelta
 from newsletter import backoff, mail
 from newsletter.database import Database
 from newsletter.mail import message as compose
+from newsletter.mail import proof
 from newsletter.settings import Settings
 from newsletter.subscriptions import emails
-from newsletter.subscriptions.bounces import return_path
 from newsletter.subscriptions.queue import EmailQueue, QueuedEmail
 from newsletter.subscriptions.subscribers import OPTING_IN, Subscriber, Subscribers
 from newsletter.subscriptions.tokens import Tokens
@@ -161,14 +161,16 @@ class Sender:
             self.settings,
             subscriber,
             **emails.links(self.settings, self.tokens, subscriber),
-            message_id=compose.message_id(self.settings, email.kind, email.id),
+            message_id=proof.message_id(self.settings, email.kind, email.id, subscriber.public_id),
         )
         return mail.Outgoing(
             to=subscriber.email,
             message_id=str(message["Message-ID"]),
             data=compose.wire(message),
             ref=email.id,
-            envelope_from=return_path(self.settings, subscriber.public_id),
+            envelope_from=proof.return_path(
+                self.settings, email.kind, email.id, subscriber.public_id
+            ),
         )
 
     def _retry(self, email: QueuedEmail, error: str) -> None:

@@ -6,7 +6,8 @@ a page in the blog's look otherwise):
   address (email-validator, no DNS), stores a sign-up request (one insert; the background sender
   records consent and queues the confirmation email), wakes the sender and answers at once, the
   same way whether or not the address is known. At most one confirmation per address per 10
-  minutes; a per-IP rate limit; a request-size limit; CORS for the site's origin only.
+  minutes; a rate limit per client network, shared by every worker (in the database); a
+  request-size limit; CORS for the site's origin only.
   `GET /subscribe` shows the form.
 - `GET /confirm/<token>`: confirms (idempotent). Tampered/forged: 400; expired: 410.
 - `GET /unsubscribe/<token>`: a page with an Unsubscribe button (link scanners only GET).
@@ -64,28 +65,44 @@ def subscribe_form():
 
 @bp.post("/subscribe")
 def subscribe():
-    """The same work and the same answer for every valid address: one stored request."""
+    """The same work and the same answer for every valid address: one stored request. Every
+    POST takes a token of the client's network from the shared limit (past it: 429, whatever
+    the body); a valid one takes it in the same transaction as the insert."""
     nl = newsletter()
     settings = nl.settings
-    wait = nl.limiter.hit(_network(request.remote_addr))
-    if wait is not None:
-        return error(429, MESSAGES[429].format(minutes=_minutes(wait)), retry_after=wait)
-    data = _submitted()
+    client = _network(request.remote_addr)
+    try:
+        data = _submitted()
+    except HTTPException:
+        if (wait := nl.limiter.hit(client)) is not None:
+            return _too_many(wait)
+        raise
     source = _source(data)
     if _filled(data.get("website")):  # the honeypot: only bots fill it; tell them nothing
+        if (wait := nl.limiter.hit(client)) is not None:
+            return _too_many(wait)
         log.info("honeypot filled; nothing stored")
         return subscribed(source)
     try:
         email, key = addresses.normalize(data.get("email"))
     except addresses.InvalidAddress as problem:
+        if (wait := nl.limiter.hit(client)) is not None:
+            return _too_many(wait)
         typed = data.get("email") if isinstance(data.get("email"), str) else ""
         return error(400, str(problem), template="subscribe.html", email=typed[:300], source=source)
-    nl.subscribers.request(
-        email, key, source=source, ip_hash=_ip_hash(settings.secret_key, request.remote_addr)
-    )
+    ip_hash = _ip_hash(settings.secret_key, request.remote_addr)
+    with nl.database.transaction():  # one short write: the token and the request, or neither
+        if (wait := nl.limiter.hit(client)) is None:
+            nl.subscribers.request(email, key, source=source, ip_hash=ip_hash)
+    if wait is not None:
+        return _too_many(wait)
     nl.sender.start()  # no-op when running; restarts it in a forked worker
     nl.sender.wake()
     return subscribed(source)
+
+
+def _too_many(wait: float) -> Response:
+    return error(429, MESSAGES[429].format(minutes=_minutes(wait)), retry_after=wait)
 
 
 def subscribed(source):
@@ -441,20 +458,39 @@ def _source(data) -> str | None:
 
 
 def _network(ip: str | None) -> str:
-    """Rate-limit key: the IPv4 address, or the /64 an IPv6 client can freely move around in."""
+    """Rate-limit key: the IPv4 address, or the /64 an IPv6 client can freely move around in.
+    An IPv6 address that carries the IPv4 client is that IPv4 address: IPv4-mapped
+    (`::ffff:a.b.c.d`, how a dual-stack socket shows every IPv4 client), 6to4
+    (`2002:AABB:CCDD::/48` belongs to one IPv4 address: its /64s would be 65,536 keys) and
+    Teredo (its /64 is the Teredo server's, shared by all that server's clients; the client's
+    own public IPv4 is in the last 32 bits)."""
     try:
         address = ipaddress.ip_address(ip or "")
     except ValueError:
         return str(ip)
     if address.version == 6:
+        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo or (None, None))[1]
+        if embedded is not None:
+            return str(embedded)
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address)
+
+
+def _client_address(ip: str) -> str:
+    """The address as the client has it: an IPv4-mapped IPv6 address is its IPv4 address."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped) if mapped is not None else str(address)
 
 
 def _ip_hash(secret: str, ip: str | None) -> str | None:
     if not ip:
         return None
-    return hmac.new(secret.encode(), ip.encode(), hashlib.sha256).hexdigest()[:32]
+    client = _client_address(ip)
+    return hmac.new(secret.encode(), client.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _minutes(seconds: float) -> str:

@@ -1,28 +1,39 @@
 """Provider webhooks: what Mailgun and Amazon SES (through SNS) report back, bounces and spam
-complaints, verified and read into `feedback.Event`s that `Feedback.record` applies.
+complaints, verified and read into `feedback.Event`s that `Feedback.record` applies. A report
+changes a subscriber only with proof that we mailed them: the original's Message-ID is one of ours
+(`mail.proof`, checked with the secret key) and names the subscriber whose address the report is
+about. Other reports are kept for review (`Feedback.review`) and change nobody.
 
 Routes (one Blueprint, `bp`, registered by `app.create_app`; each answers JSON):
 - `POST /webhooks/mailgun`: Mailgun's webhooks (JSON: `signature` and `event-data`). The
   signature is HMAC-SHA256 over timestamp + token with NEWSLETTER_MAILGUN_WEBHOOK_KEY; unsigned,
   wrongly signed, or a timestamp more than 5 minutes away from now: 403. The signature does not
-  cover the event, so a token is good for one request: a token seen before gets 406 (tokens are
-  kept in memory, per process, at most `TOKEN_MEMORY` of them; the event id, stored as
-  `feedback_events.event_key`, stops anything applied twice across processes and restarts).
+  cover the event, so a token is good for one request: used tokens are kept in the database
+  (`webhook_tokens`, shared by every worker and host, each for 10 minutes, past which its
+  timestamp is refused anyway), and a token seen before gets 406. The token is taken in the same
+  transaction that applies the event, so a failure on our side releases it for the retry.
   `failed` (severity permanent, or Mailgun's own suppression 605 / suppress-bounce) is a hard
   bounce, `failed` temporary a soft bounce, `complained` (or suppression 607 /
   suppress-complaint) a complaint; 606 (Mailgun's unsubscribe list) is not a bounce: 200,
   ignored. Any other event type: 406, which Mailgun takes as "do not retry".
 - `POST /webhooks/ses`: SNS messages for the topic NEWSLETTER_SES_TOPIC_ARN, their signature
   (SignatureVersion 1: SHA1withRSA, 2: SHA256withRSA) checked against the certificate at
-  `SigningCertURL`, fetched only over HTTPS from `sns.<region>.amazonaws.com` (`SNS_CERT_HOST`)
-  and cached. Another topic, a bad signature or a certificate elsewhere: 403. A
-  `SubscriptionConfirmation` is confirmed by fetching its `SubscribeURL` (same host rule); a
-  `Notification` carrying an SES `Bounce` (Permanent: hard; Transient, Undetermined: soft) or
-  `Complaint` is applied for each recipient; other SES notifications: 200, ignored.
-Either endpoint answers 404 while its setting is empty. Bad input never causes a 500 and a
-refused request stores nothing. Requests refused for their signature count against the per-IP
-rate limit (NEWSLETTER_RATE_LIMIT): past it, 429 before any work. A passing failure on our side
-(the database busy, the certificate host unreachable) is a 503, which both providers retry.
+  `SigningCertURL`, fetched only over HTTPS from `sns.<the topic's region>.amazonaws.com`
+  (`SNS_CERT_HOST`) and cached. Another topic, a bad signature or a certificate elsewhere: 403.
+  A message whose signed `Timestamp` is older than NEWSLETTER_SNS_MAX_AGE (an hour), or more than
+  5 minutes ahead: 403 (a replay). A `SubscriptionConfirmation` is confirmed by fetching its
+  `SubscribeURL` (same host rule); a `Notification` carrying an SES `Bounce` (Permanent: hard;
+  Transient, Undetermined: soft) or `Complaint` is applied to the recipient our Message-ID names;
+  other SES notifications: 200, ignored.
+An event dated before the subscriber's current subscription changes nothing (`Applied.STALE`).
+Recipients are keyed by `addresses.normalize`, like sign-ups. Either endpoint answers 404 while
+its setting is empty. Bad input never causes a 500 and a refused request stores nothing.
+A correctly signed report is never refused for the client's history: requests refused for their
+signature count against the client network's limit (NEWSLETTER_RATE_LIMIT), and past it the
+refusal is a 429 instead of a 403; a certificate download (a URL not in the cache) spends the
+client network's own budget (`CERT_FETCH_RATE`), so strangers cannot spend SES's. A passing
+failure on our side (the database busy, the certificate host unreachable) is a 503, which both
+providers retry.
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
@@ -51,8 +62,11 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from newsletter.database import stamp
+from newsletter.mail import proof
 from newsletter.ratelimit import Rate, RateLimiter
-from newsletter.subscriptions.feedback import Event, Feedback, Kind
+from newsletter.subscriptions import addresses
+from newsletter.subscriptions.feedback import Applied, Claim, Event, Feedback, Kind
 from newsletter.subscriptions.views import (
     MAX_JSON_DEPTH,
     _nesting,
@@ -67,7 +81,7 @@ bp = Blueprint("webhooks", __name__)
 STATE = "newsletter_webhooks"  # app.extensions[STATE]: the `Webhooks` of this app
 
 MAILGUN_MAX_SKEW = 300  # seconds between a Mailgun signature's timestamp and now, either way
-TOKEN_MEMORY = 10_000  # Mailgun tokens remembered per process (each for 2 * MAILGUN_MAX_SKEW)
+SNS_MAX_AHEAD = 300  # seconds an SNS message's Timestamp may be ahead of our clock
 # Where SNS signing certificates (and subscription confirmations) may come from: the whole
 # netloc of an https:// URL, so a port or a user part never matches. Tests widen it.
 SNS_CERT_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
@@ -76,7 +90,8 @@ SNS_TLS_VERIFY: bool | str = True  # requests' `verify=`: True, or a CA bundle's
 HTTP_TIMEOUT = 10.0  # seconds, for each request to SNS
 MAX_CERT_BYTES = 64 * 1024
 CERT_CACHE_SIZE = 16  # certificates kept per process, by URL
-CERT_FETCH_RATE = Rate(10, 60)  # certificate downloads per process at most (an unknown URL each)
+CERT_FETCH_RATE = Rate(10, 60)  # certificate downloads per client network (an unknown URL each)
+MAX_RECIPIENTS = 100  # recipients read from one SES notification
 SNS_SIGNED = {  # the fields each SNS message type signs, in the order of the string to sign
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
     "SubscriptionConfirmation": (
@@ -93,76 +108,33 @@ SES_BOUNCE_KINDS = {
 }
 
 
-# What each app keeps in memory ------------------------------------------------------------------
-class TokenMemory:
-    """Mailgun tokens already used, each kept `keep` seconds (past that its timestamp is too old
-    anyway), at most `limit` of them (the oldest go first). Thread-safe; per process."""
-
-    def __init__(self, limit: int = TOKEN_MEMORY, keep: float = 2 * MAILGUN_MAX_SKEW,
-                 clock=time.monotonic):  # fmt: skip
-        self.limit, self.keep, self.clock = limit, keep, clock
-        self._seen: OrderedDict[str, float] = OrderedDict()  # token -> forget after
-        self._lock = threading.Lock()
-
-    def claim(self, token: str) -> bool:
-        """True the first time a token is seen (it is then kept), False after."""
-        with self._lock:
-            now = self.clock()
-            while self._seen and next(iter(self._seen.values())) <= now:
-                self._seen.popitem(last=False)
-            if token in self._seen:
-                return False
-            self._seen[token] = now + self.keep
-            while len(self._seen) > self.limit:
-                self._seen.popitem(last=False)
-            return True
-
-    def release(self, token: str) -> None:
-        """Forget a token whose request failed on our side, so that its retry is taken."""
-        with self._lock:
-            self._seen.pop(token, None)
-
-    def __len__(self) -> int:
-        return len(self._seen)
+# What each app keeps -----------------------------------------------------------------------------
+def claim_token(db, token: str, now: datetime) -> bool:
+    """True the first time a Mailgun token is seen by any worker or host (it is then kept, in
+    the caller's transaction, for twice the allowed skew), False after. Expired ones go."""
+    db.execute("DELETE FROM webhook_tokens WHERE expires_at < ?", (stamp(now),))
+    cursor = db.execute(
+        "INSERT INTO webhook_tokens (token, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        (token, stamp(now + timedelta(seconds=2 * MAILGUN_MAX_SKEW))),
+    )
+    return cursor.rowcount == 1
 
 
-class Refusals:
-    """Requests refused for their signature, counted per client network against `rate`: once a
-    network is past it, it is refused (429) before any work until a token refills."""
-
-    MAX_KEYS = 10_000
-
-    def __init__(self, rate: Rate, clock=time.monotonic):
-        self.limiter = RateLimiter(rate, clock=clock)
-        self.clock = clock
-        self._until: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def blocked(self, key: str) -> float | None:
-        """Seconds until `key` may try again, or None."""
-        with self._lock:
-            until = self._until.get(key)
-            if until is None:
-                return None
-            wait = until - self.clock()
-            if wait <= 0:
-                del self._until[key]
-                return None
-            return wait
-
-    def count(self, key: str) -> None:
-        wait = self.limiter.hit(key)
-        if wait is None:
-            return
-        with self._lock:
-            now = self.clock()
-            if len(self._until) >= self.MAX_KEYS:
-                self._until = {k: v for k, v in self._until.items() if v > now}
-            self._until[key] = now + wait
+def release_token(database, token: str) -> None:
+    """Forget a token whose request failed on our side, so that the provider's retry is taken."""
+    try:
+        with database.transaction() as db:
+            db.execute("DELETE FROM webhook_tokens WHERE token = ?", (token,))
+    except sqlite3.Error:
+        log.warning("webhook token could not be released; the retry will be refused (406)")
 
 
 class CertificateUnavailable(Exception):
     """The certificate could not be fetched now (network, or too many fetches): try later."""
+
+
+class CertificateBudget(Exception):
+    """The requester's network spent its certificate downloads: 429."""
 
 
 class CertificateRefused(Exception):
@@ -173,18 +145,20 @@ class Certificates:
     """SNS signing certificates by URL: fetched over HTTPS, at most `CERT_FETCH_RATE`, kept
     (`CERT_CACHE_SIZE`, least recently used out first)."""
 
-    def __init__(self):
+    def __init__(self, fetches=None):
         self._cache: OrderedDict[str, x509.Certificate] = OrderedDict()
         self._lock = threading.Lock()
-        self.fetches = RateLimiter(CERT_FETCH_RATE)
+        self.fetches = fetches or RateLimiter(CERT_FETCH_RATE)  # hit(client network)
 
-    def get(self, url: str) -> x509.Certificate:
+    def get(self, url: str, client: str = "") -> x509.Certificate:
+        """The certificate at `url`: from the cache, or fetched on the budget of `client` (the
+        requester's network), so a stranger's unknown URLs never spend another's downloads."""
         with self._lock:
             certificate = self._cache.get(url)
             if certificate is not None:
                 self._cache.move_to_end(url)
         if certificate is None:
-            certificate = self._fetch(url)
+            certificate = self._fetch(url, client)
             with self._lock:
                 self._cache[url] = certificate
                 while len(self._cache) > CERT_CACHE_SIZE:
@@ -196,9 +170,9 @@ class Certificates:
             raise CertificateRefused("the signing certificate has no RSA key")
         return certificate
 
-    def _fetch(self, url: str) -> x509.Certificate:
-        if self.fetches.hit("") is not None:
-            raise CertificateUnavailable("too many certificate downloads; try again in a minute")
+    def _fetch(self, url: str, client: str) -> x509.Certificate:
+        if self.fetches.hit(client) is not None:
+            raise CertificateBudget("too many certificate downloads from your network")
         try:
             with requests.get(url, timeout=HTTP_TIMEOUT, verify=SNS_TLS_VERIFY,
                               allow_redirects=False, stream=True) as response:  # fmt: skip
@@ -219,17 +193,22 @@ class Certificates:
 
 
 class Webhooks:
-    """What the webhooks keep in memory, per app (and so per process): `app.extensions[STATE]`."""
+    """What the webhooks keep per app: the refusal counter and the certificate download budget,
+    both per client network and kept in the database (shared by every worker and host), and the
+    certificate cache: `app.extensions[STATE]`."""
 
-    def __init__(self, rate: Rate):
-        self.tokens = TokenMemory()
-        self.refusals = Refusals(rate)
-        self.certificates = Certificates()
+    def __init__(self, refusals, downloads):
+        self.refusals = refusals  # hit(client network) per refused request
+        self.certificates = Certificates(downloads)  # hit(client network) per download
 
 
 @bp.record_once
 def _setup(setup) -> None:
-    setup.app.extensions[STATE] = Webhooks(setup.app.extensions["newsletter"].settings.rate_limit)
+    nl = setup.app.extensions["newsletter"]
+    setup.app.extensions[STATE] = Webhooks(
+        refusals=nl.shared_limiter("webhook-refusals"),
+        downloads=nl.shared_limiter("sns-certificates", CERT_FETCH_RATE),
+    )
 
 
 def webhooks() -> Webhooks:
@@ -247,9 +226,7 @@ def mailgun():
     settings = nl.settings
     if not settings.mailgun_webhook_key:
         return error(404)
-    hooks, client = webhooks(), _network(request.remote_addr)
-    if (wait := hooks.refusals.blocked(client)) is not None:
-        return answer(429, "Too many refused requests from your network.", retry_after=wait)
+    client = _network(request.remote_addr)
     payload = _json_object(request.get_data(cache=True))
     if payload is None:
         return answer(400, 'The body must be a JSON object: {"signature": ..., "event-data": ...}.')
@@ -259,12 +236,13 @@ def mailgun():
     token, signed_at = signed
     if abs(time.time() - signed_at) > MAILGUN_MAX_SKEW:
         return refuse(client, "The signature's timestamp is more than 5 minutes from now.")
-    if not hooks.tokens.claim(token):
-        return answer(406, "This signature's token was used before: a webhook is taken once.")
+    with nl.database.transaction() as db:  # kept whatever the event says: one use, ever
+        if not claim_token(db, f"mailgun:{token}", nl.database.clock()):
+            return answer(406, "This signature's token was used before: a webhook is taken once.")
     try:
         return _mailgun_event(payload.get("event-data"), signed_at)
     except BaseException:
-        hooks.tokens.release(token)  # our failure (e.g. the database busy): the retry is taken
+        release_token(nl.database, f"mailgun:{token}")  # our failure (503): the retry is taken
         raise
 
 
@@ -298,17 +276,18 @@ def _mailgun_event(data, signed_at: int) -> Response:
             "not applied (and need not be sent again).",
         )
     try:
-        event = _mailgun_feedback(data, signed_at)
+        found = _mailgun_feedback(data, signed_at)
     except Unusable as problem:
         return answer(400, str(problem))
-    if event is None:
+    if found is None:
         return answer(200, "Not a bounce or a complaint: nothing to apply.", applied="ignored")
-    applied = _feedback().record(event)
-    log.info("mailgun %s: %s", event.kind, applied)
+    applied = _apply(*found)
+    log.info("mailgun %s: %s", found[0].kind, applied)
     return answer(200, "Recorded.", applied=applied.value)
 
 
-def _mailgun_feedback(data: dict, signed_at: int) -> Event | None:
+def _mailgun_feedback(data: dict, signed_at: int) -> tuple[Event, str, str] | None:
+    """(the event, the recipient's key, their address) of a failed or complained event."""
     status = data.get("delivery-status")
     status = status if isinstance(status, dict) else {}
     reason = _text(data.get("reason"))
@@ -326,8 +305,8 @@ def _mailgun_feedback(data: dict, signed_at: int) -> Event | None:
         kind = Kind.SOFT_BOUNCE
     else:
         raise Unusable("A failed event needs severity permanent or temporary.")
-    email = _address(data.get("recipient"))
-    if email is None:
+    recipient = _recipient(data.get("recipient"))
+    if recipient is None:
         raise Unusable("The event has no recipient address.")
     event_id = data.get("id")
     if not isinstance(event_id, str) or not 0 < len(event_id) <= 200:
@@ -338,15 +317,39 @@ def _mailgun_feedback(data: dict, signed_at: int) -> Event | None:
     if message_id and not message_id.startswith("<"):
         message_id = f"<{message_id}>"
     words = _text(status.get("message")) or _text(status.get("description")) or reason
-    return Event(
+    event = Event(
         kind=kind,
-        email=email,
+        public_id=proof.proven_by_message_id(newsletter().settings, message_id) or "",
         provider="mailgun",
         occurred_at=_epoch(data.get("timestamp")) or _epoch(signed_at) or datetime.now(UTC),
         reason=words or ("spam complaint" if kind == Kind.COMPLAINT else ""),
-        message_id=message_id[:998] or None,
+        message_id=message_id[:300] or None,
         key=f"mailgun:{event_id}",
     )
+    return event, *recipient
+
+
+def _apply(event: Event, key: str, address: str) -> Applied:
+    """Record a report about `address` when its proof names that very subscriber; otherwise
+    keep it for review and change nobody."""
+    feedback = _feedback()
+    subscriber = feedback.subscribers.get(event.public_id) if event.public_id else None
+    if subscriber is not None and subscriber.email_key == key:
+        return feedback.record(event)
+    why = ("no Message-ID of ours proves that we mailed this address" if not event.public_id
+           else "its Message-ID proves a message to someone else")  # fmt: skip
+    return feedback.review(
+        Claim(
+            provider=event.provider,
+            report_key=event.key or "",
+            kind=event.kind,
+            addresses=(address,),
+            why=why,
+            reason=event.reason,
+            message_id=event.message_id,
+        )  # fmt: skip
+    )
+    return Applied.REVIEW
 
 
 # Amazon SES, through SNS ------------------------------------------------------------------------
@@ -357,8 +360,6 @@ def ses():
     if not settings.ses_topic_arn:
         return error(404)
     hooks, client = webhooks(), _network(request.remote_addr)
-    if (wait := hooks.refusals.blocked(client)) is not None:
-        return answer(429, "Too many refused requests from your network.", retry_after=wait)
     message = _json_object(request.get_data(cache=True))
     if message is None:
         return answer(400, "The body must be an SNS message: a JSON object.")
@@ -373,10 +374,23 @@ def ses():
     version = message.get("SignatureVersion")
     signature = _base64(message.get("Signature"))
     url = message.get("SigningCertURL")
-    if version not in ("1", "2") or signature is None or not sns_url_allowed(url, SNS_CERT_PATH):
+    if (
+        version not in ("1", "2")
+        or signature is None
+        or not sns_url_allowed(url, SNS_CERT_PATH)
+        or not _same_region(url, settings.ses_topic_arn)
+    ):
         return refuse(client, "The SNS message is not signed, or its certificate is not SNS's.")
+    sent = _iso(message["Timestamp"])
+    now = datetime.now(UTC)
+    if sent is None or (now - sent).total_seconds() > settings.sns_max_age:
+        return answer(403, "The SNS message is too old (or undated): a replay is not taken.")
+    if (sent - now).total_seconds() > SNS_MAX_AHEAD:
+        return answer(403, "The SNS message is dated in the future: it is not taken.")
     try:
-        certificate = hooks.certificates.get(url)
+        certificate = hooks.certificates.get(url, client)
+    except CertificateBudget as problem:
+        return answer(429, f"Cannot check the signature now: {problem}.", retry_after=60)
     except CertificateUnavailable as problem:
         return answer(503, f"Cannot check the signature now: {problem}.", retry_after=60)
     except CertificateRefused as problem:
@@ -393,6 +407,14 @@ def ses():
         log.warning("SNS: the subscription to %s was ended", message["TopicArn"])
         return answer(200, "Noted: the subscription was ended.")
     return _ses_notification(message)
+
+
+def _same_region(url: str, topic_arn: str) -> bool:
+    """An SNS certificate host names the region (`sns.<region>.amazonaws.com`): it must be the
+    topic's own (`arn:aws:sns:<region>:...`). A host without a region (tests) is not checked."""
+    found = re.match(r"sns\.([a-z0-9-]+)\.amazonaws\.com", urlsplit(url).netloc)
+    parts = topic_arn.split(":")
+    return found is None or (len(parts) > 3 and found.group(1) == parts[3])
 
 
 def sns_url_allowed(url, path: re.Pattern | None = None) -> bool:
@@ -456,16 +478,16 @@ def _ses_notification(message: dict) -> Response:
     if name not in ("Bounce", "Complaint"):
         return answer(200, "Not a bounce or a complaint: nothing to apply.", applied=[])
     try:
-        events = _ses_feedback(content, name, message)
+        found = _ses_feedback(content, name, message)
     except Unusable as problem:
         return answer(400, str(problem))
-    feedback = _feedback()
-    applied = [feedback.record(event).value for event in events]
+    with newsletter().database.transaction():
+        applied = [_apply(*one).value for one in found]
     log.info("ses %s: %s", name, ", ".join(applied) or "no recipient")
     return answer(200, "Recorded.", applied=applied)
 
 
-def _ses_feedback(content: dict, name: str, message: dict) -> list[Event]:
+def _ses_feedback(content: dict, name: str, message: dict) -> list[tuple[Event, str, str]]:
     if name == "Bounce":
         report = content.get("bounce")
         listed = "bouncedRecipients"
@@ -488,28 +510,28 @@ def _ses_feedback(content: dict, name: str, message: dict) -> list[Event]:
     common = mail.get("commonHeaders")
     ours = _text(common.get("messageId")) if isinstance(common, dict) else ""
     message_id = ours or _text(mail.get("messageId"))  # our Message-ID, else SES's own id
+    public_id = proof.proven_by_message_id(newsletter().settings, ours) or ""
     occurred = _iso(report.get("timestamp")) or _iso(message["Timestamp"]) or datetime.now(UTC)
-    events, seen = [], set()
-    for recipient in recipients[:100]:
-        email = _address(recipient.get("emailAddress") if isinstance(recipient, dict) else None)
-        if email is None or email.casefold() in seen:
+    found, seen = [], set()
+    for recipient in recipients[:MAX_RECIPIENTS]:
+        address = _recipient(recipient.get("emailAddress") if isinstance(recipient, dict) else None)
+        if address is None or address[0] in seen:
             continue
-        seen.add(email.casefold())
+        seen.add(address[0])
         words = _text(recipient.get("diagnosticCode")) or general
-        events.append(
-            Event(
-                kind=kind,
-                email=email,
-                provider="ses",
-                occurred_at=occurred,
-                reason=words,
-                message_id=message_id[:998] or None,
-                key=f"ses:{message['MessageId']}:{email.casefold()}",
-            )
+        event = Event(
+            kind=kind,
+            public_id=public_id,
+            provider="ses",
+            occurred_at=occurred,
+            reason=words,
+            message_id=message_id[:300] or None,
+            key=f"ses:{message['MessageId']}:{address[0]}",
         )
-    if not events:
+        found.append((event, *address))
+    if not found:
         raise Unusable(f"The notification's {listed} have no email address.")
-    return events
+    return found
 
 
 # Shared -----------------------------------------------------------------------------------------
@@ -535,9 +557,12 @@ def _database_busy(problem) -> Response:
 
 
 def refuse(client: str, message: str) -> Response:
-    """403 for a request we cannot trust; it counts against the client's network."""
-    webhooks().refusals.count(client)
+    """403 for a request we cannot trust; it counts against the client's network, and past the
+    network's limit the answer is 429 (a correctly signed request never comes here)."""
+    wait = webhooks().refusals.hit(client)
     log.warning("webhook %s refused from %s: %s", request.path, request.remote_addr, message)
+    if wait is not None:
+        return answer(429, "Too many refused requests from your network.", retry_after=wait)
     return answer(403, message)
 
 
@@ -557,15 +582,18 @@ def _json_object(raw) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def _address(value) -> str | None:
-    """A plain address from a provider's field ("a@b" or "Name <a@b>"), or None."""
+def _recipient(value) -> tuple[str, str] | None:
+    """(key, address) of a provider's recipient field ("a@b" or "Name <a@b>"), keyed by
+    `addresses.normalize` like a sign-up (so punycode, Unicode and NFD spellings of a domain
+    are one), or None."""
     if not isinstance(value, str) or len(value) > 500:
         return None
     address = parseaddr(value)[1].strip()
-    local, at, domain = address.rpartition("@")
-    if not (at and local and domain) or len(address) > 320 or any(c.isspace() for c in address):
+    try:
+        email, key = addresses.normalize(address)
+    except addresses.InvalidAddress:
         return None
-    return address
+    return key, email
 
 
 def _epoch(value) -> datetime | None:
@@ -599,4 +627,4 @@ def _base64(value) -> bytes | None:
         return None
 
 
-__all__ = ["SNS_CERT_HOST", "SNS_TLS_VERIFY", "Webhooks", "bp", "sns_url_allowed"]
+__all__ = ["SNS_CERT_HOST", "SNS_TLS_VERIFY", "Webhooks", "bp", "claim_token", "sns_url_allowed"]
