@@ -74,6 +74,7 @@ PLUGINS = [
     "exercises",  # ```exercise blocks: cards, JSON-LD, the /exercises/ library
     "feeds",
     "robots",
+    "search",  # /search/ and its menu entry; Pagefind indexes the published articles and pages
     "pelican.plugins.sitemap",
     "lean",  # Pelican's list work made linear, less kept in memory: every build
     "incremental",  # only with the content cache on: `invoke serve` renders what changed
@@ -85,7 +86,12 @@ FEEDS = {
     "all_atom": feed_contract.ALL_ATOM,
     "category_rss": "feeds/{slug}.rss.xml",
     "category_atom": "feeds/{slug}.atom.xml",
+    "all_json": "feeds/all.json",  # JSON Feed 1.1, beside RSS and Atom
+    "category_json": "feeds/{slug}.json",
 }
+# WebSub: a hub every feed declares (rel="hub", JSON Feed "hubs") and that `invoke publish` pings
+# after the upload, e.g. https://pubsubhubbub.appspot.com/. Empty (the default): neither.
+WEBSUB_HUB = os.environ.get("WEBSUB_HUB", "")
 
 SITEMAP = {
     "format": "xml",

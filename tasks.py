@@ -32,14 +32,24 @@ def clean(c):
 
 @task
 def build(c):
-    """Build the site into output/ with the development settings."""
-    _build()
+    """Build the site into output/ (while `invoke serve` runs: with its settings)."""
+    _build(**_served())
 
 
 @task(pre=[clean])
 def rebuild(c):
     """Remove output/ and build the site from scratch."""
-    _build()
+    _build(**_served())
+
+
+def _served():
+    """The settings of the `invoke serve` running now (its address, comments, form), or none."""
+    from blog.serve import serve_settings
+
+    settings = serve_settings() or {}
+    if settings:
+        print(f"`invoke serve` is running at {settings['SITEURL']}: building with its settings")
+    return settings
 
 
 @task(
@@ -51,7 +61,7 @@ def rebuild(c):
 )
 def serve(c, port=8000, endpoint_port=5000, isso_port=8080):
     """Build and serve output/ with live reload, the newsletter endpoint, and Isso if installed."""
-    from blog.serve import running_helpers, start_comments
+    from blog.serve import running_helpers, serving, site_settings, start_comments
     from blog.serve import serve as run_server
     from newsletter.subscriptions import devserver
 
@@ -65,14 +75,39 @@ def serve(c, port=8000, endpoint_port=5000, isso_port=8080):
             helpers.append(isso.process)
             os.environ["ISSO_URL"] = isso.url
             print(f"Comments: Isso at {isso.url}")
-        # cache/: rebuilds read only the files that changed and render only the pages they touch
-        run_server(lambda: _build(cache=CACHE, SITEURL=site), port=int(port), helpers=helpers)
+        # cache/: rebuilds read only the files that changed and render only the pages they touch;
+        # the search index follows in the background (a save reaches the page as fast as before)
+        settings = site_settings(int(port), int(endpoint_port))  # `invoke build` builds these too
+        with serving(settings):
+            run_server(lambda: _serve_build(settings), port=int(port), helpers=helpers)
 
 
-@task
-def preview(c):
-    """Build output/ with the production settings (publishconf.py) to check before publishing."""
-    _build("publishconf.py")
+def _serve_build(settings):
+    from blog.build import build as build_site
+    from blog.search import index_while_serving
+
+    build_site(cache=CACHE, **settings)  # a BuildError: blog.serve says it in one line, serves on
+    index_while_serving(OUTPUT)  # search: at once the first time, then in the background
+
+
+@task(
+    help={
+        "port": "port to serve the preview on (default 8001)",
+        "no_serve": "only build output-preview/, serve nothing",
+    }
+)
+def preview(c, port=8001, no_serve=False):
+    """Build the production settings into output-preview/ (never output/) and serve it there."""
+    from blog.build import BuildError
+    from blog.serve import PreviewError
+    from blog.serve import preview as run_preview
+
+    try:
+        run_preview(int(port), serve=not no_serve)
+    except BuildError as error:
+        raise Exit(f"Build failed:\n{error}", code=1) from None
+    except PreviewError as error:
+        raise Exit(f"No preview: {error}", code=1) from None
 
 
 @task(
@@ -85,13 +120,25 @@ def preview(c):
 )
 def publish(c, target="", github=False, dry_run=False, announce=False):
     """Build with publishconf.py and upload output/ (rsync over ssh, or GitHub Pages)."""
+    try:
+        _publish(target, github, dry_run, announce)
+    finally:  # while `invoke serve` runs, output/ is built back the way it serves it
+        served = _served()
+        if served:
+            _build(**served)
+
+
+def _publish(target, github, dry_run, announce):
     from blog import publish as pub
 
     _build("publishconf.py")
     try:
         folder = pub.checked_output(OUTPUT)
+        if github and dry_run:  # ghp-import would still commit the branch: only say what it would
+            print("\n".join(pub.github_plan(folder)))
+            return
         if github:
-            command = pub.ghp_command(folder, push=not dry_run)
+            command = pub.ghp_command(folder)
         else:
             command = pub.rsync_command(
                 folder, target or os.environ.get("PUBLISH_TARGET", ""), dry_run=dry_run
@@ -103,17 +150,20 @@ def publish(c, target="", github=False, dry_run=False, announce=False):
         pub.run(command)
     except pub.PublishError as error:
         raise Exit(f"Not published: {error}", code=1) from None
+    accepted, lines = pub.after_upload(folder, dry_run=dry_run)  # WebSub: WEBSUB_HUB, if set
+    if lines:
+        print("\n".join(lines), file=sys.stdout if accepted else sys.stderr)
     if announce and not dry_run:
         _announce(check_live=True)
 
 
 @task
 def feed(c):
-    """Rebuild only the RSS and Atom feeds in output/feeds/."""
+    """Rebuild only the feeds (RSS, Atom, JSON Feed) in output/feeds/."""
     from blog.build import BuildError, build_feeds
 
     try:
-        for path in build_feeds():
+        for path in build_feeds(**_served()):
             print(f"wrote output/{path}")
     except BuildError as error:
         raise Exit(f"Feeds not written:\n{error}", code=1) from None
@@ -122,9 +172,12 @@ def feed(c):
 @task(help={"title": "the article's title"})
 def new(c, title):
     """Start a new draft article in content/articles/ with a fresh Id and today's date."""
-    from blog.content import new_article
+    from blog.content import NewArticleError, new_article
 
-    path = new_article(ROOT / "content" / "articles", title)
+    try:
+        path = new_article(ROOT / "content" / "articles", title)
+    except NewArticleError as error:
+        raise Exit(str(error), code=1) from None
     print(f"Created {path.relative_to(ROOT)} (Status: draft); remove that line to publish it.")
 
 
@@ -151,8 +204,10 @@ def bench(c, sizes="200,2000"):
 
 @task
 def lighthouse(c):
-    """Lighthouse on an article with a video and on /videos/ (installs it from npm the first
-    time, into node_modules/); accessibility, best practices and SEO must be 1.0."""
+    """Run Lighthouse on an article with a video and on /videos/.
+
+    Installs it from npm the first time, into node_modules/; accessibility, best practices and
+    SEO must be 1.0."""
     c.run(f"{PY} bench/lighthouse.py")
 
 
@@ -232,8 +287,9 @@ def subscribers_export(c, file=""):
 
 @task(name="forget", help={"email": "the address to erase"})
 def subscribers_forget(c, email):
-    """Delete every trace of an address (GDPR erasure): the record, its queued emails, and every
-    file of the outbox and its previews that names it."""
+    """Delete every trace of an address (GDPR erasure).
+
+    The record, its queued emails, and every file of the outbox and its previews that names it."""
     subscriber, files = _admin("forget", email)
     if subscriber is None and not files:
         print(f"Nothing stored for {email}.")
@@ -244,8 +300,10 @@ def subscribers_forget(c, email):
 
 @task(name="stats")
 def subscribers_stats(c):
-    """Subscribers by status, confirmation emails, and per announcement and for the last 30
-    days: sent, bounces, complaints and the complaint rate (with warnings)."""
+    """Show subscribers by status, and what was sent and what came back.
+
+    Confirmation emails, and per announcement and for the last 30 days: sent, bounces,
+    complaints and the complaint rate (with warnings)."""
     from newsletter.announcements import stats as delivery
     from newsletter.database import Database
     from newsletter.settings import Settings
@@ -280,7 +338,8 @@ def _announce(**options):
 
     try:
         summary = announce.run(progress=announce.TerminalProgress(), **options)
-    except (ConfigError, FeedError, LedgerLocked, announce.TooManyNewItems) as error:
+    except (ConfigError, FeedError, LedgerLocked, announce.TooManyNewItems,
+            announce.ItemRefused) as error:  # fmt: skip
         raise Exit(f"Not announced: {error}", code=1) from None
     print("\n".join(summary.lines()))
     if not summary.ok and not options.get("dry_run"):
@@ -296,13 +355,17 @@ def _announce(**options):
         "send_existing": "on the first run, announce the articles already in the feed",
         "check_live": "announce an article only once its page answers 200",
         "yes": "send even more new items than NEWSLETTER_ANNOUNCE_MAX_ITEMS (checked by you)",
+        "item": "send only this article, recorded earlier without an email: its slug, guid or URL",
     },
 )
-def announce_run(c, dry_run=False, feed_url="", send_existing=False, check_live=False, yes=False):
-    """Email each new article in the feed to every confirmed subscriber (exit 1 if any failed,
-    or if more new items than NEWSLETTER_ANNOUNCE_MAX_ITEMS wait for --yes)."""
+def announce_run(c, dry_run=False, feed_url="", send_existing=False, check_live=False, yes=False,
+                 item=""):  # fmt: skip
+    """Email each new article in the feed to every confirmed subscriber.
+
+    Exit 1 if any email failed, or if more new items than NEWSLETTER_ANNOUNCE_MAX_ITEMS wait
+    for --yes. With --item, send one article the ledger recorded without an email."""
     _announce(dry_run=dry_run, feed_url=feed_url or None, send_existing=send_existing,
-              check_live=check_live, yes=yes)  # fmt: skip
+              check_live=check_live, yes=yes, item=item or None)  # fmt: skip
 
 
 @task(name="preview", help={"no_open": "only write the page, do not open a browser"})

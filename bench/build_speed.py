@@ -10,11 +10,13 @@ What is measured:
   module state or cache leaks between runs) into an empty output folder. The clock covers the
   whole subprocess, interpreter start and imports included. "ours" is
   `blog.build.build("pelicanconf.py", PATH=..., OUTPUT_PATH=..., SITEURL=...)`: our reader
-  (CommonMark on pulldown-cmark), theme and plugins, no cache. "vanilla" is Pelican's default
-  theme (notmyidea), no plugins, Python-Markdown, its built-in feeds (all Atom/RSS, per-category
-  Atom), the same pagination, via `Pelican(read_settings(None, override)).run()`. Runs alternate
-  (ours, vanilla, ours, vanilla, ...); for each: wall time, CPU time (user+sys of that
-  subprocess) and peak memory (its ru_maxrss, from wait4). Median and range are reported.
+  (CommonMark on pulldown-cmark), theme and plugins, no cache, without the search index
+  (`SEARCH_SAVE_AS=""`: vanilla has none; its cost is measured by bench/search_index.py).
+  "vanilla" is Pelican's default theme (notmyidea), no plugins, Python-Markdown, its built-in
+  feeds (all Atom/RSS, per-category Atom), the same pagination, via
+  `Pelican(read_settings(None, override)).run()`. Runs alternate (ours, vanilla, ours,
+  vanilla, ...); for each: wall time, CPU time (user+sys of that subprocess) and peak memory
+  (its ru_maxrss, from wait4). Median and range are reported.
 - Rebuild after editing one article (ours): one subprocess builds a copy of the site with the
   content cache (`build(cache=...)`, as `invoke serve` does), appends a paragraph to one article,
   and times a second build in the same process, as `invoke serve` runs it; then gives that
@@ -83,7 +85,8 @@ VANILLA_CHILD = (
 )
 OURS_CHILD = (
     "import sys; from blog.build import build; "
-    "build('pelicanconf.py', PATH=sys.argv[1], OUTPUT_PATH=sys.argv[2], SITEURL=sys.argv[3])"
+    "build('pelicanconf.py', PATH=sys.argv[1], OUTPUT_PATH=sys.argv[2], SITEURL=sys.argv[3],"
+    " SEARCH_SAVE_AS='')"
 )
 
 
@@ -155,7 +158,7 @@ import json, sys, time
 from pathlib import Path
 from blog.build import build
 content, output, cache, siteurl = sys.argv[1:5]
-settings = dict(PATH=content, OUTPUT_PATH=output, SITEURL=siteurl)
+settings = dict(PATH=content, OUTPUT_PATH=output, SITEURL=siteurl, SEARCH_SAVE_AS="")
 build("pelicanconf.py", cache=cache, **settings)
 articles = sorted(Path(content, "articles").glob("*.md"))
 article = articles[len(articles) // 2]
@@ -176,7 +179,7 @@ from blog.build import build
 from blog.serve import serve
 content, output, cache, port = sys.argv[1:5]
 site = f"http://127.0.0.1:{port}"
-settings = dict(PATH=content, OUTPUT_PATH=output, SITEURL=site)
+settings = dict(PATH=content, OUTPUT_PATH=output, SITEURL=site, SEARCH_SAVE_AS="")
 serve(lambda: build("pelicanconf.py", cache=cache, **settings), output=output, port=int(port),
       watched=[content])
 """
@@ -336,7 +339,9 @@ import cProfile, pstats, sys
 from pathlib import Path
 from blog.build import build
 content, output, cache, stats, lines = sys.argv[1:6]
-settings = dict(PATH=content, OUTPUT_PATH=output, SITEURL="http://127.0.0.1:8000")
+settings = dict(
+    PATH=content, OUTPUT_PATH=output, SITEURL="http://127.0.0.1:8000", SEARCH_SAVE_AS=""
+)
 build("pelicanconf.py", cache=cache, **settings)
 articles = sorted(Path(content, "articles").glob("*.md"))
 article = articles[len(articles) // 2]

@@ -11,11 +11,22 @@ the system's file events (`EventWatcher`), not only by livereload's poll every 0
 inside it SIGTERM and SIGHUP stop everything as Ctrl-C does (SystemExit, status 128 + signal),
 and on the way out each helper is terminated, killed if it outlives a timeout, and waited for.
 `start_comments()` starts Isso for `invoke serve` unless its port is held by another program.
+A missing page is answered with the theme's 404 page (output/404.html) and status 404; a broken
+build prints one line per problem after "Build failed, still serving the last good site:", never
+a traceback; livereload's log lines are printed once.
+`serving(settings)` is the block in which `invoke serve` records what it builds with (its site
+address, comments, form) in var/serve.json, so that `invoke build` meanwhile builds the same
+(`serve_settings()`: those settings while that `invoke serve` is alive, else None).
+`preview()` is `invoke preview`: publishconf.py built into output-preview/ (never output/) with the
+address it is served at, http://localhost:PORT, then served there until Ctrl-C.
 """
 
 from __future__ import annotations
 
+import functools
+import http.server
 import importlib.util
+import json
 import logging
 import os
 import signal
@@ -25,15 +36,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+from livereload.handlers import StaticFileHandler
 from livereload.watcher import Watcher
 
-from blog.build import ROOT, BuildError
+from blog.build import ROOT, BuildError, build, load_settings
 from blog.comments import IssoServer, start_local_isso
 
 log = logging.getLogger(__name__)
 WATCHED = ["content", "theme", "plugins", "pelicanconf.py"]
 STOP_SIGNALS = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+STATE = ROOT / "var" / "serve.json"  # what a running `invoke serve` builds with
+PREVIEW = ROOT / "output-preview"  # `invoke preview`'s own folder (gitignored)
+NOT_FOUND_PAGE = "404.html"  # the theme's 404 page, in the output folder
 
 
 def serve(
@@ -50,12 +66,15 @@ def serve(
         try:
             rebuild()
         except BuildError as error:
-            print(f"\nBuild failed, still serving the last good site:\n{error}\n")
+            print(failure_message(error), flush=True)
 
     watcher = EventWatcher()
     try:
         safe_rebuild()
         server = Server(watcher=watcher)
+        server.SFH = ThemeNotFoundHandler
+        for name in ("livereload", "tornado"):  # their own handler prints; the root's would again
+            logging.getLogger(name).propagate = False
         for path in watched or WATCHED:
             server.watch(str(ROOT / path), safe_rebuild, delay=0.5)
         print(f"Serving {output}/ at http://localhost:{port}/ (Ctrl-C to stop)")
@@ -63,6 +82,26 @@ def serve(
     finally:
         watcher.stop()
         stop_helpers(helpers or [])
+
+
+def failure_message(error: BuildError) -> str:
+    """One line per problem: 'Build failed, still serving the last good site: PROBLEM'."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [repr(error)]
+    if len(lines) == 2 and lines[0].endswith(":"):  # "1 content problem(s), ...:" and the one
+        lines = lines[1:]
+    head = "Build failed, still serving the last good site: "
+    return head + "\n  ".join(lines)
+
+
+class ThemeNotFoundHandler(StaticFileHandler):
+    """livereload's static files; a missing one gets the theme's 404 page with status 404."""
+
+    def write_error(self, status_code, **kwargs):
+        page = Path(self.root, NOT_FOUND_PAGE)
+        if status_code != 404 or not page.is_file():
+            return super().write_error(status_code, **kwargs)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(None if self.request.method == "HEAD" else page.read_bytes())
 
 
 class EventWatcher(Watcher):
@@ -164,3 +203,133 @@ def start_comments(site_url: str, port: int = 8080) -> IssoServer | None:
         print(refused)
         return None
     return isso
+
+
+# What `invoke serve` builds with, for `invoke build` meanwhile -----------------------------------
+def site_settings(port: int, endpoint_port: int) -> dict:
+    """The settings `invoke serve` builds with: its address, its endpoint, its comments (Isso's
+    URL, set in the environment once Isso is up; NEWSLETTER_URL from the environment wins)."""
+    return {
+        "SITEURL": f"http://localhost:{port}",
+        "ISSO_URL": os.environ.get("ISSO_URL", ""),
+        "NEWSLETTER_URL": os.environ.get("NEWSLETTER_URL")
+        or f"http://127.0.0.1:{endpoint_port}/subscribe",
+    }
+
+
+@contextmanager
+def serving(settings: dict, state: Path = STATE) -> Iterator[None]:
+    """Record `settings` as what this process serves with, for as long as the block runs."""
+    state.parent.mkdir(parents=True, exist_ok=True)
+    temporary = state.with_name(f".{state.name}.{os.getpid()}")
+    recorded = {"pid": os.getpid(), "started": _started(os.getpid()), "settings": settings}
+    temporary.write_text(json.dumps(recorded), encoding="utf-8")
+    os.replace(temporary, state)
+    try:
+        yield
+    finally:
+        if _recorded(state).get("pid") == os.getpid():
+            state.unlink(missing_ok=True)
+
+
+def serve_settings(state: Path = STATE) -> dict | None:
+    """The settings of the `invoke serve` running now, or None if none is."""
+    recorded = _recorded(state)
+    pid = recorded.get("pid")
+    if not isinstance(pid, int) or not isinstance(recorded.get("settings"), dict):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # it ended without cleaning up (SIGKILL)
+    except PermissionError:
+        pass  # alive, another user's
+    if recorded.get("started") != _started(pid):
+        return None  # that process ended; another one has its pid now
+    return recorded["settings"]
+
+
+def _started(pid: int) -> str | None:
+    """When the process started (Linux: clock ticks since boot), to tell a reused pid apart."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _recorded(state: Path) -> dict:
+    try:
+        recorded = json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+# `invoke preview` -------------------------------------------------------------------------------
+class PreviewError(Exception):
+    """The preview cannot be served (its port is taken); the message says what to do."""
+
+
+class _PreviewHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files; a missing one gets the theme's 404 page with status 404. Quiet."""
+
+    def send_error(self, code, message=None, explain=None):
+        page = Path(self.directory, NOT_FOUND_PAGE)
+        if code != 404 or not page.is_file():
+            return super().send_error(code, message, explain)
+        body = page.read_bytes()
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def preview_server(output: Path, port: int = 8001) -> http.server.ThreadingHTTPServer:
+    """A server for `output` bound on 127.0.0.1:port (0: any free port), not yet serving."""
+    handler = functools.partial(_PreviewHandler, directory=str(output))
+    return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+
+
+def build_preview(
+    url: str, output: Path = PREVIEW, config: str = "publishconf.py", **overrides
+) -> dict:
+    """Build `config` (the production settings) into `output` for a preview served at `url`:
+    the pages' address is `url`, the form posts where the served site's does (the endpoint of a
+    running `invoke serve`, else pelicanconf.py's NEWSLETTER_URL)."""
+    output = Path(output).resolve()
+    if output == (ROOT / "output").resolve():
+        raise BuildError("the preview is never built into output/ (what `invoke serve` serves)")
+    form = (serve_settings() or {}).get("NEWSLETTER_URL")
+    if not form:
+        form = load_settings("pelicanconf.py").get("NEWSLETTER_URL", "")
+    settings = {"SITEURL": url, "NEWSLETTER_URL": form, **overrides, "OUTPUT_PATH": output}
+    return build(config, **settings)
+
+
+def preview(port: int = 8001, *, serve: bool = True, output: Path = PREVIEW) -> None:
+    """`invoke preview`: build the production settings into `output`, then serve it at
+    http://localhost:PORT until Ctrl-C (or, without `serve`, say where it is)."""
+    try:
+        server = preview_server(output, port) if serve else None  # ours before the build
+    except OSError as error:
+        raise PreviewError(f"port {port}: {error.strerror}; choose another: --port N") from None
+    try:
+        url = f"http://localhost:{server.server_address[1] if server else port}"
+        build_preview(url, output)
+        where = os.path.relpath(output, ROOT) if Path(output).is_relative_to(ROOT) else output
+        if server is None:
+            print(f"Preview built in {where}/ (for {url}); serve it with `invoke preview`")
+            return
+        print(f"Preview of the production build: {where}/ at {url}/ (Ctrl-C to stop)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+    finally:
+        if server is not None:
+            server.server_close()

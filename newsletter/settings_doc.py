@@ -101,9 +101,21 @@ SITE_SETTINGS = (
         "menu entry, shown when there is one; an empty `EXERCISES_SAVE_AS` turns both off",
     ),
     (
+        "SEARCH_URL, SEARCH_SAVE_AS",
+        "`search/`, `search/index.html`",
+        "the search page (Pagefind's index of the published articles and pages, built in "
+        "`output/pagefind/`) and its menu entry; an empty `SEARCH_SAVE_AS` turns off all three",
+    ),
+    (
         "FEEDS",
         "see `plugins/feeds`",
-        "`max_items` (20) and the paths of the all/category RSS and Atom feeds",
+        "`max_items` (20) and the paths of the all/category RSS, Atom and JSON feeds",
+    ),
+    (
+        "WEBSUB_HUB",
+        "`$WEBSUB_HUB`, else empty",
+        "a WebSub hub the feeds declare and `invoke publish` pings after the upload; empty: "
+        "none declared, nothing pinged",
     ),
     (
         "ISSO_URL",
@@ -131,8 +143,8 @@ own:
 |---|---|---|
 {site_rows}
 
-Environment variables for the site: `SITEURL`, `ISSO_URL`, `NEWSLETTER_URL` (as above) and
-`PUBLISH_TARGET` (the rsync destination of `invoke publish`, `user@host:/path`).
+Environment variables for the site: `SITEURL`, `ISSO_URL`, `NEWSLETTER_URL`, `WEBSUB_HUB` (as
+above) and `PUBLISH_TARGET` (the rsync destination of `invoke publish`, `user@host:/path`).
 """
 
 

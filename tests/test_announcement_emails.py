@@ -111,6 +111,20 @@ def test_text_part_reads_well(settings):
     assert f"Unsubscribe with one click: {settings.base_url}/unsubscribe/" in text
 
 
+@pytest.mark.parametrize("mode", ["each", "digest"])
+def test_the_text_footer_names_the_blog_once(settings, mode):
+    """Issue 22: it read "Walk Again · Walk Again, 2 Mill Lane, ...", the blog's name and then
+    the postal address, which starts with it. The address is its own line, as written."""
+    second = FeedItem(guid="urn:uuid:2", link="https://walkagain.example/2026/ankles/",
+                      title="Ankles & stairs", summary="<p>Steps.</p>")  # fmt: skip
+    items = [ITEM] if mode == "each" else [ITEM, second]
+    composer = composer_for(settings.replace(announce_mode=mode), items)
+    text = received(composer).get_body(("plain",)).get_content().replace("\r\n", "\n")
+    footer = text.split("\n--\n", 1)[1].splitlines()
+    assert settings.postal_address in footer
+    assert [line for line in footer if line.count("Walk Again") > 1] == []
+
+
 @pytest.mark.parametrize(
     "title",
     [

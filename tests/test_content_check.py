@@ -2,10 +2,12 @@
 
 import subprocess
 import sys
+from xml.etree import ElementTree
 
 import pytest
+from bs4 import BeautifulSoup
 
-from blog.build import ROOT, BuildError, build_feeds
+from blog.build import ROOT, BuildError, build_feeds, load_settings
 from tests.conftest import build_site, write_article
 
 
@@ -80,3 +82,72 @@ def test_plain_pelican_command_exits_non_zero(tmp_path, content_dir):
     )
     assert result.returncode != 0
     assert "broken.md: field 'Date'" in result.stdout + result.stderr
+
+
+# Fields: each one known (Pelican's, or declared by a plugin), or the build fails ---------------
+def test_misspelt_fields_fail_with_did_you_mean(tmp_path, content_dir):
+    write_article(content_dir, "fine", "Fine", "2026-01-01")
+    # the attack: a "draft" that would be published, its summary cut from the body
+    write_article(content_dir, "typos", "Typos", "2026-01-02", satus="draft",
+                  summery="A summary.", tag="knees", body="Secret draft text.")  # fmt: skip
+    message = build_error(tmp_path, content_dir)
+    assert "articles/typos.md: field 'Satus': unknown; did you mean 'Status'?" in message
+    assert "articles/typos.md: field 'Summery': unknown; did you mean 'Summary'?" in message
+    assert "articles/typos.md: field 'Tag': unknown; did you mean 'Tags'?" in message
+    assert "3 content problem(s)" in message and "fine.md" not in message
+    assert not (tmp_path / "out" / "index.html").exists(), "nothing is written on error"
+
+
+def test_unknown_field_on_a_page_lists_the_known_fields(tmp_path, content_dir):
+    (content_dir / "pages" / "about.md").write_text("Title: About\nColour: red\n\nHello.\n")
+    message = build_error(tmp_path, content_dir)
+    line = next(line for line in message.splitlines() if "pages/about.md" in line)
+    assert "pages/about.md: field 'Colour': unknown; the fields are " in line
+    for field in ("Announce", "Id", "Image_alt", "Status", "Subtitle", "Summary", "Tags"):
+        assert field in line  # Pelican's own and the ones our plugins declare
+
+
+def test_status_accepts_only_published_draft_or_hidden(tmp_path, content_dir):
+    write_article(content_dir, "a", "A", "2026-01-01", status="drafted")
+    write_article(content_dir, "b", "B", "2026-01-01", status="live")
+    write_article(content_dir, "c", "C", "2026-01-01", status="Hidden")
+    write_article(content_dir, "d", "D", "2026-01-01", status="hidden")
+    message = build_error(tmp_path, content_dir)
+    assert "articles/a.md: field 'Status': 'drafted' is unknown; did you mean 'draft'? " in message
+    assert (
+        "articles/b.md: field 'Status': 'live' is unknown; use one of draft, hidden, published"
+        in (message)
+    )
+    assert "articles/c.md: field 'Status': 'Hidden' is unknown; did you mean 'hidden'?" in message
+    assert "d.md" not in message
+
+
+def test_a_plugins_own_field_is_known_once_it_declares_it(tmp_path, content_dir):
+    write_article(content_dir, "moody", "Moody", "2026-01-01", mood="cheerful")
+    message = build_error(tmp_path / "without", content_dir)
+    assert "articles/moody.md: field 'Mood': unknown" in message
+    plugins = tmp_path / "more-plugins"
+    (plugins / "moods").mkdir(parents=True)
+    (plugins / "moods" / "__init__.py").write_text(
+        'METADATA_FIELDS = ("Mood",)\n\n\ndef register():\n    pass\n'
+    )
+    site = build_site(
+        tmp_path / "out",
+        "https://blog.example",
+        PATH=content_dir,
+        PLUGIN_PATHS=[str(ROOT / "plugins"), str(plugins)],
+        PLUGINS=[*load_settings()["PLUGINS"], "moods"],
+    )
+    assert "Moody" in site.page("2026/moody/")
+
+
+def test_a_blank_summary_shows_the_first_paragraph_on_the_card_and_in_the_feed(
+    tmp_path, content_dir
+):
+    write_article(content_dir, "blank", "Blank summary", "2026-01-01", summary="",
+                  body="The first paragraph, about knees.\n\nThe second one.")  # fmt: skip
+    site = build_site(tmp_path / "out", "https://blog.example", PATH=content_dir)
+    card = BeautifulSoup(site.page("index.html"), "html.parser").select_one(".card-summary")
+    assert "The first paragraph, about knees." in card.get_text()
+    (item,) = ElementTree.parse(site.output / "feeds" / "all.rss.xml").iter("item")
+    assert "The first paragraph, about knees." in item.findtext("description")

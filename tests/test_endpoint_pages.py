@@ -23,6 +23,7 @@ PAGES = ROOT / "newsletter" / "templates" / "pages"
 VNU = ROOT / "node_modules" / "vnu-jar" / "build" / "dist" / "vnu.jar"
 CONF = runpy.run_path(str(ROOT / "pelicanconf.py"))
 FEED_URLS = [SITE + "/" + CONF["FEEDS"][feed] for feed in ("all_rss", "all_atom")]
+JSON_FEED_URL = SITE + "/" + CONF["FEEDS"]["all_json"]  # in <head> only, not in the footer
 
 
 def make_app(tmp_path):
@@ -158,7 +159,7 @@ def test_head_noindex_stylesheet_loads_and_no_script(pages, client):
         style_src = answer.headers["Content-Security-Policy"].split("style-src ")[1].split(";")[0]
         assert "'self'" in style_src.split() and BASE in style_src.split(), name
         feeds = [link["href"] for link in html.find_all("link", rel="alternate")]
-        assert feeds == FEED_URLS, name
+        assert feeds == [*FEED_URLS, JSON_FEED_URL], name
 
 
 def test_the_endpoint_keeps_no_copy_of_the_theme(app):

@@ -1,5 +1,6 @@
 """Feeds made by the feedgen plugin, from fixture content built by a real Pelican build."""
 
+import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -213,3 +214,123 @@ def test_the_dek_travels_in_its_own_element(tmp_path, fixture_content):
         plain = next(e for e in feed.entries if e.title == "Plain article")
         assert plain.st_subtitle == "A dek with <angle> & ampersand"
         assert "st_subtitle" not in feed.entries[0]
+
+
+# JSON Feed 1.1 (https://www.jsonfeed.org/version/1.1/) --------------------------------------
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+JSON_FEED_STRINGS = (
+    "home_page_url", "feed_url", "description", "user_comment", "next_url", "icon", "favicon",
+    "language",
+)  # fmt: skip
+JSON_ITEM_STRINGS = (
+    "url", "external_url", "title", "content_html", "content_text", "summary", "image",
+    "banner_image", "language",
+)  # fmt: skip
+
+
+def json_feed_problems(feed) -> list[str]:
+    """What in a parsed document breaks the JSON Feed 1.1 spec's required fields and types."""
+    problems = []
+
+    def check_authors(where, authors):
+        if not isinstance(authors, list) or not all(isinstance(a, dict) for a in authors):
+            problems.append(f"{where}authors must be an array of objects")
+            return
+        for author in authors:
+            if not any(isinstance(author.get(k), str) for k in ("name", "url", "avatar")):
+                problems.append(f"{where}author {author} has no name, url or avatar")
+
+    if feed.get("version") != "https://jsonfeed.org/version/1.1":
+        problems.append(f"version is {feed.get('version')!r}")
+    if not isinstance(feed.get("title"), str) or not feed["title"]:
+        problems.append("title must be a non-empty string")
+    problems += [
+        f"{k} must be a string" for k in JSON_FEED_STRINGS if not isinstance(feed.get(k, ""), str)
+    ]
+    if "authors" in feed:
+        check_authors("", feed["authors"])
+    for hub in feed.get("hubs", []):
+        if not (isinstance(hub.get("type"), str) and isinstance(hub.get("url"), str)):
+            problems.append(f"hub {hub} needs a string type and url")
+    if not isinstance(feed.get("items"), list):
+        return [*problems, "items must be an array"]
+    for n, item in enumerate(feed["items"]):
+        where = f"items[{n}]."
+        if not isinstance(item.get("id"), str) or not item["id"]:
+            problems.append(f"{where}id must be a non-empty string")
+        if not any(isinstance(item.get(k), str) for k in ("content_html", "content_text")):
+            problems.append(f"{where} needs content_html or content_text")
+        problems += [
+            f"{where}{k} must be a string"
+            for k in JSON_ITEM_STRINGS
+            if not isinstance(item.get(k, ""), str)
+        ]
+        for key in ("date_published", "date_modified"):
+            if key in item and not (isinstance(item[key], str) and RFC3339.match(item[key])):
+                problems.append(f"{where}{key} {item[key]!r} is not an RFC 3339 date")
+        if "authors" in item:
+            check_authors(where, item["authors"])
+        tags = item.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            problems.append(f"{where}tags must be an array of strings")
+    return problems
+
+
+def read_json_feed(output, name="all.json"):
+    raw = (output / "feeds" / name).read_bytes()
+    feed = json.loads(raw.decode("utf-8"))
+    assert json_feed_problems(feed) == []
+    return feed
+
+
+def test_json_feed_is_valid_and_holds_the_rss_items(tmp_path, fixture_content):
+    content, ids = fixture_content
+    output = build(tmp_path, content)
+    feed = read_json_feed(output)
+    rss, _ = parse(output, "all.rss.xml")
+    assert [item["id"] for item in feed["items"]] == [entry.id for entry in rss.entries]
+    assert [item["id"] for item in feed["items"]] == [
+        f"urn:uuid:{ids[name]}" for name in ("tricky", "unicode", "plain")
+    ]
+    assert feed["title"] == "Walk Again"
+    assert feed["home_page_url"] == f"{SITEURL}/"
+    assert feed["feed_url"] == f"{SITEURL}/feeds/all.json"
+    assert "hubs" not in feed  # WEBSUB_HUB is off by default
+    assert [item["title"] for item in feed["items"]] == [entry.title for entry in rss.entries]
+    assert [item["url"] for item in feed["items"]] == [entry.link for entry in rss.entries]
+    # the full content, as in the RSS (raw XML: feedparser's sanitizer drops srcset)
+    encoded = "{http://purl.org/rss/1.0/modules/content/}encoded"
+    rss_html = [e.text for e in ElementTree.parse(output / "feeds" / "all.rss.xml").iter(encoded)]
+    assert [item["content_html"] for item in feed["items"]] == rss_html
+    unicode_item = feed["items"][1]
+    assert "<li>Two</li>" in unicode_item["content_html"]
+    assert unicode_item["tags"] == ["Übungen", "knie", "膝"]
+    assert unicode_item["date_published"] == "2026-02-01T10:00:00+00:00"
+    plain = feed["items"][2]
+    assert plain["summary"] == "The first one."  # plain text, as the spec asks
+    assert plain["image"] == f"{SITEURL}/images/dot.png"
+    assert plain["authors"] == [{"name": "Mark Williams"}]
+    assert "image" not in feed["items"][0]
+    tricky = feed["items"][0]
+    assert tricky["title"] == 'Knees & Hips <Part 1> "quoted"'
+    assert "Ampersand & angle" in tricky["summary"]  # text: no tag, no entity
+    assert "<" not in tricky["summary"] and "&amp;" not in tricky["summary"]
+    # one per category too, beside that category's RSS and Atom
+    ubungen = read_json_feed(output, "ubungen.json")
+    assert [item["title"] for item in ubungen["items"]] == ["Über Knie — 膝の痛み ✓"]
+    assert ubungen["home_page_url"] == f"{SITEURL}/category/ubungen/"
+    assert ubungen["feed_url"] == f"{SITEURL}/feeds/ubungen.json"
+
+
+def test_every_page_links_the_json_feed_in_its_head(tmp_path, fixture_content):
+    content, _ = fixture_content
+    output = build(tmp_path, content)
+    link = (
+        '<link rel="alternate" type="application/feed+json" title="Walk Again (JSON Feed)" '
+        f'href="{SITEURL}/feeds/all.json">'
+    )
+    pages = [p for p in sorted(output.rglob("*.html")) if "pagefind" not in p.parts]
+    assert len(pages) > 10
+    for page in pages:
+        head = page.read_text(encoding="utf-8").split("</head>")[0]
+        assert head.count(link) == 1, page.relative_to(output)

@@ -15,6 +15,7 @@ from newsletter.announcements.ledger import (
     ANNOUNCE,
     RECORD,
     WAIT,
+    AlreadyAnnounced,
     Draft,
     Ledger,
     LedgerLocked,
@@ -223,3 +224,25 @@ with Ledger(Database(sys.argv[1])).lock():
     print("holding", flush=True)
     time.sleep(60)
 """
+
+
+def test_a_recorded_item_is_planned_on_request_once(ledger, settings):
+    """`invoke announce --item`: an item recorded without an email gets its announcement and one
+    delivery per confirmed reader; asked again (or by its link under another guid), it is
+    refused and nothing is written."""
+    add_subscribers(settings, {"ann@example.com": Status.CONFIRMED,
+                               "una@example.com": Status.UNCONFIRMED})  # fmt: skip
+    plan_all(ledger, ledger.select([item(1), item(2)], now=NOW, max_age=WEEK))  # first run
+    chosen = item(1)
+    draft = Draft("article", chosen.guid, chosen.title, [chosen])
+    announcement = ledger.plan_recorded(chosen, draft)
+    assert announcement.key == chosen.guid and ledger.counts(announcement.id)["pending"] == 1
+    rows = {row["guid"]: row for row in ledger.items()}
+    assert rows["urn:uuid:1"]["outcome"] == "announced"
+    assert rows["urn:uuid:1"]["reason"].startswith("on request; recorded before: in the feed")
+    assert rows["urn:uuid:2"]["outcome"] == "recorded"
+    moved = item(9, link=chosen.link)  # the same page under another guid
+    for again in (chosen, moved):
+        with pytest.raises(AlreadyAnnounced):
+            ledger.plan_recorded(again, Draft("article", again.guid, again.title, [again]))
+    assert len(ledger.unfinished()) == 1 and len(ledger.deliveries()) == 1

@@ -105,3 +105,30 @@ def test_print_stylesheet_hides_the_chrome(new_context, site):
     for selector in (".share", ".stay-tuned", ".comments", ".site-footer"):
         assert not page.locator(selector).first.is_visible(), selector
     assert page.locator(".post-body").is_visible()
+
+
+@pytest.mark.parametrize("width", [320, 360])
+def test_on_a_phone_the_menu_folds_into_columns_with_subscribe_beside_the_name(
+    new_context, site, artifacts, width
+):
+    """Issue 22: at 360 px the menu wrapped like text, leaving "Subscribe" alone on a line. On a
+    phone it folds as a designed menu: "Subscribe" a button on the name's line, the other links
+    in three even columns below; nothing wider than the screen."""
+    page, _ = open_page(new_context, f"{site.url}/{ARTICLE_PATH}", width=width)
+    page.locator("header.site-header").screenshot(path=artifacts / f"menu-{width}.png")
+    links = page.locator("nav .nav-list a")
+    boxes = {links.nth(i).inner_text(): links.nth(i).bounding_box() for i in range(links.count())}
+    name, subscribe = page.locator(".site-name").bounding_box(), boxes.pop("Subscribe")
+
+    def middle(box):
+        return box["y"] + box["height"] / 2
+
+    assert middle(subscribe) == pytest.approx(middle(name), abs=2)
+    assert name["x"] + name["width"] < subscribe["x"] < subscribe["x"] + subscribe["width"] <= width
+    assert all(middle(box) > name["y"] + name["height"] for box in boxes.values())  # below it
+    columns = sorted({round(box["x"]) for box in boxes.values()})
+    top = min(box["y"] for box in boxes.values())
+    first_row = [box for box in boxes.values() if abs(box["y"] - top) < 2]
+    assert len(columns) == len(first_row) == min(3, len(boxes)), columns
+    assert all(box["x"] + box["width"] <= width for box in boxes.values())
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")

@@ -3,9 +3,15 @@ who gets what, and what is never sent."""
 
 from __future__ import annotations
 
+import email
+import email.policy
+import os
 import shutil
+import subprocess
+import sys
 import uuid
 from html import escape
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +34,9 @@ from tests.announce_helpers import (
     write_feed,
 )
 from tests.conftest import serve_folder, write_article
+
+ROOT = Path(__file__).resolve().parent.parent
+INVOKE = Path(sys.executable).parent / "invoke"
 
 PEOPLE = {
     "ann@example.com": Status.CONFIRMED,
@@ -296,3 +305,137 @@ def test_up_to_the_limit_goes_without_yes_and_zero_means_no_limit(make_settings,
         announce.run(settings.replace(announce_max_items=3), feed_url=feed)
     unlimited = announce.run(settings.replace(announce_max_items=0), feed_url=feed)
     assert unlimited.ok and unlimited.tally.sent == 6 * len(CONFIRMED)
+
+
+# Announcing an older article on purpose: --item -------------------------------------------------
+def item_site(site):
+    """Two articles that the first run records without an email, and a third announced after."""
+    settings, content, output = site
+    write_article(content, "second", "The second article", recent(24))
+    first = announce.run(settings, feed_url=build(content, output))
+    write_article(content, "third", "The third article", recent(2))
+    feed = build(content, output)
+    assert announce.run(settings, feed_url=feed).tally.sent == len(CONFIRMED)
+    return settings, feed, first
+
+
+def sent_since(settings, before: set[str]):
+    """The emails written to the outbox since `before` (the names of its files then)."""
+    return [
+        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        for path in sorted(settings.outbox.glob("*.eml"))
+        if path.name not in before
+    ]
+
+
+def outbox_names(settings) -> set[str]:
+    return {path.name for path in settings.outbox.glob("*.eml")}
+
+
+def test_the_first_run_says_how_to_send_an_article_it_recorded(site):
+    settings, content, output = site
+    write_article(content, "second", "The second article", recent(24))
+    first = announce.run(settings, feed_url=build(content, output))
+    assert outbox_messages(settings.outbox) == []
+    lines = "\n".join(first.lines())
+    assert "First run: the articles already in the feed are recorded, not sent" in lines
+    assert "To send one of them: `invoke announce --item the-second-article`" in lines
+
+
+def test_item_sends_one_recorded_article_once(site):
+    settings, feed, _ = item_site(site)
+    before = outbox_names(settings)
+    dry = announce.run(settings, feed_url=feed, item="the-first-article", dry_run=True)
+    assert dry.previews == len(CONFIRMED) and outbox_names(settings) == before
+    assert {m["Subject"] for m in outbox_messages(settings.outbox / "preview")} == {
+        "The first article"
+    }
+
+    sent = announce.run(settings, feed_url=feed, item="the-first-article")
+    assert sent.ok and sent.tally.sent == len(CONFIRMED)
+    new = sent_since(settings, before)
+    assert recipients(new) == CONFIRMED and {m["Subject"] for m in new} == {"The first article"}
+    lines = sent.lines()
+    assert "  chosen with --item: The first article (recorded without an email before: " \
+        "in the feed before the first run)" in lines  # fmt: skip
+    assert "Announced items: 1, sent: 2, skipped: 0, failed: 0 (0 bounced), still pending: 0" in (
+        lines
+    )
+    # Sent once: by slug, URL or guid it is refused now, with a sentence; a plain run sends nothing.
+    link = sent.announced[0].items[0].link
+    for name in ("the-first-article", link.replace("https://", "http://"), sent.announced[0].key):
+        with pytest.raises(announce.ItemRefused, match="was announced already, on .* never twice"):
+            announce.run(settings, feed_url=feed, item=name)
+    assert announce.run(settings, feed_url=feed).tally.sent == 0
+    assert len(outbox_names(settings)) == len(before) + len(CONFIRMED)
+
+
+def test_item_refuses_what_it_cannot_send_and_sends_nothing(site):
+    settings, feed, _ = item_site(site)
+    before = outbox_names(settings)
+    refusals = {
+        "the-third-article": "'The third article' was announced already, on 20",  # a plain run's
+        "the-frist-article": "No article in .* has the slug, guid or URL 'the-frist-article'. "
+        "Did you mean: the-first-article?",
+        "urn:uuid:no-such-id": "No article in .*'urn:uuid:no-such-id'",
+    }
+    for name, sentence in refusals.items():
+        with pytest.raises(announce.ItemRefused, match=sentence):
+            announce.run(settings, feed_url=feed, item=name)
+    with pytest.raises(announce.ItemRefused, match="use one or the other"):
+        announce.run(settings, feed_url=feed, item="the-first-article", send_existing=True)
+    _, content, output = site
+    write_article(content, "fourth", "The fourth article", recent(1))  # new: a plain run's job
+    newer = build(content, output)
+    with pytest.raises(announce.ItemRefused, match="is new: .* a plain `invoke announce`"):
+        announce.run(settings, feed_url=newer, item="the-fourth-article")
+    assert outbox_names(settings) == before
+    ledger, store = ledger_of(settings)
+    try:
+        outcomes = {row["title"]: row["outcome"] for row in ledger.items()}
+        assert outcomes == {"The first article": "recorded", "The second article": "recorded",
+                            "The third article": "announced"}  # fmt: skip
+    finally:
+        store.close()
+
+
+def test_send_existing_on_a_later_run_says_it_is_for_a_first_run(site):
+    settings, feed, _ = item_site(site)
+    later = announce.run(settings, feed_url=feed, send_existing=True)
+    assert later.tally.sent == 0
+    (nothing,) = [line for line in later.lines() if line.startswith("Nothing to announce")]
+    assert nothing == (
+        "Nothing to announce: --send-existing applies only to a first run, and this ledger has "
+        "run before; to send an article it recorded without an email: "
+        "`invoke announce --item the-second-article`. Recorded, not sent, still in the feed: "
+        "the-second-article, the-first-article."
+    )
+
+
+def test_invoke_announce_item_through_the_task(site, tmp_path):
+    settings, feed, _ = item_site(site)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(
+        NEWSLETTER_DATABASE=str(settings.database),
+        NEWSLETTER_OUTBOX=str(settings.outbox),
+        NEWSLETTER_SECRET_KEY=settings.secret_key,
+        NEWSLETTER_FROM=settings.sender,
+        NEWSLETTER_SITE_URL=settings.site_url,
+        NEWSLETTER_BASE_URL=settings.base_url,
+        NEWSLETTER_POSTAL_ADDRESS=settings.postal_address,
+    )
+
+    def invoke(*args):
+        command = [str(INVOKE), "announce", "--feed-url", str(feed), *args]
+        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+
+    before = outbox_names(settings)
+    sent = invoke("--item", "the-second-article")
+    assert sent.returncode == 0, sent.stderr
+    assert "Announced items: 1, sent: 2" in sent.stdout
+    new = sent_since(settings, before)
+    assert recipients(new) == CONFIRMED and {m["Subject"] for m in new} == {"The second article"}
+    again = invoke("--item", "the-second-article")
+    assert again.returncode == 1
+    assert "Not announced: 'The second article' was announced already" in again.stderr
+    assert len(outbox_names(settings)) == len(before) + len(CONFIRMED)

@@ -6,16 +6,19 @@ from __future__ import annotations
 import http.server
 import importlib.util
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from blog.build import ROOT
 from blog.comments import free_port
@@ -248,3 +251,183 @@ def test_a_helper_that_ignores_sigterm_is_killed_after_the_timeout():
     assert helpers[0].returncode == -signal.SIGKILL
     assert time.monotonic() - started < 5
     helpers[0].stdout.close()
+
+
+# Serving a site built from a content folder of the test's own -----------------------------------
+SERVE_SCRIPT = """
+import sys
+from blog.build import build
+from blog.serve import serve
+content, output, cache, port = sys.argv[1:]
+site = f"http://127.0.0.1:{port}"
+serve(lambda: build(cache=cache, PATH=content, OUTPUT_PATH=output, SITEURL=site, ISSO_URL=""),
+      output=output, port=int(port), watched=[content])
+"""
+
+
+@pytest.fixture
+def own_site(tmp_path, content_dir):
+    """blog.serve.serve() in a process of its own, over a one-article content folder in tmp_path,
+    rebuilt the way `invoke serve` rebuilds (the content cache); stopped after the test."""
+    from tests.conftest import write_article
+
+    write_article(content_dir, "first", "A first article", "2026-01-05 10:00")
+    port, log = free_port(), tmp_path / "own-serve.log"
+    script = [sys.executable, "-c", SERVE_SCRIPT, str(content_dir), str(tmp_path / "out"),
+              str(tmp_path / "cache"), str(port)]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(script, cwd=ROOT, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: answers(url + "/"), 20, f"the site to answer:\n{log.read_text()}")
+        yield content_dir, url, log
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_a_missing_page_gets_the_themes_404_page_with_a_404_status(own_site):
+    _, url, _ = own_site
+    status, body = get(url + "/no-such-page/")
+    assert status == 404
+    assert "That page isn’t here" in body and f'href="{url}/archives/"' in body
+    assert "404: Not Found" not in body
+    assert get(url + "/")[0] == 200
+
+
+def test_a_broken_article_while_serving_prints_one_line_and_the_last_good_site_stays(own_site):
+    content, url, log = own_site
+    (content / "articles" / "broken.md").write_text(
+        "Title: Broken\nDate: 2026-01-06 10:00\nCategory: Rehab\nId: not-a-uuid\n\nText.\n",
+        encoding="utf-8",
+    )
+    wait_for(lambda: "Build failed" in log.read_text(), 15, f"the failed build:\n{log.read_text()}")
+    time.sleep(0.5)  # anything printed after the line
+    printed = log.read_text()
+    failed = [line for line in printed.splitlines() if "Build failed" in line]
+    assert len(failed) == 1, printed
+    assert failed[0].startswith("Build failed, still serving the last good site: "), printed
+    assert "broken.md" in failed[0], printed  # the file, on that one line
+    assert "Traceback" not in printed
+    assert get(url + "/")[0] == 200
+    assert "A first article" in get(url + "/")[1]
+
+
+def test_each_livereload_line_is_printed_once(own_site):
+    content, url, log = own_site
+    (content / "articles" / "first.md").touch()
+    wait_for(lambda: "Running task" in log.read_text(), 15, f"a rebuild:\n{log.read_text()}")
+    time.sleep(1)
+    lines = log.read_text().splitlines()
+    port = url.rsplit(":", 1)[1]
+    for message in (f"Serving on http://127.0.0.1:{port}", "Start watching", "Running task"):
+        assert sum(message in line for line in lines) == 1, (message, lines)
+
+
+# `invoke build` and `invoke preview` beside `invoke serve` -------------------------------------
+def run_invoke(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if key not in ("SITEURL", "ISSO_URL")}
+    return subprocess.run([str(INVOKE), *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)  # fmt: skip
+
+
+ARTICLE = "2026/the-best-muscle-to-train-for-knee-pain/index.html"
+
+
+def test_invoke_build_while_serving_builds_what_serve_serves(serve):
+    server = serve()
+    server.wait_until_serving()
+    site = f"http://localhost:{server.port}"
+
+    built = run_invoke("build")
+
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert f"`invoke serve` is running at {site}" in built.stdout
+    page = (ROOT / "output" / ARTICLE).read_text(encoding="utf-8")
+    assert f'<link rel="stylesheet" href="{site}/theme/css/style.css">' in page
+    assert f'action="http://127.0.0.1:{server.endpoint_port}/subscribe"' in page
+    if ISSO:  # the comments stay open, on serve's Isso
+        assert f'data-isso="http://127.0.0.1:{server.isso_port}"' in page
+        assert "Comments are not open" not in page
+    status, served = get(f"http://127.0.0.1:{server.port}/{ARTICLE}")
+    assert status == 200 and f"{site}/theme/css/style.css" in served
+
+
+@pytest.fixture
+def preview_port():
+    port = free_port()
+    started = []
+    yield port, started
+    for process in started:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+
+
+def test_invoke_preview_serves_its_own_folder_and_leaves_output_alone(preview_port, tmp_path):
+    port, started = preview_port
+    log = tmp_path / "preview.log"
+    env = {key: value for key, value in os.environ.items() if key not in ("SITEURL", "ISSO_URL")}
+    with open(log, "wb") as out:
+        started.append(subprocess.Popen(
+            [str(INVOKE), "preview", "--port", str(port)], cwd=ROOT, env=env, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        ))  # fmt: skip
+    url, site = f"http://127.0.0.1:{port}", f"http://localhost:{port}"
+    wait_for(lambda: answers(url + "/"), 60, f"the preview to answer:\n{log.read_text()}")
+
+    assert f"output-preview/ at {site}/" in log.read_text()
+    status, page = get(f"{url}/{ARTICLE}")
+    assert status == 200
+    assert f'<link rel="stylesheet" href="{site}/theme/css/style.css">' in page  # not production's
+    assert get(f"{url}/theme/css/style.css")[0] == 200
+    assert "walkagain.example/newsletter" not in page  # the form does not post to production
+    assert (ROOT / "output-preview" / ARTICLE).is_file()
+    served = ROOT / "output" / ARTICLE
+    assert not served.is_file() or site not in served.read_text(encoding="utf-8")
+    status, missing = get(f"{url}/no-such-page/")
+    assert status == 404 and "That page isn’t here" in missing
+
+
+def test_a_github_dry_run_beside_serve_changes_no_ref_and_leaves_the_served_site(serve):
+    server = serve()
+    server.wait_until_serving()
+    site = f"http://localhost:{server.port}"
+    refs = ["git", "for-each-ref", "--format=%(refname) %(objectname)"]
+    before = subprocess.run(refs, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+    published = run_invoke("publish", "--github", "--dry-run")
+
+    assert published.returncode == 0, published.stdout + published.stderr
+    assert "Dry run: nothing committed or pushed" in published.stdout
+    assert "branch gh-pages" in published.stdout
+    assert re.search(r"^  [+~=] index\.html$", published.stdout, re.MULTILINE)  # the files listed
+    after = subprocess.run(refs, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert after == before  # no gh-pages branch, no commit
+    page = (ROOT / "output" / ARTICLE).read_text(encoding="utf-8")  # serve's site, built back
+    assert f'<link rel="stylesheet" href="{site}/theme/css/style.css">' in page
+
+
+def test_the_form_works_on_the_served_site_at_127_0_0_1_and_at_localhost(serve, new_context):
+    server = serve()
+    server.wait_until_serving()
+    time.sleep(3.5)  # livereload reloads the pages open 2 s after its start (its restart_delay)
+    page = new_context().new_page()
+    for host in ("127.0.0.1", "localhost"):  # the address serve prints, and the one it builds for
+        page.goto(f"http://{host}:{server.port}/{ARTICLE}")
+        form = page.locator("form.subscribe-form").first
+        form.locator("input[type=email]").fill(f"reader@{host}.example")
+        form.locator("button[type=submit]").click()
+        expect(form).to_contain_text("Almost done", timeout=10_000)  # the endpoint's answer
+
+        response = page.goto(f"http://{host}:{server.port}/no-such-page/")
+        assert response.status == 404 and page.title().startswith("Page not found")

@@ -50,3 +50,21 @@ def test_new_article_is_a_draft_with_an_id_that_builds(tmp_path, content_dir):
     assert "Status: draft" in text and "\nId: " in text
     site = build_site(tmp_path / "out", "https://blog.example", PATH=content_dir)
     assert (site.output / "drafts" / "hip-hinge-the-basics-more.html").is_file()
+
+
+def test_invoke_list_shows_each_task_with_a_whole_sentence():
+    """Issue 22: `invoke --list` shows a docstring's first line, and two were cut mid-sentence
+    ("... (installs it from npm the first")."""
+    listing = subprocess.run(
+        [str(INVOKE), "--list"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    described: dict[str, str] = {}
+    for line in listing.split("Available tasks:", 1)[1].splitlines():
+        if line.startswith("  ") and not line.startswith("   "):  # a task: name, description
+            name, _, text = line.strip().partition("  ")
+            described[name] = text.strip()
+        elif line.strip():  # the description, wrapped to the terminal's width
+            described[name] += " " + line.strip()
+    assert len(described) >= 20 and "lighthouse" in described
+    for name, text in described.items():
+        assert text[:1].isupper() and text.endswith("."), f"{name}: {text!r}"

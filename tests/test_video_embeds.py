@@ -133,6 +133,37 @@ def test_in_chromium_nothing_leaves_before_the_click(new_context, video_site):
     assert {urlsplit(u).hostname for u in requests} == {"127.0.0.1", "www.youtube-nocookie.com"}
 
 
+PLAIN_COLOURS = """async url => {
+  const image = new Image(); image.src = url; await image.decode();
+  const canvas = Object.assign(document.createElement("canvas"), {width: 480, height: 360});
+  const draw = canvas.getContext("2d"); draw.drawImage(image, 0, 0);
+  const pixels = draw.getImageData(0, 0, 480, 360).data, colours = new Set();
+  for (let i = 0; i < pixels.length; i += 4) colours.add(pixels.slice(i, i + 3).join());
+  return colours.size;
+}"""
+
+
+@pytest.mark.parametrize("width", [320, 360, 1280])
+def test_in_chromium_one_play_button_on_the_thumbnail_and_the_title_once(
+    new_context, video_site, artifacts, width
+):
+    """Issue 22: the button sat off the thumbnail's centre (half the caption lower), over the
+    placeholder's own play circle, and the title showed twice: on the thumbnail and below."""
+    page, _ = open_page(new_context, f"{video_site.url}/2026/with-a-video/", width=width)
+    figure = page.locator("figure.video").first
+    figure.scroll_into_view_if_needed()
+    figure.screenshot(path=artifacts / f"video-facade-{width}.png")
+    assert figure.inner_text().count("Knee & hip <drill>") == 1
+    assert figure.locator("figcaption .video-title").inner_text() == "Knee & hip <drill>"
+    image = figure.locator("img").bounding_box()
+    button = figure.get_by_role("button", name="Play Knee & hip <drill>").bounding_box()
+    for axis, size in (("x", "width"), ("y", "height")):
+        middle = image[axis] + image[size] / 2
+        assert button[axis] + button[size] / 2 == pytest.approx(middle, abs=1), axis
+    placeholder = f"{video_site.url}/theme/images/video-placeholder.svg"
+    assert page.evaluate(PLAIN_COLOURS, placeholder) == 1  # no play sign of its own
+
+
 # Length, metadata and the VideoObject --------------------------------------------------------
 def jsonld(html: str) -> dict:
     page = BeautifulSoup(html, "html.parser")

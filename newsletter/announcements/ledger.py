@@ -13,6 +13,10 @@ Contract, over the `Database` (the subscribers' file; it asks `Subscribers` who 
   transport answered: so a crash loses nothing and re-sends at most the messages in flight.
 - `lock()` is the run lock: the one file lock, which the kernel releases when the holder ends
   or dies; a second announcer gets `LedgerLocked` naming the holder's pid.
+- `rows(item)` is what the ledger holds about one item (by its guid or its link), and
+  `plan_recorded(item, draft)` plans, in ONE transaction, the announcement of an item that was
+  recorded without an email (`invoke announce --item`); an item announced before raises
+  `AlreadyAnnounced`: nothing is ever announced twice.
 """
 
 from __future__ import annotations
@@ -31,11 +35,16 @@ from newsletter.subscriptions.feedback import Event, Feedback, Kind
 from newsletter.subscriptions.subscribers import Status, Subscribers
 
 ANNOUNCE, RECORD, WAIT = "announce", "record", "wait"
+FIRST_RUN = "in the feed before the first run"  # the reason the back catalogue is recorded
 DELIVERY_STATES = ("pending", "sent", "failed", "skipped")
 
 
 class LedgerLocked(Exception):
     """Another announce run holds the lock; str() says which and until when."""
+
+
+class AlreadyAnnounced(Exception):
+    """`plan_recorded` of an item the ledger has announced already (by guid or link)."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +159,7 @@ class Ledger:
             if not item.announce:
                 decisions.append(Decision(item, RECORD, "opted out (Announce: no)"))
             elif first_run and not send_existing:
-                decisions.append(Decision(item, RECORD, "in the feed before the first run"))
+                decisions.append(Decision(item, RECORD, FIRST_RUN))
             elif item.published is not None and now - item.published > max_age:
                 days = max_age / timedelta(days=1)
                 decisions.append(Decision(item, RECORD, f"older than {days:g} days when seen"))
@@ -175,18 +184,7 @@ class Ledger:
                     "INSERT OR IGNORE INTO announce_state (key, value) VALUES (?, ?)", (key, now)
                 )
             for draft in drafts:
-                cursor = db.execute(
-                    "INSERT INTO announcements (kind, key, subject, items, created_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (draft.kind, draft.key, draft.subject,
-                     json.dumps([item.to_dict() for item in draft.items]), now),
-                )  # fmt: skip
-                announcement_id = cursor.lastrowid
-                db.execute(
-                    "INSERT INTO deliveries (announcement_id, subscriber_id, updated_at)"
-                    " SELECT ?, id, ? FROM subscribers WHERE status = ? ORDER BY id",
-                    (announcement_id, now, Status.CONFIRMED),
-                )
+                announcement_id = self._insert(db, draft, now)
                 for item in draft.items:
                     announced[item.guid] = announcement_id
                 created.append(announcement_id)
@@ -210,6 +208,56 @@ class Ledger:
                 for i in created
             ]
         return [Announcement.from_row(row) for row in rows]
+
+    @staticmethod
+    def _insert(db, draft: Draft, now: str) -> int:
+        """The announcement and one pending delivery per subscriber confirmed now."""
+        cursor = db.execute(
+            "INSERT INTO announcements (kind, key, subject, items, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (draft.kind, draft.key, draft.subject,
+             json.dumps([item.to_dict() for item in draft.items]), now),
+        )  # fmt: skip
+        db.execute(
+            "INSERT INTO deliveries (announcement_id, subscriber_id, updated_at)"
+            " SELECT ?, id, ? FROM subscribers WHERE status = ? ORDER BY id",
+            (cursor.lastrowid, now, Status.CONFIRMED),
+        )
+        return cursor.lastrowid
+
+    def rows(self, item: FeedItem) -> list:
+        """The ledger's rows about `item`: its guid, or another guid with the same link."""
+        return self.database.db.execute(
+            "SELECT f.*, a.created_at AS announced_at FROM feed_items f"
+            " LEFT JOIN announcements a ON a.id = f.announcement_id"
+            " WHERE f.guid = ? OR f.link_key = ? ORDER BY f.id",
+            (item.guid, link_key(item.link)),
+        ).fetchall()
+
+    def plan_recorded(self, item: FeedItem, draft: Draft) -> Announcement:
+        """Plan the announcement of `item`, which the ledger recorded without an email (first
+        run, too old, opted out), in one transaction; its rows become `announced`, their reason
+        kept after "on request". Raises `AlreadyAnnounced` (nothing written) when it was
+        announced, and ValueError when the ledger never recorded it."""
+        now = self.database.now()
+        with self.database.transaction() as db:
+            rows = db.execute(
+                "SELECT * FROM feed_items WHERE guid = ? OR link_key = ?",
+                (item.guid, link_key(item.link)),
+            ).fetchall()
+            if not rows:
+                raise ValueError(f"item {item.guid} was never recorded")
+            if any(row["outcome"] == "announced" for row in rows):
+                raise AlreadyAnnounced(item.guid)
+            announcement_id = self._insert(db, draft, now)
+            db.executemany(
+                "UPDATE feed_items SET outcome = 'announced', announcement_id = ?, reason = ?"
+                " WHERE id = ?",
+                [(announcement_id, f"on request; recorded before: {row['reason'] or 'recorded'}",
+                  row["id"]) for row in rows],
+            )  # fmt: skip
+            row = db.execute("SELECT * FROM announcements WHERE id = ?", (announcement_id,))
+            return Announcement.from_row(row.fetchone())
 
     # Sending --------------------------------------------------------------------------------
     def latest(self) -> Announcement | None:
@@ -364,10 +412,12 @@ class Ledger:
 
 __all__ = [
     "ANNOUNCE",
+    "AlreadyAnnounced",
     "Announcement",
     "Decision",
     "Delivery",
     "Draft",
+    "FIRST_RUN",
     "Ledger",
     "LedgerLocked",
     "Page",

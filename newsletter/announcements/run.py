@@ -13,6 +13,11 @@ the run raises `TooManyNewItems` listing them, having sent and recorded nothing,
 `yes=True` (`invoke announce --yes`). The first run on an empty ledger records, never sends,
 so it is not held. `dry_run=True` does 1 and 3 without writing anything to the ledger, and
 renders every email it would send to `<outbox>/preview/` (saying when --yes would be needed).
+`item=` (`invoke announce --item SLUG`, or the guid, the `Id`, the URL) announces one article of
+the feed that the ledger recorded without an email (the first run's back catalogue, too old,
+`Announce: no`), and nothing else: with the same lock, dry run and flood guard; an article
+announced before, new (not recorded yet) or not in the feed raises `ItemRefused`, whose str()
+is the sentence to show (with close matches).
 `preview()` renders the latest announcement (or the newest feed item) as an HTML page.
 Previews are private like the outbox: files 0600, folders 0700.
 The mailer is the one `newsletter.mail.connect` makes from NEWSLETTER_TRANSPORT: outbox
@@ -21,12 +26,14 @@ The mailer is the one `newsletter.mail.connect` makes from NEWSLETTER_TRANSPORT:
 
 from __future__ import annotations
 
+import difflib
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -36,12 +43,15 @@ from newsletter.announcements.emails import Composer, drafts
 from newsletter.announcements.feed import FeedError, FeedItem, read_feed, read_video_feed
 from newsletter.announcements.ledger import (
     ANNOUNCE,
+    FIRST_RUN,
     RECORD,
     WAIT,
+    AlreadyAnnounced,
     Announcement,
     Decision,
     Delivery,
     Ledger,
+    link_key,
 )
 from newsletter.database import Database, utcnow
 from newsletter.mail.outbox import OutboxMailer
@@ -66,6 +76,11 @@ class Summary:
     problems: list[str] = field(default_factory=list)  # e.g. the video feed could not be read
     held: list[FeedItem] = field(default_factory=list)  # dry run: what a run would hold for --yes
     limit: int = 0  # NEWSLETTER_ANNOUNCE_MAX_ITEMS, for the dry run's words
+    chosen: Decision | None = None  # --item: the article, and why it was recorded without email
+    # --send-existing on a ledger that has run before: it does nothing; the articles still in the
+    # feed that were recorded without an email, newest first, which --item sends
+    send_existing_ignored: bool = False
+    unsent: list[FeedItem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -77,6 +92,32 @@ class Summary:
         out = [f"Feed: {self.feed}"] + [f"  PROBLEM: {problem}" for problem in self.problems]
         for decision in self.recorded:
             out.append(f"  recorded, not sent: {decision.item.title} ({decision.reason})")
+        back = [d.item for d in self.recorded if d.reason == FIRST_RUN and d.item.kind == "article"]
+        if back:
+            out.append(
+                "  First run: the articles already in the feed are recorded, not sent, so the "
+                "back catalogue is never mailed by surprise. To send one of them: "
+                f"`invoke announce --item {slug_of(back[-1].link)}` (its slug, guid or URL)."
+            )
+        if self.chosen:
+            out.append(
+                f"  chosen with --item: {self.chosen.item.title} "
+                f"(recorded without an email before: {self.chosen.reason})"
+            )
+        ignored = ""
+        if self.send_existing_ignored:
+            example = slug_of(self.unsent[0].link) if self.unsent else "SLUG"  # the newest
+            ignored = (
+                "--send-existing applies only to a first run, and this ledger has run before; "
+                "to send an article it recorded without an email: "
+                f"`invoke announce --item {example}`."
+            )
+            if self.unsent:
+                names = [slug_of(item.link) for item in self.unsent]
+                more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+                ignored += f" Recorded, not sent, still in the feed: {', '.join(names[:5])}{more}."
+            if self.dry_run or self.announced or self.resumed:
+                out.append(f"  {ignored}")
         for decision in self.waiting:
             out.append(f"  waiting for a later run: {decision.item.title} ({decision.reason})")
         for announcement in self.announced:
@@ -93,7 +134,7 @@ class Summary:
             )
             return out
         if not (self.announced or self.resumed):
-            out.append("Nothing to announce.")
+            out.append(f"Nothing to announce: {ignored}" if ignored else "Nothing to announce.")
         t = self.tally
         out.append(
             f"Announced items: {sum(len(a.items) for a in self.announced)}, sent: {t.sent}, "
@@ -106,6 +147,11 @@ class Summary:
         if self.pending:
             out.append("Pending emails go out at the next `invoke announce`.")
         return out
+
+
+class ItemRefused(Exception):
+    """`--item` names no article of the feed, an article announced before, or a new one (a
+    plain run announces it): nothing was sent or recorded; str() says why and what to do."""
 
 
 class TooManyNewItems(Exception):
@@ -147,19 +193,33 @@ def run(
     send_existing: bool = False,
     check_live: bool = False,
     yes: bool = False,
+    item: str | None = None,
     progress: Progress | None = None,
     connect=None,
     sleep=time.sleep,
 ) -> Summary:
     """`connect(report)` makes the mailer (default: `mail.connect` from the settings). Raises
-    `TooManyNewItems` (nothing sent, nothing recorded) when the flood guard holds the run."""
+    `TooManyNewItems` (nothing sent, nothing recorded) when the flood guard holds the run, and
+    `ItemRefused` when `item` cannot be announced."""
     settings = load(settings)
+    if item is not None and send_existing:
+        raise ItemRefused(
+            "--item sends one article the ledger recorded; --send-existing sends the back "
+            "catalogue on a first run: use one or the other."
+        )
     feed = read_feed(feed_url or settings.feed_url or None)
     summary = Summary(feed=feed.source, dry_run=dry_run)
+    if item is not None:
+        chosen = choose(feed.items, item, feed.source)
+        return _announce_item(settings, chosen, summary, check_live, yes, progress, connect, sleep)
     sources = Sources(feed.items, _videos(settings, summary))
     database = Database(settings.database)
     try:
         ledger, tokens = Ledger(database), Tokens(settings.secret_key)
+        if send_existing and not ledger.is_empty():
+            summary.send_existing_ignored = True
+            unsent = [i for i in feed.items if _recorded_reason(ledger, i) is not None]
+            summary.unsent = sorted(unsent, key=lambda i: i.published or utcnow(), reverse=True)
         if dry_run:
             return _dry_run(
                 settings, ledger, tokens, sources, summary, send_existing, check_live, yes
@@ -177,29 +237,131 @@ def run(
                 drafts(new_items, settings),
                 sources=() if sources.videos is None else ("videos",),
             )
-            results = Results(ledger, breaker=max(20, 3 * settings.smtp_workers))
-            connect = connect or (
-                lambda report: mail.connect(settings, report, workers=settings.smtp_workers)
+            _send(settings, ledger, tokens, ledger.unfinished(), summary, progress, connect, sleep)
+        return summary
+    finally:
+        database.close()
+
+
+def _send(settings, ledger, tokens, announcements, summary, progress, connect, sleep) -> None:
+    """Send the announcements' pending deliveries, each result recorded; the tally and what is
+    still pending go into the summary."""
+    results = Results(ledger, breaker=max(20, 3 * settings.smtp_workers))
+    connect = connect or (
+        lambda report: mail.connect(settings, report, workers=settings.smtp_workers)
+    )
+    mailer = connect(results)
+    try:
+        for announcement in announcements:
+            dispatch(
+                ledger,
+                Composer(settings, tokens, announcement),
+                mailer,
+                results,
+                retries=settings.announce_retries,
+                retry_delay=settings.announce_retry_delay,
+                progress=progress,
+                sleep=sleep,
             )
-            mailer = connect(results)
+            if results.tally.stopped:
+                break
+    finally:
+        mailer.close()
+    summary.tally = results.tally
+    summary.pending = ledger.counts()["pending"]
+
+
+# One chosen article: --item ---------------------------------------------------------------------
+def slug_of(link: str) -> str:
+    """The last part of an article's URL path: `https://…/2026/knee-pain/` -> `knee-pain`."""
+    return urlsplit(link).path.rstrip("/").rsplit("/", 1)[-1].removesuffix(".html")
+
+
+def choose(items: list[FeedItem], wanted: str, source: str = "the feed") -> FeedItem:
+    """The article of the feed that `wanted` names: its guid (or the `Id` in `urn:uuid:<Id>`),
+    its URL (scheme and trailing slash ignored), its path or its slug. `ItemRefused`, with the
+    close matches, when none or several do."""
+    text = wanted.strip()
+    articles = [item for item in items if item.kind == "article"]
+    if not text:
+        raise ItemRefused("--item needs an article: its slug, guid or URL.")
+
+    def names(item: FeedItem) -> bool:
+        if text in (item.guid, item.guid.removeprefix("urn:uuid:")):
+            return True
+        if "://" in text:
+            return link_key(text) == link_key(item.link)
+        path = urlsplit(item.link).path.strip("/")
+        return text.strip("/") in (slug_of(item.link), path)
+
+    found = [item for item in articles if names(item)]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        listed = "; ".join(f"{item.title} <{item.link}>" for item in found)
+        raise ItemRefused(f"--item {text!r} names {len(found)} articles ({listed}): use its URL.")
+    slugs = [slug_of(item.link) for item in articles]
+    close = difflib.get_close_matches(slug_of(text) or text, slugs, n=3, cutoff=0.6)
+    sentence = f"No article in {source} has the slug, guid or URL {text!r}."
+    if close:
+        sentence += f" Did you mean: {', '.join(close)}?"
+    elif slugs:
+        sentence += f" Its newest: {', '.join(slugs[:3])}."
+    raise ItemRefused(sentence)
+
+
+def _recorded_reason(ledger: Ledger, item: FeedItem) -> str | None:
+    """Why the ledger recorded `item` without an email; None when it never recorded it, or
+    announced it."""
+    rows = ledger.rows(item)
+    if not rows or any(row["outcome"] == "announced" for row in rows):
+        return None
+    return rows[0]["reason"] or "recorded"
+
+
+def _refusal(ledger: Ledger, item: FeedItem) -> str:
+    """Why `item`, which is not recorded-and-unsent, cannot be sent with --item."""
+    announced = [row for row in ledger.rows(item) if row["outcome"] == "announced"]
+    if announced:
+        row = announced[0]
+        sent = ledger.counts(row["announcement_id"])["sent"] if row["announcement_id"] else 0
+        when = (row["announced_at"] or row["seen_at"])[:10]
+        return (
+            f"{item.title!r} was announced already, on {when} ({sent} email(s) sent): "
+            "an article is emailed once, never twice."
+        )
+    first = " (a first run records it without sending)" if ledger.is_empty() else ""
+    return (
+        f"{item.title!r} is new: the ledger has not recorded it, so a plain `invoke announce` "
+        f"announces it{first}. --item is for an article recorded without an email."
+    )
+
+
+def _announce_item(settings, item, summary, check_live, yes, progress, connect, sleep) -> Summary:
+    """Plan and send (or, dry, render) the one article `item`, nothing else."""
+    database = Database(settings.database)
+    try:
+        ledger, tokens = Ledger(database), Tokens(settings.secret_key)
+        if check_live and (problem := live_check(timeout=settings.smtp_timeout)(item)):
+            raise ItemRefused(f"{item.title!r} is not live yet ({problem}): nothing was sent.")
+        if _held(settings, [item], yes):  # the same flood rule as any run
+            raise TooManyNewItems([item], settings.announce_max_items)
+        (draft,) = drafts([item], settings)
+        if summary.dry_run:
+            if (reason := _recorded_reason(ledger, item)) is None:
+                raise ItemRefused(_refusal(ledger, item))
+            summary.chosen = Decision(item, ANNOUNCE, reason)
+            _previews(settings, ledger, tokens, summary, [item], resumed=False)
+            return summary
+        with ledger.lock():
+            if (reason := _recorded_reason(ledger, item)) is None:
+                raise ItemRefused(_refusal(ledger, item))
+            summary.chosen = Decision(item, ANNOUNCE, reason)
             try:
-                for announcement in ledger.unfinished():
-                    dispatch(
-                        ledger,
-                        Composer(settings, tokens, announcement),
-                        mailer,
-                        results,
-                        retries=settings.announce_retries,
-                        retry_delay=settings.announce_retry_delay,
-                        progress=progress,
-                        sleep=sleep,
-                    )
-                    if results.tally.stopped:
-                        break
-            finally:
-                mailer.close()
-            summary.tally = results.tally
-            summary.pending = ledger.counts()["pending"]
+                summary.announced = [ledger.plan_recorded(item, draft)]
+            except AlreadyAnnounced:  # between the look and the plan: the lock makes it rare
+                raise ItemRefused(_refusal(ledger, item)) from None
+            _send(settings, ledger, tokens, summary.announced, summary, progress, connect, sleep)
         return summary
     finally:
         database.close()
@@ -271,6 +433,12 @@ def _dry_run(settings, ledger, tokens, sources, summary, send_existing, check_li
     new_items = [d.item for d in decisions if d.action == ANNOUNCE]
     if _held(settings, new_items, yes):
         summary.held, summary.limit = new_items, settings.announce_max_items
+    return _previews(settings, ledger, tokens, summary, new_items)
+
+
+def _previews(settings, ledger, tokens, summary, new_items, *, resumed=True) -> Summary:
+    """Render what would be sent to `<outbox>/preview/`: the new items' emails and (`resumed`)
+    the pending ones of earlier runs."""
     folder = settings.outbox / "preview"
     shutil.rmtree(folder, ignore_errors=True)
     private_folder(settings.outbox, ours=True)  # the writer makes the preview folder 0700
@@ -284,7 +452,7 @@ def _dry_run(settings, ledger, tokens, sources, summary, send_existing, check_li
         composer = Composer(settings, tokens, announcement)
         for s in subscribers:
             writer.push(composer.outgoing(Delivery(0, 0, 0, s.id, s.public_id, s.email)))
-    for announcement in ledger.unfinished():
+    for announcement in ledger.unfinished() if resumed else ():
         summary.resumed.append(announcement)
         composer = Composer(settings, tokens, announcement)
         for r in ledger.deliveries(announcement.id):
@@ -377,6 +545,7 @@ class TerminalProgress:
 
 
 __all__ = [
+    "ItemRefused",
     "NoProgress",
     "Summary",
     "TerminalProgress",

@@ -1,12 +1,18 @@
 """The endpoint for `invoke serve`: the Flask app on 127.0.0.1:5000, next to the blog.
 
 Contract: `start(site_url, port)` checks the NEWSLETTER_* settings (the site's origin defaults to
-`site_url`), runs `flask --app newsletter.subscriptions.app:create_app run` as a subprocess
-and returns it once /healthz answers while that subprocess is alive; it returns None, after
-printing why, if the settings are wrong, the port is held by another program (checked before
-starting, so another program's answer is never taken for the endpoint's), or the endpoint does
-not come up (the blog is served anyway; its form then shows a network error). The subprocess
-is stopped on every way out but success, a Ctrl-C or SIGTERM during the wait included.
+`site_url`), runs this module's `main(port)` in a subprocess (the app under werkzeug's server:
+no development-server banner, one log line per request) and returns it once /healthz answers
+while that subprocess is alive; it returns None, after printing why, if the settings are wrong,
+the port is held by another program (checked before starting, so another program's answer is
+never taken for the endpoint's), or the endpoint does not come up (the blog is served anyway;
+its form then shows a network error). The subprocess is stopped on every way out but success,
+a Ctrl-C or SIGTERM during the wait included.
+In development, with a loopback site (`http://localhost:PORT`), `LoopbackOrigins` lets the form
+post from any loopback origin (`http://localhost:N`, `http://127.0.0.1:N`: the served site at
+either address, `invoke preview`) by presenting it to the app as the site's origin; the app's own
+CORS (one origin, the site's) is unchanged, and production (gunicorn on `app:create_app()`)
+never runs this module.
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from urllib.parse import urlsplit
 
 from newsletter.settings import ROOT, ConfigError, Settings
 
-APP = "newsletter.subscriptions.app:create_app"
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -51,8 +58,7 @@ def start(site_url: str, port: int = 5000, timeout: float = 15.0) -> subprocess.
     if port_in_use(port):
         print(refused)
         return None
-    command = [sys.executable, "-m", "flask", "--app", APP, "run",
-               "--host", "127.0.0.1", "--port", str(port), "--no-reload"]  # fmt: skip
+    command = [sys.executable, "-c", f"from {__name__} import main; main({int(port)})"]
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
         deadline = time.monotonic() + timeout
@@ -89,3 +95,53 @@ def _stop(process: subprocess.Popen, timeout: float = 5.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def _loopback(origin: str) -> bool:
+    parts = urlsplit(origin)
+    return parts.scheme == "http" and parts.netloc.rsplit(":", 1)[0] in LOOPBACK_HOSTS
+
+
+class LoopbackOrigins:
+    """WSGI middleware for development: a request from a loopback origin other than the site's is
+    shown to the app as coming from the site's origin, and the answer's
+    Access-Control-Allow-Origin names the origin that really asked (a browser needs its own)."""
+
+    def __init__(self, app, site_origin: str):
+        self.app, self.site_origin = app, site_origin
+
+    def __call__(self, environ, start_response):
+        origin = environ.get("HTTP_ORIGIN", "")
+        if not origin or origin.lower() == self.site_origin or not _loopback(origin.lower()):
+            return self.app(environ, start_response)
+        environ["HTTP_ORIGIN"] = self.site_origin
+
+        def start(status, headers, exc_info=None):
+            headers = [
+                (name, origin if name.lower() == "access-control-allow-origin" else value)
+                for name, value in headers
+            ]
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
+
+
+def create_dev_app(settings: Settings):
+    from newsletter.subscriptions.app import create_app
+
+    app = create_app(settings)
+    if settings.env == "development" and _loopback(settings.site_origin):
+        app.wsgi_app = LoopbackOrigins(app.wsgi_app, settings.site_origin)
+    return app
+
+
+def main(port: int) -> None:
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", port, create_dev_app(Settings.from_env()), threaded=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

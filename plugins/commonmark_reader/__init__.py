@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 
 # Ids the theme puts on every page: a heading must not take one (an id is unique in a page).
 THEME_IDS = frozenset(
-    {"main", "comments", "comments-title", "isso-thread", "share-title"}
+    {"main", "comments", "comments-title", "isso-thread", "share-title", "search"}
     | {"share-mastodon", "share-mastodon-nojs", "mastodon-server", "mastodon-server-help",
        "mastodon-text", "mastodon-status"}  # share_mastodon.html
     | {f"{name}-{form}" for name in ("stay-tuned", "stay-tuned-title", "email", "consent",

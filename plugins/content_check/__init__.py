@@ -2,18 +2,27 @@
 
 Contract: every Markdown file under content/ is read by the Markdown reader in place (our
 CommonMark reader, `plugins/commonmark_reader`, which must be listed before this plugin) with
-these checks added: it refuses a file with a missing Title, an unparseable Date, an unknown
-Status, an Image that does not exist or (for articles) no stable `Id`, and a file that uses
-Python-Markdown-only syntax (`markdown="1"`, `{: .class}` attribute lists, `[TOC]`, `*[ABBR]:`
-abbreviations) outside code, which CommonMark would print as text. Pelican itself only logs
+these checks added: it refuses a file with a field nobody declared (a typo such as `Satus:`,
+named with "did you mean 'Status'?"), a missing Title, an unparseable Date, a Status other
+than `published`, `draft` or `hidden`, an Image that does not exist or (for articles) no
+stable `Id`, and a file that uses Python-Markdown-only syntax (`markdown="1"`, `{: .class}`
+attribute lists, `[TOC]`, `*[ABBR]:` abbreviations) outside code, which CommonMark would print
+as text. Pelican itself only logs
 such files and skips them; this plugin collects every problem and, once all files are read,
 raises `ContentError` listing each one as "path: field 'name': what is wrong" or
 "path:line: what is wrong and how to write it in CommonMark", so `pelican` exits non-zero before
 anything is written. Other plugins add their own problems with `report(source_path, message)`.
+
+The known fields are Pelican's own (`PELICAN_FIELDS`, and any in the FORMATTED_FIELDS,
+ARTICLE_ORDER_BY and PAGE_ORDER_BY settings) and those the loaded plugins declare: each plugin
+that reads a field of its own names it in a module-level `METADATA_FIELDS` tuple, collected on
+Pelican's `initialized` signal from the Pelican object's plugins. A blank `Summary:` counts as
+no summary (the lists and feeds then cut one from the text).
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 import re
@@ -26,6 +35,14 @@ from pelican.readers import MarkdownReader
 from pelican.utils import SafeDatetime, get_date, pelican_open
 
 ALLOWED_STATUSES = {"published", "draft", "hidden"}
+# Pelican's own fields, as docs.getpelican.com (content.html#file-metadata) lists them.
+PELICAN_FIELDS = (
+    "Title", "Date", "Modified", "Tags", "Keywords", "Category", "Slug", "Author", "Authors",
+    "Summary", "Lang", "Translation", "Status", "Template", "Save_as", "Url",
+)  # fmt: skip
+# The fields of ours this plugin reads: the article's identity, and the image it checks.
+METADATA_FIELDS = ("Id", "Image")
+_fields: dict[str, str] | None = None  # this build's known fields: {lower case: as written}
 # Python-Markdown syntax that CommonMark prints as text (or ignores): what it is, and the
 # CommonMark way to write it. Looked for outside code blocks and code spans only.
 PYTHON_MARKDOWN_ONLY = [
@@ -106,6 +123,8 @@ class ContentChecks:
     and the field, or the line."""
 
     def process_metadata(self, name, value):
+        if _fields is not None and name not in _fields:
+            self.__dict__.setdefault("unknown_fields", []).append(name)
         if name == "date" or name == "modified":
             try:
                 if _ISO_DATE.match(value):  # the usual forms, without dateutil's slow parser
@@ -122,11 +141,15 @@ class ContentChecks:
         relative = os.path.relpath(source_path, self.settings.get("PATH", os.curdir))
         problems = []
         self.source_text = None
+        self.unknown_fields = []
         try:
             content, metadata = super().read(source_path)
+            if "summary" in metadata and not str(metadata["summary"]).strip():
+                del metadata["summary"]  # `Summary:` left blank: none, so one is cut from the text
             self._check(relative, metadata)
         except MetadataError as error:
             problems.append(f"{relative}: {error}")
+        problems[:0] = [f"{relative}: {unknown_field(name)}" for name in self.unknown_fields]
         text = self.source_text  # the text the reader read, if it says; else read it here
         if text is None:
             with pelican_open(source_path) as text:
@@ -143,8 +166,11 @@ class ContentChecks:
             raise MetadataError("Title", "missing; add a line 'Title: ...' at the top of the file")
         status = metadata.get("status")
         if status is not None and status not in ALLOWED_STATUSES:
+            close = difflib.get_close_matches(str(status), ALLOWED_STATUSES, n=1, cutoff=0.6)
+            guess = f"did you mean '{close[0]}'? " if close else ""
             raise MetadataError(
-                "Status", f"{status!r} is unknown; use one of {', '.join(sorted(ALLOWED_STATUSES))}"
+                "Status",
+                f"{status!r} is unknown; {guess}use one of {', '.join(sorted(ALLOWED_STATUSES))}",
             )
         image = metadata.get("image")
         if image:
@@ -169,6 +195,36 @@ class ContentChecks:
                 ) from None
 
 
+def unknown_field(name: str) -> str:
+    """What is wrong with a field nobody declared (`name` in lower case, as the reader keeps it)."""
+    known = _fields or {}
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if close:
+        return f"field '{name.capitalize()}': unknown; did you mean '{known[close[0]]}'?"
+    return (
+        f"field '{name.capitalize()}': unknown; the fields are "
+        f"{', '.join(sorted(known.values()))} (see docs/writing.md)"
+    )
+
+
+def _collect_fields(pelican) -> None:
+    """The fields this build knows: Pelican's, those its settings name, the plugins' own."""
+    global _fields
+    fields = {name.lower(): name for name in PELICAN_FIELDS}
+    for plugin in getattr(pelican, "plugins", ()):
+        for name in getattr(plugin, "METADATA_FIELDS", ()):
+            fields.setdefault(name.lower(), name)
+    settings = pelican.settings
+    named = list(settings.get("FORMATTED_FIELDS", ()))
+    for key in ("ARTICLE_ORDER_BY", "PAGE_ORDER_BY"):
+        if isinstance(settings.get(key), str):
+            named.append(settings[key].removeprefix("reversed-"))
+    for name in named:
+        if name != "basename":
+            fields.setdefault(name.lower(), name.capitalize())
+    _fields = fields
+
+
 def _record(source_path: str, message: str) -> None:
     _problems.setdefault(os.path.abspath(source_path), []).append(message)
 
@@ -179,8 +235,9 @@ def report(source_path: str, message: str) -> None:
     _record(source_path, message)
 
 
-def _reset(_pelican) -> None:
+def _reset(pelican) -> None:
     _problems.clear()
+    _collect_fields(pelican)
 
 
 @functools.cache

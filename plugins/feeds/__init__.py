@@ -1,7 +1,11 @@
-"""RSS 2.0 and Atom feeds made with feedgen, written at every build.
+"""RSS 2.0 and Atom feeds made with feedgen, and JSON Feed 1.1 beside them, written at every build.
 
-Contract: after Pelican writes the articles, `write_feeds(generator)` writes one RSS and one Atom
-feed for all published articles and one of each per category, at the paths in the FEEDS setting.
+Contract: after Pelican writes the articles, `write_feeds(generator)` writes one RSS, one Atom
+and one JSON Feed for all published articles and one of each per category, at the paths in the
+FEEDS setting. The JSON Feed holds the same items as the RSS (same ids, full `content_html`,
+a plain-text `summary`, `image`, RFC 3339 dates, authors, tags). Each feed names itself (RSS and
+Atom `rel="self"`, JSON `feed_url`); with the `WEBSUB_HUB` setting each also declares that hub
+(`rel="hub"`, JSON `hubs`), and without it none does.
 Each entry carries the full HTML with every URL made absolute, the summary, a stable guid built
 from the article's `Id` metadata (never its URL), the author, categories and tags, the dek as
 `<st:subtitle>`, and the image as an enclosure and media:content. Entries are newest first, at
@@ -15,10 +19,12 @@ video facade becomes a plain linked thumbnail, no script or button).
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import os
 import re
 from datetime import UTC, datetime
+from html import unescape
 from urllib.parse import urljoin
 
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
@@ -26,15 +32,21 @@ from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 from pelican import signals
 
-from blog import feed_contract, listing
+from blog import feed_contract, listing, websub
 
+# The article fields of ours this plugin reads (plugins/content_check refuses undeclared ones).
+METADATA_FIELDS = ("Id", "Subtitle", "Image", "Announce")
 DEFAULTS = {
     "max_items": 20,
     "all_rss": feed_contract.ALL_RSS,
     "all_atom": feed_contract.ALL_ATOM,
     "category_rss": "feeds/{slug}.rss.xml",
     "category_atom": "feeds/{slug}.atom.xml",
+    "all_json": "feeds/all.json",
+    "category_json": "feeds/{slug}.json",
 }
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+ATOM = "http://www.w3.org/2005/Atom"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NS = feed_contract.NAMESPACE  # our own elements; feedparser shows them as st_*
 URL_ATTR = re.compile(r"""(\s(?:href|src|poster|cite)\s*=\s*)(["'])(.*?)\2""", re.I | re.S)
@@ -42,8 +54,36 @@ SRCSET_ATTR = re.compile(r"""(\ssrcset\s*=\s*)(["'])(.*?)\2""", re.I | re.S)
 
 
 class ArticleExtension(BaseExtension):
+    """Our namespace, and the WebSub hub as `<link rel="hub">` (Atom) or `<atom:link rel="hub">`
+    (RSS), after the feed's self link: feedgen writes only the self link into RSS."""
+
+    def __init__(self):
+        self._hub = ""
+
+    def hub(self, value=None):
+        if value is not None:
+            self._hub = value
+        return self._hub
+
     def extend_ns(self):
         return {feed_contract.PREFIX: NS}
+
+    def _add_hub(self, parent, tag):
+        if not self._hub:
+            return
+        links = [i for i, child in enumerate(parent) if child.tag == tag]
+        at = links[-1] + 1 if links else len(parent)
+        link = xml_elem(tag, parent, href=self._hub, rel="hub")
+        parent.remove(link)
+        parent.insert(at, link)
+
+    def extend_atom(self, feed):
+        self._add_hub(feed, "link")  # feedgen's Atom elements carry no prefix (xmlns on <feed>)
+        return feed
+
+    def extend_rss(self, feed):
+        self._add_hub(feed.find("channel"), f"{{{ATOM}}}link")
+        return feed
 
 
 class ArticleEntryExtension(BaseEntryExtension):
@@ -142,14 +182,77 @@ def entry_html(article, url: str, siteurl: str, cache: dict | None = None) -> tu
     return found
 
 
+def image_url(article, siteurl: str) -> str | None:
+    image = getattr(article, "image", None)
+    return urljoin(siteurl + "/", str(image)) if image else None
+
+
+_TAG = re.compile(r"<\s*/?\s*([a-zA-Z][a-zA-Z0-9]*)?[^>]*>")
+_BLOCK = frozenset(
+    "address blockquote br dd div dl dt figcaption figure h1 h2 h3 h4 h5 h6 hr li ol p pre "
+    "section table td th tr ul".split()
+)
+
+
+def plain_text(html: str) -> str:
+    """An HTML fragment as one line of text (JSON Feed's `summary` is plain text): tags
+    dropped, a block's edge a space, entities decoded."""
+    text = _TAG.sub(lambda m: " " if (m[1] or "").lower() in _BLOCK else "", html)
+    return " ".join(unescape(text).split())
+
+
+def rfc3339(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError(f"date {moment} has no time zone; set TIMEZONE")
+    return moment.isoformat(timespec="seconds")
+
+
+def build_json_feed(articles, settings, *, title, json_url, html_url, cache=None, hub="") -> bytes:
+    """A JSON Feed 1.1 document of these articles, with the items of the RSS and Atom feeds."""
+    siteurl = settings["SITEURL"].rstrip("/")
+    feed = {
+        "version": JSON_FEED_VERSION,
+        "title": title,
+        "home_page_url": html_url,
+        "feed_url": json_url,
+        "description": settings.get("SITESUBTITLE") or settings.get("SITENAME", ""),
+        "language": settings.get("DEFAULT_LANG", "en"),
+        "authors": [{"name": settings.get("AUTHOR", "")}],
+    }
+    if hub:
+        feed["hubs"] = [{"type": "WebSub", "url": hub}]
+    items = []
+    for article in articles:
+        url = urljoin(siteurl + "/", article.url)
+        summary, content = entry_html(article, url, siteurl, cache)
+        item = {
+            "id": guid(article),
+            "url": url,
+            "title": str(article.title),
+            "content_html": content,
+            "summary": plain_text(summary),
+            "date_published": rfc3339(article.date),
+            "date_modified": rfc3339(updated(article)),
+            "authors": [{"name": str(article.author)}],
+            "tags": [str(article.category), *(str(t) for t in getattr(article, "tags", []))],
+        }
+        image = image_url(article, siteurl)
+        if image:
+            item["image"] = image
+        items.append(item)
+    feed["items"] = items
+    return (json.dumps(feed, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+
+
 def build_feed(
-    articles, settings, *, title, rss_path, atom_path, html_url, content_path, cache=None
+    articles, settings, *, title, rss_path, atom_path, html_url, content_path, cache=None, hub=""
 ):
     siteurl = settings["SITEURL"].rstrip("/")
     fg = FeedGenerator()
     fg.load_extension("dc")
     fg.load_extension("media")
     fg.register_extension("st", ArticleExtension, ArticleEntryExtension)
+    fg.st.hub(hub)
     fg.id(html_url)
     fg.title(title)
     fg.subtitle(settings.get("SITESUBTITLE") or settings.get("SITENAME", ""))
@@ -181,12 +284,12 @@ def build_feed(
             fe.category(term="no", scheme=feed_contract.ANNOUNCE_DOMAIN)
         image = getattr(article, "image", None)
         if image:
-            image_url = urljoin(siteurl + "/", str(image))
+            url_of_image = image_url(article, siteurl)
             mime = mimetypes.guess_type(str(image))[0] or "application/octet-stream"
             local = os.path.join(content_path, str(image))
             length = os.path.getsize(local) if os.path.isfile(local) else 0
-            fe.enclosure(image_url, str(length), mime)
-            fe.media.content({"url": image_url, "type": mime, "medium": "image"})
+            fe.enclosure(url_of_image, str(length), mime)
+            fe.media.content({"url": url_of_image, "type": mime, "medium": "image"})
     rss_url = f"{siteurl}/{rss_path}"
     atom_url = f"{siteurl}/{atom_path}"
     fg.link(href=atom_url, rel="self", replace=False)
@@ -211,12 +314,20 @@ def write_feeds(generator) -> list[str]:
     """Write all feeds for an ArticlesGenerator whose context is generated; return their paths."""
     settings = generator.settings
     conf = feed_settings(settings)
+    hub = websub.hub_url(settings)
     siteurl = settings["SITEURL"].rstrip("/")
     articles = published(generator.articles)
     written = []
     cache: dict = {}
     jobs = [
-        (settings.get("SITENAME", ""), conf["all_rss"], conf["all_atom"], siteurl + "/", articles)
+        (
+            settings.get("SITENAME", ""),
+            conf["all_rss"],
+            conf["all_atom"],
+            conf["all_json"],
+            siteurl + "/",
+            articles,
+        )
     ]
     for category, _ in generator.categories:
         in_category = [a for a in articles if a.category == category]
@@ -226,11 +337,12 @@ def write_feeds(generator) -> list[str]:
                     f"{settings.get('SITENAME', '')}: {category}",
                     conf["category_rss"].format(slug=category.slug),
                     conf["category_atom"].format(slug=category.slug),
+                    conf["category_json"].format(slug=category.slug),
                     urljoin(siteurl + "/", category.url),
                     in_category,
                 )
             )
-    for title, rss_path, atom_path, html_url, items in jobs:
+    for title, rss_path, atom_path, json_path, html_url, items in jobs:
         rss, atom = build_feed(
             items[: conf["max_items"]],
             settings,
@@ -240,16 +352,28 @@ def write_feeds(generator) -> list[str]:
             html_url=html_url,
             content_path=generator.path,
             cache=cache,
+            hub=hub,
+        )
+        data = build_json_feed(
+            items[: conf["max_items"]],
+            settings,
+            title=title,
+            json_url=f"{siteurl}/{json_path}",
+            html_url=html_url,
+            cache=cache,
+            hub=hub,
         )
         _write(generator.output_path, rss_path, rss)
         _write(generator.output_path, atom_path, atom)
-        written += [rss_path, atom_path]
+        _write(generator.output_path, json_path, data)
+        written += [rss_path, atom_path, json_path]
     return written
 
 
 def _check(pelican) -> None:
-    # Complete the setting with defaults so templates can link every feed.
+    # Complete the setting with defaults so templates can link every feed; a bad hub fails early.
     pelican.settings["FEEDS"] = feed_settings(pelican.settings)
+    websub.hub_url(pelican.settings)
 
 
 def _write_after_articles(generator, writer) -> None:

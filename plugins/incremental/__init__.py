@@ -66,6 +66,9 @@ from pelican.urlwrappers import URLWrapper
 from pelican.writers import Writer
 
 log = logging.getLogger(__name__)
+# The content fields of ours this plugin reads (the image file a page follows);
+# plugins/content_check refuses undeclared ones.
+METADATA_FIELDS = ("Image",)
 FINGERPRINT = "fingerprint"
 UNFINISHED = "unfinished"
 STATE = "written-pages"

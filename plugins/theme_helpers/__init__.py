@@ -26,6 +26,10 @@ from jinja2 import pass_environment
 from markupsafe import Markup
 from pelican import signals
 
+# The article and page fields of ours this plugin and the theme's templates read (the dek,
+# the hero image and its description); plugins/content_check refuses undeclared ones.
+METADATA_FIELDS = ("Subtitle", "Image", "Image_alt")
+
 SHARE_URLS = {
     # Each network's documented share endpoint; values are percent-encoded with urlquote.
     "facebook": ("Facebook", "https://www.facebook.com/sharer/sharer.php?u={url}"),

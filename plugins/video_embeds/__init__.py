@@ -46,6 +46,9 @@ from pelican.contents import Article, Page
 from blog.listing import published, show_in_menu, write_listing
 
 log = logging.getLogger(__name__)
+# The content fields of ours this plugin reads (the dek: a video's description without its
+# own); plugins/content_check refuses undeclared ones.
+METADATA_FIELDS = ("Subtitle",)
 
 THUMBNAIL_URL = "https://i.ytimg.com/vi/{id}/hqdefault.jpg"
 OEMBED_URL = (
@@ -288,14 +291,16 @@ def facade(video: Video) -> str:
     return (
         f'<figure class="video" id="{video.anchor}" data-video="{video.id}">'
         f'<a class="video-link" href="{video.watch_url}">'
-        f'<img src="{escape(video.thumbnail)}" alt="" width="{WIDTH}" height="{HEIGHT}" '
-        f'loading="lazy"><span class="video-title">{name}</span>'
+        f'<img src="{escape(video.thumbnail)}" alt="{name}" width="{WIDTH}" height="{HEIGHT}" '
+        'loading="lazy">'
         + (f'<span class="video-length">{length}</span>' if length else "")
         + "</a>"
         f'<button type="button" class="video-play" aria-label="Play {name}" hidden>'
         '<svg viewBox="0 0 24 24" width="48" height="48" aria-hidden="true" focusable="false">'
         '<path fill="currentColor" d="M8 5v14l11-7z"/></svg></button>'
-        f"<figcaption>{name}" + (f" ({length})" if length else "") + " "
+        f'<figcaption><span class="video-title">{name}</span>'
+        + (f" ({length})" if length else "")
+        + " "
         '<span class="video-note">(plays from youtube-nocookie.com)</span>'
         "</figcaption></figure>"
     )

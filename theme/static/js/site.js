@@ -40,7 +40,8 @@
     button.addEventListener("click", function () {
       var frame = document.createElement("iframe");
       frame.src = "https://www.youtube-nocookie.com/embed/" + encodeURIComponent(figure.dataset.video) + "?autoplay=1";
-      frame.title = link.textContent;
+      var title = figure.querySelector(".video-title");
+      frame.title = title ? title.textContent : "Video";
       frame.width = 480;
       frame.height = 360;
       frame.allow = "autoplay; encrypted-media; picture-in-picture; fullscreen";
