@@ -13,7 +13,8 @@ and on the way out each helper is terminated, killed if it outlives a timeout, a
 `start_comments()` starts Isso for `invoke serve` unless its port is held by another program.
 A missing page is answered with the theme's 404 page (output/404.html) and status 404; a broken
 build prints one line per problem after "Build failed, still serving the last good site:", never
-a traceback; livereload's log lines are printed once.
+a traceback, and not Pelican's own "ERROR: Could not process FILE" for a file that line names
+(kept when the line refers to "the error above"); livereload's log lines are printed once.
 `serving(settings)` is the block in which `invoke serve` records what it builds with (its site
 address, comments, form) in var/serve.json, so that `invoke build` meanwhile builds the same
 (`serve_settings()`: those settings while that `invoke serve` is alive, else None).
@@ -63,10 +64,21 @@ def serve(
     from livereload import Server
 
     def safe_rebuild():
+        held: list[logging.LogRecord] = []
+        hold = HoldCouldNotProcess(held)
+        PELICAN_GENERATORS.addFilter(hold)
+        failure = None
         try:
             rebuild()
         except BuildError as error:
-            print(failure_message(error), flush=True)
+            failure = error
+        finally:
+            PELICAN_GENERATORS.removeFilter(hold)
+            for record in held:  # said again by our line: dropped; else shown, as "above"
+                if not reported(record, str(failure or "")):
+                    PELICAN_GENERATORS.handle(record)
+        if failure is not None:
+            print(failure_message(failure), flush=True)
 
     watcher = EventWatcher()
     try:
@@ -91,6 +103,35 @@ def failure_message(error: BuildError) -> str:
         lines = lines[1:]
     head = "Build failed, still serving the last good site: "
     return head + "\n  ".join(lines)
+
+
+PELICAN_GENERATORS = logging.getLogger("pelican.generators")
+COULD_NOT_PROCESS = "Could not process %s"  # Pelican's record for a file it skipped
+
+
+class HoldCouldNotProcess(logging.Filter):
+    """Holds back Pelican's "Could not process FILE" records during one of serve's rebuilds."""
+
+    def __init__(self, held: list[logging.LogRecord]):
+        super().__init__()
+        self.held = held
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == COULD_NOT_PROCESS and record.args:
+            self.held.append(record)
+            return False
+        return True
+
+
+def reported(record: logging.LogRecord, error: str) -> bool:
+    """Whether the build's error says what is wrong with the record's file itself (a line
+    "FILE: problem"; not "FILE: could not be read (see the error above)", which needs it)."""
+    args = record.args if isinstance(record.args, tuple) else (record.args,)
+    name = str(args[0])
+    return any(
+        line.strip().startswith(f"{name}:") and "see the error above" not in line
+        for line in error.splitlines()
+    )
 
 
 class ThemeNotFoundHandler(StaticFileHandler):

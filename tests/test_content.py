@@ -1,5 +1,6 @@
 """`invoke new` (blog/content.py): a new draft the build accepts, clear refusals, short slugs."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -89,6 +90,8 @@ def test_a_new_article_has_no_blank_summary_and_its_card_shows_its_first_paragra
     path.write_text(text)
     site = build_site(tmp_path / "out", "https://blog.example", PATH=content_dir)
     card = BeautifulSoup(site.page("index.html"), "html.parser").select_one(".card-summary")
-    assert first in card.get_text()
+    assert card.get_text().strip() == first, "the first paragraph, not the start of the next"
     (item,) = ElementTree.parse(site.output / "feeds" / "all.rss.xml").iter("item")
-    assert first in item.findtext("description")
+    assert item.findtext("description") == f"<p>{first}</p>"
+    (entry,) = json.loads((site.output / "feeds" / "all.json").read_text())["items"]
+    assert entry["summary"] == first

@@ -1,5 +1,6 @@
 """Broken content fails the build with a message naming the file and the field."""
 
+import json
 import subprocess
 import sys
 from xml.etree import ElementTree
@@ -144,10 +145,18 @@ def test_a_plugins_own_field_is_known_once_it_declares_it(tmp_path, content_dir)
 def test_a_blank_summary_shows_the_first_paragraph_on_the_card_and_in_the_feed(
     tmp_path, content_dir
 ):
+    # the first paragraph is far under 50 words: only it, not the start of the second
+    first = "The first paragraph, about *knees*."
     write_article(content_dir, "blank", "Blank summary", "2026-01-01", summary="",
-                  body="The first paragraph, about knees.\n\nThe second one.")  # fmt: skip
+                  body=f"{first}\n\nThe second one, about hips.")  # fmt: skip
     site = build_site(tmp_path / "out", "https://blog.example", PATH=content_dir)
     card = BeautifulSoup(site.page("index.html"), "html.parser").select_one(".card-summary")
-    assert "The first paragraph, about knees." in card.get_text()
+    assert [p.decode_contents() for p in card.find_all(recursive=False)] == [
+        "The first paragraph, about <em>knees</em>."
+    ]
+    assert card.get_text().strip() == "The first paragraph, about knees."
     (item,) = ElementTree.parse(site.output / "feeds" / "all.rss.xml").iter("item")
-    assert "The first paragraph, about knees." in item.findtext("description")
+    assert item.findtext("description") == "<p>The first paragraph, about <em>knees</em>.</p>"
+    (entry,) = json.loads((site.output / "feeds" / "all.json").read_text())["items"]
+    assert entry["summary"] == "The first paragraph, about knees."
+    assert "The second one, about hips." in entry["content_html"]  # the text itself is whole

@@ -319,8 +319,24 @@ def test_a_broken_article_while_serving_prints_one_line_and_the_last_good_site_s
     assert failed[0].startswith("Build failed, still serving the last good site: "), printed
     assert "broken.md" in failed[0], printed  # the file, on that one line
     assert "Traceback" not in printed
+    # and only that line: not Pelican's own "ERROR: Could not process articles/broken.md" too
+    assert not [line for line in printed.splitlines() if "ERROR" in line], printed
+    assert printed.count("broken.md") == 1, printed
     assert get(url + "/")[0] == 200
     assert "A first article" in get(url + "/")[1]
+
+
+def test_a_file_our_line_cannot_explain_keeps_pelicans_error_above_it(own_site):
+    content, url, log = own_site
+    (content / "articles" / "bad.md").write_bytes(b"Title: Bad\n\nNot UTF-8: \xff\xfe\n")
+    wait_for(lambda: "Build failed" in log.read_text(), 15, f"the failed build:\n{log.read_text()}")
+    time.sleep(0.5)
+    lines = log.read_text().splitlines()
+    pelican = [n for n, line in enumerate(lines) if "Could not process articles/bad.md" in line]
+    ours = [n for n, line in enumerate(lines) if "Build failed" in line]
+    assert len(pelican) == 1 and len(ours) == 1 and pelican[0] < ours[0], lines
+    assert "bad.md: could not be read (see the error above)" in "\n".join(lines[ours[0] :])
+    assert get(url + "/")[0] == 200
 
 
 def test_each_livereload_line_is_printed_once(own_site):

@@ -89,8 +89,8 @@ def test_facade_html_and_thumbnail_from_our_site(video_site):
     assert figures[1].select_one("button")["aria-label"] == f"Play {OEMBED_TITLE}"
     assert [f["id"] for f in figures] == [f"video-{VIDEO}", f"video-{VIDEO}-2"]  # stable, unique
     assert not first.select(".video-length")  # no length given, none shown
-    # the meta description is the text, not the facades' titles and captions
-    assert page.select_one('meta[name="description"]')["content"] == "Intro. End."
+    # the meta description is the summary (the first paragraph), not a facade's title or caption
+    assert page.select_one('meta[name="description"]')["content"] == "Intro."
     assert (video_site.output / "images" / "videos" / f"{VIDEO}.jpg").read_bytes() == JPEG
     assert "youtube-nocookie" not in str(page.select_one(".post-body").find_all(["iframe"]))
 
@@ -206,7 +206,7 @@ def test_length_metadata_and_video_object(tmp_path, thumbnails, caplog):
     # one VideoObject per video, even when it is embedded twice; no duration when unknown
     data = jsonld(site.page("2026/with-a-video/"))
     assert data["video"]["contentUrl"].endswith(VIDEO) and "duration" not in data["video"]
-    assert data["video"]["description"] == "Intro. End."  # the summary, without the facades
+    assert data["video"]["description"] == "Intro."  # the summary: the first paragraph
     # the metadata is cached next to the thumbnail, and the author may edit it
     cached = json.loads((content / "images" / "videos" / f"{OTHER}.json").read_text())
     assert cached["title"] == "From the channel" and cached["description"] == "Line one.\nLine two."
@@ -258,14 +258,47 @@ def test_feeds_carry_a_plain_linked_thumbnail_and_the_email_shows_it(video_site,
             thumb, "Knee & hip <drill>", "480", "360")  # fmt: skip
         assert links[1].get_text() == "Knee & hip <drill>"
         assert links[3].get_text() == OEMBED_TITLE
-    # a video at the top of an article: the summary shows it, and so does the email
     (item,) = read_feed(video_site.output / "feeds" / "all.rss.xml").items
     assert item.videos == (VIDEO,)
+    # a video after the first paragraph is not in the summary, so not in the email
     message = received(composer_for(make_settings(), [item]))
     html = message.get_body(("html",)).get_content()
-    img = BeautifulSoup(html, "html.parser").find("img", src=thumb)
-    assert img["alt"] == "Knee & hip <drill>" and img.find_parent("a")["href"] == watch
-    assert "<button" not in html and "<script" not in html
+    assert "Intro." in html and not BeautifulSoup(html, "html.parser").find("img", src=thumb)
+
+
+def test_a_video_before_the_first_paragraph_stays_in_the_summary(tmp_path, make_settings):
+    content = make_content(tmp_path / "content")
+    (content / "images" / "videos").mkdir()
+    (content / "images" / "videos" / f"{VIDEO}.jpg").write_bytes(JPEG)
+    body = f"[Knee drill](https://youtu.be/{VIDEO}) 4:12\n\nThe first paragraph.\n\nThe second."
+    write_article(content, "top", "Video on top", "2026-04-01 10:00", body=body)
+    site = build_site(tmp_path / "out", "https://blog.example", PATH=content, **OFFLINE)
+    index = BeautifulSoup(site.page("index.html"), "html.parser")
+    card = next(c for c in index.select(".card") if "Video on top" in c.get_text())
+    summary = card.select_one(".card-summary")
+    figure, paragraph = summary.find_all(recursive=False)
+    assert (figure.name, figure["id"]) == ("figure", f"video-{VIDEO}")  # the body's facade
+    assert figure.select_one(".video-length").get_text() == "4:12"
+    assert paragraph.get_text() == "The first paragraph." and "second" not in summary.get_text()
+    feed = BeautifulSoup(site.page("feeds/all.rss.xml"), "xml")
+    item = next(i for i in feed.find_all("item") if i.title.get_text() == "Video on top")
+    description = BeautifulSoup(item.description.get_text(), "html.parser")
+    watch = f"https://www.youtube.com/watch?v={VIDEO}"
+    assert [a["href"] for a in description.find_all("a")] == [watch, watch]  # the plain form
+    assert description.find_all("p")[-1].get_text() == "The first paragraph."
+    assert not description.find_all(["figure", "button"])
+    items = json.loads(site.page("feeds/all.json"))["items"]
+    (entry,) = [i for i in items if i["title"] == "Video on top"]
+    assert entry["summary"].endswith("The first paragraph.") and "second" not in entry["summary"]
+    # the email shows it too, as the feeds do: a linked thumbnail
+    items = read_feed(site.output / "feeds" / "all.rss.xml").items
+    (announced,) = [i for i in items if i.title == "Video on top"]
+    html = received(composer_for(make_settings(), [announced])).get_body(("html",)).get_content()
+    img = BeautifulSoup(html, "html.parser").find(
+        "img", src=f"https://blog.example/images/videos/{VIDEO}.jpg"
+    )
+    assert img["alt"] == "Knee drill" and img.find_parent("a")["href"] == watch
+    assert "<button" not in html and "<script" not in html and "The second." not in html
 
 
 # The videos page -------------------------------------------------------------------------------

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import feedparser
 import pytest
 
 from blog import publish, websub
-from blog.build import BuildError
+from blog.build import ROOT, BuildError
 from tests.conftest import build_site, write_article
 
 SITEURL = "https://blog.example"
@@ -196,3 +200,83 @@ def test_a_hub_that_never_answers_times_out(hub):
 def test_a_hub_that_is_not_a_url_fails_the_build(tmp_path, content):
     with pytest.raises(BuildError, match="WEBSUB_HUB must be an http\\(s\\) URL of a hub"):
         build(tmp_path, content, WEBSUB_HUB="pubsubhubbub.appspot.com")
+
+
+# `invoke publish` itself: build, a real rsync upload, then the hub -------------------------------
+INVOKE = Path(sys.executable).parent / "invoke"
+PRODUCTION = "https://walkagain.example"  # publishconf.py's SITEURL when the environment sets none
+
+
+@pytest.fixture
+def local_ssh(tmp_path):
+    """PATH with an `ssh` that runs the remote command on this machine, as sshd would (through a
+    shell): `rsync -e ssh ... localhost:/folder` is then the real upload, into a local folder."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    ssh = folder / "ssh"
+    ssh.write_text('#!/bin/sh\n# ssh HOST COMMAND...: run COMMAND here\nshift\nexec sh -c "$*"\n')
+    ssh.chmod(0o755)
+    return f"{folder}{os.pathsep}{os.environ['PATH']}"
+
+
+def invoke_publish(hub_url, target, path, *args):
+    """`invoke publish --target TARGET` in a subprocess, with production's SITEURL. It builds into
+    the project's output/ like test_serve.py's publish: every test that reads output/ builds it."""
+    drop = ("SITEURL", "ISSO_URL", "NEWSLETTER_URL", "PUBLISH_TARGET", "WEBSUB_HUB")
+    env = {key: value for key, value in os.environ.items() if key not in drop}
+    env.update(PATH=path, WEBSUB_HUB=hub_url)
+    return subprocess.run(
+        [str(INVOKE), "publish", "--target", f"localhost:{target}", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+
+
+def test_invoke_publish_uploads_then_pings_the_hub_and_a_refusal_does_not_fail_it(
+    tmp_path, hub, local_ssh
+):
+    site = tmp_path / "site"
+
+    done = invoke_publish(hub.url, site, local_ssh)
+
+    printed = done.stdout + done.stderr
+    assert done.returncode == 0, printed
+    assert (site / "index.html").is_file()  # uploaded by rsync
+    feeds = sorted(path.relative_to(site).as_posix() for path in (site / "feeds").iterdir())
+    assert {"feeds/all.rss.xml", "feeds/all.atom.xml", "feeds/all.json"} <= set(feeds)
+    links = feed_links(site, "all.atom.xml")  # the uploaded feeds declare this hub
+    assert {("hub", hub.url), ("self", f"{PRODUCTION}/feeds/all.atom.xml")} <= links
+    assert [r["form"] for r in hub.requests[:3]] == [
+        {"hub.mode": ["publish"], "hub.url": [f"{PRODUCTION}/feeds/{name}"]} for name in FEEDS
+    ]  # the site's feeds first, then the categories'
+    assert sorted(r["form"]["hub.url"][0] for r in hub.requests) == [
+        f"{PRODUCTION}/{name}" for name in feeds
+    ]  # one POST per uploaded feed, at its production URL
+    assert all(r["form"]["hub.mode"] == ["publish"] for r in hub.requests)
+    assert all(r["content_type"] == "application/x-www-form-urlencoded" for r in hub.requests)
+    assert f"WebSub: {hub.url} told of {len(feeds)} updated feed(s)" in done.stdout
+
+    hub.requests.clear()
+    hub.status, hub.body = 500, b"hub down for maintenance"
+    refused = invoke_publish(hub.url, site, local_ssh)
+
+    printed = refused.stdout + refused.stderr
+    assert refused.returncode == 0, printed  # the site is up: the hub's refusal does not undo it
+    assert len(hub.requests) == len(feeds)
+    assert f"WebSub: {hub.url} accepted 0 of {len(feeds)} feed(s); the site is published" in (
+        refused.stderr
+    )
+    assert (
+        f"  {PRODUCTION}/feeds/all.rss.xml: the hub {hub.url} refused it: "
+        "500 Internal Server Error: hub down for maintenance"
+    ) in refused.stderr.splitlines()
+
+    hub.requests.clear()
+    hub.status = 204
+    untouched = tmp_path / "dry-run"
+    untouched.mkdir()
+    dry = invoke_publish(hub.url, untouched, local_ssh, "--dry-run")
+
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert hub.requests == []  # a dry run pings nothing
+    assert f"WebSub: dry run, {hub.url} not told of {len(feeds)} updated feed(s)" in dry.stdout
+    assert list(untouched.iterdir()) == []  # and uploads nothing

@@ -25,6 +25,13 @@ output:
 - footnotes are numbered references `<sup id="fnref-1"><a class="footnote-ref" href="#fn-1">`
   and one `<div class="footnote">` list at the end with links back: Python-Markdown's structure,
   with ids made of the numbers (a label may hold spaces, which an id may not).
+
+A file without a `Summary` (or with a blank one) gets one here, from its body: its first
+paragraph, whole (the first top-level `<p>` with text), after whatever stands alone before it
+as a figure (a `<figure>`, an image, or a paragraph holding only a link or a URL, such as a
+video that plugins/video_embeds makes a facade, with the length written after it). Other blocks
+before it (a heading, a list) are left out. A body with no such paragraph gets none: Pelican
+then cuts one from the text (SUMMARY_MAX_LENGTH words).
 """
 
 from __future__ import annotations
@@ -219,6 +226,51 @@ def _footnotes(html: str) -> str:
     return f'{html.rstrip()}\n<div class="footnote">\n<hr>\n<ol>\n{notes}\n</ol>\n</div>'
 
 
+_BLOCK_TAG = re.compile(r"<!--.*?-->|<(/?)([A-Za-z][A-Za-z0-9-]*)\b[^>]*?(/?)>", re.S)
+_VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
+_FIGURE_TAGS = frozenset({"figure", "picture", "img", "video", "iframe"})
+# a paragraph that is a figure, not text: only a link, an image or a URL (and a length, 4:12)
+_FIGURE_PARAGRAPH = re.compile(
+    r"<p>\s*(?:<a\s[^>]*>[^<]*(?:<img\s[^>]*>[^<]*)?</a>|<img\s[^>]*>|https?://[^\s<]+)"
+    r"(?:\s+\(?[0-9]{1,2}(?::[0-5][0-9]){1,2}\)?)?\s*</p>",
+    re.S,
+)
+
+
+def _top_level_blocks(html: str):
+    """(tag name, HTML) of each top-level element of `html`, in order; None if unbalanced."""
+    blocks, depth, start, name = [], 0, 0, ""
+    for match in _BLOCK_TAG.finditer(html):
+        closing, tag = match[1], (match[2] or "").lower()
+        if not tag or (not closing and (tag in _VOID or match[3])):
+            if depth == 0 and tag:
+                blocks.append((tag, match[0]))
+            continue
+        if not closing:
+            if depth == 0:
+                start, name = match.start(), tag
+            depth += 1
+        else:
+            depth -= 1
+            if depth < 0:
+                return None
+            if depth == 0:
+                blocks.append((name, html[start : match.end()]))
+    return blocks if depth == 0 else None
+
+
+def first_paragraph(html: str) -> str | None:
+    """The summary of a body without one (see the module's docstring): the figures that come
+    before its first paragraph, then that paragraph; None when it has no paragraph of text."""
+    kept = []
+    for tag, block in _top_level_blocks(html) or ():
+        if tag in _FIGURE_TAGS or (tag == "p" and _FIGURE_PARAGRAPH.fullmatch(block)):
+            kept.append(block)
+        elif tag == "p" and _TAG.sub("", block).strip():
+            return "\n".join([*kept, block])
+    return None
+
+
 def render(markdown: str) -> str:
     """Markdown to HTML (see the module's docstring), without a trailing newline."""
     html = _PARSER.html(markdown)
@@ -248,7 +300,14 @@ class CommonMarkReader(MarkdownReader):
         with pelican_open(source_path) as text:
             self.source_text = text  # for checks on the source (plugins/content_check)
             meta, body = split_metadata(text)
-        return render(body), self._parse_metadata(meta, source_path)
+        html = render(body)
+        metadata = self._parse_metadata(meta, source_path)
+        if not str(metadata.get("summary", "")).strip():  # none, or `Summary:` left blank
+            metadata.pop("summary", None)
+            summary = first_paragraph(html)
+            if summary is not None:
+                metadata["summary"] = summary
+        return html, metadata
 
     def _parse_metadata(self, meta: dict[str, list[str]], source_path: str) -> dict:
         formatted_fields = self.settings["FORMATTED_FIELDS"]

@@ -17,7 +17,7 @@ The known fields are Pelican's own (`PELICAN_FIELDS`, and any in the FORMATTED_F
 ARTICLE_ORDER_BY and PAGE_ORDER_BY settings) and those the loaded plugins declare: each plugin
 that reads a field of its own names it in a module-level `METADATA_FIELDS` tuple, collected on
 Pelican's `initialized` signal from the Pelican object's plugins. A blank `Summary:` counts as
-no summary (the lists and feeds then cut one from the text).
+no summary (the lists and feeds then show the first paragraph: plugins/commonmark_reader).
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ class ContentChecks:
         try:
             content, metadata = super().read(source_path)
             if "summary" in metadata and not str(metadata["summary"]).strip():
-                del metadata["summary"]  # `Summary:` left blank: none, so one is cut from the text
+                del metadata["summary"]  # `Summary:` left blank: none (another reader's)
             self._check(relative, metadata)
         except MetadataError as error:
             problems.append(f"{relative}: {error}")

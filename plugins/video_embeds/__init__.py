@@ -28,6 +28,8 @@ What it gives the rest of the site:
 - the page VIDEOS_SAVE_AS (videos/index.html; template videos.html): every video embedded in a
   published article, once, newest article first, each linking to its facade
   (`article URL#video-ID`), and a "Videos" menu entry (after "Archives") when there is one.
+A summary that holds a video (one before the first paragraph: plugins/commonmark_reader) shows
+the same facade as the body.
 """
 
 from __future__ import annotations
@@ -362,6 +364,22 @@ def embed(content) -> None:
         return
     content.videos = videos
     content.feed_html = {video.anchor: feed_form(video) for video in videos}
+    summary = content.metadata.get("summary")
+    if isinstance(summary, str) and _PARAGRAPH.search(summary):
+        # a video before the first paragraph (commonmark_reader's summary): the same facade
+        made = {video.anchor: video for video in videos}
+        seen.clear()
+
+        def same(match):
+            video_id = match["id"] or match["id2"]
+            seen[video_id] = seen.get(video_id, 0) + 1
+            anchor = f"video-{video_id}" + (f"-{seen[video_id]}" if seen[video_id] > 1 else "")
+            return facade(made[anchor]) if anchor in made else match[0]
+
+        summary = _PARAGRAPH.sub(same, summary)
+        # Pelican keeps the summary in the metadata and in `_summary`, which it documents as
+        # the attribute plugins write to (it copies it back into the metadata afterwards)
+        content.metadata["summary"] = content._summary = summary
 
 
 def add_structured_data(generator) -> None:
