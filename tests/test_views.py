@@ -11,7 +11,9 @@ from newsletter.ratelimit import Rate
 from newsletter.subscriptions.app import create_app
 from newsletter.subscriptions.subscribers import Status
 from newsletter.subscriptions.tokens import Tokens
-from newsletter.subscriptions.views import THANKS, _ip_hash, _network
+from newsletter.subscriptions.views import THANKS
+from newsletter.subscriptions.web import ip_hash as _ip_hash
+from newsletter.subscriptions.web import network as _network
 from tests.newsletter_helpers import link, path_of, wait_for_emails
 
 SITE = "https://walkagain.example"

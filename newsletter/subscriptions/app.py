@@ -23,11 +23,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from newsletter.database import Database
 from newsletter.ratelimit import Rate, SharedRateLimiter
 from newsletter.settings import ROOT, Settings, load
+from newsletter.subscriptions import web
 from newsletter.subscriptions.queue import EmailQueue
 from newsletter.subscriptions.sender import Sender
 from newsletter.subscriptions.subscribers import Subscribers
 from newsletter.subscriptions.tokens import Tokens
-from newsletter.subscriptions.views import BODY, TOO_LARGE, bp
+from newsletter.subscriptions.views import bp
+from newsletter.subscriptions.web import BODY, TOO_LARGE
 from newsletter.subscriptions.webhooks import bp as webhooks_bp
 
 THEME_STATIC = ROOT / "theme" / "static"
@@ -177,6 +179,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
         site_url=settings.site_url,
         base_url=settings.base_url,
     )
+    web.init_app(app)  # the app-wide hooks: only a POST writes, headers, error answers
     app.register_blueprint(bp)
     app.register_blueprint(webhooks_bp)  # POST /webhooks/mailgun, /webhooks/ses
     state.sender.start()

@@ -67,13 +67,13 @@ from newsletter.mail import proof
 from newsletter.ratelimit import Rate, RateLimiter
 from newsletter.subscriptions import addresses
 from newsletter.subscriptions.feedback import Applied, Claim, Event, Feedback, Kind
-from newsletter.subscriptions.views import (
+from newsletter.subscriptions.web import (
     MAX_JSON_DEPTH,
-    _nesting,
-    _network,
-    _text,
     error,
+    nesting,
+    network,
     newsletter,
+    text,
 )
 
 log = logging.getLogger(__name__)
@@ -226,7 +226,7 @@ def mailgun():
     settings = nl.settings
     if not settings.mailgun_webhook_key:
         return error(404)
-    client = _network(request.remote_addr)
+    client = network(request.remote_addr)
     payload = _json_object(request.get_data(cache=True))
     if payload is None:
         return answer(400, 'The body must be a JSON object: {"signature": ..., "event-data": ...}.')
@@ -290,7 +290,7 @@ def _mailgun_feedback(data: dict, signed_at: int) -> tuple[Event, str, str] | No
     """(the event, the recipient's key, their address) of a failed or complained event."""
     status = data.get("delivery-status")
     status = status if isinstance(status, dict) else {}
-    reason = _text(data.get("reason"))
+    reason = text(data.get("reason"))
     code = status.get("code")
     code = int(code) if isinstance(code, str) and re.fullmatch(r"[0-9]{3}", code) else code
     if data["event"] == "complained" or code == 607 or reason == "suppress-complaint":
@@ -313,10 +313,10 @@ def _mailgun_feedback(data: dict, signed_at: int) -> tuple[Event, str, str] | No
         raise Unusable("The event has no id.")
     message = data.get("message")
     headers = message.get("headers") if isinstance(message, dict) else None
-    message_id = _text(headers.get("message-id")) if isinstance(headers, dict) else ""
+    message_id = text(headers.get("message-id")) if isinstance(headers, dict) else ""
     if message_id and not message_id.startswith("<"):
         message_id = f"<{message_id}>"
-    words = _text(status.get("message")) or _text(status.get("description")) or reason
+    words = text(status.get("message")) or text(status.get("description")) or reason
     event = Event(
         kind=kind,
         public_id=proof.proven_by_message_id(newsletter().settings, message_id) or "",
@@ -359,7 +359,7 @@ def ses():
     settings = nl.settings
     if not settings.ses_topic_arn:
         return error(404)
-    hooks, client = webhooks(), _network(request.remote_addr)
+    hooks, client = webhooks(), network(request.remote_addr)
     message = _json_object(request.get_data(cache=True))
     if message is None:
         return answer(400, "The body must be an SNS message: a JSON object.")
@@ -453,9 +453,7 @@ def _sns_signed_text(message: dict, kind: str) -> bytes | None:
 def _confirm_subscription(message: dict) -> Response:
     url = message["SubscribeURL"]
     if not sns_url_allowed(url):
-        return refuse(
-            _network(request.remote_addr), "The subscription URL is not one of SNS's own."
-        )
+        return refuse(network(request.remote_addr), "The subscription URL is not one of SNS's own.")
     try:
         with requests.get(url, timeout=HTTP_TIMEOUT, verify=SNS_TLS_VERIFY,
                           allow_redirects=False) as response:  # fmt: skip
@@ -495,21 +493,21 @@ def _ses_feedback(content: dict, name: str, message: dict) -> list[tuple[Event, 
         kind = SES_BOUNCE_KINDS.get(report_type) if isinstance(report_type, str) else None
         if kind is None:
             raise Unusable("A bounce needs bounceType Permanent, Transient or Undetermined.")
-        general = f"{report_type} bounce: {_text(report.get('bounceSubType'))}".rstrip(": ")
+        general = f"{report_type} bounce: {text(report.get('bounceSubType'))}".rstrip(": ")
     else:
         report = content.get("complaint")
         listed, kind = "complainedRecipients", Kind.COMPLAINT
         if not isinstance(report, dict):
             raise Unusable("A complaint notification needs its complaint object.")
-        general = "spam complaint: " + (_text(report.get("complaintFeedbackType")) or "abuse")
+        general = "spam complaint: " + (text(report.get("complaintFeedbackType")) or "abuse")
     recipients = report.get(listed)
     if not isinstance(recipients, list) or not recipients:
         raise Unusable(f"The notification lists no {listed}.")
     mail = content.get("mail")
     mail = mail if isinstance(mail, dict) else {}
     common = mail.get("commonHeaders")
-    ours = _text(common.get("messageId")) if isinstance(common, dict) else ""
-    message_id = ours or _text(mail.get("messageId"))  # our Message-ID, else SES's own id
+    ours = text(common.get("messageId")) if isinstance(common, dict) else ""
+    message_id = ours or text(mail.get("messageId"))  # our Message-ID, else SES's own id
     public_id = proof.proven_by_message_id(newsletter().settings, ours) or ""
     occurred = _iso(report.get("timestamp")) or _iso(message["Timestamp"]) or datetime.now(UTC)
     found, seen = [], set()
@@ -518,7 +516,7 @@ def _ses_feedback(content: dict, name: str, message: dict) -> list[tuple[Event, 
         if address is None or address[0] in seen:
             continue
         seen.add(address[0])
-        words = _text(recipient.get("diagnosticCode")) or general
+        words = text(recipient.get("diagnosticCode")) or general
         event = Event(
             kind=kind,
             public_id=public_id,
@@ -573,7 +571,7 @@ def _feedback() -> Feedback:
 
 def _json_object(raw) -> dict | None:
     """A JSON object, or None; nested deeper than the form allows: None, unparsed."""
-    if _nesting(raw.encode() if isinstance(raw, str) else raw) > MAX_JSON_DEPTH:
+    if nesting(raw.encode() if isinstance(raw, str) else raw) > MAX_JSON_DEPTH:
         return None
     try:
         value = json.loads(raw)
