@@ -15,9 +15,9 @@ so it is not held. `dry_run=True` does 1 and 3 without writing anything to the l
 renders every email it would send to `<outbox>/preview/` (saying when --yes would be needed).
 `item=` (`invoke announce --item SLUG`, or the guid, the `Id`, the URL) announces one article of
 the feed that the ledger recorded without an email (the first run's back catalogue, too old,
-`Announce: no`), and nothing else: with the same lock, dry run and flood guard; an article
-announced before, new (not recorded yet) or not in the feed raises `ItemRefused`, whose str()
-is the sentence to show (with close matches).
+`Announce: no`), and nothing else: with the same lock and dry run (one article is within any
+flood limit); an article announced before, new (not recorded yet) or not in the feed raises
+`ItemRefused`, whose str() is the sentence to show (with close matches).
 `preview()` renders the latest announcement (or the newest feed item) as an HTML page.
 Previews are private like the outbox: files 0600, folders 0700.
 The mailer is the one `newsletter.mail.connect` makes from NEWSLETTER_TRANSPORT: outbox
@@ -211,7 +211,7 @@ def run(
     summary = Summary(feed=feed.source, dry_run=dry_run)
     if item is not None:
         chosen = choose(feed.items, item, feed.source)
-        return _announce_item(settings, chosen, summary, check_live, yes, progress, connect, sleep)
+        return _announce_item(settings, chosen, summary, check_live, progress, connect, sleep)
     sources = Sources(feed.items, _videos(settings, summary))
     database = Database(settings.database)
     try:
@@ -337,15 +337,13 @@ def _refusal(ledger: Ledger, item: FeedItem) -> str:
     )
 
 
-def _announce_item(settings, item, summary, check_live, yes, progress, connect, sleep) -> Summary:
+def _announce_item(settings, item, summary, check_live, progress, connect, sleep) -> Summary:
     """Plan and send (or, dry, render) the one article `item`, nothing else."""
     database = Database(settings.database)
     try:
         ledger, tokens = Ledger(database), Tokens(settings.secret_key)
         if check_live and (problem := live_check(timeout=settings.smtp_timeout)(item)):
             raise ItemRefused(f"{item.title!r} is not live yet ({problem}): nothing was sent.")
-        if _held(settings, [item], yes):  # the same flood rule as any run
-            raise TooManyNewItems([item], settings.announce_max_items)
         (draft,) = drafts([item], settings)
         if summary.dry_run:
             if (reason := _recorded_reason(ledger, item)) is None:

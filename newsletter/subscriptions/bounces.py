@@ -26,8 +26,8 @@ Contract:
   changes nothing): the failure that names their address, else (a forward) the worst one; other
   addresses the report lists are never touched. A report without proof, or whose proofs name
   several subscribers, changes nobody: it is kept for review (`Feedback.review`, listed by
-  `invoke bounces.review`) and left in the folder. `left_alone` says why a notice is junk (not a
-  report at all). At most `MAX_FAILURES` failures are read from one report.
+  `invoke bounces.review`) and left in the folder. A notice's `junk` says why a message is no
+  report at all. At most `MAX_FAILURES` failures are read from one report.
 - A detector of flufl.bounce that raises on a hostile message logs one warning line naming the
   report, not a traceback.
 Each event is its own short transaction (`Feedback.record`), never held across the network, so
@@ -444,12 +444,6 @@ def _date(value) -> datetime | None:
 
 
 # Applying ----------------------------------------------------------------------------------------
-def left_alone(notice: Notice) -> str:
-    """Why this message is no report at all ("" when it is one): an auto-reply, other mail,
-    MIME too broken to read, a delivery report without a failure."""
-    return notice.junk
-
-
 def apply(notice: Notice, feedback: Feedback, settings: Settings) -> list[tuple[Failure, Applied]]:
     """Act on a report (see the module's contract): [(the failure applied, what
     `Feedback.record` did)] when the report proves whom we mailed; [(each failure, REVIEW)] when
@@ -699,6 +693,5 @@ __all__ = [
     "apply",
     "classify",
     "fetch",
-    "left_alone",
     "parse",
 ]

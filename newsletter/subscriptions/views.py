@@ -73,20 +73,20 @@ def subscribe():
     try:
         data = _submitted()
     except HTTPException:
-        if (wait := nl.limiter.hit(client)) is not None:
-            return _too_many(wait)
+        if refused := _spend(client):
+            return refused
         raise
     source = _source(data)
     if _filled(data.get("website")):  # the honeypot: only bots fill it; tell them nothing
-        if (wait := nl.limiter.hit(client)) is not None:
-            return _too_many(wait)
+        if refused := _spend(client):
+            return refused
         log.info("honeypot filled; nothing stored")
         return subscribed(source)
     try:
         email, key = addresses.normalize(data.get("email"))
     except addresses.InvalidAddress as problem:
-        if (wait := nl.limiter.hit(client)) is not None:
-            return _too_many(wait)
+        if refused := _spend(client):
+            return refused
         typed = data.get("email") if isinstance(data.get("email"), str) else ""
         return error(400, str(problem), template="subscribe.html", email=typed[:300], source=source)
     client_hash = ip_hash(settings.secret_key, request.remote_addr)
@@ -98,6 +98,12 @@ def subscribe():
     nl.sender.start()  # no-op when running; restarts it in a forked worker
     nl.sender.wake()
     return subscribed(source)
+
+
+def _spend(client: str) -> Response | None:
+    """Take this POST's token from the client network's limit: None, or the 429 to answer."""
+    wait = newsletter().limiter.hit(client)
+    return None if wait is None else _too_many(wait)
 
 
 def _too_many(wait: float) -> Response:

@@ -64,7 +64,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from newsletter.database import stamp
 from newsletter.mail import proof
-from newsletter.ratelimit import Rate, RateLimiter
+from newsletter.ratelimit import Rate
 from newsletter.subscriptions import addresses
 from newsletter.subscriptions.feedback import Applied, Claim, Event, Feedback, Kind
 from newsletter.subscriptions.web import (
@@ -145,10 +145,10 @@ class Certificates:
     """SNS signing certificates by URL: fetched over HTTPS, at most `CERT_FETCH_RATE`, kept
     (`CERT_CACHE_SIZE`, least recently used out first)."""
 
-    def __init__(self, fetches=None):
+    def __init__(self, fetches):
         self._cache: OrderedDict[str, x509.Certificate] = OrderedDict()
         self._lock = threading.Lock()
-        self.fetches = fetches or RateLimiter(CERT_FETCH_RATE)  # hit(client network)
+        self.fetches = fetches  # a rate limit: hit(client network) per download
 
     def get(self, url: str, client: str = "") -> x509.Certificate:
         """The certificate at `url`: from the cache, or fetched on the budget of `client` (the
