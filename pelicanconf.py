@@ -64,20 +64,21 @@ TRANSLATION_FEED_ATOM = None
 AUTHOR_FEED_ATOM = None
 AUTHOR_FEED_RSS = None
 
-PLUGIN_PATHS = ["plugins"]
-# commonmark_reader comes before content_check, which adds its checks to the reader it finds.
+# Our plugins are the package `plugins` (installed with the project, like `blog`), loaded by their
+# dotted names; no PLUGIN_PATHS. commonmark_reader comes before content_check, which adds its checks
+# to the reader it finds.
 PLUGINS = [
-    "commonmark_reader",
-    "content_check",
-    "theme_helpers",
-    "video_embeds",
-    "exercises",  # ```exercise blocks: cards, JSON-LD, the /exercises/ library
-    "feeds",
-    "robots",
-    "search",  # /search/ and its menu entry; Pagefind indexes the published articles and pages
+    "plugins.commonmark_reader",
+    "plugins.content_check",
+    "plugins.theme_helpers",
+    "plugins.video_embeds",
+    "plugins.exercises",  # ```exercise blocks: cards, JSON-LD, the /exercises/ library
+    "plugins.feeds",
+    "plugins.robots",
+    "plugins.search",  # /search/ and its menu entry; Pagefind indexes the published articles, pages
     "pelican.plugins.sitemap",
-    "lean",  # Pelican's list work made linear, less kept in memory: every build
-    "incremental",  # only with the content cache on: `invoke serve` renders what changed
+    "plugins.lean",  # Pelican's list work made linear, less kept in memory: every build
+    "plugins.incremental",  # only with the content cache on: `invoke serve` renders what changed
 ]
 
 FEEDS = {

@@ -181,10 +181,16 @@ def new(c, title):
     print(f"Created {path.relative_to(ROOT)} (Status: draft); remove that line to publish it.")
 
 
-@task(help={"args": "extra arguments for pytest, e.g. '-k feeds -x'"})
-def test(c, args=""):
-    """Run the test suite (pytest)."""
-    c.run(f"{PY} -m pytest {args}", pty=False)
+@task(
+    help={
+        "quick": "only the quick tests (-m 'not slow': no Chromium, servers, Java), under a minute",
+        "args": "extra arguments for pytest, e.g. '-k feeds -x' or '--randomly-seed=N'",
+    }
+)
+def test(c, quick=False, args=""):
+    """Run the test suite (pytest), in a random order (the seed is in its header)."""
+    marks = '-m "not slow" ' if quick else ""
+    c.run(f"{PY} -m pytest {marks}{args}", pty=False)
 
 
 @task
@@ -395,11 +401,11 @@ def bounces_fetch(c, verbose=False):
     """Read the bounce mailbox (IMAP): record bounces and complaints, move what was handled."""
     from newsletter.database import DatabaseError
     from newsletter.settings import ConfigError, Settings
-    from newsletter.subscriptions import bounces as mailbox
+    from newsletter.subscriptions import bounces
 
     try:
-        report = mailbox.fetch(Settings.from_env())
-    except (mailbox.BounceError, ConfigError, DatabaseError) as error:
+        report = bounces.fetch(Settings.from_env())
+    except (bounces.MailboxError, ConfigError, DatabaseError) as error:
         raise Exit(f"Bounce mailbox not read: {error}", code=1) from None
     print("\n".join(report.lines()))
     if verbose:

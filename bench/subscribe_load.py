@@ -201,10 +201,17 @@ def count_stored(folder: Path, timeout: float = 120.0) -> dict:
     """Wait until the sign-up requests are applied and the queue is drained, then count what
     the store and the outbox hold."""
     db = sqlite3.connect(folder / "newsletter.sqlite3", timeout=30)
+    # The one outgoing-mail ledger (migration 0009), or the confirmation queue before it.
+    names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    queue = (
+        "(SELECT * FROM outgoing_mail WHERE kind = 'confirmation')"
+        if "outgoing_mail" in names
+        else "email_queue"
+    )
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         pending = db.execute(
-            "SELECT (SELECT count(*) FROM email_queue WHERE status IN ('queued', 'sending'))"
+            f"SELECT (SELECT count(*) FROM {queue} WHERE status IN ('queued', 'sending'))"
             " + (SELECT count(*) FROM signup_requests)"  # sign-ups not applied yet
         ).fetchone()[0]
         if pending == 0:
@@ -214,9 +221,9 @@ def count_stored(folder: Path, timeout: float = 120.0) -> dict:
     row = db.execute(
         "SELECT (SELECT count(*) FROM subscribers),"
         " (SELECT count(DISTINCT email_key) FROM subscribers),"
-        " (SELECT count(*) FROM email_queue WHERE status = 'sent'),"
-        " (SELECT count(DISTINCT subscriber_id) FROM email_queue WHERE status = 'sent'),"
-        " (SELECT count(*) FROM email_queue WHERE status <> 'sent')"
+        f" (SELECT count(*) FROM {queue} WHERE status = 'sent'),"
+        f" (SELECT count(DISTINCT subscriber_id) FROM {queue} WHERE status = 'sent'),"
+        f" (SELECT count(*) FROM {queue} WHERE status <> 'sent')"
     ).fetchone()
     db.close()
     return {

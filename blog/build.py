@@ -8,24 +8,25 @@ lives there: a file whose mtime did not change is not read again (and, in the sa
 article object is reused), and plugins/incremental renders only the pages a change touches; a
 change to the theme, the settings or the plugins empties the cache, so everything is rebuilt.
 `build_feeds()` reads the articles and writes only the feeds.
+
+The plugins are Pelican's to load (the settings' PLUGINS): this module imports none of them. What
+it does to Pelican beyond its public API (pelican-sitemap's state, the context `Pelican.run`
+gives a generator) and the signals it sends where Pelican has none (`build_failed`,
+`feeds_wanted`) are in `blog.pelican_seam`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
-from datetime import datetime
 from pathlib import Path
 
-from pelican import Pelican
-from pelican.generators import ArticlesGenerator
+from pelican import Pelican, signals
 from pelican.settings import read_settings
 
+from blog import pelican_seam
+
 ROOT = Path(__file__).resolve().parent.parent
-# Our plugins are imported under the same top-level names Pelican gives them (PLUGIN_PATHS).
-if str(ROOT / "plugins") not in sys.path:
-    sys.path.insert(0, str(ROOT / "plugins"))
 
 
 class BuildError(Exception):
@@ -68,52 +69,29 @@ def build(
         overrides = {**cache_settings(cache), **overrides}
     settings = load_settings(config, **overrides)
     _quiet_pelican_by_default()
-    _reset_sitemap()
+    pelican_seam.reset_sitemap()
     try:
         Pelican(settings).run()
     except Exception as error:  # Pelican raises plain exceptions; give the task one clear type
-        if cache is not None:
-            from incremental import settle
-
-            settle(settings)  # the cache is whole: the next rebuild still needs only the change
+        # plugins/incremental: the cache is whole, the next rebuild still needs only the change
+        pelican_seam.build_failed.send(settings)
         raise BuildError(str(error)) from error
     return settings
 
 
 def build_feeds(config: str | os.PathLike = "pelicanconf.py", **overrides) -> list[str]:
-    """Read the articles and write only the feeds; return the feed paths written."""
-    from content_check import fail_on_problems
-    from feeds import write_feeds
-
+    """Read the articles and write only the feeds; return the feed paths written. The plugins
+    check the content as in a build (`all_generators_finalized`: plugins/content_check raises
+    on a broken file), then plugins/feeds writes the feeds (`feeds_wanted`)."""
     settings = load_settings(config, **overrides)
     pelican = Pelican(settings)
-    context = pelican.settings.copy()
-    context.update(generated_content={}, static_links=set(), static_content={})
-    context["localsiteurl"] = pelican.settings["SITEURL"]
-    generator = ArticlesGenerator(
-        context=context,
-        settings=pelican.settings,
-        path=pelican.path,
-        theme=pelican.theme,
-        output_path=pelican.output_path,
-    )
+    generator = pelican_seam.articles_generator(pelican)
     try:
         generator.generate_context()
-        fail_on_problems([generator])
-        return write_feeds(generator)
+        signals.all_generators_finalized.send([generator])
+        return [path for _, paths in pelican_seam.feeds_wanted.send(generator) for path in paths]
     except Exception as error:
         raise BuildError(str(error)) from error
-
-
-def _reset_sitemap() -> None:
-    """pelican-sitemap keeps a build's state in a module-level object that only a build that ends
-    clears: after a failed build in the same process (a content error while `invoke serve` runs)
-    it would never write the sitemap again. Each build starts it afresh, as a new process would."""
-    module = sys.modules.get("pelican.plugins.sitemap.sitemap")
-    if module is not None:
-        module.generator._main_pelican = None
-        module.generator.page_queue = []
-        module.generator.now = datetime.now()
 
 
 def _quiet_pelican_by_default() -> None:

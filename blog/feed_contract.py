@@ -14,6 +14,8 @@ The blog (`plugins/feeds`) writes the feed with these names; the announcer
   `.exercise-steps`, and the prescription as `<dt>` label / `<dd>` value pairs in
   `.exercise-prescription`. `EXERCISE_CLASSES` names those classes; the announcer reads the
   cards back with them (`newsletter.announcements.feed.exercises_in`).
+- `feed_settings(settings)`: the FEEDS setting completed with `FEED_DEFAULTS` and checked (the
+  paths plugins/feeds writes and `blog.websub` pings), or `FeedSettingsError`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,41 @@ EXERCISE_CLASSES = {
 }
 
 
+FEED_DEFAULTS = {
+    "max_items": 20,
+    "all_rss": ALL_RSS,
+    "all_atom": ALL_ATOM,
+    "category_rss": "feeds/{slug}.rss.xml",
+    "category_atom": "feeds/{slug}.atom.xml",
+    "all_json": "feeds/all.json",
+    "category_json": "feeds/{slug}.json",
+}
+
+
+class FeedSettingsError(Exception):
+    """The FEEDS setting is malformed."""
+
+
+def feed_settings(settings: dict) -> dict:
+    """The FEEDS setting with its defaults, checked; SITEURL must be absolute for feeds."""
+    given = settings.get("FEEDS", {}) or {}
+    unknown = set(given) - set(FEED_DEFAULTS)
+    if unknown:
+        raise FeedSettingsError(
+            f"FEEDS: unknown key(s) {', '.join(sorted(unknown))}; use {', '.join(FEED_DEFAULTS)}"
+        )
+    conf = {**FEED_DEFAULTS, **given}
+    if not isinstance(conf["max_items"], int) or conf["max_items"] < 1:
+        raise FeedSettingsError(
+            f"FEEDS['max_items'] must be a positive integer, not {conf['max_items']!r}"
+        )
+    if not settings.get("SITEURL", "").startswith(("http://", "https://")):
+        raise FeedSettingsError(
+            f"SITEURL must be an absolute http(s) URL for feeds, not {settings.get('SITEURL')!r}"
+        )
+    return conf
+
+
 def opts_out(value: object) -> bool:
     """True when an `Announce:` value (or the feed's announce category) says not to announce."""
     return str(value).strip().lower() in OPT_OUT
@@ -44,8 +81,11 @@ __all__ = [
     "ALL_RSS",
     "ANNOUNCE_DOMAIN",
     "EXERCISE_CLASSES",
+    "FEED_DEFAULTS",
+    "FeedSettingsError",
     "NAMESPACE",
     "OPT_OUT",
     "PREFIX",
+    "feed_settings",
     "opts_out",
 ]

@@ -16,10 +16,11 @@ returns what to print.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from blog.feed_contract import feed_settings
 
 TIMEOUT = (5, 15)  # seconds: to connect, then to read the hub's answer
 USER_AGENT = "walkagain-publish (WebSub publisher)"
@@ -52,9 +53,7 @@ def hub_url(settings: dict) -> str:
 
 def feed_urls(settings: dict, folder: str | Path) -> list[str]:
     """The public URL of each feed file in the built `folder`, site-wide feeds first."""
-    import blog.build  # noqa: F401  (puts plugins/ on sys.path, where the feeds plugin is)
-
-    conf = importlib.import_module("feeds").feed_settings(settings)
+    conf = feed_settings(settings)
     folder = Path(folder)
     site = [conf[key] for key in ("all_rss", "all_atom", "all_json")]
     found = [path for path in site if (folder / path).is_file()]

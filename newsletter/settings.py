@@ -1,11 +1,22 @@
 """Newsletter settings: every NEWSLETTER_* environment variable, read in this one place.
 
-Contract: `Settings.from_env(environ)` returns a frozen `Settings` with defaults that run the
-whole product on one machine (SQLite in var/, email written to var/outbox/). Any NEWSLETTER_*
-name it does not know, and any malformed value, raises `ConfigError` naming the variable.
-With NEWSLETTER_ENV=production it also refuses the development defaults that must never reach
-the public: the secret key, the sender, the site and endpoint URLs and the postal address.
-`Settings(...)` built directly (tests) is validated the same way.
+Contract: the settings come in concerns, each a small frozen dataclass whose fields are defined
+once, with their environment name, default, parser and help text (`var(...)`, `secret(...)`),
+and whose `__post_init__` checks its own values: `CoreSettings` (`settings.core`), `MailSettings`
+(`.mail`), `SmtpSettings` (`.smtp`), `MailgunSettings` (`.mailgun`), `HttpSettings` (`.http`),
+`EndpointSettings` (`.endpoint`), `AnnounceSettings` (`.announce`), `FeedbackSettings`
+(`.feedback`) and `ImapSettings` (`.imap`). A part of the product takes the concern it uses.
+`Settings` is their composition. `Settings.from_env(environ)` returns it with defaults that run
+the whole product on one machine (SQLite in var/, email written to var/outbox/). Any NEWSLETTER_*
+name it does not know, and any malformed value, raises `ConfigError` naming the variable. With
+NEWSLETTER_ENV=production it also refuses the development defaults that must never reach the
+public: the secret key, the sender, the site and endpoint URLs and the postal address.
+`Settings(...)` built directly (tests) is validated the same way. `VARIABLES` (name ->
+`Variable`) is derived from the fields, in the concerns' order; `docs/settings.md` is made from it.
+
+Compatibility: the flat names of the former one-dataclass `Settings` still work, for reading
+(`settings.smtp_host` is `settings.smtp.host`; `FLAT` lists them, `DERIVED` the computed ones)
+and in `Settings(smtp_host=...)` and `settings.replace(smtp_host=...)`. New code reads the concern.
 """
 
 from __future__ import annotations
@@ -13,23 +24,27 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import operator
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from newsletter.ratelimit import Rate
 
 ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "NEWSLETTER_"
 DEV_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
 DEV_FROM = "Walk Again <newsletter@localhost>"
 DEV_POSTAL_ADDRESS = "Walk Again, 1 Example Street, London"  # production must set its own
 DEV_SITE_URL = "http://localhost:8000"
 DEV_BASE_URL = "http://127.0.0.1:5000"
+DEFAULT_HTTP_TIMEOUT = 10.0  # seconds per HTTP request (a feed, a live check)
 ENVIRONMENTS = ("development", "production")
 TRANSPORTS = ("outbox", "smtp", "mailgun")
 ANNOUNCE_MODES = ("each", "digest")
@@ -47,251 +62,15 @@ PERIODS = {
     "d": 86400,
     "day": 86400,
 }
+# Read by pelicanconf.py, not by the newsletter: the address the site's form posts to.
+IGNORED = {"NEWSLETTER_URL"}
 
 
 class ConfigError(ValueError):
     """A NEWSLETTER_* variable is unknown or malformed; the message names it."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    env: str = "development"
-    database: Path = ROOT / "var" / "newsletter.sqlite3"
-    secret_key: str = field(default=DEV_SECRET_KEY, repr=False)
-    transport: str = "outbox"
-    outbox: Path = ROOT / "var" / "outbox"
-    smtp_host: str = "localhost"
-    smtp_port: int = 0  # 0: the usual port for smtp_security (587, 465 or 25)
-    smtp_security: str = "starttls"
-    smtp_user: str = ""
-    smtp_password: str = field(default="", repr=False)
-    smtp_timeout: float = 10.0
-    sender: str = DEV_FROM  # "Name <address>": the From of every email
-    site_name: str = "Walk Again"
-    site_url: str = DEV_SITE_URL  # the public blog: links back to it, the one CORS origin
-    base_url: str = DEV_BASE_URL  # this endpoint's public URL: confirmation/unsubscribe links
-    postal_address: str = DEV_POSTAL_ADDRESS
-    rate_limit: Rate = Rate(20, 3600)
-    # Reverse proxies in front whose X-Forwarded-For we trust. None: not said; development takes
-    # 0, production refuses to start (trusting too many lets a client pick its IP, too few makes
-    # every client one IP for the rate limit).
-    proxy_count: int | None = None
-    resend_interval: float = 600.0  # at most one confirmation email per address per 10 minutes
-    confirm_max_age: int = 48 * 3600
-    retry_delay: float = 30.0  # first retry of a failed email; doubles each time, up to 1 h
-    max_attempts: int = 10
-    max_request_bytes: int = 16 * 1024
-    # Announcements (`invoke announce`): one email per new article in the feed -----------------
-    feed_url: str = ""  # "": output/feeds/all.rss.xml; or the live feed's http(s) URL
-    announce_mode: str = "each"  # each: one email per new article; digest: one for all new
-    announce_max_age_days: float = 7.0  # an item older than this when first seen is not sent
-    announce_max_items: int = 5  # more new items in one run: nothing sent without --yes (0: off)
-    announce_retries: int = 3  # passes over temporary failures within one run
-    announce_retry_delay: float = 5.0  # seconds before the first retry pass; doubles each time
-    reply_to: str = ""  # Reply-To of announcements ("": replies go to From)
-    unsubscribe_mailto: str = ""  # also offer mailto: in List-Unsubscribe ("": HTTPS only)
-    smtp_workers: int = 4  # SMTP connections sending announcements in parallel
-    smtp_rate: float = 0.0  # at most this many messages per second (0: no limit)
-    mailgun_api_key: str = field(default="", repr=False)
-    mailgun_domain: str = ""  # the sending domain registered at Mailgun
-    mailgun_region: str = "us"  # us or eu: which API base URL
-    mailgun_base_url: str = ""  # overrides the region's base URL (a proxy, tests)
-    mailgun_batch_size: int = MAILGUN_MAX_BATCH
-    video_feed_url: str = ""  # the author's YouTube channel feed ("": articles only)
-    video_skip_shorts: bool = False  # YouTube Shorts are recorded, not announced
-    # Provider feedback: bounces and complaints read back -------------------------------------
-    soft_bounce_limit: int = 3  # soft bounces within soft_bounce_days that make a bounce
-    soft_bounce_days: float = 30.0
-    mailgun_webhook_key: str = field(default="", repr=False)  # "": POST /webhooks/mailgun off
-    ses_topic_arn: str = ""  # "": POST /webhooks/ses off
-    sns_max_age: float = 3600.0  # seconds: an older SNS message (a replay) is refused
-    imap_host: str = ""  # "": no bounce mailbox
-    imap_port: int = 993
-    imap_user: str = ""
-    imap_password: str = field(default="", repr=False)
-    imap_folder: str = "INBOX"
-    imap_done_folder: str = "Processed"  # handled reports are moved here
-    verp_domain: str = ""  # "": Return-Path is From; else bounces+<proof>@<this domain>
-
-    def __post_init__(self) -> None:
-        _choice("NEWSLETTER_ENV", self.env, ENVIRONMENTS)
-        _choice("NEWSLETTER_TRANSPORT", self.transport, TRANSPORTS)
-        _choice("NEWSLETTER_SMTP_SECURITY", self.smtp_security, SMTP_SECURITY)
-        for name, value in (
-            ("NEWSLETTER_DATABASE", self.database),
-            ("NEWSLETTER_OUTBOX", self.outbox),
-        ):
-            path = Path(value).resolve()
-            if path.is_relative_to((ROOT / "output").resolve()):
-                raise ConfigError(f"{name}={value}: must not be under output/, which is published")
-            object.__setattr__(self, name.removeprefix("NEWSLETTER_").lower(), path)
-        for name, value in (
-            ("NEWSLETTER_SITE_URL", self.site_url),
-            ("NEWSLETTER_BASE_URL", self.base_url),
-        ):
-            object.__setattr__(self, name.removeprefix("NEWSLETTER_").lower(), _url(name, value))
-        _sender_address(self.sender)
-        if not 0 <= self.smtp_port <= 65535:
-            raise ConfigError(f"NEWSLETTER_SMTP_PORT={self.smtp_port}: not a port number")
-        if bool(self.smtp_user) != bool(self.smtp_password):
-            raise ConfigError("NEWSLETTER_SMTP_USER and NEWSLETTER_SMTP_PASSWORD go together")
-        if len(self.secret_key) < 16:
-            raise ConfigError(
-                "NEWSLETTER_SECRET_KEY: too short (use at least 32 random characters)"
-            )
-        if self.smtp_timeout <= 0:
-            raise ConfigError("NEWSLETTER_SMTP_TIMEOUT: must be a positive number of seconds")
-        if not self.postal_address.strip():
-            raise ConfigError("NEWSLETTER_POSTAL_ADDRESS: must not be empty")
-        self._check_announcements()
-        if self.env == "production":
-            self._check_production()
-        elif self.proxy_count is None:
-            object.__setattr__(self, "proxy_count", 0)
-
-    def _check_announcements(self) -> None:
-        _choice("NEWSLETTER_ANNOUNCE_MODE", self.announce_mode, ANNOUNCE_MODES)
-        _choice("NEWSLETTER_MAILGUN_REGION", self.mailgun_region, tuple(MAILGUN_REGIONS))
-        if self.feed_url:
-            object.__setattr__(self, "feed_url", _url("NEWSLETTER_FEED_URL", self.feed_url))
-        if self.video_feed_url:
-            object.__setattr__(
-                self,
-                "video_feed_url",
-                _url("NEWSLETTER_VIDEO_FEED_URL", self.video_feed_url, query=True),
-            )
-        if self.mailgun_base_url:
-            object.__setattr__(
-                self, "mailgun_base_url", _url("NEWSLETTER_MAILGUN_BASE_URL", self.mailgun_base_url)
-            )
-        if self.announce_max_age_days <= 0:
-            raise ConfigError("NEWSLETTER_ANNOUNCE_MAX_AGE_DAYS: must be a positive number")
-        if self.announce_max_items < 0:
-            raise ConfigError("NEWSLETTER_ANNOUNCE_MAX_ITEMS: use 0 (no limit) or more")
-        if self.announce_retry_delay < 0 or self.smtp_rate < 0:
-            raise ConfigError("NEWSLETTER_ANNOUNCE_RETRY_DELAY and NEWSLETTER_SMTP_RATE: not < 0")
-        if not 1 <= self.smtp_workers <= 64:
-            raise ConfigError(f"NEWSLETTER_SMTP_WORKERS={self.smtp_workers}: use 1 to 64")
-        if not 1 <= self.mailgun_batch_size <= MAILGUN_MAX_BATCH:
-            raise ConfigError(
-                f"NEWSLETTER_MAILGUN_BATCH_SIZE={self.mailgun_batch_size}: "
-                f"use 1 to {MAILGUN_MAX_BATCH} (Mailgun's limit per call)"
-            )
-        for name, value in (
-            ("NEWSLETTER_REPLY_TO", self.reply_to),
-            ("NEWSLETTER_UNSUBSCRIBE_MAILTO", self.unsubscribe_mailto),
-        ):
-            if value and (any(c in value for c in "\r\n<>, ") or value.count("@") != 1):
-                raise ConfigError(f"{name}={value!r}: use a plain address, e.g. list@example.com")
-        if self.soft_bounce_limit < 1:
-            raise ConfigError("NEWSLETTER_SOFT_BOUNCE_LIMIT: at least 1")
-        if self.imap_host and not (self.imap_user and self.imap_password):
-            raise ConfigError(
-                "NEWSLETTER_IMAP_HOST needs NEWSLETTER_IMAP_USER and NEWSLETTER_IMAP_PASSWORD"
-            )
-        if self.ses_topic_arn and not re.fullmatch(r"arn:aws[\w-]*:sns:[\w-]+:\d{12}:[\w-]+",
-                                                   self.ses_topic_arn):  # fmt: skip
-            raise ConfigError(
-                f"NEWSLETTER_SES_TOPIC_ARN={self.ses_topic_arn!r}: not an SNS topic ARN"
-            )
-        if self.transport == "mailgun" and not (self.mailgun_api_key and self.mailgun_domain):
-            raise ConfigError(
-                "NEWSLETTER_TRANSPORT=mailgun needs NEWSLETTER_MAILGUN_API_KEY and "
-                "NEWSLETTER_MAILGUN_DOMAIN"
-            )
-
-    def _check_production(self) -> None:
-        if self.proxy_count is None:
-            raise ConfigError(
-                "NEWSLETTER_PROXY_COUNT: production needs it set explicitly: 0 when clients "
-                "connect to gunicorn directly, 1 behind one reverse proxy such as nginx (which "
-                "must then set X-Forwarded-For itself; see docs/deployment.md)"
-            )
-        if self.secret_key == DEV_SECRET_KEY:
-            raise ConfigError(
-                "NEWSLETTER_SECRET_KEY: production refuses the development key; set a random one, "
-                "e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'"
-            )
-        if len(self.secret_key) < 32:
-            raise ConfigError("NEWSLETTER_SECRET_KEY: production needs at least 32 characters")
-        for name, value, dev in (
-            ("NEWSLETTER_FROM", self.sender, DEV_FROM),
-            ("NEWSLETTER_POSTAL_ADDRESS", self.postal_address, DEV_POSTAL_ADDRESS),
-            ("NEWSLETTER_SITE_URL", self.site_url, DEV_SITE_URL),
-            ("NEWSLETTER_BASE_URL", self.base_url, DEV_BASE_URL),
-        ):
-            if value == dev:
-                raise ConfigError(f"{name}: production needs a real value, not the development one")
-        if not self.base_url.startswith("https://"):
-            raise ConfigError(
-                f"NEWSLETTER_BASE_URL={self.base_url}: production links must be https:// "
-                "(mail providers only honour one-click unsubscribe over HTTPS)"
-            )
-
-    # Derived values -------------------------------------------------------------------------
-    @functools.cached_property
-    def from_address(self) -> Address:  # cached: every Message-ID of a bulk send asks for it
-        return _sender_address(self.sender)
-
-    @property
-    def site_origin(self) -> str:
-        return _origin(self.site_url)
-
-    @property
-    def base_origin(self) -> str:
-        return _origin(self.base_url)
-
-    @property
-    def effective_smtp_port(self) -> int:
-        return self.smtp_port or DEFAULT_SMTP_PORTS[self.smtp_security]
-
-    @property
-    def mailgun_url(self) -> str:
-        """The Mailgun API's base URL: the region's, unless NEWSLETTER_MAILGUN_BASE_URL is set."""
-        return self.mailgun_base_url or MAILGUN_REGIONS[self.mailgun_region]
-
-    @property
-    def list_id(self) -> str:
-        """The List-Id header: the list's name and a domain-like id from the site's host."""
-        host = urlsplit(self.site_url).hostname or "localhost"
-        return f"{self.site_name} <newsletter.{host}>"
-
-    # Reading the environment ----------------------------------------------------------------
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        environ = os.environ if environ is None else environ
-        names = {name for name in environ if name.startswith("NEWSLETTER_")}
-        unknown = sorted(names - set(VARIABLES) - IGNORED)
-        if unknown:
-            hints = []
-            for name in unknown:
-                close = difflib.get_close_matches(name, VARIABLES, n=1)
-                hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
-            raise ConfigError(
-                "unknown setting " + ", ".join(hints) + "; known: " + ", ".join(VARIABLES)
-            )
-        values = {}
-        for name in sorted(names - IGNORED):
-            attribute, parse, _help = VARIABLES[name]
-            raw = environ[name].strip()
-            try:
-                values[attribute] = parse(raw)
-            except (ValueError, TypeError) as error:
-                raise ConfigError(f"{name}={environ[name]!r}: {error}") from None
-        return cls(**values)
-
-    def replace(self, **changes) -> Settings:
-        return dataclasses.replace(self, **changes)
-
-
-def load(config: Settings | Mapping[str, str] | None = None) -> Settings:
-    """Settings from an object, from a mapping of NEWSLETTER_* names, or from os.environ."""
-    if isinstance(config, Settings):
-        return config
-    return Settings.from_env(config)  # None: os.environ
-
-
-# Parsers --------------------------------------------------------------------------------------
+# Parsers: an environment string to a value, or ValueError (from_env names the variable) -------
 def _text(raw: str) -> str:
     if not raw:
         raise ValueError("must not be empty")
@@ -318,6 +97,13 @@ def _float(raw: str) -> float:
     return value
 
 
+def _rate(raw: str) -> float:
+    value = _number(raw)
+    if not 0 <= value < float("inf"):
+        raise ValueError("must be 0 (no limit) or a positive number")
+    return value
+
+
 def _yes_no(raw: str) -> bool:
     if raw.lower() in ("yes", "true", "1", "on"):
         return True
@@ -330,18 +116,20 @@ def _path(raw: str) -> Path:
     return Path(_text(raw)).expanduser()
 
 
-def _rate(raw: str) -> float:
-    value = _number(raw)
-    if not 0 <= value < float("inf"):
-        raise ValueError("must be 0 (no limit) or a positive number")
-    return value
-
-
 def _port(raw: str) -> int:
     value = _int(raw)
     if not 1 <= value <= 65535:
         raise ValueError("must be a port number from 1 to 65535")
     return value
+
+
+def _one_of(choices):
+    def parse(raw: str) -> str:
+        if raw.lower() not in choices:
+            raise ValueError("must be one of " + ", ".join(choices))
+        return raw.lower()
+
+    return parse
 
 
 def parse_rate_limit(raw: str) -> Rate:
@@ -355,6 +143,12 @@ def parse_rate_limit(raw: str) -> Rate:
     return Rate(int(match.group(1)), multiple * PERIODS[match.group(3)])
 
 
+# Checks: a value (from the environment or from code) that must hold, else ConfigError --------
+def _choice(name: str, value: str, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r}: must be one of " + ", ".join(choices))
+
+
 def _url(name: str, value: str, *, query: bool = False) -> str:
     """An http(s) URL; with `query`, it may have one (YouTube's feed: ?channel_id=...) and is
     kept as it is, else it has none and loses a trailing slash."""
@@ -364,6 +158,19 @@ def _url(name: str, value: str, *, query: bool = False) -> str:
     if parts.fragment or (parts.query and not query):
         raise ConfigError(f"{name}={value!r}: must not have a query or a fragment")
     return value if query else value.rstrip("/")
+
+
+def _unpublished(name: str, value: Path | str) -> Path:
+    """A data path, resolved, never under output/ (which is published; symlinks followed)."""
+    path = Path(value).resolve()
+    if path.is_relative_to((ROOT / "output").resolve()):
+        raise ConfigError(f"{name}={value}: must not be under output/, which is published")
+    return path
+
+
+def _plain_address(name: str, value: str) -> None:
+    if value and (any(c in value for c in "\r\n<>, ") or value.count("@") != 1):
+        raise ConfigError(f"{name}={value!r}: use a plain address, e.g. list@example.com")
 
 
 def _origin(url: str) -> str:
@@ -382,84 +189,549 @@ def _sender_address(value: str) -> Address:
         raise ConfigError(f"NEWSLETTER_FROM={value!r}: {error}") from None
 
 
-def _one_of(choices):
-    def parse(raw: str) -> str:
-        if raw.lower() not in choices:
-            raise ValueError("must be one of " + ", ".join(choices))
-        return raw.lower()
-
-    return parse
+def _set(obj, name: str, value) -> None:
+    """Normalise a field of a frozen concern in its __post_init__."""
+    object.__setattr__(obj, name, value)
 
 
-def _choice(name: str, value: str, choices) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name}={value!r}: must be one of " + ", ".join(choices))
+def var(
+    name: str,
+    default,
+    parse: Callable[[str], object],
+    help: str,
+    *,
+    flat: str = "",
+    secret: bool = False,
+):
+    """A field read from the environment variable `name` with `parse`; `help` for the docs.
+    `flat` is its compatibility name on `Settings` (default: `name` without NEWSLETTER_,
+    lowercased). A `secret` stays out of repr (and logs) and out of the docs."""
+    flat = flat or name.removeprefix(PREFIX).lower()
+    metadata = {"env": name, "parse": parse, "help": help, "flat": flat}
+    return field(default=default, repr=not secret, metadata=metadata)
 
 
-_environment, _transport = _one_of(ENVIRONMENTS), _one_of(TRANSPORTS)
-_security, _mode, _region = (
-    _one_of(SMTP_SECURITY),
-    _one_of(ANNOUNCE_MODES),
-    _one_of(MAILGUN_REGIONS),
-)
+def secret(name: str, default: str, help: str):
+    """A secret text `var`."""
+    return var(name, default, _text, help, secret=True)
 
-# name -> (Settings attribute, parser, help); docs/settings.md is made from this and the defaults
-VARIABLES: dict[str, tuple[str, object, str]] = {
-    "NEWSLETTER_ENV": ("env", _environment, "development or production"),
-    "NEWSLETTER_DATABASE": ("database", _path, "the SQLite file"),
-    "NEWSLETTER_SECRET_KEY": ("secret_key", _text, "signs the links; required in production"),
-    "NEWSLETTER_TRANSPORT": ("transport", _transport, "outbox, smtp or mailgun"),
-    "NEWSLETTER_OUTBOX": ("outbox", _path, "folder for .eml files (transport outbox)"),
-    "NEWSLETTER_SMTP_HOST": ("smtp_host", _text, "SMTP server"),
-    "NEWSLETTER_SMTP_PORT": ("smtp_port", _port, "default 587, 465 (ssl) or 25 (none)"),
-    "NEWSLETTER_SMTP_SECURITY": ("smtp_security", _security, "starttls, ssl or none"),
-    "NEWSLETTER_SMTP_USER": ("smtp_user", _text, "SMTP login (with the password)"),
-    "NEWSLETTER_SMTP_PASSWORD": ("smtp_password", _text, "SMTP password"),
-    "NEWSLETTER_SMTP_TIMEOUT": ("smtp_timeout", _float, "seconds per SMTP operation"),
-    "NEWSLETTER_FROM": ("sender", _text, "From: 'Name <address>'; required in production"),
-    "NEWSLETTER_SITE_NAME": ("site_name", _text, "the list's name"),
-    "NEWSLETTER_SITE_URL": ("site_url", _text, "the public blog, for links and CORS"),
-    "NEWSLETTER_BASE_URL": ("base_url", _text, "this endpoint's public URL, for email links"),
-    "NEWSLETTER_POSTAL_ADDRESS": ("postal_address", _text, "sender's postal address (footer)"),
-    "NEWSLETTER_RATE_LIMIT": ("rate_limit", parse_rate_limit, "subscribe requests per client IP"),
-    "NEWSLETTER_PROXY_COUNT": ("proxy_count", _int, "proxies in front; production: required"),
-    "NEWSLETTER_RETRY_DELAY": ("retry_delay", _float, "seconds before the first retry"),
-    "NEWSLETTER_MAX_ATTEMPTS": ("max_attempts", _int, "attempts before an email fails"),
-    "NEWSLETTER_FEED_URL": (
-        "feed_url",
+
+# The concerns ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CoreSettings:
+    """Core: the environment, the database, the secret key, the blog and this endpoint"""
+
+    env: str = var(
+        "NEWSLETTER_ENV", "development", _one_of(ENVIRONMENTS), "development or production"
+    )
+    database: Path = var(
+        "NEWSLETTER_DATABASE", ROOT / "var" / "newsletter.sqlite3", _path, "the SQLite file"
+    )
+    secret_key: str = secret(
+        "NEWSLETTER_SECRET_KEY", DEV_SECRET_KEY, "signs the links; required in production"
+    )
+    site_name: str = var("NEWSLETTER_SITE_NAME", "Walk Again", _text, "the list's name")
+    # The public blog: links back to it, the one CORS origin.
+    site_url: str = var(
+        "NEWSLETTER_SITE_URL", DEV_SITE_URL, _text, "the public blog, for links and CORS"
+    )
+    # This endpoint's public URL: confirmation and unsubscribe links.
+    base_url: str = var(
+        "NEWSLETTER_BASE_URL", DEV_BASE_URL, _text, "this endpoint's public URL, for email links"
+    )
+
+    def __post_init__(self) -> None:
+        _choice("NEWSLETTER_ENV", self.env, ENVIRONMENTS)
+        _set(self, "database", _unpublished("NEWSLETTER_DATABASE", self.database))
+        _set(self, "site_url", _url("NEWSLETTER_SITE_URL", self.site_url))
+        _set(self, "base_url", _url("NEWSLETTER_BASE_URL", self.base_url))
+        if len(self.secret_key) < 16:
+            raise ConfigError(
+                "NEWSLETTER_SECRET_KEY: too short (use at least 32 random characters)"
+            )
+
+    @property
+    def site_origin(self) -> str:
+        return _origin(self.site_url)
+
+    @property
+    def base_origin(self) -> str:
+        return _origin(self.base_url)
+
+    @property
+    def list_id(self) -> str:
+        """The List-Id header: the list's name and a domain-like id from the site's host."""
+        host = urlsplit(self.site_url).hostname or "localhost"
+        return f"{self.site_name} <newsletter.{host}>"
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    """Mail: how every email leaves and what it says of its sender"""
+
+    transport: str = var(
+        "NEWSLETTER_TRANSPORT", "outbox", _one_of(TRANSPORTS), "outbox, smtp or mailgun"
+    )
+    outbox: Path = var(
+        "NEWSLETTER_OUTBOX",
+        ROOT / "var" / "outbox",
+        _path,
+        "folder for .eml files (transport outbox)",
+    )
+    # "Name <address>": the From of every email.
+    sender: str = var(
+        "NEWSLETTER_FROM",
+        DEV_FROM,
         _text,
-        "feed to announce (empty: output/feeds/all.rss.xml)",
-    ),
-    "NEWSLETTER_ANNOUNCE_MODE": ("announce_mode", _mode, "each (one email per item) or digest"),
-    "NEWSLETTER_ANNOUNCE_MAX_AGE_DAYS": ("announce_max_age_days", _float, "older: not sent"),
-    "NEWSLETTER_ANNOUNCE_MAX_ITEMS": ("announce_max_items", _int, "more new: needs --yes (0: off)"),
-    "NEWSLETTER_ANNOUNCE_RETRIES": ("announce_retries", _int, "retry passes in one run"),
-    "NEWSLETTER_ANNOUNCE_RETRY_DELAY": ("announce_retry_delay", _rate, "seconds, doubling"),
-    "NEWSLETTER_REPLY_TO": ("reply_to", _text, "Reply-To address of announcements"),
-    "NEWSLETTER_UNSUBSCRIBE_MAILTO": ("unsubscribe_mailto", _text, "mailto: in List-Unsubscribe"),
-    "NEWSLETTER_SMTP_WORKERS": ("smtp_workers", _int, "parallel SMTP connections"),
-    "NEWSLETTER_SMTP_RATE": ("smtp_rate", _rate, "messages per second at most (0: no limit)"),
-    "NEWSLETTER_MAILGUN_API_KEY": ("mailgun_api_key", _text, "Mailgun API key (secret)"),
-    "NEWSLETTER_MAILGUN_DOMAIN": ("mailgun_domain", _text, "Mailgun sending domain"),
-    "NEWSLETTER_MAILGUN_REGION": ("mailgun_region", _region, "us or eu"),
-    "NEWSLETTER_MAILGUN_BASE_URL": ("mailgun_base_url", _text, "overrides the region's API URL"),
-    "NEWSLETTER_MAILGUN_BATCH_SIZE": ("mailgun_batch_size", _int, "recipients per Mailgun call"),
-    "NEWSLETTER_VIDEO_FEED_URL": ("video_feed_url", _text, "YouTube channel feed to announce"),
-    "NEWSLETTER_VIDEO_SKIP_SHORTS": ("video_skip_shorts", _yes_no, "yes: Shorts are not sent"),
-    "NEWSLETTER_SOFT_BOUNCE_LIMIT": ("soft_bounce_limit", _int, "soft bounces that make a bounce"),
-    "NEWSLETTER_SOFT_BOUNCE_DAYS": ("soft_bounce_days", _float, "... within this many days"),
-    "NEWSLETTER_MAILGUN_WEBHOOK_KEY": ("mailgun_webhook_key", _text, "Mailgun webhook signing key"),
-    "NEWSLETTER_SES_TOPIC_ARN": ("ses_topic_arn", _text, "the SNS topic SES reports to"),
-    "NEWSLETTER_SNS_MAX_AGE": ("sns_max_age", _float, "seconds; older SNS messages are refused"),
-    "NEWSLETTER_IMAP_HOST": ("imap_host", _text, "bounce mailbox: IMAPS server"),
-    "NEWSLETTER_IMAP_PORT": ("imap_port", _port, "bounce mailbox: port"),
-    "NEWSLETTER_IMAP_USER": ("imap_user", _text, "bounce mailbox: login"),
-    "NEWSLETTER_IMAP_PASSWORD": ("imap_password", _text, "bounce mailbox: password (secret)"),
-    "NEWSLETTER_IMAP_FOLDER": ("imap_folder", _text, "bounce mailbox: folder to read"),
-    "NEWSLETTER_IMAP_DONE_FOLDER": ("imap_done_folder", _text, "bounce mailbox: handled, moved"),
-    "NEWSLETTER_VERP_DOMAIN": ("verp_domain", _text, "Return-Path bounces+<proof>@ this"),
-}
-# Read by pelicanconf.py, not by the newsletter: the address the site's form posts to.
-IGNORED = {"NEWSLETTER_URL"}
+        "From: 'Name <address>'; required in production",
+        flat="sender",
+    )
+    postal_address: str = var(
+        "NEWSLETTER_POSTAL_ADDRESS", DEV_POSTAL_ADDRESS, _text, "sender's postal address (footer)"
+    )
+    # "": replies go to From.
+    reply_to: str = var("NEWSLETTER_REPLY_TO", "", _text, "Reply-To address of announcements")
+    # "": List-Unsubscribe offers HTTPS only.
+    unsubscribe_mailto: str = var(
+        "NEWSLETTER_UNSUBSCRIBE_MAILTO", "", _text, "mailto: in List-Unsubscribe"
+    )
+    # "": Return-Path is From; else bounces+<proof>@<this domain>.
+    verp_domain: str = var("NEWSLETTER_VERP_DOMAIN", "", _text, "Return-Path bounces+<proof>@ this")
 
-__all__ = ["ROOT", "ConfigError", "Settings", "VARIABLES", "load", "parse_rate_limit"]
+    def __post_init__(self) -> None:
+        _choice("NEWSLETTER_TRANSPORT", self.transport, TRANSPORTS)
+        _set(self, "outbox", _unpublished("NEWSLETTER_OUTBOX", self.outbox))
+        _sender_address(self.sender)
+        if not self.postal_address.strip():
+            raise ConfigError("NEWSLETTER_POSTAL_ADDRESS: must not be empty")
+        _plain_address("NEWSLETTER_REPLY_TO", self.reply_to)
+        _plain_address("NEWSLETTER_UNSUBSCRIBE_MAILTO", self.unsubscribe_mailto)
+
+    @functools.cached_property
+    def from_address(self) -> Address:  # cached: every Message-ID of a bulk send asks for it
+        return _sender_address(self.sender)
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """SMTP: the server emails go through with `NEWSLETTER_TRANSPORT=smtp`"""
+
+    host: str = var("NEWSLETTER_SMTP_HOST", "localhost", _text, "SMTP server")
+    # 0: the usual port for `security` (587, 465 or 25).
+    port: int = var("NEWSLETTER_SMTP_PORT", 0, _port, "default 587, 465 (ssl) or 25 (none)")
+    security: str = var(
+        "NEWSLETTER_SMTP_SECURITY", "starttls", _one_of(SMTP_SECURITY), "starttls, ssl or none"
+    )
+    user: str = var("NEWSLETTER_SMTP_USER", "", _text, "SMTP login (with the password)")
+    password: str = secret("NEWSLETTER_SMTP_PASSWORD", "", "SMTP password")
+    timeout: float = var("NEWSLETTER_SMTP_TIMEOUT", 10.0, _float, "seconds per SMTP operation")
+    # Connections sending announcements in parallel.
+    workers: int = var("NEWSLETTER_SMTP_WORKERS", 4, _int, "parallel SMTP connections")
+    rate: float = var(
+        "NEWSLETTER_SMTP_RATE", 0.0, _rate, "messages per second at most (0: no limit)"
+    )
+
+    def __post_init__(self) -> None:
+        _choice("NEWSLETTER_SMTP_SECURITY", self.security, SMTP_SECURITY)
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"NEWSLETTER_SMTP_PORT={self.port}: not a port number")
+        if bool(self.user) != bool(self.password):
+            raise ConfigError("NEWSLETTER_SMTP_USER and NEWSLETTER_SMTP_PASSWORD go together")
+        if self.timeout <= 0:
+            raise ConfigError("NEWSLETTER_SMTP_TIMEOUT: must be a positive number of seconds")
+        if not 1 <= self.workers <= 64:
+            raise ConfigError(f"NEWSLETTER_SMTP_WORKERS={self.workers}: use 1 to 64")
+        if self.rate < 0:
+            raise ConfigError(f"NEWSLETTER_SMTP_RATE={self.rate}: must not be < 0")
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or DEFAULT_SMTP_PORTS[self.security]
+
+
+@dataclass(frozen=True)
+class MailgunSettings:
+    """Mailgun: its HTTP API, with `NEWSLETTER_TRANSPORT=mailgun`"""
+
+    api_key: str = secret("NEWSLETTER_MAILGUN_API_KEY", "", "Mailgun API key (secret)")
+    domain: str = var("NEWSLETTER_MAILGUN_DOMAIN", "", _text, "Mailgun sending domain")
+    region: str = var("NEWSLETTER_MAILGUN_REGION", "us", _one_of(MAILGUN_REGIONS), "us or eu")
+    # A proxy or a test server instead of the region's.
+    base_url: str = var("NEWSLETTER_MAILGUN_BASE_URL", "", _text, "overrides the region's API URL")
+    batch_size: int = var(
+        "NEWSLETTER_MAILGUN_BATCH_SIZE", MAILGUN_MAX_BATCH, _int, "recipients per Mailgun call"
+    )
+
+    def __post_init__(self) -> None:
+        _choice("NEWSLETTER_MAILGUN_REGION", self.region, tuple(MAILGUN_REGIONS))
+        if self.base_url:
+            _set(self, "base_url", _url("NEWSLETTER_MAILGUN_BASE_URL", self.base_url))
+        if not 1 <= self.batch_size <= MAILGUN_MAX_BATCH:
+            raise ConfigError(
+                f"NEWSLETTER_MAILGUN_BATCH_SIZE={self.batch_size}: "
+                f"use 1 to {MAILGUN_MAX_BATCH} (Mailgun's limit per call)"
+            )
+
+    @property
+    def url(self) -> str:
+        """The Mailgun API's base URL: the region's, unless NEWSLETTER_MAILGUN_BASE_URL is set."""
+        return self.base_url or MAILGUN_REGIONS[self.region]
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """HTTP: requests the newsletter makes (feeds, live checks, the Mailgun API)"""
+
+    timeout: float = var(
+        "NEWSLETTER_HTTP_TIMEOUT",
+        DEFAULT_HTTP_TIMEOUT,
+        _float,
+        "seconds per HTTP request (Mailgun's API: 3 times this)",
+    )
+
+    def __post_init__(self) -> None:
+        if not 0 < self.timeout < float("inf"):
+            raise ConfigError("NEWSLETTER_HTTP_TIMEOUT: must be a positive number of seconds")
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """Endpoint: the subscription form and its confirmation emails"""
+
+    rate_limit: Rate = var(
+        "NEWSLETTER_RATE_LIMIT",
+        Rate(20, 3600),
+        parse_rate_limit,
+        "subscribe requests per client IP",
+    )
+    # Reverse proxies in front whose X-Forwarded-For we trust. None: not said; development takes
+    # 0, production refuses to start (trusting too many lets a client pick its IP, too few makes
+    # every client one IP for the rate limit).
+    proxy_count: int | None = var(
+        "NEWSLETTER_PROXY_COUNT", None, _int, "proxies in front; production: required"
+    )
+    # First retry of a failed confirmation email; doubles each time, up to 1 h.
+    retry_delay: float = var(
+        "NEWSLETTER_RETRY_DELAY", 30.0, _float, "seconds before the first retry"
+    )
+    max_attempts: int = var("NEWSLETTER_MAX_ATTEMPTS", 10, _int, "attempts before an email fails")
+    # Set in code only (tests), no environment variable:
+    resend_interval: float = 600.0  # at most one confirmation email per address per 10 minutes
+    confirm_max_age: int = 48 * 3600
+    max_request_bytes: int = 16 * 1024
+
+
+@dataclass(frozen=True)
+class AnnounceSettings:
+    """Announcements: `invoke announce`, one email per new article or video"""
+
+    # "": output/feeds/all.rss.xml; or the live feed's http(s) URL.
+    feed_url: str = var(
+        "NEWSLETTER_FEED_URL", "", _text, "feed to announce (empty: output/feeds/all.rss.xml)"
+    )
+    mode: str = var(
+        "NEWSLETTER_ANNOUNCE_MODE",
+        "each",
+        _one_of(ANNOUNCE_MODES),
+        "each (one email per item) or digest",
+    )
+    # An item older than this when first seen is not sent.
+    max_age_days: float = var("NEWSLETTER_ANNOUNCE_MAX_AGE_DAYS", 7.0, _float, "older: not sent")
+    # More new items in one run: nothing sent without --yes (0: no limit).
+    max_items: int = var("NEWSLETTER_ANNOUNCE_MAX_ITEMS", 5, _int, "more new: needs --yes (0: off)")
+    retries: int = var("NEWSLETTER_ANNOUNCE_RETRIES", 3, _int, "retry passes in one run")
+    # Seconds before the first retry pass over temporary failures; doubles each time.
+    retry_delay: float = var("NEWSLETTER_ANNOUNCE_RETRY_DELAY", 5.0, _rate, "seconds, doubling")
+    # The author's YouTube channel feed ("": articles only).
+    video_feed_url: str = var(
+        "NEWSLETTER_VIDEO_FEED_URL", "", _text, "YouTube channel feed to announce"
+    )
+    # YouTube Shorts are recorded, not announced.
+    video_skip_shorts: bool = var(
+        "NEWSLETTER_VIDEO_SKIP_SHORTS", False, _yes_no, "yes: Shorts are not sent"
+    )
+
+    def __post_init__(self) -> None:
+        _choice("NEWSLETTER_ANNOUNCE_MODE", self.mode, ANNOUNCE_MODES)
+        if self.feed_url:
+            _set(self, "feed_url", _url("NEWSLETTER_FEED_URL", self.feed_url))
+        if self.video_feed_url:
+            video = _url("NEWSLETTER_VIDEO_FEED_URL", self.video_feed_url, query=True)
+            _set(self, "video_feed_url", video)
+        if self.max_age_days <= 0:
+            raise ConfigError("NEWSLETTER_ANNOUNCE_MAX_AGE_DAYS: must be a positive number")
+        if self.max_items < 0:
+            raise ConfigError("NEWSLETTER_ANNOUNCE_MAX_ITEMS: use 0 (no limit) or more")
+        if self.retry_delay < 0:
+            raise ConfigError(f"NEWSLETTER_ANNOUNCE_RETRY_DELAY={self.retry_delay}: not < 0")
+
+
+@dataclass(frozen=True)
+class FeedbackSettings:
+    """Feedback: the bounces and complaints providers report (webhooks, the bounce mailbox)"""
+
+    # Soft bounces within soft_bounce_days that make a bounce.
+    soft_bounce_limit: int = var(
+        "NEWSLETTER_SOFT_BOUNCE_LIMIT", 3, _int, "soft bounces that make a bounce"
+    )
+    soft_bounce_days: float = var(
+        "NEWSLETTER_SOFT_BOUNCE_DAYS", 30.0, _float, "... within this many days"
+    )
+    # "": POST /webhooks/mailgun off.
+    mailgun_webhook_key: str = secret(
+        "NEWSLETTER_MAILGUN_WEBHOOK_KEY", "", "Mailgun webhook signing key"
+    )
+    # "": POST /webhooks/ses off.
+    ses_topic_arn: str = var("NEWSLETTER_SES_TOPIC_ARN", "", _text, "the SNS topic SES reports to")
+    # An older SNS message (a replay) is refused.
+    sns_max_age: float = var(
+        "NEWSLETTER_SNS_MAX_AGE", 3600.0, _float, "seconds; older SNS messages are refused"
+    )
+
+    def __post_init__(self) -> None:
+        if self.soft_bounce_limit < 1:
+            raise ConfigError("NEWSLETTER_SOFT_BOUNCE_LIMIT: at least 1")
+        if self.ses_topic_arn and not re.fullmatch(
+            r"arn:aws[\w-]*:sns:[\w-]+:\d{12}:[\w-]+", self.ses_topic_arn
+        ):
+            raise ConfigError(
+                f"NEWSLETTER_SES_TOPIC_ARN={self.ses_topic_arn!r}: not an SNS topic ARN"
+            )
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    """IMAP: the bounce mailbox (IMAPS) that `invoke bounces.fetch` reads"""
+
+    host: str = var("NEWSLETTER_IMAP_HOST", "", _text, "bounce mailbox: IMAPS server")
+    port: int = var("NEWSLETTER_IMAP_PORT", 993, _port, "bounce mailbox: port")
+    user: str = var("NEWSLETTER_IMAP_USER", "", _text, "bounce mailbox: login")
+    password: str = secret("NEWSLETTER_IMAP_PASSWORD", "", "bounce mailbox: password (secret)")
+    folder: str = var("NEWSLETTER_IMAP_FOLDER", "INBOX", _text, "bounce mailbox: folder to read")
+    # Handled reports are moved here.
+    done_folder: str = var(
+        "NEWSLETTER_IMAP_DONE_FOLDER", "Processed", _text, "bounce mailbox: handled, moved"
+    )
+
+    def __post_init__(self) -> None:
+        if self.host and not (self.user and self.password):
+            raise ConfigError(
+                "NEWSLETTER_IMAP_HOST needs NEWSLETTER_IMAP_USER and NEWSLETTER_IMAP_PASSWORD"
+            )
+
+
+# Settings.<name> -> its concern's class, in the order of the docs.
+CONCERNS: dict[str, type] = {
+    "core": CoreSettings,
+    "mail": MailSettings,
+    "smtp": SmtpSettings,
+    "mailgun": MailgunSettings,
+    "http": HttpSettings,
+    "endpoint": EndpointSettings,
+    "announce": AnnounceSettings,
+    "feedback": FeedbackSettings,
+    "imap": ImapSettings,
+}
+
+
+class Variable(NamedTuple):
+    """One NEWSLETTER_* variable, as its field defines it."""
+
+    name: str  # NEWSLETTER_SMTP_HOST
+    concern: str  # smtp
+    attribute: str  # host: settings.smtp.host
+    flat: str  # smtp_host: the compatibility name, settings.smtp_host
+    default: object
+    parse: Callable[[str], object]
+    help: str
+    secret: bool
+
+
+def _variables() -> dict[str, Variable]:
+    found: dict[str, Variable] = {}
+    for concern, cls in CONCERNS.items():
+        for f in dataclasses.fields(cls):
+            if "env" not in f.metadata:
+                continue
+            name = f.metadata["env"]
+            if name in found:
+                raise RuntimeError(f"{name} is defined twice")
+            found[name] = Variable(
+                name,
+                concern,
+                f.name,
+                f.metadata["flat"],
+                f.default,
+                f.metadata["parse"],
+                f.metadata["help"],
+                not f.repr,
+            )
+    return found
+
+
+def _flat_names() -> dict[str, tuple[str, str]]:
+    names: dict[str, tuple[str, str]] = {}
+    for concern, cls in CONCERNS.items():
+        for f in dataclasses.fields(cls):
+            flat = f.metadata.get("flat", f.name)
+            if flat in names or flat in CONCERNS:
+                raise RuntimeError(f"the flat name {flat} is taken twice")
+            names[flat] = (concern, f.name)
+    return names
+
+
+# Every NEWSLETTER_* variable, derived from the fields (not kept by hand).
+VARIABLES: dict[str, Variable] = _variables()
+# Compatibility: Settings.<flat name> -> (concern, field), e.g. smtp_host -> ("smtp", "host").
+FLAT: dict[str, tuple[str, str]] = _flat_names()
+# Compatibility: the former Settings' computed values -> where they live now.
+DERIVED = {
+    "from_address": "mail.from_address",
+    "site_origin": "core.site_origin",
+    "base_origin": "core.base_origin",
+    "list_id": "core.list_id",
+    "effective_smtp_port": "smtp.effective_port",
+    "mailgun_url": "mailgun.url",
+}
+
+
+@dataclass(frozen=True, init=False)
+class Settings:
+    """Every setting, by concern. `Settings(**values)` takes concerns (`smtp=SmtpSettings(...)`)
+    and flat names (`smtp_host=...`, which change that field of the concern)."""
+
+    core: CoreSettings
+    mail: MailSettings
+    smtp: SmtpSettings
+    mailgun: MailgunSettings
+    http: HttpSettings
+    endpoint: EndpointSettings
+    announce: AnnounceSettings
+    feedback: FeedbackSettings
+    imap: ImapSettings
+
+    def __init__(self, **values) -> None:
+        changes: dict[str, dict[str, object]] = {concern: {} for concern in CONCERNS}
+        for key, value in values.items():
+            if key in FLAT:
+                concern, attribute = FLAT[key]
+                changes[concern][attribute] = value
+            elif key not in CONCERNS:
+                raise TypeError(f"Settings() got an unexpected keyword argument {key!r}")
+        for concern, cls in CONCERNS.items():
+            part = values.get(concern)
+            if part is None:
+                part = cls(**changes[concern])
+            elif changes[concern]:
+                part = dataclasses.replace(part, **changes[concern])
+            _set(self, concern, part)
+        self._check()
+
+    def _check(self) -> None:
+        """What spans concerns."""
+        if self.mail.transport == "mailgun" and not (self.mailgun.api_key and self.mailgun.domain):
+            raise ConfigError(
+                "NEWSLETTER_TRANSPORT=mailgun needs NEWSLETTER_MAILGUN_API_KEY and "
+                "NEWSLETTER_MAILGUN_DOMAIN"
+            )
+        if self.core.env == "production":
+            self._check_production()
+        elif self.endpoint.proxy_count is None:
+            _set(self, "endpoint", dataclasses.replace(self.endpoint, proxy_count=0))
+
+    def _check_production(self) -> None:
+        core, mail = self.core, self.mail
+        if self.endpoint.proxy_count is None:
+            raise ConfigError(
+                "NEWSLETTER_PROXY_COUNT: production needs it set explicitly: 0 when clients "
+                "connect to gunicorn directly, 1 behind one reverse proxy such as nginx (which "
+                "must then set X-Forwarded-For itself; see docs/deployment.md)"
+            )
+        if core.secret_key == DEV_SECRET_KEY:
+            raise ConfigError(
+                "NEWSLETTER_SECRET_KEY: production refuses the development key; set a random one, "
+                "e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+        if len(core.secret_key) < 32:
+            raise ConfigError("NEWSLETTER_SECRET_KEY: production needs at least 32 characters")
+        for name, value, dev in (
+            ("NEWSLETTER_FROM", mail.sender, DEV_FROM),
+            ("NEWSLETTER_POSTAL_ADDRESS", mail.postal_address, DEV_POSTAL_ADDRESS),
+            ("NEWSLETTER_SITE_URL", core.site_url, DEV_SITE_URL),
+            ("NEWSLETTER_BASE_URL", core.base_url, DEV_BASE_URL),
+        ):
+            if value == dev:
+                raise ConfigError(f"{name}: production needs a real value, not the development one")
+        if not core.base_url.startswith("https://"):
+            raise ConfigError(
+                f"NEWSLETTER_BASE_URL={core.base_url}: production links must be https:// "
+                "(mail providers only honour one-click unsubscribe over HTTPS)"
+            )
+
+    # Reading the environment ----------------------------------------------------------------
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        names = {name for name in environ if name.startswith(PREFIX)}
+        unknown = sorted(names - set(VARIABLES) - IGNORED)
+        if unknown:
+            hints = []
+            for name in unknown:
+                close = difflib.get_close_matches(name, VARIABLES, n=1)
+                hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+            raise ConfigError(
+                "unknown setting " + ", ".join(hints) + "; known: " + ", ".join(VARIABLES)
+            )
+        values = {}
+        for name in sorted(names - IGNORED):
+            known = VARIABLES[name]
+            try:
+                values[known.flat] = known.parse(environ[name].strip())
+            except (ValueError, TypeError) as error:
+                raise ConfigError(f"{name}={environ[name]!r}: {error}") from None
+        return cls(**values)
+
+    def replace(self, **changes) -> Settings:
+        """A copy with `changes`: concerns, or fields by their flat names."""
+        return Settings(**{concern: getattr(self, concern) for concern in CONCERNS} | changes)
+
+
+def _alias(path: str) -> property:
+    return property(operator.attrgetter(path), doc=f"Compatibility: `settings.{path}`.")
+
+
+for _name, (_concern, _attribute) in FLAT.items():
+    setattr(Settings, _name, _alias(f"{_concern}.{_attribute}"))
+for _name, _path_to in DERIVED.items():
+    setattr(Settings, _name, _alias(_path_to))
+del _name, _concern, _attribute, _path_to
+
+
+def load(config: Settings | Mapping[str, str] | None = None) -> Settings:
+    """Settings from an object, from a mapping of NEWSLETTER_* names, or from os.environ."""
+    if isinstance(config, Settings):
+        return config
+    return Settings.from_env(config)  # None: os.environ
+
+
+__all__ = [
+    "CONCERNS",
+    "DERIVED",
+    "FLAT",
+    "ROOT",
+    "VARIABLES",
+    "AnnounceSettings",
+    "ConfigError",
+    "CoreSettings",
+    "EndpointSettings",
+    "FeedbackSettings",
+    "HttpSettings",
+    "ImapSettings",
+    "MailSettings",
+    "MailgunSettings",
+    "Settings",
+    "SmtpSettings",
+    "Variable",
+    "load",
+    "parse_rate_limit",
+]

@@ -1,37 +1,36 @@
 """Shared fixtures: real Pelican builds into temporary folders, served over real HTTP; the
-newsletter's settings for a test (`newsletter_settings`, fixture `make_settings`); one headless
-Chromium for the whole session (`browser`, fresh contexts per test from `new_context`)."""
+newsletter's settings for a test (`newsletter_settings`, fixture `make_settings`); the test
+clocks (`clock`, `monotonic_clock`: `tests/clock.py`). The race harness is `tests/race.py`.
+
+One headless Chromium for the whole session (`browser`, fresh contexts per test from
+`new_context`) comes from the plugin `tests/browser.py`, which imports Playwright only when a
+test asks for it: this file never does, so the tests that need no browser run without the
+browser stack.
+
+Markers (`pyproject.toml`, docs/testing.md): `slow` (a second or more: Chromium, servers or
+tasks in subprocesses, the Nu HTML Checker, fuzzing; a build of the seed site is quick) and
+`browser` (set with `slow` by `tests/browser.py` on every test that uses the browser);
+`invoke test --quick` runs `-m "not slow"`. The order is random (pytest-randomly, the seed in
+the header; `--randomly-seed=N` repeats a run, `-p no:randomly` keeps the files' order)."""
 
 from __future__ import annotations
 
 import functools
 import http.server
-import os
-import shutil
 import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from blog.build import ROOT, build
 from newsletter.settings import Settings
+from tests.clock import Clock, MonotonicClock
+
+pytest_plugins = ["tests.browser"]
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = os.environ.get("CHROMIUM_PATH", shutil.which("chromium") or "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--disable-features=Translate,OptimizationHints,MediaRouter",
-]
 ARTICLE_PATH = "2026/the-best-muscle-to-train-for-knee-pain/"
 SITE_URL = "https://walkagain.example"
 SECRET_KEY = "newsletter-tests-secret-key-" + "k" * 20
@@ -57,7 +56,8 @@ def serve_folder(root: Path) -> StaticServer:
     """Serve a folder on 127.0.0.1 at a free port (port 0), in a thread."""
     handler = functools.partial(QuietHandler, directory=str(root))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    # A short poll: `stop` (shutdown) waits for it, half a second by default.
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
     return StaticServer(root, f"http://127.0.0.1:{httpd.server_address[1]}", httpd)
 
 
@@ -142,39 +142,14 @@ def make_settings(tmp_path):
     return functools.partial(newsletter_settings, tmp_path)
 
 
-# One Chromium ----------------------------------------------------------------------------------
-def pytest_collection_modifyitems(items):
-    """Tests that use the browser run last (in their files' order). Between its calls the sync
-    Playwright marks its event loop as running in the main thread, so starting the one session
-    Playwright after every other test keeps that loop out of their way."""
-    items.sort(key=lambda item: "browser" in getattr(item, "fixturenames", ()))
-
-
-@pytest.fixture(scope="session")
-def browser():
-    """One headless Chromium for the session. Playwright's sync API: use it from the main thread
-    (the tests' own), never from a server's or a worker's thread."""
-    playwright = sync_playwright().start()
-    try:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-    finally:
-        playwright.stop()
+# The test clocks ------------------------------------------------------------------------------
+@pytest.fixture
+def clock():
+    """A wall clock (aware UTC `datetime`) that stands still until `clock.advance(...)`."""
+    return Clock()
 
 
 @pytest.fixture
-def new_context(browser):
-    """`new_context(**options)`: a fresh browser context (its own cookies, storage, viewport,
-    permissions), closed after the test with every page in it."""
-    contexts = []
-
-    def new(**options):
-        contexts.append(browser.new_context(**options))
-        return contexts[-1]
-
-    yield new
-    for context in contexts:
-        context.close()
+def monotonic_clock():
+    """Seconds that move only with `advance` or `sleep` (which records each wait)."""
+    return MonotonicClock()

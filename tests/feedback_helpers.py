@@ -1,6 +1,9 @@
-"""Shared by the feedback tests (the webhooks, the bounce mailbox, the end-to-end test): a local
-"SNS" (a test PKI, an HTTPS server on 127.0.0.1 serving SNS's signing certificate and answering
-subscription confirmations, and SNS's message signing), and the TLS contexts of the local IMAP
+"""Shared by the feedback tests (the webhooks, the bounce mailbox, the end-to-end test): the
+database seen from outside (`snapshot` of every table before and after a request, `status_of`,
+`events_of`, `reviews_of`, `public_id`, `query`); a local "SNS" (a test PKI, an HTTPS server on
+127.0.0.1 serving SNS's signing certificate and answering subscription confirmations, SNS's
+message signing, and `trust_local_sns(sns, app)`, which an app trusts through its config); the
+bounce mailbox's samples (`SAMPLES`, `verp_sample`) and the TLS contexts of the local IMAP
 server."""
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import http.server
 import ipaddress
 import json
 import re
+import sqlite3
 import ssl
 import threading
 import uuid
@@ -22,9 +26,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from hypothesis import strategies as st
 
+from newsletter.mail import proof
 from newsletter.subscriptions import webhooks
 from tests.smtp_server import self_signed_certificate
+
+SAMPLES = Path(__file__).resolve().parent / "dsn_samples"  # real reports: docs/bounces.md
+VERP_DOMAIN = "bounces.walkagain.example"
+VERP_SAMPLE = "verp-forwarded.eml"  # proves itself by its return path alone
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses"
 CERT_PATH = "/SimpleNotificationService-0123456789abcdef0123456789abcdef.pem"
@@ -189,17 +199,18 @@ def serve_sns(folder: Path) -> Sns:
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
     httpd.seen = []
     httpd.files = {CERT_PATH: _pem(signing), EXPIRED_PATH: _pem(expired)}
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
     base = f"https://127.0.0.1:{httpd.server_address[1]}"
     return Sns(base, signing_key, httpd, str(folder / "ca.pem"))
 
 
-def trust_local_sns(sns: Sns, monkeypatch) -> Sns:
-    """The webhook trusts this test's HTTPS server as SNS's host, through its test CA; every
-    other host (and port) stays refused. Forgets what the server has seen so far."""
-    port = urlsplit(sns.base).port
-    monkeypatch.setattr(webhooks, "SNS_CERT_HOST", re.compile(rf"^127\.0\.0\.1:{port}$"))
-    monkeypatch.setattr(webhooks, "SNS_TLS_VERIFY", sns.ca)
+def trust_local_sns(sns: Sns, app, *, any_port: bool = False) -> Sns:
+    """The app trusts this test's HTTPS server as SNS's host (through its config, as any app
+    may: `webhooks.SNS_CERT_HOST_CONFIG`), with its test CA; every other host (and port, unless
+    `any_port`) stays refused. Forgets what the server has seen so far."""
+    port = r"\d+" if any_port else str(urlsplit(sns.base).port)
+    app.config[webhooks.SNS_CERT_HOST_CONFIG] = re.compile(rf"^127\.0\.0\.1:{port}$")
+    app.config[webhooks.SNS_TLS_VERIFY_CONFIG] = sns.ca
     sns.seen.clear()
     return sns
 
@@ -215,3 +226,115 @@ def imap_tls(folder: Path) -> tuple[ssl.SSLContext, ssl.SSLContext, Path]:
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(cert, key)
     return server, ssl.create_default_context(cafile=str(cert)), cert
+
+
+# What a provider's JSON may hold, for the webhooks' fuzz tests ----------------------------------
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner,
+                                                                max_size=3),
+    max_leaves=12,
+)  # fmt: skip
+
+
+# The bounce mailbox's samples ------------------------------------------------------------------
+def verp_sample(settings, public_id: str) -> bytes:
+    """`verp-forwarded.eml` as it comes back to the VERP return path of our email to the reader
+    `public_id` (the report names only the address they forward to)."""
+    data = (SAMPLES / VERP_SAMPLE).read_bytes()
+    verp = proof.verp_address(settings, "announce", "k", public_id)
+    return data.replace(b"bounces+VERP-TOKEN@" + VERP_DOMAIN.encode(), verp.encode())
+
+
+# Reports anyone can write: forgeries of a DSN, an abuse report (ARF), an Exim text bounce -----
+def dsn(blocks: list[str], original: str = "", sender="MAILER-DAEMON@mx.stranger.example") -> str:
+    recipients = "".join(
+        f"Final-Recipient: rfc822; {address}\nAction: failed\nStatus: 5.1.1\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 user unknown\n\n"
+        for address in blocks
+    )
+    return (
+        f"From: {sender}\nTo: news@walkagain.example\nSubject: Undelivered Mail Returned\n"
+        f"Message-ID: <{len(blocks)}-{abs(hash(original))}@mx.stranger.example>\n"
+        "Date: Fri, 04 Dec 2026 10:00:00 +0000\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\n\n'
+        "--b\nContent-Type: text/plain\n\nDelivery failed.\n\n"
+        "--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.stranger.example\n\n"
+        f"{recipients}{original}--b--\n"
+    )
+
+
+def arf(victim: str) -> str:
+    return (
+        "From: fbl@isp.example\nTo: news@walkagain.example\nSubject: Abuse report\n"
+        "Message-ID: <arf-forged@isp.example>\nDate: Fri, 04 Dec 2026 10:00:00 +0000\n"
+        "MIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=feedback-report; boundary="b"\n\n'
+        "--b\nContent-Type: text/plain\n\nThis is an abuse report.\n\n"
+        "--b\nContent-Type: message/feedback-report\n\nFeedback-Type: abuse\nUser-Agent: FBL/1.0\n"
+        f"Version: 1\nOriginal-Rcpt-To: {victim}\nArrival-Date: Fri, 04 Dec 2026 09:00:00 +0000\n\n"
+        "--b--\n"
+    )
+
+
+def exim(*victims: str) -> str:
+    return (
+        "From: Mail Delivery System <Mailer-Daemon@mx.stranger.example>\n"
+        "To: news@walkagain.example\nSubject: Mail delivery failed: returning message to sender\n"
+        "Message-Id: <exim-forged@mx.stranger.example>\nDate: Fri, 04 Dec 2026 10:00:00 +0000\n"
+        "X-Failed-Recipients: " + ", ".join(victims) + "\n\n"
+        "This message was created automatically by mail delivery software.\n\n"
+        "A message that you sent could not be delivered to one or more of its\n"
+        "recipients. This is a permanent error. The following address(es) failed:\n\n"
+        + "".join(f"  {v}\n    SMTP error from remote mail server after RCPT TO:<{v}>:\n"
+                  f"    550 5.1.1 User unknown\n" for v in victims)
+    )  # fmt: skip
+
+
+# The database seen from outside ----------------------------------------------------------------
+def query(settings, sql: str, *args) -> list[tuple]:
+    db = sqlite3.connect(settings.database)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def snapshot(settings, *, tokens: bool = True) -> dict[str, list]:
+    """Every row of every table but the rate limits' (refusals and downloads are counted
+    there), to compare before and after a request that must change nothing; without the used
+    Mailgun tokens when `tokens` is False (a signed request spends its token whatever it says)."""
+    db = sqlite3.connect(settings.database)
+    try:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        tables = [t for t in tables if t != "rate_limits"]
+        tables = [t for t in tables if tokens or t != "webhook_tokens"]
+        return {t: db.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
+    finally:
+        db.close()
+
+
+def public_id(settings, email: str) -> str:
+    return query(settings, "SELECT public_id FROM subscribers WHERE email = ?", email)[0][0]
+
+
+def status_of(settings, email: str) -> str:
+    return query(settings, "SELECT status FROM subscribers WHERE email = ?", email)[0][0]
+
+
+def events_of(settings) -> list[tuple]:
+    """(kind, provider, reason, message_id, occurred_at, event_key) of every event, in order."""
+    return query(
+        settings,
+        "SELECT kind, provider, reason, message_id, occurred_at, event_key"
+        " FROM feedback_events ORDER BY id",
+    )
+
+
+def reviews_of(settings) -> list[tuple]:
+    """(provider, kind, why, the names it kept) of every report kept for review, in order."""
+    return query(
+        settings,
+        "SELECT r.provider, r.kind, r.why, group_concat(n.email) FROM feedback_reviews r"
+        " JOIN feedback_review_names n ON n.review_id = r.id GROUP BY r.id ORDER BY r.id",
+    )

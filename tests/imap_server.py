@@ -66,7 +66,7 @@ class ImapServer:
         self.refuse_moves = False
         handler = type("Handler", (_Session,), {"imap": self})
         self.server = _Server(("127.0.0.1", 0), handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     # The test's side ------------------------------------------------------------------------
     def __enter__(self) -> ImapServer:

@@ -117,7 +117,7 @@ def test_forget_erases_every_trace(settings):
     assert subscriber.email == "gone@example.com" and len(files) == 1
     assert list(statuses(settings)) == ["stays@example.com"]
     store = Subscribers.open(settings.database)
-    rows = store.database.db.execute("SELECT * FROM email_queue").fetchall()
+    rows = store.database.db.execute("SELECT * FROM outgoing_mail").fetchall()
     everything = str([tuple(r) for r in rows]) + str(
         [tuple(r) for r in store.database.db.execute("SELECT * FROM subscribers")]
     )
@@ -136,6 +136,7 @@ def test_stats(settings):
     assert "Subscribers: 2" in admin.format_stats(counts)
 
 
+@pytest.mark.slow  # the invoke tasks in subprocesses
 def test_invoke_subscriber_tasks(tmp_path):
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

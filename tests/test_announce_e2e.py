@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from playwright.sync_api import expect
-
 from newsletter.announcements import run as announce
 from newsletter.subscriptions.subscribers import Status
 from newsletter.subscriptions.views import THANKS
 from tests.announce_helpers import outbox_messages, recent
+from tests.browser import expect
 from tests.conftest import build_site, serve_folder, write_article
 from tests.newsletter_helpers import email_to, link, start_endpoint
 

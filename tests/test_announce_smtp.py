@@ -34,6 +34,8 @@ from tests.conftest import newsletter_settings, write_article
 from tests.newsletter_helpers import start_endpoint
 from tests.smtp_server import SmtpSink
 
+pytestmark = pytest.mark.slow  # an SMTP server, announcers in subprocesses
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -1,8 +1,10 @@
-"""The bounce mailbox over a real IMAP server (tests/imap_server.py, TLS on 127.0.0.1) and a real
-SQLite file: every sample in tests/dsn_samples/ (real bounces and reports, see docs/bounces.md)
-ends as the right event for the subscriber its proof names (our Message-ID or VERP return path),
-is kept for review when it proves nothing, or is left alone; reading the mailbox again changes
-nothing; forged reports change nobody."""
+"""`invoke bounces.fetch` end to end (mailbox -> parser -> applying) over a real IMAP server
+(tests/imap_server.py, TLS on 127.0.0.1) and a real SQLite file: every sample in
+tests/dsn_samples/ (real bounces and reports, see docs/bounces.md) ends as the right event for
+the subscriber its proof names (our Message-ID or VERP return path), is kept for review when it
+proves nothing, or is left alone; reading the mailbox again changes nothing; forged reports
+change nobody; a hostile report is one warning line. The parser alone: test_reports.py; the
+IMAP client alone: test_mailbox.py; applying: test_report_feedback.py."""
 
 from __future__ import annotations
 
@@ -16,23 +18,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hypothesis_settings
-from hypothesis import strategies as st
 
 from blog.build import ROOT
 from newsletter.mail import proof
 from newsletter.subscriptions import bounces
 from newsletter.subscriptions.addresses import normalize
-from newsletter.subscriptions.feedback import Applied, Feedback, Kind
+from newsletter.subscriptions.feedback import Feedback, Kind
 from newsletter.subscriptions.subscribers import Status, Subscribers
 from tests.announce_helpers import add_subscribers
 from tests.conftest import newsletter_settings
-from tests.feedback_helpers import imap_tls
+from tests.feedback_helpers import (
+    SAMPLES,
+    VERP_DOMAIN,
+    VERP_SAMPLE,
+    arf,
+    dsn,
+    exim,
+    imap_tls,
+    verp_sample,
+)
 from tests.imap_server import ImapServer
 
-SAMPLES = Path(__file__).resolve().parent / "dsn_samples"
-VERP_DOMAIN = "bounces.walkagain.example"
+pytestmark = pytest.mark.slow  # real IMAP/HTTP servers and many reports
+
 HARD, SOFT, COMPLAINT = Kind.HARD_BOUNCE, Kind.SOFT_BOUNCE, Kind.COMPLAINT
 # sample -> {subscriber: the event it records}; {} when the message stays in the folder
 EXPECTED = {
@@ -68,7 +76,6 @@ SUBSCRIBERS = [a for events in EXPECTED.values() for a in events] + BYSTANDERS
 STATUS_AFTER = {HARD: Status.BOUNCED, SOFT: Status.CONFIRMED, COMPLAINT: Status.COMPLAINED}
 JOINED = datetime(2000, 1, 1, tzinfo=UTC)  # the samples are real, and years old: readers before
 OLD_ID = re.compile(rb"<[0-9a-f]{32}\.announce@walkagain\.example>")
-VERP_SAMPLE = "verp-forwarded.eml"
 
 
 # The world: certificates, the IMAP server, the settings, the subscribers --------------------------
@@ -108,13 +115,11 @@ def sample(name: str, settings, people) -> bytes:
     """A sample as it arrives for these subscribers: the original's Message-ID (where the sample
     has one of ours) made for the reader it is about; the VERP sample's return path for max;
     rosa's report, whose returned message was cut off, delivered to her VERP address."""
+    if name == VERP_SAMPLE:  # that one proves itself by its return path alone
+        return verp_sample(settings, people["max@example.com"].public_id)
     data = (SAMPLES / name).read_bytes()
     about = next(iter(EXPECTED[name]), "stranger@example.com")
-    if name != VERP_SAMPLE:  # that one proves itself by its return path alone
-        data = OLD_ID.sub(sent_to(settings, about, people).encode(), data)
-    if name == VERP_SAMPLE:
-        verp = proof.verp_address(settings, "announce", "k", people["max@example.com"].public_id)
-        data = data.replace(b"bounces+VERP-TOKEN@" + VERP_DOMAIN.encode(), verp.encode())
+    data = OLD_ID.sub(sent_to(settings, about, people).encode(), data)
     if name == "postfix-alias-user-unknown.eml":
         verp = proof.verp_address(settings, "announce", "k", people["rosa@example.org"].public_id)
         data = f"Delivered-To: {verp}\n".encode() + data
@@ -306,17 +311,17 @@ def test_two_fetches_and_a_busy_writer_at_once_record_each_event_once(world, ima
 
 # Refusals ----------------------------------------------------------------------------------------
 def test_the_mailbox_says_why_it_cannot_be_read(tmp_path, imap, tls):
-    with pytest.raises(bounces.BounceError, match="NEWSLETTER_IMAP_HOST is not set"):
+    with pytest.raises(bounces.MailboxError, match="NEWSLETTER_IMAP_HOST is not set"):
         bounces.fetch(newsletter_settings(tmp_path))
     base = dict(imap_host="127.0.0.1", imap_port=imap.port, imap_user=imap.user)
     wrong = newsletter_settings(tmp_path, **base, imap_password="wrong")
-    with pytest.raises(bounces.BounceError, match="refused the login of bounces@"):
+    with pytest.raises(bounces.MailboxError, match="refused the login of bounces@"):
         bounces.fetch(wrong, ssl_context=tls[1])
     right = newsletter_settings(tmp_path, **base, imap_password=imap.password)
-    with pytest.raises(bounces.BounceError, match="cannot connect.*(CERTIFICATE|certificate)"):
+    with pytest.raises(bounces.MailboxError, match="cannot connect.*(CERTIFICATE|certificate)"):
         bounces.fetch(right)  # the default context does not trust the test's certificate
     missing = right.replace(imap_folder="Nowhere")
-    with pytest.raises(bounces.BounceError, match="cannot open the folder Nowhere"):
+    with pytest.raises(bounces.MailboxError, match="cannot open the folder Nowhere"):
         bounces.fetch(missing, ssl_context=tls[1])
     assert not any(imap.messages(folder) for folder in ("INBOX", "Processed"))
 
@@ -352,142 +357,7 @@ def test_the_task_reads_the_mailbox_with_settings_from_the_environment(world, im
     assert result.returncode == 1 and "Bounce mailbox not read:" in result.stderr
 
 
-# Reading one message -----------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("action", "status", "kind"),
-    [
-        ("failed", "5.1.1", HARD),
-        ("failed", "5.0.0 (permanent failure)", HARD),
-        ("failed", "", HARD),
-        ("error", "5.1.1", HARD),  # opensmtpd
-        ("failed", "4.4.7", SOFT),  # gave up after temporary failures
-        ("failed", "5.2.2", SOFT),  # mailbox full
-        ("failed", "5.7.26", SOFT),  # refused by policy: says nothing about the address
-        ("delayed", "4.4.1", SOFT),
-        ("Delayed (will retry)", "", SOFT),
-        ("delivered", "2.0.0", None),
-        ("relayed", "2.0.0", None),
-        ("expanded", "2.0.0", None),
-    ],
-)
-def test_a_recipient_block_is_classified_by_action_and_status(action, status, kind):
-    assert bounces.classify(action, status) == kind
-
-
-def test_without_a_verp_domain_the_forwarded_bounce_proves_nothing(tmp_path):
-    """max's VERP return path, read by a newsletter that has no VERP domain (or another secret):
-    it proves nothing, and the report names only the address max forwards to, which is nobody on
-    the list: nothing is applied, nothing kept."""
-    settings = newsletter_settings(tmp_path, verp_domain=VERP_DOMAIN)
-    people = add_subscribers(settings, {"max@example.com": Status.CONFIRMED}, since=JOINED)
-    data = sample(VERP_SAMPLE, settings, people)
-    assert bounces.parse(data, settings).proven == {people["max@example.com"].public_id}
-    for other in (settings.replace(verp_domain=""), settings.replace(secret_key="k" * 40)):
-        notice = bounces.parse(data, other)
-        assert not notice.proven
-        assert notice.failures[0].addresses == ("max@old-employer.example",)
-        store = Subscribers.open(settings.database)
-        try:
-            assert bounces.apply(notice, Feedback(store.database), other) == [
-                (notice.failures[0], Applied.UNKNOWN)
-            ]
-        finally:
-            store.close()
-
-
-def test_a_report_names_its_original_in_any_of_the_usual_places():
-    settings = newsletter_settings()
-    ours = proof.message_id(settings, "announce", "x", "Reader-public-id-000001")
-    base = (
-        "From: MAILER-DAEMON@mx.example.net\nTo: news@walkagain.example\nSubject: failure\n"
-        "Message-ID: <report-1@mx.example.net>\nMIME-Version: 1.0\n"
-        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\n\n'
-        "--b\nContent-Type: text/plain\n\nIt failed.\n\n"
-        "--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\n"
-        "Final-Recipient: rfc822; <reader@example.com>\nAction: failed\nStatus: 5.1.1\n"
-        "Diagnostic-Code: smtp; 550 5.1.1 no such user\n\n{original}--b--\n"
-    )
-    headers = (
-        f"--b\nContent-Type: text/rfc822-headers\n\nTo: reader@example.com\nMessage-ID: {ours}\n\n"
-    )
-    notice = bounces.parse(base.format(original=headers).encode(), settings)
-    assert notice.original_message_id == ours and notice.report_id == "<report-1@mx.example.net>"
-    assert notice.proven == {"Reader-public-id-000001"}
-    assert notice.failures == (
-        bounces.Failure(HARD, ("reader@example.com",), "550 5.1.1 no such user"),
-    )
-    in_reply = base.format(original="").replace(
-        "MIME-Version", f"In-Reply-To: {ours}\nMIME-Version"
-    )
-    assert bounces.parse(in_reply.encode(), settings).proven == {"Reader-public-id-000001"}
-    bare = base.format(original="").replace("Message-ID: <report-1@mx.example.net>\n", "")
-    notice = bounces.parse(bare.encode(), settings)
-    assert notice.original_message_id is None and notice.report_id.startswith("sha256:")
-    assert notice.proven == frozenset()
-
-
-@hypothesis_settings(max_examples=150, deadline=None,
-                     suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
-@given(
-    sample=st.sampled_from(sorted(EXPECTED)),
-    cut=st.floats(min_value=0, max_value=1),
-    noise=st.binary(max_size=64),
-)
-def test_no_message_however_broken_stops_the_mailbox(sample, cut, noise):
-    """Truncated or garbled reports never raise: they are read as far as they go, or junk."""
-    settings = newsletter_settings(verp_domain=VERP_DOMAIN)
-    data = (SAMPLES / sample).read_bytes()
-    broken = data[: int(len(data) * cut)] + noise
-    notice = bounces.parse(broken, settings)
-    assert isinstance(notice, bounces.Notice)
-    assert notice.junk or notice.failures
-
-
 # Forged reports: anyone can mail the bounce mailbox ----------------------------------------------
-def dsn(blocks: list[str], original: str = "", sender="MAILER-DAEMON@mx.stranger.example") -> str:
-    recipients = "".join(
-        f"Final-Recipient: rfc822; {address}\nAction: failed\nStatus: 5.1.1\n"
-        "Diagnostic-Code: smtp; 550 5.1.1 user unknown\n\n"
-        for address in blocks
-    )
-    return (
-        f"From: {sender}\nTo: news@walkagain.example\nSubject: Undelivered Mail Returned\n"
-        f"Message-ID: <{len(blocks)}-{abs(hash(original))}@mx.stranger.example>\n"
-        "Date: Fri, 04 Dec 2026 10:00:00 +0000\nMIME-Version: 1.0\n"
-        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\n\n'
-        "--b\nContent-Type: text/plain\n\nDelivery failed.\n\n"
-        "--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.stranger.example\n\n"
-        f"{recipients}{original}--b--\n"
-    )
-
-
-def arf(victim: str) -> str:
-    return (
-        "From: fbl@isp.example\nTo: news@walkagain.example\nSubject: Abuse report\n"
-        "Message-ID: <arf-forged@isp.example>\nDate: Fri, 04 Dec 2026 10:00:00 +0000\n"
-        "MIME-Version: 1.0\n"
-        'Content-Type: multipart/report; report-type=feedback-report; boundary="b"\n\n'
-        "--b\nContent-Type: text/plain\n\nThis is an abuse report.\n\n"
-        "--b\nContent-Type: message/feedback-report\n\nFeedback-Type: abuse\nUser-Agent: FBL/1.0\n"
-        f"Version: 1\nOriginal-Rcpt-To: {victim}\nArrival-Date: Fri, 04 Dec 2026 09:00:00 +0000\n\n"
-        "--b--\n"
-    )
-
-
-def exim(*victims: str) -> str:
-    return (
-        "From: Mail Delivery System <Mailer-Daemon@mx.stranger.example>\n"
-        "To: news@walkagain.example\nSubject: Mail delivery failed: returning message to sender\n"
-        "Message-Id: <exim-forged@mx.stranger.example>\nDate: Fri, 04 Dec 2026 10:00:00 +0000\n"
-        "X-Failed-Recipients: " + ", ".join(victims) + "\n\n"
-        "This message was created automatically by mail delivery software.\n\n"
-        "A message that you sent could not be delivered to one or more of its\n"
-        "recipients. This is a permanent error. The following address(es) failed:\n\n"
-        + "".join(f"  {v}\n    SMTP error from remote mail server after RCPT TO:<{v}>:\n"
-                  f"    550 5.1.1 User unknown\n" for v in victims)
-    )  # fmt: skip
-
-
 def test_forged_reports_change_nobody_and_are_kept_for_review(tmp_path, imap, tls):
     """The four forgeries of the issue (a stranger's DSN naming 25 readers without an original,
     an ARF naming a reader, a DSN quoting an invented Message-ID of our shape, a text bounce
@@ -557,18 +427,21 @@ def test_forged_reports_change_nobody_and_are_kept_for_review(tmp_path, imap, tl
     assert sum(status == Status.BOUNCED for status in after.values()) == 1
 
 
-def test_a_detector_that_raises_is_one_warning_line(caplog, monkeypatch):
-    """flufl.bounce logs a detector's exception with its traceback; a hostile report makes that
-    one warning naming the report instead."""
+def test_a_detector_that_raises_is_one_warning_line(world, imap, tls, caplog, monkeypatch):
+    """flufl.bounce logs a detector's exception with its traceback; a hostile report in the
+    mailbox makes that one warning naming the report instead, and stays in the folder."""
     from flufl.bounce._detectors import dsn as dsn_detector
 
     def broken(self, message):
         raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "hostile bytes")
 
     monkeypatch.setattr(dsn_detector.DSN, "process", broken)
+    settings, _people = world
+    imap.deliver(exim("reader@example.com").encode())
     caplog.set_level("INFO")
-    notice = bounces.parse(exim("reader@example.com").encode(), newsletter_settings())
-    assert notice.junk.startswith("unreadable")  # flufl.bounce stops at a detector's error
+    report = bounces.fetch(settings, ssl_context=tls[1])
+    assert (report.read, report.junk, report.moved) == (1, 1, 0)
+    assert any("unreadable" in line for line in report.left)
     records = [r for r in caplog.records if r.levelname != "INFO"]
     assert len(records) == 1 and records[0].levelname == "WARNING"
     assert not records[0].exc_info and "Traceback" not in caplog.text

@@ -6,9 +6,9 @@ import uuid
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import expect
 
 from blog.comments import start_isso
+from tests.browser import expect
 from tests.conftest import ARTICLE_PATH, build_site, serve_folder
 
 TIMEOUT_MS = 15_000

@@ -38,6 +38,7 @@ def project(tmp_path):
     return folder
 
 
+@pytest.mark.slow  # invoke in subprocesses
 def test_invoke_new_refuses_an_empty_or_existing_title_in_one_sentence(project):
     articles = project / "content" / "articles"
     for empty in ("", "   "):

@@ -3,13 +3,22 @@
 import shutil
 import sqlite3
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from newsletter.database import Database, DatabaseError, migrations, split_statements
+from newsletter.database import (
+    Database,
+    DatabaseError,
+    _run_python,
+    migrations,
+    parse_stamp,
+    split_statements,
+)
 from newsletter.subscriptions.addresses import normalize
 from newsletter.subscriptions.subscribers import Subscribers
+from tests.race import race_each
 
 
 @pytest.fixture
@@ -41,7 +50,8 @@ def test_a_new_database_is_wal_and_runs_every_migration(database):
     assert database.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert database.version == migrations()[-1][0]
     tables = {row[0] for row in database.db.execute("SELECT name FROM sqlite_master")}
-    assert {"subscribers", "email_queue", "announcements", "deliveries", "feed_items"} <= tables
+    assert {"subscribers", "outgoing_mail", "announcements", "feed_items"} <= tables
+    assert not {"email_queue", "deliveries"} & tables  # 0009: one ledger of outgoing mail
     assert "announce_lock" not in tables  # 0003: the run lock is a file lock now
     assert Database(database.path).migrate() == database.version  # again: nothing changes
 
@@ -54,8 +64,11 @@ def test_a_database_at_each_earlier_version_migrates_in_place(tmp_path):
         path = tmp_path / f"v{stop}.sqlite3"
         db = sqlite3.connect(path)
         for number, script in migrations()[:stop]:
-            for statement in split_statements(script.read_text()):
-                db.execute(statement)
+            if script.suffix == ".py":
+                _run_python(script, db)
+            else:
+                for statement in split_statements(script.read_text()):
+                    db.execute(statement)
             db.execute(f"PRAGMA user_version = {number}")
         db.execute(
             "INSERT INTO subscribers (public_id, email, email_key, confirm_nonce, created_at,"
@@ -121,24 +134,15 @@ def test_two_connections_and_eight_threads_write_in_turn(tmp_path):
     with databases[0].transaction() as db:
         db.execute("CREATE TABLE counter (n INTEGER)")
         db.execute("INSERT INTO counter VALUES (0)")
-    errors = []
 
     def work(number):
-        try:
-            database = databases[number % 2]
-            for _ in range(50):
-                with database.transaction() as db:
-                    (n,) = db.execute("SELECT n FROM counter").fetchone()
-                    db.execute("UPDATE counter SET n = ?", (n + 1,))
-        except Exception as error:  # noqa: BLE001 - collected and asserted below
-            errors.append(repr(error))
+        database = databases[number % 2]
+        for _ in range(50):
+            with database.transaction() as db:
+                (n,) = db.execute("SELECT n FROM counter").fetchone()
+                db.execute("UPDATE counter SET n = ?", (n + 1,))
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    race_each(work, 8)  # any error (say "database is locked") fails the test
     assert databases[1].db.execute("SELECT n FROM counter").fetchone()[0] == 400  # no lost update
     for database in databases:
         database.close()
@@ -219,3 +223,45 @@ def test_rows_the_new_key_would_merge_are_both_kept(tmp_path, caplog):
     finally:
         database.close()
     assert "rows 1 and 2 are one mailbox" in caplog.text
+
+
+BEFORE_18 = Path(__file__).parent / "fixtures" / "newsletter-before-issue-18.sqlite3"
+
+
+def test_a_file_written_before_the_one_outgoing_mail_ledger_upgrades_with_its_pending_work(
+    tmp_path,
+):
+    """tests/fixtures/newsletter-before-issue-18.sqlite3 was written by the code before migration
+    0009 (tests/fixtures/make_before_issue_18.py): a confirmation sent, one waiting for its retry,
+    one in flight when its sender died; an announcement sent to one reader, pending for another
+    after a 451, skipped for a third. Upgraded, every one is a row of the one ledger in the one
+    vocabulary, the confirmations keep their ids (their Message-IDs are sealed with them), and
+    the pending work is still owed: the retry when due, the one in flight after its lease."""
+    path = tmp_path / "newsletter.sqlite3"
+    shutil.copy(BEFORE_18, path)
+    before = sqlite3.connect(path)
+    assert before.execute("PRAGMA user_version").fetchone()[0] == 8
+    queue = before.execute("SELECT id, subscriber_id, status FROM email_queue").fetchall()
+    before.close()
+
+    database = Database(path)
+    try:
+        from newsletter.outgoing.ledger import MailLedger
+
+        ledger = MailLedger(database)
+        rows = ledger.rows("confirmation")
+        assert [(r["id"], r["subscriber_id"], r["status"]) for r in rows] == queue
+        assert [r["attempts"] for r in rows] == [1, 1, 0]  # the claim in flight had no answer
+        assert rows[1]["last_error"] == "451 busy" and rows[2]["locked_until"]
+        announcement = [(r["about_id"], r["subscriber_id"], r["status"], r["attempts"])
+                        for r in ledger.rows("announcement")]  # fmt: skip
+        assert announcement == [(1, 1, "sent", 1), (1, 2, "queued", 1), (1, 3, "skipped", 0)]
+        # The pending work is still owed: an announcer takes every queued email of its
+        # announcement; the confirmation in flight comes back when its sender's lease ends.
+        assert [e.subscriber_id for e in ledger.claim(kinds=["announcement"], every=True)] == [2]
+        later = parse_stamp(rows[2]["locked_until"]) + timedelta(seconds=1)
+        database.clock = lambda: later
+        claimed = ledger.claim(kinds=["confirmation"])
+        assert sorted(e.id for e in claimed) == [rows[1]["id"], rows[2]["id"]]
+    finally:
+        database.close()

@@ -10,6 +10,8 @@ import pytest
 from blog.comments import free_port
 from newsletter.subscriptions import devserver
 
+pytestmark = pytest.mark.slow  # real servers
+
 
 def test_endpoint_starts_answers_and_stops(tmp_path, monkeypatch):
     monkeypatch.setenv("NEWSLETTER_DATABASE", str(tmp_path / "db.sqlite3"))
@@ -85,7 +87,7 @@ def test_the_form_is_accepted_from_the_site_at_localhost_and_127_0_0_1_only_in_d
     # the app gunicorn serves (production) keeps its one origin, for the same site
     app = create_app(newsletter_settings(tmp_path, site_url="http://localhost:8123"))
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         port = server.server_address[1]
         assert subscribe(port, "http://localhost:8123")[1] == "http://localhost:8123"

@@ -1,20 +1,23 @@
-"""Dispatch over a real ledger (SQLite): each answer recorded at once, retry passes with the one
-backoff, a pass that stops early when the server keeps failing, and a refused message that stops
-the run without bouncing anyone. The mailer is a small one of our own interface that answers
-what each test tells it to."""
+"""An announcement through the one dispatcher over a real ledger (SQLite): each answer recorded
+at once, retry passes after the one retry policy's backoff, a pass that stops early when the
+server keeps failing, and a refused message that stops the run without bouncing anyone. The
+mailer is a small one of our own interface that answers what each test tells it to; the
+database's clock is the test's, moved on by the dispatcher's waits."""
 
 from __future__ import annotations
 
 import pytest
 
 from newsletter import mail
-from newsletter.announcements.dispatch import Results, dispatch
+from newsletter.announcements.dispatch import dispatch
 from newsletter.announcements.emails import Composer
 from newsletter.announcements.feed import FeedItem
 from newsletter.announcements.ledger import Draft, Ledger
+from newsletter.outgoing.dispatcher import Dispatcher
 from newsletter.subscriptions.subscribers import Status, Subscribers
 from newsletter.subscriptions.tokens import Tokens
 from tests.announce_helpers import add_subscribers
+from tests.clock import Clock
 
 READERS = [f"r{n}@example.com" for n in range(6)]
 
@@ -44,7 +47,7 @@ class Scripted:
 def world(make_settings):
     settings = make_settings()
     people = add_subscribers(settings, {address: Status.CONFIRMED for address in READERS})
-    store = Subscribers.open(settings.database)
+    store = Subscribers.open(settings.database, clock=Clock())
     ledger = Ledger(store.database)
     item = FeedItem(guid="urn:uuid:1", link="https://walkagain.example/2026/a/", title="A")
     (announcement,) = ledger.plan([], [Draft("article", item.guid, item.title, [item])])
@@ -54,11 +57,16 @@ def world(make_settings):
 
 
 def run(ledger, composer, answers=None, **options):
-    results = Results(ledger, breaker=options.pop("breaker", 20))
-    mailer = Scripted(results, answers)
+    dispatcher = Dispatcher(ledger.outgoing, {}, breaker=options.pop("breaker", 20))
+    mailer = Scripted(dispatcher.report, answers)
     waits = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        ledger.database.clock.advance(seconds=seconds)
+
     options.setdefault("retry_delay", 5.0)
-    tally = dispatch(ledger, composer, mailer, results, sleep=waits.append, **options)
+    tally = dispatch(ledger, composer, mailer, dispatcher, sleep=sleep, **options)
     return tally, mailer, waits
 
 
@@ -76,7 +84,7 @@ def test_each_answer_is_recorded_and_temporary_ones_are_retried_with_backoff(wor
     assert mailer.pushed.count("r3@example.com") == 4 and mailer.pushed.count("r0@example.com") == 1
     rows = {r["email"]: r["status"] for r in ledger.deliveries()}
     assert rows == {**dict.fromkeys(READERS, "sent"), "r1@example.com": "failed",
-                    "r3@example.com": "pending"}  # fmt: skip
+                    "r3@example.com": "queued"}  # fmt: skip
     assert [s.email for s in store.list(Status.BOUNCED)] == ["r1@example.com"]
     assert ledger.unfinished()  # r3 waits for the next run
 
@@ -86,7 +94,7 @@ def test_a_pass_stops_early_when_the_server_keeps_failing(world):
     down = {address: [mail.TemporaryFailure("421 down")] * 9 for address in READERS}
     tally, mailer, waits = run(ledger, composer, down, retries=1, breaker=2)
     assert len(mailer.pushed) == 4  # two per pass, then the pass gives up
-    assert tally.sent == 0 and ledger.counts()["pending"] == 6
+    assert tally.sent == 0 and ledger.counts()["queued"] == 6
 
 
 def test_a_refused_message_stops_the_run_and_bounces_nobody(world):
@@ -96,7 +104,7 @@ def test_a_refused_message_stops_the_run_and_bounces_nobody(world):
     assert mailer.pushed == READERS[:3] and waits == []  # nothing after the refusal, no retries
     assert tally.stopped and tally.bounced == 0 and tally.sent == 2
     assert any("554 5.7.1 refused by policy" in note for note in tally.notes)
-    assert ledger.counts() == {"pending": 4, "sent": 2, "failed": 0, "skipped": 0}
+    assert ledger.counts() == {"queued": 4, "sending": 0, "sent": 2, "failed": 0, "skipped": 0}
     assert store.list(Status.BOUNCED) == []
 
 

@@ -201,6 +201,7 @@ def test_a_change_to_the_theme_shows_on_the_pages(tmp_path, monkeypatch):
     assert ("Videos", SITE + "/videos/") in links and "Archives" not in dict(links)
 
 
+@pytest.mark.slow  # the Nu HTML Checker (Java)
 def test_pages_are_valid_html(pages, tmp_path):
     if not VNU.is_file() or not shutil.which("java"):
         pytest.fail("the Nu HTML Checker is not installed: run `bash bin/setup --test`")

@@ -255,6 +255,7 @@ def test_without_a_published_exercise_there_is_no_page_and_no_menu_entry(tmp_pat
     assert "exercises/" not in (built.output / "sitemap.xml").read_text()
 
 
+@pytest.mark.slow  # the Nu HTML Checker (Java)
 def test_the_nu_html_checker_finds_no_error(site, plans):
     pages = [site.output / ARTICLE_PATH / "index.html", site.output / "exercises/index.html"]
     pages += [plans.output / "2026/hips/index.html", plans.output / "exercises/index.html"]
@@ -335,7 +336,7 @@ def test_each_broken_block_fails_the_build_naming_file_line_and_field(tmp_path, 
 
 
 def test_every_problem_of_a_block_is_named_once():
-    from exercises import BrokenBlock, parse
+    from plugins.exercises import BrokenBlock, parse
 
     with pytest.raises(BrokenBlock) as caught:
         parse("name: Clam\ntargets: hip\nsteps:\n  - Open.\nsets: three\nrep: 10\nper week: 0")
@@ -348,7 +349,7 @@ def test_every_problem_of_a_block_is_named_once():
 
 
 def test_keys_and_values_as_authors_write_them():
-    from exercises import parse, prescription
+    from plugins.exercises import parse, prescription
 
     plan = parse(
         "# a comment\nName: Clam\nTARGETS: hip,, glutes ,\nSteps:\n1. Open.\n2) Close,\n"

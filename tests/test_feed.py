@@ -4,7 +4,9 @@ HTTP, and every way a feed can be broken or out of reach (a clear FeedError, not
 from __future__ import annotations
 
 import http.server
+import inspect
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from html import escape
@@ -13,6 +15,7 @@ import pytest
 from bs4 import BeautifulSoup
 
 from newsletter.announcements.feed import FeedError, FeedItem, parse_feed, read_feed
+from newsletter.settings import HttpSettings
 from tests.announce_helpers import build, recent
 from tests.conftest import SITE_URL, serve_folder, write_article
 
@@ -87,7 +90,7 @@ class Flaky(http.server.BaseHTTPRequestHandler):
 def flaky():
     Flaky.answers, Flaky.seen = [], []
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}/feeds/all.rss.xml"
     httpd.shutdown()
     httpd.server_close()
@@ -116,6 +119,32 @@ def test_a_server_that_stays_down_is_a_clear_error(flaky):
 def test_an_unreachable_site_is_a_clear_error():
     with pytest.raises(FeedError, match="cannot reach it .*tried 2 times"):
         read_feed("http://127.0.0.1:9/feed.xml", retries=1, backoff=0.01, timeout=2)
+
+
+def test_the_timeout_is_the_http_one_not_the_smtp_one():
+    """A feed that does not answer in time: `timeout` (NEWSLETTER_HTTP_TIMEOUT, whose default
+    is the default) bounds the wait; NEWSLETTER_SMTP_TIMEOUT has nothing to do with it."""
+    assert inspect.signature(read_feed).parameters["timeout"].default == HttpSettings().timeout
+    answered = threading.Event()
+
+    class Silent(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            answered.wait(5)  # until the test is done
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Silent)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(FeedError, match="cannot reach it .*ReadTimeout"):
+            read_feed(f"http://127.0.0.1:{server.server_port}/feed.xml", retries=0, timeout=0.3)
+    finally:
+        answered.set()
+        server.shutdown()
+        server.server_close()
+    assert time.monotonic() - started < 3
 
 
 RSS = """<?xml version="1.0" encoding="UTF-8"?>

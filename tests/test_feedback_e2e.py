@@ -23,14 +23,15 @@ from newsletter.database import Database
 from newsletter.subscriptions import bounces
 from newsletter.subscriptions.app import create_app
 from newsletter.subscriptions.feedback import Kind
-from tests import test_bounces as mailbox_tests
 from tests import test_webhooks_mailgun as mailgun_tests
 from tests import test_webhooks_ses as ses_tests
 from tests.announce_helpers import add_confirmed_bulk, outbox_messages, recipients
-from tests.feedback_helpers import TOPIC, imap_tls, serve_sns, trust_local_sns
+from tests.feedback_helpers import SAMPLES, TOPIC, imap_tls, serve_sns, trust_local_sns
 from tests.imap_server import ImapServer
 from tests.test_mail_mailgun import feed_file
 from tests.test_stats import run_task
+
+pytestmark = pytest.mark.slow  # real IMAP/HTTP servers and many reports
 
 EVERYONE = [f"reader{n}@example.com" for n in range(100)]  # tests.announce_helpers' bulk names
 OLD, FIRST, SECOND = "The back catalogue", "Stairs without knee pain", "Hips that help knees"
@@ -43,9 +44,9 @@ DATE_FIELD = re.compile(rb"^(Date|Arrival-Date|Received-Date):[^\r\n]*", re.MULT
 
 
 @pytest.fixture
-def local_sns(tmp_path_factory, monkeypatch):
+def local_sns(tmp_path_factory):
     sns = serve_sns(tmp_path_factory.mktemp("sns-pki"))
-    yield trust_local_sns(sns, monkeypatch)
+    yield sns
     sns.stop()
 
 
@@ -81,7 +82,7 @@ def ses_bounce(template: dict, address: str, message_id: str) -> dict:
 def mailbox_report(sample: str, was: str, address: str, was_id: str, message_id: str) -> bytes:
     """A sample of tests/dsn_samples about `address` and the message it received, dated now
     (whole seconds, rounded up: the report comes after the message it answers)."""
-    data = (mailbox_tests.SAMPLES / sample).read_bytes()
+    data = (SAMPLES / sample).read_bytes()
     assert was.encode() in data and was_id.encode() in data
     data = data.replace(was.encode(), address.encode())
     data = data.replace(was_id.encode(), message_id.strip("<>").encode())
@@ -136,6 +137,7 @@ def test_feedback_through_every_way_in_leaves_the_next_announcement_to_the_95_wh
 
     # 2. What comes back. The webhooks: Mailgun's and SES's own payloads, signed.
     app = create_app(settings)
+    trust_local_sns(local_sns, app)
     try:
         client = app.test_client()
         mailgun = [

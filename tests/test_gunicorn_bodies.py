@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
+pytestmark = pytest.mark.slow  # gunicorn
+
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT = 16 * 1024
 

@@ -9,6 +9,8 @@ import pytest
 from blog.build import ROOT
 from tests.conftest import build_site, write_article
 
+pytestmark = pytest.mark.slow  # the Nu HTML Checker (Java)
+
 VNU = ROOT / "node_modules" / "vnu-jar" / "build" / "dist" / "vnu.jar"
 
 

@@ -50,7 +50,7 @@ def touch_later(path: Path) -> None:
 @pytest.fixture
 def reads(monkeypatch):
     """The paths the Markdown reader reads, in order."""
-    import commonmark_reader
+    from plugins import commonmark_reader
 
     seen = []
     read = commonmark_reader.CommonMarkReader.read
@@ -368,8 +368,9 @@ def test_a_summary_edit_leaves_the_other_articles_pages_alone(blog):
 
 
 def test_a_page_follows_everything_when_its_templates_cannot_be_known(tmp_path):
-    from incremental import template_names
     from jinja2 import DictLoader, Environment
+
+    from plugins.incremental import template_names
 
     env = Environment(loader=DictLoader({
         "page.html": "{% extends 'base.html' %}{% block b %}{{ article.title }}{% endblock %}",

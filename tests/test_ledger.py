@@ -13,6 +13,7 @@ import pytest
 from newsletter.announcements.feed import FeedItem
 from newsletter.announcements.ledger import (
     ANNOUNCE,
+    ANNOUNCEMENT,
     RECORD,
     WAIT,
     AlreadyAnnounced,
@@ -20,6 +21,7 @@ from newsletter.announcements.ledger import (
     Ledger,
     LedgerLocked,
 )
+from newsletter.outgoing.ledger import MailLedger
 from newsletter.subscriptions.subscribers import Status, Subscribers
 from tests.announce_helpers import add_subscribers
 
@@ -134,53 +136,51 @@ def test_plan_makes_one_delivery_per_confirmed_subscriber_in_one_transaction(set
     (announcement,) = plan_all(ledger, ledger.select([item(2)], now=NOW, max_age=WEEK))
     rows = ledger.deliveries(announcement.id)
     assert sorted(r["email"] for r in rows) == ["a@example.com", "b@example.com"]
-    assert {r["status"] for r in rows} == {"pending"}
+    assert {r["status"] for r in rows} == {"queued"}
+    assert {r["kind"] for r in rows} == {"announcement"}  # rows of the one outgoing-mail ledger
     with pytest.raises(sqlite3.IntegrityError):  # unique per (announcement, subscriber)
         with ledger.database.transaction() as db:
-            db.execute(
-                "INSERT INTO deliveries (announcement_id, subscriber_id, updated_at)"
-                " VALUES (?, ?, 'x')",
-                (announcement.id, people["a@example.com"].id),
-            )
+            MailLedger.add(db, "announcement", [people["a@example.com"].id],
+                           about_id=announcement.id, now="x")  # fmt: skip
     # A failure inside plan() leaves nothing behind: not the items, not the deliveries.
     decisions = ledger.select([item(3), item(4)], now=NOW, max_age=WEEK)
     clash = [Draft("article", "same", "x", [decisions[0].item]),
              Draft("article", "same", "y", [decisions[1].item])]  # fmt: skip
     with pytest.raises(sqlite3.IntegrityError):
         ledger.plan(decisions, clash)
-    assert len(ledger.items()) == 2 and ledger.counts()["pending"] == 2
+    assert len(ledger.items()) == 2 and ledger.counts()["queued"] == 2
 
 
-def test_delivery_states_skip_bounce_and_finish(settings, ledger):
+def test_an_announcement_finishes_when_none_of_its_emails_is_left(settings, ledger):
     plan_all(ledger, ledger.select([item(1)], now=NOW, max_age=WEEK))
-    people = add_subscribers(
-        settings,
-        {f"{n}@example.com": Status.CONFIRMED for n in "abcd"},
-    )
+    add_subscribers(settings, {f"{n}@example.com": Status.CONFIRMED for n in "abc"})
     (announcement,) = plan_all(ledger, ledger.select([item(2)], now=NOW, max_age=WEEK))
-    ledger.subscribers.unsubscribe(people["d@example.com"].public_id)
-    page = ledger.pending(announcement.id)
-    assert page.skipped == 1 and [d.email for d in page.deliveries] == [
-        "a@example.com",
-        "b@example.com",
-        "c@example.com",
-    ]
-    a, b, c = page.deliveries
-    ledger.mark_sent([a.id])
-    ledger.mark_sent([a.id])  # recording twice changes nothing
-    ledger.mark_retry([b.id], "451 busy")
-    ledger.bounce(c, "550 no such user")
-    assert ledger.subscribers.get(c.public_id).status == Status.BOUNCED
-    assert ledger.counts(announcement.id) == {"pending": 1, "sent": 1, "failed": 1, "skipped": 1}
-    assert not ledger.finish_if_done(announcement.id)
-    assert [d.email for d in ledger.pending(announcement.id).deliveries] == ["b@example.com"]
-    ledger.mark_sent([b.id])
+    a, b, c = ledger.outgoing.claim(kinds=[ANNOUNCEMENT], about_id=announcement.id)
+    ledger.outgoing.sent([a.id])
+    ledger.outgoing.skip([c.id], "subscriber is unsubscribed now")
+    assert not ledger.finish_if_done(announcement.id)  # b is still in flight
+    assert [u.id for u in ledger.unfinished()] == [announcement.id]
+    ledger.outgoing.sent([b.id])
     assert ledger.finish_if_done(announcement.id) and ledger.unfinished() == []
+    assert ledger.counts(announcement.id) == {
+        "queued": 0, "sending": 0, "sent": 2, "failed": 0, "skipped": 1
+    }  # fmt: skip
     rows = {r["email"]: r for r in ledger.deliveries(announcement.id)}
-    assert rows["b@example.com"]["attempts"] == 2 and rows["a@example.com"]["attempts"] == 1
+    assert rows["a@example.com"]["attempts"] == 1 and rows["c@example.com"]["attempts"] == 0
     # Forgetting a subscriber (GDPR) removes their ledger rows too.
     ledger.subscribers.forget("a@example.com")
     assert "a@example.com" not in {r["email"] for r in ledger.deliveries()}
+
+
+def test_the_run_lock_takes_back_what_a_dead_run_left_in_flight(settings, ledger):
+    plan_all(ledger, ledger.select([item(1)], now=NOW, max_age=WEEK))
+    add_subscribers(settings, {"a@example.com": Status.CONFIRMED})
+    (announcement,) = plan_all(ledger, ledger.select([item(2)], now=NOW, max_age=WEEK))
+    assert len(ledger.outgoing.claim(kinds=[ANNOUNCEMENT])) == 1  # then the run died
+    assert ledger.outgoing.claim(kinds=[ANNOUNCEMENT]) == []  # its lease holds it
+    with ledger.lock():
+        (entry,) = ledger.outgoing.claim(kinds=[ANNOUNCEMENT])
+    assert entry.about_id == announcement.id
 
 
 def test_a_second_run_is_refused_while_the_first_holds_the_lock(settings, ledger):
@@ -236,7 +236,7 @@ def test_a_recorded_item_is_planned_on_request_once(ledger, settings):
     chosen = item(1)
     draft = Draft("article", chosen.guid, chosen.title, [chosen])
     announcement = ledger.plan_recorded(chosen, draft)
-    assert announcement.key == chosen.guid and ledger.counts(announcement.id)["pending"] == 1
+    assert announcement.key == chosen.guid and ledger.counts(announcement.id)["queued"] == 1
     rows = {row["guid"]: row for row in ledger.items()}
     assert rows["urn:uuid:1"]["outcome"] == "announced"
     assert rows["urn:uuid:1"]["reason"].startswith("on request; recorded before: in the feed")

@@ -23,7 +23,7 @@ from newsletter.announcements import run as announce
 from newsletter.announcements.ledger import Ledger
 from newsletter.mail.mailgun import MailgunMailer
 from newsletter.mail.message import message_id, new_message, wire
-from newsletter.settings import ConfigError, Settings
+from newsletter.settings import ConfigError, MailgunSettings, Settings
 from newsletter.subscriptions.subscribers import Status, Subscribers
 from newsletter.subscriptions.tokens import Tokens
 from tests.announce_helpers import (
@@ -70,7 +70,7 @@ class FakeMailgun:
 
         self.server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     def stop(self):
         self.server.shutdown()
@@ -204,12 +204,24 @@ def test_regions_and_required_settings():
     assert isinstance(mail.connect(Settings(**base), mail.Collect()), MailgunMailer)
 
 
+def test_the_mailer_takes_its_concern_and_the_http_timeout():
+    """Mailgun is an HTTP API: its timeout is 3 x NEWSLETTER_HTTP_TIMEOUT (30 s by default),
+    whatever NEWSLETTER_SMTP_TIMEOUT says."""
+    base = dict(mailgun_api_key=KEY, mailgun_domain=DOMAIN, transport="mailgun")
+    assert mail.connect(Settings(**base), mail.Collect()).timeout == 30
+    mailer = mail.connect(Settings(**base, http_timeout=4, smtp_timeout=1), mail.Collect())
+    assert mailer.timeout == 12 and mailer.url == f"https://api.mailgun.net/v3/{DOMAIN}"
+    alone = MailgunMailer(MailgunSettings(api_key=KEY, domain=DOMAIN, region="eu"), mail.Collect())
+    assert alone.url == f"https://api.eu.mailgun.net/v3/{DOMAIN}" and alone.batch_size == 1000
+    assert alone.session.auth == ("api", KEY)
+
+
 def test_one_ready_message_goes_to_the_mime_endpoint(tmp_path, mailgun):
     settings = mailgun_settings(tmp_path, mailgun)
     message = new_message(settings, "reader@example.com", "Confirm", message_id(settings, "t", 1))
     message.set_content("Hello")
     results = mail.Collect()
-    mailer = MailgunMailer(settings, results)
+    mailer = MailgunMailer(settings.mailgun, results)
     mailer.push(mail.Outgoing("reader@example.com", str(message["Message-ID"]), wire(message)))
     mailer.flush()
     assert list(results.results.values()) == [None]
@@ -243,7 +255,7 @@ def test_a_refusal_of_the_message_or_account_stops_the_run_and_bounces_nobody(
     try:
         assert store.list(Status.BOUNCED) == []
         statuses = {r["status"] for r in Ledger(store.database).deliveries()}
-        assert statuses == {"pending"}
+        assert statuses == {"queued"}
     finally:
         store.close()
     mailgun.answers = []  # fixed (a new key, a verified domain): the next run sends them all

@@ -11,7 +11,7 @@ import pytest
 from newsletter import mail
 from newsletter.mail.message import message_id, new_message, wire
 from newsletter.mail.smtp import SmtpConnection, SmtpMailer
-from newsletter.settings import DEV_FROM
+from newsletter.settings import DEV_FROM, SmtpSettings
 from tests.conftest import newsletter_settings
 from tests.smtp_server import SLOW_SECONDS, SmtpSink, self_signed_certificate
 
@@ -52,6 +52,7 @@ def test_connect_makes_the_mailer_the_settings_name(tmp_path):
     )
     mailer = mail.connect(settings, mail.Collect(), workers=3)
     assert isinstance(mailer, SmtpMailer) and mailer.workers == 3
+    assert mailer.sender == "news@walkagain.example"  # NEWSLETTER_FROM's address
     connection = mailer.connection()
     assert (connection.host, connection.port, connection.security, connection.timeout) == (
         "mail.example",
@@ -160,9 +161,9 @@ def test_the_mailer_reports_every_message_once_with_its_scope(workers):
         threads.add(threading.current_thread().name)
         results(outgoings, error)
 
-    settings = newsletter_settings(transport="smtp", smtp_security="none", smtp_timeout=2)
     with SmtpSink(refuse=["r5@example.com"]) as sink:
-        mailer = SmtpMailer(settings.replace(smtp_port=sink.port), report, workers=workers)
+        smtp_settings = SmtpSettings(port=sink.port, security="none", timeout=2)
+        mailer = SmtpMailer(smtp_settings, SENDER, report, workers=workers)
         sent = [outgoing(n, to=f"r{n}@example.com") for n in range(12)]
         for one in sent:
             mailer.push(one)
@@ -177,12 +178,10 @@ def test_the_mailer_reports_every_message_once_with_its_scope(workers):
 
 
 def test_the_pool_reuses_connections_and_keeps_the_rate():
-    settings = newsletter_settings(
-        transport="smtp", smtp_security="none", smtp_timeout=2, smtp_rate=40.0
-    )
     with SmtpSink(parse=False) as sink:
         results = mail.Collect()
-        mailer = SmtpMailer(settings.replace(smtp_port=sink.port), results, workers=3)
+        smtp_settings = SmtpSettings(port=sink.port, security="none", timeout=2, rate=40.0)
+        mailer = SmtpMailer(smtp_settings, SENDER, results, workers=3)
         started = time.monotonic()
         for n in range(30):
             mailer.push(outgoing(n, to=f"r{n}@example.com"))

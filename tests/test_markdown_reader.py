@@ -211,7 +211,7 @@ def test_code_blocks_keep_their_language(features):
     assert python.get_text() == 'print("hi")\n'  # no smart quotes in code
     # An ```exercise block keeps its language for plugins/exercises, which turns it into its
     # card in every build (tests/test_exercises.py): the reader's own output, then.
-    from commonmark_reader import render
+    from plugins.commonmark_reader import render
 
     exercise = "```exercise\nname: Side lying leg raise\nsets: 3\n```"
     assert render(exercise) == (
@@ -264,6 +264,7 @@ def test_hostile_entities_stay_escaped(built):
     assert "&lt;tag&gt;" in body and "<tag>" not in body
 
 
+@pytest.mark.slow  # the Nu HTML Checker (Java)
 def test_every_page_is_valid_html(built):
     if not VNU.is_file() or not shutil.which("java"):
         pytest.fail("the Nu HTML Checker is not installed: run `bash bin/setup --test`")
@@ -301,9 +302,7 @@ def test_metadata_header_reads_as_python_markdown_read_it(tmp_path, content_dir)
 
 
 def test_each_text_is_converted_once_and_the_summary_reused(tmp_path, content_dir, monkeypatch):
-    import commonmark_reader
-    import feeds
-    import theme_helpers
+    from plugins import commonmark_reader, feeds, theme_helpers
 
     calls = {"markdown": [], "plain": [], "absolutize": []}
     parser = commonmark_reader._PARSER
@@ -347,7 +346,7 @@ def test_each_text_is_converted_once_and_the_summary_reused(tmp_path, content_di
 
 
 def test_heading_ids_avoid_every_id_the_theme_uses():
-    import commonmark_reader
+    from plugins import commonmark_reader
 
     templates = "".join(p.read_text() for p in (ROOT / "theme" / "templates").rglob("*.html"))
     forms = set(re.findall(r'form_id="([^"]+)"', templates))

@@ -22,6 +22,8 @@ from newsletter.database import Database
 from newsletter.subscriptions import admin
 from tests.conftest import newsletter_settings, serve_folder
 
+pytestmark = pytest.mark.slow  # the invoke tasks in subprocesses
+
 INVOKE = Path(sys.executable).parent / "invoke"
 ROOT = Path(__file__).resolve().parent.parent
 FEED = """<?xml version="1.0" encoding="UTF-8"?>

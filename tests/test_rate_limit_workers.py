@@ -22,6 +22,8 @@ from urllib.parse import urlencode
 
 import pytest
 
+pytestmark = pytest.mark.slow  # gunicorn with 3 workers
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 3
 LIMIT = 20

@@ -4,32 +4,18 @@ The shared one, on a real SQLite file: the same answers, one bucket for every co
 every worker), keys stored hashed, full buckets pruned, a hit undone with its transaction."""
 
 import sqlite3
-import threading
 
 import pytest
 
 from newsletter.database import Database
 from newsletter.ratelimit import Rate, RateLimiter, SharedRateLimiter
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to, or when `sleep` is called."""
-
-    def __init__(self):
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+from tests.race import race, race_each
 
 
 @pytest.fixture
-def clock():
-    return FakeClock()
+def clock(monotonic_clock):
+    """The limits count seconds: here `clock` is the shared monotonic one (tests/clock.py)."""
+    return monotonic_clock
 
 
 def test_count_hits_are_allowed_then_the_wait_for_the_next_token(clock):
@@ -100,21 +86,12 @@ def test_rate_is_a_value():
 
 def test_threads_share_a_bucket_without_losing_or_inventing_tokens(clock):
     limiter = RateLimiter(Rate(100, 3600), clock=clock)
-    allowed = []
-    lock = threading.Lock()
 
     def hammer():
-        for _ in range(50):
-            if limiter.hit("same") is None:
-                with lock:
-                    allowed.append(1)
+        return sum(limiter.hit("same") is None for _ in range(50))
 
-    threads = [threading.Thread(target=hammer) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(allowed) == 100  # 400 tries on a clock that stands still: exactly `count`
+    allowed = race(*[hammer] * 8)
+    assert sum(allowed) == 100  # 400 tries on a clock that stands still: exactly `count`
 
 
 # The shared limiter: buckets in the database -----------------------------------------------------
@@ -157,21 +134,15 @@ def test_every_connection_shares_one_bucket(database, clock, tmp_path):
     """Two Database objects (as two workers have), four threads: exactly `count` get through."""
     other = Database(database.path)
     limiters = [shared(database, Rate(20, 3600), clock), shared(other, Rate(20, 3600), clock)]
-    allowed, lock = [], threading.Lock()
 
-    def hammer(limiter):
-        for _ in range(25):
-            if limiter.hit("203.0.113.1") is None:
-                with lock:
-                    allowed.append(1)
+    def hammer(n):
+        return sum(limiters[n % 2].hit("203.0.113.1") is None for _ in range(25))
 
-    threads = [threading.Thread(target=hammer, args=(limiters[n % 2],)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    other.close()
-    assert len(allowed) == 20  # 100 tries over two connections, a clock that stands still
+    try:
+        allowed = race_each(hammer, 4)
+    finally:
+        other.close()
+    assert sum(allowed) == 20  # 100 tries over two connections, a clock that stands still
 
 
 def test_peek_says_the_wait_and_takes_nothing(database, clock):

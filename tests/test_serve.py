@@ -18,10 +18,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect
 
 from blog.build import ROOT
 from blog.comments import free_port
+from tests.browser import expect
+
+pytestmark = pytest.mark.slow  # invoke serve and its helpers in subprocesses
 
 INVOKE = Path(sys.executable).parent / "invoke"
 ISSO = importlib.util.find_spec("isso") is not None
@@ -181,7 +183,7 @@ class HealthyHandler(http.server.BaseHTTPRequestHandler):
 def held_port():
     """A port held by a program that answers 200 on every path."""
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HealthyHandler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
     yield httpd.server_address[1]
     httpd.shutdown()
     httpd.server_close()

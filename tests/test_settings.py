@@ -1,16 +1,29 @@
 """Newsletter settings from the environment: local defaults, clear errors, a safe production."""
 
+import dataclasses
 import runpy
 
 import pytest
 
 from newsletter.ratelimit import Rate
 from newsletter.settings import (
+    CONCERNS,
+    DERIVED,
     DEV_SECRET_KEY,
+    FLAT,
     ROOT,
     VARIABLES,
+    AnnounceSettings,
     ConfigError,
+    CoreSettings,
+    EndpointSettings,
+    FeedbackSettings,
+    HttpSettings,
+    ImapSettings,
+    MailgunSettings,
+    MailSettings,
     Settings,
+    SmtpSettings,
     load,
 )
 
@@ -92,6 +105,7 @@ def test_every_variable_is_read(tmp_path):
         "NEWSLETTER_SMTP_USER": "mark",
         "NEWSLETTER_SMTP_PASSWORD": "hunter2",
         "NEWSLETTER_SMTP_TIMEOUT": "2.5",
+        "NEWSLETTER_HTTP_TIMEOUT": "4",
         "NEWSLETTER_SITE_NAME": "Walk Again!",
         "NEWSLETTER_RATE_LIMIT": "30/10m",
         "NEWSLETTER_PROXY_COUNT": "1",
@@ -121,6 +135,16 @@ def test_every_variable_is_read(tmp_path):
     assert s.ses_topic_arn.endswith(":ses-feedback") and s.verp_domain.startswith("bounces.")
     assert s.sns_max_age == 1800
     assert "whk-secret" not in repr(s) and "imap-secret" not in repr(s)
+    # The same values, by concern.
+    assert (s.smtp.host, s.smtp.effective_port, s.smtp.timeout) == ("smtp.example.net", 2525, 2.5)
+    assert s.http.timeout == 4.0 and s.http_timeout == 4.0
+    assert (s.imap.host, s.imap.folder, s.imap.done_folder) == (
+        "imap.example.net",
+        "Bounces",
+        "Bounces/Done",
+    )
+    assert (s.core.env, s.mail.transport, s.endpoint.proxy_count) == ("production", "smtp", 1)
+    assert (s.announce.mode, s.mailgun.region, s.feedback.soft_bounce_limit) == ("digest", "eu", 5)
 
 
 @pytest.mark.parametrize(
@@ -273,3 +297,209 @@ def test_a_database_or_outbox_under_a_symlinked_output_is_refused(tmp_path, monk
 def test_feedback_settings_are_checked(changes, words):
     with pytest.raises(ConfigError, match=words):
         Settings(**changes)
+
+
+# Settings per concern --------------------------------------------------------------------------
+def test_every_variable_is_defined_once_in_one_concern():
+    """The variables are the concerns' fields: each named once, with help, under NEWSLETTER_."""
+    fields = [
+        (concern, f.metadata["env"])
+        for concern, cls in CONCERNS.items()
+        for f in dataclasses.fields(cls)
+        if "env" in f.metadata
+    ]
+    names = [name for _, name in fields]
+    assert len(names) == len(set(names)) == len(VARIABLES) == 50
+    assert list(VARIABLES) == names  # in the concerns' order: the order of docs/settings.md
+    for concern, name in fields:
+        known = VARIABLES[name]
+        assert known.concern == concern and name.startswith("NEWSLETTER_") and known.help
+        assert getattr(CONCERNS[concern](), known.attribute) == known.default
+    assert set(CONCERNS) == {f.name for f in dataclasses.fields(Settings)}
+
+
+DEFAULTS = {
+    CoreSettings: dict(
+        env="development",
+        database=ROOT / "var" / "newsletter.sqlite3",
+        secret_key=DEV_SECRET_KEY,
+        site_name="Walk Again",
+        site_url="http://localhost:8000",
+        base_url="http://127.0.0.1:5000",
+    ),
+    MailSettings: dict(
+        transport="outbox",
+        outbox=ROOT / "var" / "outbox",
+        sender="Walk Again <newsletter@localhost>",
+        postal_address="Walk Again, 1 Example Street, London",
+        reply_to="",
+        unsubscribe_mailto="",
+        verp_domain="",
+    ),
+    SmtpSettings: dict(
+        host="localhost",
+        port=0,
+        security="starttls",
+        user="",
+        password="",
+        timeout=10.0,
+        workers=4,
+        rate=0.0,
+    ),
+    MailgunSettings: dict(api_key="", domain="", region="us", base_url="", batch_size=1000),
+    HttpSettings: dict(timeout=10.0),
+    EndpointSettings: dict(
+        rate_limit=Rate(20, 3600),
+        proxy_count=None,
+        retry_delay=30.0,
+        max_attempts=10,
+        resend_interval=600.0,
+        confirm_max_age=48 * 3600,
+        max_request_bytes=16 * 1024,
+    ),
+    AnnounceSettings: dict(
+        feed_url="",
+        mode="each",
+        max_age_days=7.0,
+        max_items=5,
+        retries=3,
+        retry_delay=5.0,
+        video_feed_url="",
+        video_skip_shorts=False,
+    ),
+    FeedbackSettings: dict(
+        soft_bounce_limit=3,
+        soft_bounce_days=30.0,
+        mailgun_webhook_key="",
+        ses_topic_arn="",
+        sns_max_age=3600.0,
+    ),
+    ImapSettings: dict(
+        host="", port=993, user="", password="", folder="INBOX", done_folder="Processed"
+    ),
+}
+
+
+@pytest.mark.parametrize("cls", list(DEFAULTS), ids=lambda cls: cls.__name__)
+def test_each_concern_has_its_defaults_alone_and_in_the_settings(cls):
+    def values(part):
+        return {f.name: getattr(part, f.name) for f in dataclasses.fields(part)}
+
+    assert values(cls()) == DEFAULTS[cls]
+    (concern,) = [name for name, kind in CONCERNS.items() if kind is cls]
+    part = getattr(Settings.from_env({}), concern)
+    expected = DEFAULTS[cls] | ({"proxy_count": 0} if cls is EndpointSettings else {})
+    assert values(part) == expected  # development takes 0 proxies
+
+
+def test_derived_values_live_in_their_concern():
+    s = Settings()
+    assert s.smtp.effective_port == 587 and SmtpSettings(security="ssl").effective_port == 465
+    assert s.mailgun.url == "https://api.mailgun.net"
+    assert s.mail.from_address.addr_spec == "newsletter@localhost"
+    assert (s.core.site_origin, s.core.base_origin) == (
+        "http://localhost:8000",
+        "http://127.0.0.1:5000",
+    )
+    assert s.core.list_id == "Walk Again <newsletter.localhost>"
+
+
+@pytest.mark.parametrize("name", list(VARIABLES))
+def test_an_empty_or_malformed_value_names_its_variable(name):
+    """Every variable's parser refuses an empty value, and the error starts with its name."""
+    with pytest.raises(ConfigError, match=f"^{name}=' ': "):
+        Settings.from_env({name: " "})
+
+
+@pytest.mark.parametrize(
+    "concern, changes, name",
+    [
+        (CoreSettings, {"env": "staging"}, "NEWSLETTER_ENV"),
+        (CoreSettings, {"secret_key": "short"}, "NEWSLETTER_SECRET_KEY"),
+        (CoreSettings, {"base_url": "ftp://x.example"}, "NEWSLETTER_BASE_URL"),
+        (MailSettings, {"transport": "pigeon"}, "NEWSLETTER_TRANSPORT"),
+        (MailSettings, {"sender": "nobody"}, "NEWSLETTER_FROM"),
+        (MailSettings, {"postal_address": " "}, "NEWSLETTER_POSTAL_ADDRESS"),
+        (MailSettings, {"reply_to": "a@b, c@d"}, "NEWSLETTER_REPLY_TO"),
+        (SmtpSettings, {"port": 70000}, "NEWSLETTER_SMTP_PORT"),
+        (SmtpSettings, {"password": "x"}, "NEWSLETTER_SMTP_USER and NEWSLETTER_SMTP_PASSWORD"),
+        (SmtpSettings, {"timeout": 0}, "NEWSLETTER_SMTP_TIMEOUT"),
+        (SmtpSettings, {"workers": 65}, "NEWSLETTER_SMTP_WORKERS"),
+        (SmtpSettings, {"rate": -1}, "NEWSLETTER_SMTP_RATE"),
+        (MailgunSettings, {"region": "asia"}, "NEWSLETTER_MAILGUN_REGION"),
+        (MailgunSettings, {"base_url": "mailgun"}, "NEWSLETTER_MAILGUN_BASE_URL"),
+        (HttpSettings, {"timeout": 0}, "NEWSLETTER_HTTP_TIMEOUT"),
+        (AnnounceSettings, {"mode": "weekly"}, "NEWSLETTER_ANNOUNCE_MODE"),
+        (AnnounceSettings, {"retry_delay": -1}, "NEWSLETTER_ANNOUNCE_RETRY_DELAY"),
+        (AnnounceSettings, {"video_feed_url": "youtube"}, "NEWSLETTER_VIDEO_FEED_URL"),
+        (FeedbackSettings, {"soft_bounce_limit": 0}, "NEWSLETTER_SOFT_BOUNCE_LIMIT"),
+        (ImapSettings, {"host": "imap.example"}, "NEWSLETTER_IMAP_HOST"),
+    ],
+)
+def test_a_concern_checks_its_own_values_and_names_the_variable(concern, changes, name):
+    with pytest.raises(ConfigError, match=f"^{name}"):
+        concern(**changes)
+
+
+def test_the_http_timeout_is_its_own_setting():
+    """HTTP requests (feeds, live checks, Mailgun) no longer borrow NEWSLETTER_SMTP_TIMEOUT."""
+    s = Settings.from_env({"NEWSLETTER_SMTP_TIMEOUT": "3"})
+    assert (s.smtp.timeout, s.http.timeout) == (3.0, 10.0)
+    s = Settings.from_env({"NEWSLETTER_HTTP_TIMEOUT": "2.5"})
+    assert (s.smtp.timeout, s.http.timeout) == (10.0, 2.5)
+    with pytest.raises(ConfigError, match="NEWSLETTER_HTTP_TIMEOUT='0': must be a positive"):
+        Settings.from_env({"NEWSLETTER_HTTP_TIMEOUT": "0"})
+
+
+def test_production_refusal_holds_however_the_settings_are_made():
+    core = CoreSettings(
+        env="production",
+        secret_key="s" * 48,
+        site_url="https://walkagain.example",
+        base_url="https://walkagain.example/newsletter",
+    )
+    mail = MailSettings(
+        sender="Walk Again <news@walkagain.example>",
+        postal_address="Walk Again, 2 Mill Lane, Leeds LS1 1AA",
+    )
+    endpoint = EndpointSettings(proxy_count=1)
+    assert Settings(core=core, mail=mail, endpoint=endpoint).core.env == "production"
+    with pytest.raises(ConfigError, match="NEWSLETTER_FROM: production needs a real value"):
+        Settings(core=core, endpoint=endpoint)
+    with pytest.raises(ConfigError, match="NEWSLETTER_PROXY_COUNT: production needs it set"):
+        Settings(core=core, mail=mail)
+    with pytest.raises(ConfigError, match="NEWSLETTER_SECRET_KEY: production refuses"):
+        Settings(core=core, mail=mail, endpoint=endpoint, secret_key=DEV_SECRET_KEY)
+    with pytest.raises(ConfigError, match="NEWSLETTER_BASE_URL=http://walkagain.example/nl: pro"):
+        Settings(core=core, mail=mail, endpoint=endpoint).replace(
+            base_url="http://walkagain.example/nl"
+        )
+
+
+# Compatibility: the flat names of the one-dataclass Settings ----------------------------------
+def test_every_former_flat_name_still_reads_its_concern():
+    s = Settings.from_env(ANNOUNCE_ENV | FEEDBACK_ENV)
+    for flat, (concern, attribute) in FLAT.items():
+        assert getattr(s, flat) == getattr(getattr(s, concern), attribute), flat
+    for flat, path in DERIVED.items():
+        concern, attribute = path.split(".")
+        assert getattr(s, flat) == getattr(getattr(s, concern), attribute), flat
+    # Every variable's flat name is the variable's name, but NEWSLETTER_FROM's (sender).
+    assert {known.flat for known in VARIABLES.values()} <= set(FLAT)
+    renamed = {name: known.flat for name, known in VARIABLES.items()
+               if known.flat != name.removeprefix("NEWSLETTER_").lower()}  # fmt: skip
+    assert renamed == {"NEWSLETTER_FROM": "sender"}
+
+
+def test_flat_names_build_and_replace_the_concern_they_belong_to():
+    s = Settings(smtp_host="mail.example", smtp_port=2525, announce_mode="digest")
+    assert (s.smtp.host, s.smtp.port, s.announce.mode) == ("mail.example", 2525, "digest")
+    t = s.replace(smtp_port=465, http_timeout=3)
+    assert (t.smtp.host, t.smtp.port, t.http.timeout) == ("mail.example", 465, 3)
+    assert (s.smtp.port, s.mailgun) == (2525, t.mailgun)  # s unchanged; other concerns shared
+    u = s.replace(smtp=SmtpSettings(host="other.example"), smtp_user="u", smtp_password="p")
+    assert (u.smtp.host, u.smtp.user, u.smtp.port) == ("other.example", "u", 0)
+    with pytest.raises(ConfigError, match="NEWSLETTER_SMTP_SECURITY='tls'"):
+        s.replace(smtp_security="tls")
+    with pytest.raises(TypeError, match="smtp_hots"):
+        Settings(smtp_hots="mail.example")

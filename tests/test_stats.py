@@ -10,6 +10,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from newsletter.announcements.feed import FeedItem
 from newsletter.announcements.ledger import Draft, Ledger
 from newsletter.announcements.stats import stats
@@ -25,7 +27,7 @@ def announce(ledger, guid):
     item = FeedItem(guid=guid, link=f"https://walkagain.example/{guid}/", title=f"About {guid}")
     (announcement,) = ledger.plan([], [Draft("article", guid, item.title, [item])])
     ids = [r["id"] for r in ledger.deliveries(announcement.id)]
-    ledger.mark_sent(ids)
+    ledger.outgoing.sent(ids)
     return announcement
 
 
@@ -41,7 +43,7 @@ def test_events_count_against_the_announcement_sent_before_them(make_settings):
         later = datetime.now(UTC) + timedelta(hours=1)
         feedback.record(Event(Kind.HARD_BOUNCE, p1, "ses", later, "no such user"))
         feedback.record(Event(Kind.COMPLAINT, p2, "mailgun", later, "spam"))
-        database.db.execute("UPDATE deliveries SET sent_at = '2026-01-01T00:00:00.000000Z'")
+        database.db.execute("UPDATE outgoing_mail SET sent_at = '2026-01-01T00:00:00.000000Z'")
         announce(ledger, "two")  # sent now: 498 confirmed subscribers left
         even_later = datetime.now(UTC) + timedelta(hours=2)
         feedback.record(Event(Kind.SOFT_BOUNCE, p3, "ses", even_later, "full"))
@@ -69,6 +71,7 @@ def run_task(settings, *args):
                           text=True, timeout=60)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_tasks_print_the_stats_and_the_last_reason(make_settings):
     settings = make_settings()
     people = add_subscribers(

@@ -5,11 +5,15 @@ import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
+from newsletter.outgoing.ledger import MailLedger
 from newsletter.ratelimit import Rate
-from newsletter.subscriptions.queue import EmailQueue
+from newsletter.subscriptions.subscribers import CONFIRMATION
 from tests.newsletter_helpers import start_endpoint, wait_for_emails
+
+pytestmark = pytest.mark.slow  # 500 requests to a real server
 
 DISTINCT = 250
 THREADS = 16
@@ -43,7 +47,7 @@ def test_500_concurrent_subscribes_store_each_address_once(tmp_path, caplog):
         outbox = wait_for_emails(endpoint.nl.settings.outbox, DISTINCT, timeout=30)
         store = endpoint.nl.subscribers
         subscribers = store.list()
-        emails = EmailQueue(store.database).emails()
+        emails = MailLedger(store.database).rows(CONFIRMATION)
     finally:
         endpoint.stop()
         for session in local.values():

@@ -5,11 +5,11 @@ from urllib.parse import urlsplit
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import expect
 
 from newsletter.ratelimit import Rate
 from newsletter.subscriptions.subscribers import Status
 from newsletter.subscriptions.views import THANKS
+from tests.browser import expect
 from tests.conftest import ARTICLE_PATH, build_site, serve_folder
 from tests.newsletter_helpers import email_to, link, start_endpoint
 

@@ -1,30 +1,18 @@
 """Subscribers on a real SQLite file: consent, the states and their timestamps, forgetting."""
 
 import sqlite3
-from datetime import timedelta
 
 import pytest
 
-from newsletter.database import utcnow
+from newsletter.outgoing.ledger import MailLedger
 from newsletter.subscriptions.addresses import normalize
-from newsletter.subscriptions.queue import EmailQueue
-from newsletter.subscriptions.subscribers import Confirmation, Outcome, Status, Subscribers
-
-
-class Clock:
-    def __init__(self):
-        self.now = utcnow()
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, **kwargs):
-        self.now += timedelta(**kwargs)
-
-
-@pytest.fixture
-def clock():
-    return Clock()
+from newsletter.subscriptions.subscribers import (
+    CONFIRMATION,
+    Confirmation,
+    Outcome,
+    Status,
+    Subscribers,
+)
 
 
 @pytest.fixture
@@ -70,7 +58,7 @@ def test_one_row_per_mailbox_never_two_mailboxes_in_one_row(store):
     emails = sorted(s.email for s in store.list())
     assert emails == sorted(["ſam@example.com", "sam@example.com", "joe@straße.de",
                              "joe@strasse.de", "user@bücher.de"])  # fmt: skip
-    queued = EmailQueue(store.database).counts()["queued"]
+    queued = MailLedger(store.database).counts(CONFIRMATION)["queued"]
     assert queued == 5  # one confirmation for each mailbox, to that mailbox
 
 
@@ -80,7 +68,7 @@ def test_subscribe_records_consent_and_queues_one_email_in_the_same_transaction(
     assert (s.consent_source, s.consent_ip_hash) == ("http://localhost:8000/2026/x/", "h1")
     assert s.consent_at == s.created_at == s.confirmation_sent_at == s.status_changed_at
     assert len(s.public_id) >= 20 and s.public_id != str(s.id)  # random, not the row id
-    (email,) = EmailQueue(store.database).emails(s.id)
+    (email,) = MailLedger(store.database).rows(CONFIRMATION, subscriber_id=s.id)
     assert (email["kind"], email["status"]) == ("confirmation", "queued")
 
 
@@ -91,7 +79,10 @@ def test_resend_limit_is_ten_minutes(store, clock):
     clock.advance(seconds=2)
     assert subscribe(store, "a@example.com", source="second") == Outcome.QUEUED
     (s,) = store.list()
-    assert len(EmailQueue(store.database).emails(s.id)) == 2 and s.consent_source == "second"
+    assert (
+        len(MailLedger(store.database).rows(CONFIRMATION, subscriber_id=s.id)) == 2
+        and s.consent_source == "second"
+    )
 
 
 def test_states_and_their_timestamps(store, clock):
@@ -128,7 +119,7 @@ def test_states_and_their_timestamps(store, clock):
     assert subscribe(store, "a@example.com") == Outcome.QUEUED
     pending = store.get(s.public_id)
     assert pending.status == Status.COMPLAINED and pending.confirm_nonce != complained.confirm_nonce
-    assert len(EmailQueue(store.database).emails(s.id)) == 3
+    assert len(MailLedger(store.database).rows(CONFIRMATION, subscriber_id=s.id)) == 3
     assert store.confirm(s.public_id, pending.confirm_nonce)[0] == Confirmation.CONFIRMED
     assert store.get(s.public_id).complained_at is not None  # the record stays
     assert store.confirm("no-such-id", "x") == (Confirmation.UNKNOWN, None)
@@ -140,6 +131,6 @@ def test_forget_deletes_every_trace(store):
     gone = store.forget("a@example.com")
     assert gone.email == "a@example.com"
     assert [s.email for s in store.list()] == ["b@example.com"]
-    rows = store.database.db.execute("SELECT * FROM email_queue").fetchall()
+    rows = store.database.db.execute("SELECT * FROM outgoing_mail").fetchall()
     assert [row["subscriber_id"] for row in rows] == [store.list()[0].id]
     assert store.forget("a@example.com") is None

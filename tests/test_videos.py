@@ -21,6 +21,8 @@ from newsletter.announcements.feed import parse_feed, video_ids
 from newsletter.subscriptions.subscribers import Status
 from tests.announce_helpers import add_subscribers
 
+pytestmark = pytest.mark.slow  # a channel feed over HTTP, a server per test
+
 CHANNEL = (Path(__file__).parent / "fixtures" / "youtube-channel.xml").read_text()
 READERS = ["ann@example.com", "bob@example.com", "cat@example.com"]
 
@@ -67,7 +69,7 @@ class Server:
         handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
         handler.log_message = lambda *args: None
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
     def channel(self, *entries: str, raw: str | None = None) -> None:

@@ -80,7 +80,7 @@ def stored(app):
     subscribers = (
         sum(nl(app).subscribers.counts().values()) + nl(app).subscribers.pending_requests()
     )
-    return subscribers, sum(nl(app).queue.counts().values())
+    return subscribers, len(nl(app).sender.ledger.rows())
 
 
 def soup(response):

@@ -23,6 +23,14 @@ from newsletter.subscriptions.app import create_app
 from newsletter.subscriptions.subscribers import Status
 from tests.announce_helpers import add_subscribers
 from tests.conftest import newsletter_settings
+from tests.feedback_helpers import (
+    JSONISH,
+    events_of,
+    public_id,
+    reviews_of,
+    snapshot,
+    status_of,
+)
 
 KEY = "key-" + "3ax6" * 8  # Mailgun's "HTTP webhook signing key", as the test's own
 URL = "/webhooks/mailgun"
@@ -149,16 +157,6 @@ def event(template: dict, **changes) -> dict:
     return payload
 
 
-def public_id(settings, email: str) -> str:
-    db = sqlite3.connect(settings.database)
-    try:
-        return db.execute("SELECT public_id FROM subscribers WHERE email = ?", (email,)).fetchone()[
-            0
-        ]
-    finally:
-        db.close()
-
-
 def proven(template: dict, settings, email="alice@example.com", *, brackets=False, **changes):
     """The event about a message we sent to `email`: its Message-ID is our proof for them (as
     Mailgun reports it, without <>), dated now unless `changes` say otherwise."""
@@ -171,49 +169,6 @@ def proven(template: dict, settings, email="alice@example.com", *, brackets=Fals
         made if brackets else made.strip("<>")
     )
     return payload
-
-
-def snapshot(settings, *, tokens=True) -> dict[str, list]:
-    """Every row of every table, to compare before and after a refused request (without the
-    used tokens when `tokens` is False: a signed request spends its token whatever it says)."""
-    db = sqlite3.connect(settings.database)
-    try:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        tables = [t for t in tables if t != "rate_limits"]  # refusals are counted there
-        tables = [t for t in tables if tokens or t != "webhook_tokens"]
-        return {t: db.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
-    finally:
-        db.close()
-
-
-def reviews_of(settings) -> list[tuple]:
-    db = sqlite3.connect(settings.database)
-    try:
-        return db.execute(
-            "SELECT r.provider, r.kind, r.why, group_concat(n.email) FROM feedback_reviews r"
-            " JOIN feedback_review_names n ON n.review_id = r.id GROUP BY r.id ORDER BY r.id"
-        ).fetchall()
-    finally:
-        db.close()
-
-
-def status_of(settings, email: str) -> str:
-    db = sqlite3.connect(settings.database)
-    try:
-        return db.execute("SELECT status FROM subscribers WHERE email = ?", (email,)).fetchone()[0]
-    finally:
-        db.close()
-
-
-def events_of(settings) -> list[tuple]:
-    db = sqlite3.connect(settings.database)
-    try:
-        return db.execute(
-            "SELECT kind, provider, reason, message_id, occurred_at, event_key"
-            " FROM feedback_events ORDER BY id"
-        ).fetchall()
-    finally:
-        db.close()
 
 
 @pytest.fixture
@@ -594,12 +549,6 @@ def test_used_tokens_expire_with_their_window(settings_):
 
 
 # Whatever arrives, signed or not: never a 5xx, and a refusal stores nothing -------------------
-JSONISH = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner,
-                                                                max_size=3),
-    max_leaves=12,
-)  # fmt: skip
 EVENT_DATA = st.fixed_dictionaries(
     {},
     optional={
@@ -633,6 +582,7 @@ def fuzz(tmp_path_factory):
     app.extensions["newsletter"].close()
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=EVENT_DATA, signed=st.booleans())
 def test_fuzz_never_a_5xx(fuzz, data, signed):

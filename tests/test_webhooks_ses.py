@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import socket
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -30,9 +28,13 @@ from tests.conftest import newsletter_settings
 from tests.feedback_helpers import (
     CERT_PATH,
     EXPIRED_PATH,
+    JSONISH,
     SIGNED,
     TOPIC,
+    query,
     serve_sns,
+    snapshot,
+    status_of,
     trust_local_sns,
 )
 
@@ -112,10 +114,10 @@ def sns(tmp_path_factory):
 
 
 @pytest.fixture
-def local_sns(sns, monkeypatch):
-    """The webhook trusts this test's HTTPS server as SNS's host, through its test CA; every
-    other host (and port) stays refused."""
-    return trust_local_sns(sns, monkeypatch)
+def local_sns(sns):
+    """The local "SNS", what it has seen so far forgotten."""
+    sns.seen.clear()
+    return sns
 
 
 @pytest.fixture
@@ -129,7 +131,9 @@ def settings_(make_settings):
 
 @pytest.fixture
 def client(settings_, local_sns):
+    """The app, trusting the local "SNS" as SNS's host (through its config)."""
     app = create_app(settings_)
+    trust_local_sns(local_sns, app)
     yield app.test_client()
     app.extensions["newsletter"].close()
 
@@ -149,29 +153,6 @@ def post(client, doc, **kwargs):
     if response.status_code >= 400 and response.status_code != 404:  # 404: as any unknown path
         assert response.json["ok"] is False and len(response.json["message"]) > 15
     return response
-
-
-def snapshot(settings) -> dict[str, list]:
-    """Every row of every table but the rate limits' (refusals and downloads are counted)."""
-    db = sqlite3.connect(settings.database)
-    try:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        tables = [t for t in tables if t != "rate_limits"]
-        return {t: db.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
-    finally:
-        db.close()
-
-
-def query(settings, sql: str, *args) -> list[tuple]:
-    db = sqlite3.connect(settings.database)
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
-
-
-def status_of(settings, email: str) -> str:
-    return query(settings, "SELECT status FROM subscribers WHERE email = ?", email)[0][0]
 
 
 def with_recipients(template: dict, field: str, *addresses: str) -> dict:
@@ -462,14 +443,13 @@ def test_a_megabyte_body_is_refused_before_the_view(client, settings_, local_sns
     assert snapshot(settings_) == before and local_sns.seen == []
 
 
-def test_an_unreachable_certificate_host_is_a_retry_later(settings_, sns, monkeypatch):
+def test_an_unreachable_certificate_host_is_a_retry_later(settings_, sns):
     """The certificate cannot be fetched (nothing listens there): 503, which SNS retries."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    monkeypatch.setattr(webhooks, "SNS_CERT_HOST", re.compile(r"^127\.0\.0\.1:\d+$"))
-    monkeypatch.setattr(webhooks, "SNS_TLS_VERIFY", sns.ca)
     app = create_app(settings_)
+    trust_local_sns(sns, app, any_port=True)
     try:
         before = snapshot(settings_)
         doc = sns.message(PERMANENT, cert_url=f"https://127.0.0.1:{closed_port}{CERT_PATH}")
@@ -515,12 +495,6 @@ def test_only_snss_own_hosts_serve_certificates_in_production(url, allowed):
 
 
 # Whatever arrives, signed or not: never a 500, and a refusal stores nothing -------------------
-JSONISH = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner,
-                                                                max_size=3),
-    max_leaves=12,
-)  # fmt: skip
 RECIPIENTS = st.lists(
     st.fixed_dictionaries({}, optional={
         "emailAddress": st.sampled_from(["alice@example.com", "bob@example.com", "x"]) | JSONISH,
@@ -558,6 +532,7 @@ def fuzz(tmp_path_factory, sns):
         made, {"alice@example.com": Status.CONFIRMED, "bob@example.com": Status.CONFIRMED}
     )
     app = create_app(made)
+    trust_local_sns(sns, app)
     yield made, app.test_client()
     app.extensions["newsletter"].close()
 
@@ -570,6 +545,7 @@ def fuzz(tmp_path_factory, sns):
 @given(content=CONTENT | JSONISH, extra=st.dictionaries(st.sampled_from(
     ["Type", "TopicArn", "Subject", "SignatureVersion", "SigningCertURL", "MessageId"]), JSONISH,
     max_size=2), sign_after=st.booleans())  # fmt: skip
+@pytest.mark.slow
 def test_fuzz_never_a_500(fuzz, local_sns, content, extra, sign_after):
     """Signed SES contents of any shape, and SNS documents with fields of any type (re-signed
     or not): never a 500; a 4xx stores nothing."""

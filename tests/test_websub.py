@@ -22,6 +22,8 @@ from blog import publish, websub
 from blog.build import ROOT, BuildError
 from tests.conftest import build_site, write_article
 
+pytestmark = pytest.mark.slow  # invoke publish in a subprocess, a hub over HTTP
+
 SITEURL = "https://blog.example"
 FEEDS = ["all.rss.xml", "all.atom.xml", "all.json"]
 CATEGORY_FEEDS = [
@@ -68,7 +70,7 @@ class Hub:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = False  # stop() waits for every answer in progress
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hub"
         return self
 

@@ -85,12 +85,12 @@ def subject_for(settings: Settings, kind: str, items: list[FeedItem]) -> str:
             subtitle=items[0].subtitle,
             count=len(items),
             titles=[item.title for item in items],
-            site_name=settings.site_name,
+            site_name=settings.core.site_name,
             video=items[0].kind == "video",
             what=_what_is_new(items),
         )
     )
-    return subject[:250] or settings.site_name
+    return subject[:250] or settings.core.site_name
 
 
 def _what_is_new(items: list[FeedItem]) -> str:
@@ -104,7 +104,7 @@ def _what_is_new(items: list[FeedItem]) -> str:
 def drafts(items: list[FeedItem], settings: Settings) -> list[Draft]:
     if not items:
         return []
-    if settings.announce_mode == "digest" and len(items) > 1:
+    if settings.announce.mode == "digest" and len(items) > 1:
         digest = hashlib.sha256("\n".join(sorted(i.guid for i in items)).encode()).hexdigest()
         return [Draft("digest", f"digest:{digest[:32]}", subject_for(settings, "digest", items),
                       list(items))]  # fmt: skip
@@ -186,11 +186,11 @@ class Composer:
         authors = [item.author for item in items if item.author]
         context = dict(
             subject=self.subject,
-            site_name=self.settings.site_name,
-            site_url=self.settings.site_url,
-            postal_address=self.settings.postal_address,
+            site_name=self.settings.core.site_name,
+            site_url=self.settings.core.site_url,
+            postal_address=self.settings.mail.postal_address,
             unsubscribe_url=self.marks.url,
-            author=authors[0] if authors else self.settings.site_name,
+            author=authors[0] if authors else self.settings.core.site_name,
         )
         if self.announcement.kind == "digest":
             context["items"] = [
@@ -210,8 +210,8 @@ class Composer:
             self._date = message["Date"]  # one Date for the whole announcement run
         else:
             message.replace_header("Date", self._date)
-        if self.settings.reply_to:
-            message["Reply-To"] = self.settings.reply_to
+        if self.settings.mail.reply_to:
+            message["Reply-To"] = self.settings.mail.reply_to
         compose.set_list_headers(message, self.settings, unsubscribe_url)
         return message
 
@@ -279,7 +279,7 @@ class Composer:
             data=data,
             batch=self.batch,
             variables={"unsubscribe_url": url, "message_id": message_id},
-            ref=delivery,
+            ref=delivery.id,
             envelope_from=proof.return_path(
                 self.settings, "announce", self.announcement.key, delivery.public_id
             ),

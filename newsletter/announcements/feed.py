@@ -2,14 +2,15 @@
 
 Contract: `read_feed(source=None)` returns a `Feed` whose `items` are `FeedItem`s, newest first as
 in the feed. `source` is a file (default `output/feeds/all.rss.xml`, written by `invoke build`) or
-an http(s) URL (the live site), fetched with `requests` with a timeout; urllib3's `Retry` on the
-session retries refused or dropped connections, timeouts, 429 and 5xx answers with exponential
-backoff. Anything wrong (a missing
-file, an unreachable site, a 404, XML that is not well formed, something that is not RSS or Atom,
-an item without a guid, a link or a title) raises `FeedError` with a sentence that says what and
-where, and the caller then sends nothing. Each item carries its guid (its identity, never the
-URL), link, title, dek (`<st:subtitle>`), summary HTML, image URL, publication time (aware, UTC)
-and whether it may be announced (`Announce: no` in the article's metadata becomes
+an http(s) URL (the live site), fetched with `requests` with a timeout (`timeout=`: callers pass
+`settings.http.timeout`, NEWSLETTER_HTTP_TIMEOUT, whose default is the default); urllib3's
+`Retry` on the session retries refused or dropped connections, timeouts, 429 and 5xx answers
+with exponential backoff. Anything wrong (a missing file, an unreachable site, a 404, XML that
+is not well formed, something that is not RSS or Atom, an item without a guid, a link or a
+title) raises `FeedError` with a sentence that says what and where, and the caller then sends
+nothing. Each item carries its guid (its identity, never the URL), link, title, dek
+(`<st:subtitle>`), summary HTML, image URL, publication time (aware, UTC) and whether it may be
+announced (`Announce: no` in the article's metadata becomes
 `<category domain="announce">no</category>`). An article's exercise plans are read back from
 their cards in the full content (`exercises_in`, the classes of `blog.feed_contract`) as plain
 text: `FeedItem.exercises`, `Exercise`s (card id, name, targets, steps, prescription rows).
@@ -49,7 +50,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from blog import feed_contract
-from newsletter.settings import ROOT
+from newsletter.settings import DEFAULT_HTTP_TIMEOUT, ROOT
 
 DEFAULT_FEED = ROOT / "output" / feed_contract.ALL_RSS
 MAX_BYTES = 20 * 1024 * 1024
@@ -314,7 +315,7 @@ class Feed:
 def read_feed(
     source: str | Path | None = None,
     *,
-    timeout: float = 10.0,
+    timeout: float = DEFAULT_HTTP_TIMEOUT,
     retries: int = 3,
     backoff: float = 1.0,
 ) -> Feed:
@@ -376,7 +377,7 @@ def session_with_retries(retries: int = 3, backoff: float = 1.0) -> requests.Ses
 def fetch(
     url: str,
     *,
-    timeout: float = 10.0,
+    timeout: float = DEFAULT_HTTP_TIMEOUT,
     retries: int = 3,
     backoff: float = 1.0,
 ) -> bytes:

@@ -1,4 +1,6 @@
-"""The announcement ledger (tables from migration 0002): what was seen, what is owed, what went.
+"""The announcement ledger (tables from migration 0002): what was seen, what was announced, and
+the run lock; each email it owes is a row of the one outgoing-mail ledger (`newsletter.outgoing`,
+kind "announcement", about the announcement's id).
 
 Contract, over the `Database` (the subscribers' file; it asks `Subscribers` who is confirmed):
 - `select(items, ...)` decides for each feed item: already known (its guid, or else its link,
@@ -7,10 +9,11 @@ Contract, over the `Database` (the subscribers' file; it asks `Subscribers` who 
   discovery, or it opted out (`Announce: no`); an item whose page is not live yet (`is_live`)
   waits for a later run and is not recorded.
 - `plan(decisions, drafts)` writes, in ONE transaction, every decision, the announcements and one
-  `pending` delivery per (announcement, subscriber confirmed at that instant), unique.
-- Sending goes through `pending()` (a page of deliveries, after skipping subscribers who are no
-  longer confirmed) and one `mark_*` call per result, each its own transaction, right after the
-  transport answered: so a crash loses nothing and re-sends at most the messages in flight.
+  owed email per (announcement, subscriber confirmed at that instant), unique.
+- Sending is the one dispatcher's (`announcements.dispatch`): each result is recorded in its own
+  transaction right after the transport answered, so a crash loses nothing and re-sends at most
+  the messages in flight. `finish_if_done` marks an announcement finished when nothing of it is
+  queued or in flight; `counts` and `deliveries` report its emails.
 - `lock()` is the run lock: the one file lock, which the kernel releases when the holder ends
   or dies; a second announcer gets `LedgerLocked` naming the holder's pid.
 - `rows(item)` is what the ledger holds about one item (by its guid or its link), and
@@ -24,19 +27,20 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from newsletter.announcements.feed import FeedItem
 from newsletter.database import Database, stamp
 from newsletter.filelock import FileLock, Locked
-from newsletter.subscriptions.feedback import Event, Feedback, Kind
-from newsletter.subscriptions.subscribers import Status, Subscribers
+from newsletter.outgoing.ledger import MailLedger
+from newsletter.subscriptions.feedback import Feedback
+from newsletter.subscriptions.subscribers import Subscribers
 
 ANNOUNCE, RECORD, WAIT = "announce", "record", "wait"
 FIRST_RUN = "in the feed before the first run"  # the reason the back catalogue is recorded
-DELIVERY_STATES = ("pending", "sent", "failed", "skipped")
+ANNOUNCEMENT = "announcement"  # the kind of email in the outgoing-mail ledger
 
 
 class LedgerLocked(Exception):
@@ -89,19 +93,14 @@ class Announcement:
 
 @dataclass(frozen=True)
 class Delivery:
+    """One announcement email to one reader: its row in the outgoing-mail ledger, and who."""
+
     id: int
     announcement_id: int
     attempts: int
     subscriber_id: int
     public_id: str
     email: str
-
-
-@dataclass
-class Page:
-    deliveries: list[Delivery] = field(default_factory=list)
-    skipped: int = 0  # subscribers no longer confirmed, marked skipped while reading this page
-    last_id: int = 0  # where the next page starts
 
 
 def link_key(link: str) -> str:
@@ -118,6 +117,7 @@ class Ledger:
         self.database = database
         self.subscribers = Subscribers(database)
         self.feedback = Feedback(database)
+        self.outgoing = MailLedger(database)
 
     # What is new ----------------------------------------------------------------------------
     def is_empty(self, source: str = "") -> bool:
@@ -211,18 +211,15 @@ class Ledger:
 
     @staticmethod
     def _insert(db, draft: Draft, now: str) -> int:
-        """The announcement and one pending delivery per subscriber confirmed now."""
+        """The announcement and one owed email per subscriber confirmed now."""
         cursor = db.execute(
             "INSERT INTO announcements (kind, key, subject, items, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
             (draft.kind, draft.key, draft.subject,
              json.dumps([item.to_dict() for item in draft.items]), now),
         )  # fmt: skip
-        db.execute(
-            "INSERT INTO deliveries (announcement_id, subscriber_id, updated_at)"
-            " SELECT ?, id, ? FROM subscribers WHERE status = ? ORDER BY id",
-            (cursor.lastrowid, now, Status.CONFIRMED),
-        )
+        readers = Subscribers.confirmed_ids(db)
+        MailLedger.add(db, ANNOUNCEMENT, readers, about_id=cursor.lastrowid, now=now)
         return cursor.lastrowid
 
     def rows(self, item: FeedItem) -> list:
@@ -273,93 +270,11 @@ class Ledger:
         )
         return [Announcement.from_row(row) for row in rows]
 
-    def pending(self, announcement_id: int, after_id: int = 0, limit: int = 200) -> Page:
-        """The next page of pending deliveries (by id, after `after_id`). Deliveries to
-        subscribers who are no longer confirmed are marked skipped on the way."""
-        rows = self.database.db.execute(
-            "SELECT d.id, d.attempts, d.subscriber_id, s.public_id, s.email, s.status"
-            " FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
-            " WHERE d.announcement_id = ? AND d.status = 'pending' AND d.id > ?"
-            " ORDER BY d.id LIMIT ?",
-            (announcement_id, after_id, limit),
-        ).fetchall()
-        page = Page(last_id=rows[-1]["id"] if rows else after_id)
-        gone = [(f"subscriber is {row['status']} now", row["id"]) for row in rows
-                if row["status"] != Status.CONFIRMED]  # fmt: skip
-        if gone:
-            now = self.database.now()
-            with self.database.transaction() as db:
-                db.executemany(
-                    "UPDATE deliveries SET status = 'skipped', last_error = ?, updated_at = ?"
-                    " WHERE id = ? AND status = 'pending'",
-                    [(reason, now, delivery_id) for reason, delivery_id in gone],
-                )
-            page.skipped = len(gone)
-        page.deliveries = [
-            Delivery(row["id"], announcement_id, row["attempts"], row["subscriber_id"],
-                     row["public_id"], row["email"])
-            for row in rows if row["status"] == Status.CONFIRMED
-        ]  # fmt: skip
-        return page
-
-    def still_confirmed(self, subscriber_id: int) -> bool:
-        row = self.database.db.execute(
-            "SELECT status FROM subscribers WHERE id = ?", (subscriber_id,)
-        ).fetchone()
-        return row is not None and row[0] == Status.CONFIRMED
-
-    def mark_sent(self, delivery_ids: Iterable[int]) -> None:
-        """The server accepted these messages: record it at once (one transaction)."""
-        now = self.database.now()
-        with self.database.transaction() as db:
-            db.executemany(
-                "UPDATE deliveries SET status = 'sent', sent_at = ?, updated_at = ?,"
-                " attempts = attempts + 1, last_error = NULL WHERE id = ? AND status = 'pending'",
-                [(now, now, delivery_id) for delivery_id in delivery_ids],
-            )
-
-    def mark_retry(self, delivery_ids: Iterable[int], error: str) -> None:
-        """A temporary failure: the delivery stays pending, for a later pass or run."""
-        self._update(delivery_ids, "pending", error, attempt=True)
-
-    def mark_failed(self, delivery_ids: Iterable[int], error: str) -> None:
-        self._update(delivery_ids, "failed", error, attempt=True)
-
-    def mark_skipped(self, delivery_ids: Iterable[int], reason: str) -> None:
-        self._update(delivery_ids, "skipped", reason, attempt=False)
-
-    def bounce(self, delivery: Delivery, error: str, message_id: str | None = None) -> None:
-        """A permanent refusal of the address at send time: recorded as a hard bounce (the
-        provider feedback's one vocabulary, which bounces the subscriber), the delivery failed."""
-        with self.database.transaction():
-            self.feedback.record(
-                Event(
-                    kind=Kind.HARD_BOUNCE,
-                    public_id=delivery.public_id,  # the delivery is the proof
-                    provider="send",
-                    occurred_at=self.database.clock(),
-                    reason=error,
-                    message_id=message_id,
-                )
-            )
-            self.mark_failed([delivery.id], error)
-
-    def _update(self, delivery_ids, status: str, error: str, *, attempt: bool) -> None:
-        now = self.database.now()
-        with self.database.transaction() as db:
-            db.executemany(
-                "UPDATE deliveries SET status = ?, last_error = ?, updated_at = ?,"
-                f" attempts = attempts + {1 if attempt else 0}"
-                " WHERE id = ? AND status = 'pending'",
-                [(status, error[:500], now, delivery_id) for delivery_id in delivery_ids],
-            )
-
     def finish_if_done(self, announcement_id: int) -> bool:
+        """Mark the announcement finished when none of its emails is queued or in flight."""
         with self.database.transaction() as db:
-            left = db.execute(
-                "SELECT count(*) FROM deliveries WHERE announcement_id = ? AND status = 'pending'",
-                (announcement_id,),
-            ).fetchone()[0]
+            counts = self.outgoing.counts(ANNOUNCEMENT, announcement_id)
+            left = counts["queued"] + counts["sending"]
             if left == 0:
                 db.execute(
                     "UPDATE announcements SET finished_at = ? WHERE id = ? AND finished_at IS NULL",
@@ -368,23 +283,21 @@ class Ledger:
         return left == 0
 
     def counts(self, announcement_id: int | None = None) -> dict[str, int]:
-        """Deliveries by status (all announcements, or one)."""
-        where, args = (
-            ("WHERE announcement_id = ?", (announcement_id,)) if announcement_id else ("", ())
-        )
-        return self.database.count_by_status("deliveries", DELIVERY_STATES, where, args)
+        """Its emails by status (of every announcement, or one), in the one vocabulary."""
+        return self.outgoing.counts(ANNOUNCEMENT, announcement_id)
 
-    def deliveries(self, announcement_id: int | None = None) -> list:
-        """Delivery rows with each subscriber's address and public id: for the dry run, tasks and
-        tests."""
-        where, args = (
-            ("WHERE d.announcement_id = ?", (announcement_id,)) if announcement_id else ("", ())
-        )
-        return self.database.db.execute(
-            "SELECT d.*, s.email, s.public_id, s.status AS subscriber_status FROM deliveries d"
-            f" JOIN subscribers s ON s.id = d.subscriber_id {where} ORDER BY d.id",
-            args,
-        ).fetchall()
+    def deliveries(self, announcement_id: int | None = None) -> list[dict]:
+        """Its emails' rows with each reader's address and public id: for the dry run, tasks
+        and tests."""
+        rows = self.outgoing.rows(ANNOUNCEMENT, announcement_id)
+        people = self.subscribers.by_ids(sorted({row["subscriber_id"] for row in rows}))
+        out = []
+        for row in rows:
+            person = people[row["subscriber_id"]]
+            who = {"email": person.email, "public_id": person.public_id}
+            out.append({**dict(row), **who, "announcement_id": row["about_id"],
+                        "subscriber_status": person.status})  # fmt: skip
+        return out
 
     def items(self) -> list:
         return self.database.db.execute("SELECT * FROM feed_items ORDER BY id").fetchall()
@@ -393,7 +306,8 @@ class Ledger:
     @contextmanager
     def lock(self) -> Iterator[FileLock]:
         """One announcer at a time: the file lock `<db>-announce.lock`, released by the kernel
-        when the run ends or dies. A second run gets `LedgerLocked` naming the holder."""
+        when the run ends or dies. A second run gets `LedgerLocked` naming the holder. The
+        holder takes back the announcement emails a dead run left in flight (their lease)."""
         run_lock = FileLock(
             self.database.path.with_name(self.database.path.name + "-announce.lock")
         )
@@ -405,6 +319,8 @@ class Ledger:
                 "Its lock ends with that process."
             ) from None
         try:
+            # The holder sends every announcement email: what a dead run left in flight is ours.
+            self.outgoing.release(kinds=[ANNOUNCEMENT])
             yield run_lock
         finally:
             run_lock.release()
@@ -415,12 +331,12 @@ __all__ = [
     "AlreadyAnnounced",
     "Announcement",
     "Decision",
+    "ANNOUNCEMENT",
     "Delivery",
     "Draft",
     "FIRST_RUN",
     "Ledger",
     "LedgerLocked",
-    "Page",
     "RECORD",
     "WAIT",
     "link_key",

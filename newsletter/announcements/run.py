@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import requests
 
 from newsletter import mail
-from newsletter.announcements.dispatch import NoProgress, Progress, Results, Tally, dispatch
+from newsletter.announcements.dispatch import NoProgress, Progress, Tally, dispatch
 from newsletter.announcements.emails import Composer, drafts
 from newsletter.announcements.feed import FeedError, FeedItem, read_feed, read_video_feed
 from newsletter.announcements.ledger import (
@@ -55,6 +55,7 @@ from newsletter.announcements.ledger import (
 )
 from newsletter.database import Database, utcnow
 from newsletter.mail.outbox import OutboxMailer
+from newsletter.outgoing.dispatcher import Dispatcher
 from newsletter.private_files import private_folder, write_private
 from newsletter.settings import Settings, load
 from newsletter.subscriptions.subscribers import Status
@@ -86,7 +87,9 @@ class Summary:
     def ok(self) -> bool:
         """Nothing failed and nothing is left pending or waiting."""
         t = self.tally
-        return not (t.bounced or t.stopped or self.pending or self.waiting or self.problems)
+        return not (
+            t.bounced or t.failed or t.stopped or self.pending or self.waiting or self.problems
+        )
 
     def lines(self) -> list[str]:
         out = [f"Feed: {self.feed}"] + [f"  PROBLEM: {problem}" for problem in self.problems]
@@ -138,7 +141,7 @@ class Summary:
         t = self.tally
         out.append(
             f"Announced items: {sum(len(a.items) for a in self.announced)}, sent: {t.sent}, "
-            f"skipped: {t.skipped}, failed: {t.bounced} "
+            f"skipped: {t.skipped}, failed: {t.bounced + t.failed} "
             f"({t.bounced} bounced), still pending: {self.pending}"
         )
         for text, count in sorted(t.errors.items(), key=lambda e: -e[1])[:5]:
@@ -181,7 +184,7 @@ def flood_lines(items: list[FeedItem], limit: int) -> list[str]:
 def _held(settings: Settings, new_items: list[FeedItem], yes: bool) -> bool:
     """True when the flood guard holds this run: more new items than the limit, and no --yes.
     Items, not emails: a digest of the whole archive is the archive mailed all the same."""
-    limit = settings.announce_max_items
+    limit = settings.announce.max_items
     return not yes and limit > 0 and len(new_items) > limit
 
 
@@ -207,15 +210,15 @@ def run(
             "--item sends one article the ledger recorded; --send-existing sends the back "
             "catalogue on a first run: use one or the other."
         )
-    feed = read_feed(feed_url or settings.feed_url or None)
+    feed = read_feed(feed_url or settings.announce.feed_url or None, timeout=settings.http.timeout)
     summary = Summary(feed=feed.source, dry_run=dry_run)
     if item is not None:
         chosen = choose(feed.items, item, feed.source)
         return _announce_item(settings, chosen, summary, check_live, progress, connect, sleep)
     sources = Sources(feed.items, _videos(settings, summary))
-    database = Database(settings.database)
+    database = Database(settings.core.database)
     try:
-        ledger, tokens = Ledger(database), Tokens(settings.secret_key)
+        ledger, tokens = Ledger(database), Tokens(settings.core.secret_key)
         if send_existing and not ledger.is_empty():
             summary.send_existing_ignored = True
             unsent = [i for i in feed.items if _recorded_reason(ledger, i) is not None]
@@ -231,7 +234,7 @@ def run(
             summary.resumed = ledger.unfinished()
             new_items = [d.item for d in decisions if d.action == ANNOUNCE]
             if _held(settings, new_items, yes):  # before anything is written or sent
-                raise TooManyNewItems(new_items, settings.announce_max_items)
+                raise TooManyNewItems(new_items, settings.announce.max_items)
             summary.announced = ledger.plan(
                 decisions,
                 drafts(new_items, settings),
@@ -246,29 +249,31 @@ def run(
 def _send(settings, ledger, tokens, announcements, summary, progress, connect, sleep) -> None:
     """Send the announcements' pending deliveries, each result recorded; the tally and what is
     still pending go into the summary."""
-    results = Results(ledger, breaker=max(20, 3 * settings.smtp_workers))
+    dispatcher = Dispatcher(ledger.outgoing, {}, breaker=max(20, 3 * settings.smtp.workers))
     connect = connect or (
-        lambda report: mail.connect(settings, report, workers=settings.smtp_workers)
+        lambda report: mail.connect(settings, report, workers=settings.smtp.workers)
     )
-    mailer = connect(results)
+    mailer = connect(dispatcher.report)
     try:
         for announcement in announcements:
             dispatch(
                 ledger,
                 Composer(settings, tokens, announcement),
                 mailer,
-                results,
-                retries=settings.announce_retries,
-                retry_delay=settings.announce_retry_delay,
+                dispatcher,
+                retries=settings.announce.retries,
+                retry_delay=settings.announce.retry_delay,
+                max_attempts=settings.endpoint.max_attempts,
                 progress=progress,
                 sleep=sleep,
             )
-            if results.tally.stopped:
+            if dispatcher.tally.stopped:
                 break
     finally:
         mailer.close()
-    summary.tally = results.tally
-    summary.pending = ledger.counts()["pending"]
+    summary.tally = dispatcher.tally
+    counts = ledger.counts()
+    summary.pending = counts["queued"] + counts["sending"]
 
 
 # One chosen article: --item ---------------------------------------------------------------------
@@ -339,10 +344,10 @@ def _refusal(ledger: Ledger, item: FeedItem) -> str:
 
 def _announce_item(settings, item, summary, check_live, progress, connect, sleep) -> Summary:
     """Plan and send (or, dry, render) the one article `item`, nothing else."""
-    database = Database(settings.database)
+    database = Database(settings.core.database)
     try:
-        ledger, tokens = Ledger(database), Tokens(settings.secret_key)
-        if check_live and (problem := live_check(timeout=settings.smtp_timeout)(item)):
+        ledger, tokens = Ledger(database), Tokens(settings.core.secret_key)
+        if check_live and (problem := live_check(timeout=settings.http.timeout)(item)):
             raise ItemRefused(f"{item.title!r} is not live yet ({problem}): nothing was sent.")
         (draft,) = drafts([item], settings)
         if summary.dry_run:
@@ -376,10 +381,12 @@ class Sources:
 def _videos(settings: Settings, summary: Summary) -> list[FeedItem] | None:
     """The channel feed's videos; a feed that cannot be read stops nothing else: the run goes
     on with the articles and reports the problem (and exits non-zero)."""
-    if not settings.video_feed_url:
+    if not settings.announce.video_feed_url:
         return None
     try:
-        return read_video_feed(settings.video_feed_url, timeout=settings.smtp_timeout).items
+        return read_video_feed(
+            settings.announce.video_feed_url, timeout=settings.http.timeout
+        ).items
     except FeedError as problem:
         summary.problems.append(f"the video feed was not read: {problem}")
         return None
@@ -388,10 +395,10 @@ def _videos(settings: Settings, summary: Summary) -> list[FeedItem] | None:
 def _decide(settings, ledger, sources: Sources, send_existing, check_live) -> list[Decision]:
     common = dict(
         now=utcnow(),
-        max_age=timedelta(days=settings.announce_max_age_days),
+        max_age=timedelta(days=settings.announce.max_age_days),
         send_existing=send_existing,
     )
-    is_live = live_check(timeout=settings.smtp_timeout) if check_live else None
+    is_live = live_check(timeout=settings.http.timeout) if check_live else None
     decisions = ledger.select(sources.articles, is_live=is_live, **common)
     if sources.videos is None:
         return decisions
@@ -401,7 +408,11 @@ def _decide(settings, ledger, sources: Sources, send_existing, check_live) -> li
         video = decision.item.guid.removeprefix("yt:video:")
         if decision.action == ANNOUNCE and video in embedded:  # one email: the article's
             decision = Decision(decision.item, RECORD, "announced with the article that embeds it")
-        elif decision.action == ANNOUNCE and decision.item.short and settings.video_skip_shorts:
+        elif (
+            decision.action == ANNOUNCE
+            and decision.item.short
+            and settings.announce.video_skip_shorts
+        ):
             decision = Decision(decision.item, RECORD, "a Short (NEWSLETTER_VIDEO_SKIP_SHORTS)")
         decisions.append(decision)
     return decisions
@@ -430,16 +441,16 @@ def _dry_run(settings, ledger, tokens, sources, summary, send_existing, check_li
     summary.waiting = [d for d in decisions if d.action == WAIT]
     new_items = [d.item for d in decisions if d.action == ANNOUNCE]
     if _held(settings, new_items, yes):
-        summary.held, summary.limit = new_items, settings.announce_max_items
+        summary.held, summary.limit = new_items, settings.announce.max_items
     return _previews(settings, ledger, tokens, summary, new_items)
 
 
 def _previews(settings, ledger, tokens, summary, new_items, *, resumed=True) -> Summary:
     """Render what would be sent to `<outbox>/preview/`: the new items' emails and (`resumed`)
     the pending ones of earlier runs."""
-    folder = settings.outbox / "preview"
+    folder = settings.mail.outbox / "preview"
     shutil.rmtree(folder, ignore_errors=True)
-    private_folder(settings.outbox, ours=True)  # the writer makes the preview folder 0700
+    private_folder(settings.mail.outbox, ours=True)  # the writer makes the preview folder 0700
     rendered = mail.Collect()
     writer = OutboxMailer(folder, rendered)
 
@@ -454,7 +465,7 @@ def _previews(settings, ledger, tokens, summary, new_items, *, resumed=True) -> 
         summary.resumed.append(announcement)
         composer = Composer(settings, tokens, announcement)
         for r in ledger.deliveries(announcement.id):
-            if r["status"] == "pending":
+            if r["status"] in ("queued", "sending"):
                 delivery = Delivery(r["id"], announcement.id, r["attempts"], r["subscriber_id"],
                                     r["public_id"], r["email"])  # fmt: skip
                 writer.push(composer.outgoing(delivery))
@@ -467,21 +478,23 @@ def preview(settings: Settings | None = None, *, feed_url: str | None = None) ->
     """The latest announcement (or, before the first one, the newest feed item) as an HTML page
     at <outbox>/preview/latest.html, with a sample unsubscribe link; returns its path."""
     settings = load(settings)
-    database = Database(settings.database)
+    database = Database(settings.core.database)
     try:
         announcement = Ledger(database).latest()
     finally:
         database.close()
     if announcement is None:
-        feed = read_feed(feed_url or settings.feed_url or None)
+        feed = read_feed(
+            feed_url or settings.announce.feed_url or None, timeout=settings.http.timeout
+        )
         if not feed.items:
             raise ValueError(f"nothing to preview: no announcement yet and {feed.source} is empty")
         (draft,) = drafts(feed.items[:1], settings)
         announcement = Announcement(0, draft.kind, draft.key, draft.subject, draft.items, "", None)
-    composer = Composer(settings, Tokens(settings.secret_key), announcement)
-    sample = f"{settings.base_url}/unsubscribe/sample-link-in-the-preview"
-    target = settings.outbox / "preview" / "latest.html"
-    private_folder(settings.outbox, ours=True)
+    composer = Composer(settings, Tokens(settings.core.secret_key), announcement)
+    sample = f"{settings.core.base_url}/unsubscribe/sample-link-in-the-preview"
+    target = settings.mail.outbox / "preview" / "latest.html"
+    private_folder(settings.mail.outbox, ours=True)
     private_folder(target.parent, ours=True)
     return write_private(target, composer.bodies(sample)[1].encode("utf-8"))
 

@@ -13,12 +13,14 @@ text `invoke subscribers.stats` prints.
 from __future__ import annotations
 
 import bisect
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from newsletter.announcements.ledger import ANNOUNCEMENT
 from newsletter.database import Database, stamp, utcnow
-from newsletter.subscriptions.feedback import Kind
+from newsletter.outgoing.ledger import MailLedger
+from newsletter.subscriptions.feedback import Feedback, Kind
 
 COMPLAINT_WARNING = 0.001  # 0.1 %
 BOUNCE_WARNING = 0.02  # 2 %
@@ -65,24 +67,17 @@ def stats(database: Database, now: datetime | None = None, days: float = 30) -> 
     since = stamp(now - timedelta(days=days))
     db = database.db
     rows: dict[int, Row] = {}
-    for announcement_id, subject, sent in db.execute(
-        "SELECT a.id, a.subject, (SELECT count(*) FROM deliveries d WHERE d.announcement_id = a.id"
-        " AND d.status = 'sent') FROM announcements a ORDER BY a.id"
-    ):
-        rows[announcement_id] = Row(f"#{announcement_id} {subject}", sent)
+    outgoing = MailLedger(database)
+    sent_rows = outgoing.sent_rows(ANNOUNCEMENT)
+    sent_per = Counter(about_id for _, _, about_id in sent_rows)
+    for announcement_id, subject in db.execute("SELECT id, subject FROM announcements ORDER BY id"):
+        rows[announcement_id] = Row(f"#{announcement_id} {subject}", sent_per[announcement_id])
     window = Row(f"last {days:g} days")
-    (window.sent,) = db.execute(
-        "SELECT count(*) FROM deliveries WHERE status = 'sent' AND sent_at >= ?", (since,)
-    ).fetchone()
+    window.sent = outgoing.sent_since(ANNOUNCEMENT, since)
     sends: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    for subscriber_id, sent_at, announcement_id in db.execute(
-        "SELECT subscriber_id, sent_at, announcement_id FROM deliveries WHERE status = 'sent'"
-        " ORDER BY sent_at"
-    ):
+    for subscriber_id, sent_at, announcement_id in sent_rows:
         sends[subscriber_id].append((sent_at, announcement_id))
-    for subscriber_id, kind, occurred_at in db.execute(
-        "SELECT subscriber_id, kind, occurred_at FROM feedback_events"
-    ):
+    for subscriber_id, kind, occurred_at in Feedback(database).events():
         if occurred_at >= since:
             window.counts[kind] += 1
         history = sends.get(subscriber_id, [])

@@ -1,7 +1,9 @@
 """The mail room: one interface for sending any email (see `base`), and composing it.
 
 `connect(settings, report, workers=1)` makes the mailer NEWSLETTER_TRANSPORT names: `outbox`
-(default: .eml files in NEWSLETTER_OUTBOX), `smtp` (`workers` reused connections) or `mailgun`.
+(default: .eml files in NEWSLETTER_OUTBOX), `smtp` (`workers` reused connections) or `mailgun`,
+and hands each only its concerns: the SMTP mailer `settings.smtp` and the sender's address, the
+Mailgun mailer `settings.mailgun` and a timeout from `settings.http`, the outbox its folder.
 Both features send through it: the confirmation queue (one worker) and announcements
 (NEWSLETTER_SMTP_WORKERS). This room imports the base only: settings, the database's
 clock (`utcnow`) and the rate limiter.
@@ -27,11 +29,13 @@ from newsletter.settings import Settings
 
 
 def connect(settings: Settings, report: Report, *, workers: int = 1) -> Mailer:
-    if settings.transport == "smtp":
-        return SmtpMailer(settings, report, workers=workers)
-    if settings.transport == "mailgun":
-        return MailgunMailer(settings, report)
-    return OutboxMailer(settings.outbox, report)
+    transport = settings.mail.transport
+    if transport == "smtp":
+        sender = settings.mail.from_address.addr_spec
+        return SmtpMailer(settings.smtp, sender, report, workers=workers)
+    if transport == "mailgun":
+        return MailgunMailer(settings.mailgun, report, timeout=settings.http.timeout * 3)
+    return OutboxMailer(settings.mail.outbox, report)
 
 
 __all__ = [

@@ -1,8 +1,10 @@
 """The Mailgun mailer: the HTTP API, called with `requests` (NEWSLETTER_TRANSPORT=mailgun).
 
-Contract:
+Contract: `MailgunMailer(mailgun, report, timeout=30.0)`: `mailgun` is `MailgunSettings`
+(NEWSLETTER_MAILGUN_*); `timeout` bounds connecting and each read of one call, in seconds
+(`mail.connect` gives 3 x NEWSLETTER_HTTP_TIMEOUT: a batch of 1,000 takes a while).
 - A push with a `Batch` joins the batch of its key; a batch goes out when it holds
-  `mailgun_batch_size` (<= 1,000, Mailgun's limit) recipients, or at `flush()`, as Mailgun
+  `batch_size` (<= 1,000, Mailgun's limit) recipients, or at `flush()`, as Mailgun
   documents batch sending: `POST {base}/v3/{domain}/messages`, HTTP basic auth `api:{API key}`,
   multipart/form-data with `from`, `subject`, `text`, `html`, the batch's headers as `h:Name`
   (placeholders become `%recipient.<name>%`), `o:tracking=no` (no open or click tracking), one
@@ -32,7 +34,7 @@ import re
 import requests
 
 from newsletter.mail import base
-from newsletter.settings import Settings
+from newsletter.settings import MailgunSettings
 
 TRACKING_OFF = [("o:tracking", "no"), ("o:tracking-clicks", "no"), ("o:tracking-opens", "no")]
 # The % that starts one of Mailgun's variables: %recipient.<name>% (and %recipient%,
@@ -56,13 +58,13 @@ class _Refused(Exception):
 class MailgunMailer:
     batches = True
 
-    def __init__(self, settings: Settings, report: base.Report):
+    def __init__(self, mailgun: MailgunSettings, report: base.Report, *, timeout: float = 30.0):
         self.report = report
-        self.url = f"{settings.mailgun_url}/v3/{settings.mailgun_domain}"
+        self.url = f"{mailgun.url}/v3/{mailgun.domain}"
         self.session = requests.Session()
-        self.session.auth = ("api", settings.mailgun_api_key)
-        self.timeout = settings.smtp_timeout * 3
-        self.batch_size = settings.mailgun_batch_size
+        self.session.auth = ("api", mailgun.api_key)
+        self.timeout = timeout
+        self.batch_size = mailgun.batch_size
         self._pending: dict[str, list[base.Outgoing]] = {}
         self._fields: dict[str, list[tuple[str, str]]] = {}
 

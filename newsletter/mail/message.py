@@ -72,17 +72,17 @@ def set_list_headers(message: EmailMessage, settings: Settings, unsubscribe_url:
     With NEWSLETTER_UNSUBSCRIBE_MAILTO set, a mailto: follows the URL (for older mail programs)."""
     for name in ("List-Unsubscribe", "List-Unsubscribe-Post", "List-Id"):
         del message[name]
-    mailto = settings.unsubscribe_mailto
+    mailto = settings.mail.unsubscribe_mailto
     message["List-Unsubscribe"] = f"<{unsubscribe_url}>" + (
         f", <mailto:{mailto}?subject=unsubscribe>" if mailto else ""
     )
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message["List-Id"] = settings.list_id
+    message["List-Id"] = settings.core.list_id
 
 
 def new_message(settings: Settings, to: str, subject: str, msg_id: str) -> EmailMessage:
     message = EmailMessage(policy=POLICY)
-    message["From"] = settings.from_address
+    message["From"] = settings.mail.from_address
     message["To"] = _address(to)
     message["Subject"] = subject
     message["Date"] = format_datetime(utcnow())

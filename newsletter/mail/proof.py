@@ -37,7 +37,7 @@ KIND = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
 def _mac(settings: Settings, text: str) -> str:
-    return hmac.new(settings.secret_key.encode(), text.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(settings.core.secret_key.encode(), text.encode(), hashlib.sha256).hexdigest()
 
 
 def _tag(settings: Settings, what: str, public_id: str) -> str:
@@ -51,7 +51,7 @@ def seal(settings: Settings, kind: str, key: str | int, public_id: str) -> str:
 
 def message_id(settings: Settings, kind: str, key: str | int, public_id: str | None = None) -> str:
     """A deterministic Message-ID; with a public id, one that proves whom it was sent to."""
-    domain = settings.from_address.domain
+    domain = settings.mail.from_address.domain
     if public_id is None:
         return f"<{_mac(settings, f'{kind}:{key}')[:32]}.{kind}@{domain}>"
     return f"<{seal(settings, kind, key, public_id)}.{public_id}.{kind}@{domain}>"
@@ -60,14 +60,15 @@ def message_id(settings: Settings, kind: str, key: str | int, public_id: str | N
 def verp_address(settings: Settings, kind: str, key: str | int, public_id: str) -> str:
     """The return path (SMTP envelope sender) that proves whom this email was sent to; needs
     NEWSLETTER_VERP_DOMAIN, whose mail must reach the bounce mailbox."""
-    if not settings.verp_domain:
+    domain = settings.mail.verp_domain
+    if not domain:
         raise ValueError("NEWSLETTER_VERP_DOMAIN is not set: there is no VERP return path")
-    return f"{VERP_PREFIX}{public_id}.{seal(settings, kind, key, public_id)}@{settings.verp_domain}"
+    return f"{VERP_PREFIX}{public_id}.{seal(settings, kind, key, public_id)}@{domain}"
 
 
 def return_path(settings: Settings, kind: str, key: str | int, public_id: str) -> str:
     """The envelope sender: the VERP address with NEWSLETTER_VERP_DOMAIN, else "" (From)."""
-    return verp_address(settings, kind, key, public_id) if settings.verp_domain else ""
+    return verp_address(settings, kind, key, public_id) if settings.mail.verp_domain else ""
 
 
 def _proven(settings: Settings, public_id: str, sealed: str) -> str | None:
@@ -95,13 +96,14 @@ def proven_by_message_id(settings: Settings, text: object) -> str | None:
 def proven_by_verp(settings: Settings, address: object) -> str | None:
     """The public id that a VERP return path of ours proves (`bounces+public_id.seal@domain`
     of NEWSLETTER_VERP_DOMAIN), or None (also when no VERP domain is set)."""
-    if not settings.verp_domain:
+    ours = settings.mail.verp_domain
+    if not ours:
         return None
     value = str(address or "").strip().strip("<>").strip()
     if len(value) > 300:
         return None
     local, _, domain = value.rpartition("@")
-    if domain.lower() != settings.verp_domain.lower() or not local.lower().startswith(VERP_PREFIX):
+    if domain.lower() != ours.lower() or not local.lower().startswith(VERP_PREFIX):
         return None
     public_id, _, sealed = local[len(VERP_PREFIX) :].rpartition(".")
     return _proven(settings, public_id, sealed)

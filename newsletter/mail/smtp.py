@@ -6,7 +6,9 @@ Contract:
   failure); STARTTLS, implicit TLS (ssl) or none; login when a user is set; every socket
   operation bounded by `timeout`. `send(sender, recipient, data)` raises a `MailError` whose type
   says its scope (see `classify`), nothing else.
-- `SmtpMailer(settings, report, workers=)`: with one worker, `push` sends in the caller's thread
+- `SmtpConnection.from_settings(smtp)`: the connection `SmtpSettings` (NEWSLETTER_SMTP_*) say.
+- `SmtpMailer(smtp, sender, report, workers=)`: `smtp` is `SmtpSettings`, `sender` the envelope
+  sender of a message that names none. With one worker, `push` sends in the caller's thread
   (the confirmation queue); with more, `push` hands the message to `workers` threads, each with
   its own connection (announcements), blocking while they are all busy. Every message waits its
   turn under one `RateLimiter` (NEWSLETTER_SMTP_RATE per second; 0: no limit) and is reported
@@ -25,7 +27,7 @@ import threading
 
 from newsletter.mail import base
 from newsletter.ratelimit import Rate, RateLimiter
-from newsletter.settings import SMTP_SECURITY, Settings
+from newsletter.settings import SMTP_SECURITY, SmtpSettings
 
 
 class SmtpConnection:
@@ -49,16 +51,16 @@ class SmtpConnection:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, ssl_context: ssl.SSLContext | None = None
+        cls, smtp: SmtpSettings, ssl_context: ssl.SSLContext | None = None
     ) -> SmtpConnection:
         """The SMTP server, port, security, login and timeout from NEWSLETTER_SMTP_*."""
         return cls(
-            settings.smtp_host,
-            settings.effective_smtp_port,
-            security=settings.smtp_security,
-            user=settings.smtp_user,
-            password=settings.smtp_password,
-            timeout=settings.smtp_timeout,
+            smtp.host,
+            smtp.effective_port,
+            security=smtp.security,
+            user=smtp.user,
+            password=smtp.password,
+            timeout=smtp.timeout,
             ssl_context=ssl_context,
         )
 
@@ -106,22 +108,23 @@ class SmtpMailer:
 
     def __init__(
         self,
-        settings: Settings,
+        smtp: SmtpSettings,
+        sender: str,
         report: base.Report,
         *,
         workers: int = 1,
     ):
-        self.sender = settings.from_address.addr_spec
+        self.sender = sender
         self.report = report
         self.workers = max(1, workers)
-        self.pace = RateLimiter(Rate.per_second(settings.smtp_rate), burst=1)
+        self.pace = RateLimiter(Rate.per_second(smtp.rate), burst=1)
         # One TLS context for all workers: loading the CA certificates costs ~0.2 s each time.
         tls = (
             ssl.create_default_context()
-            if settings.smtp_security != "none"
+            if smtp.security != "none"
             else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # unused without TLS: no CA loading
         )
-        self.connection = lambda: SmtpConnection.from_settings(settings, tls)
+        self.connection = lambda: SmtpConnection.from_settings(smtp, tls)
         self._jobs: queue.Queue[base.Outgoing | None] = queue.Queue(maxsize=self.workers * 2)
         self._threads: list[threading.Thread] = []
         self._single: SmtpConnection | None = None

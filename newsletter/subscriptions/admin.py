@@ -29,12 +29,12 @@ from email.policy import default as default_policy
 from pathlib import Path
 from typing import TextIO
 
+from newsletter.outgoing.ledger import MailLedger
 from newsletter.settings import Settings
 from newsletter.subscriptions import addresses
 from newsletter.subscriptions.feedback import Feedback
-from newsletter.subscriptions.queue import EmailQueue
 from newsletter.subscriptions.sender import Sender
-from newsletter.subscriptions.subscribers import Status, Subscriber, Subscribers
+from newsletter.subscriptions.subscribers import CONFIRMATION, Status, Subscriber, Subscribers
 from newsletter.subscriptions.tokens import Tokens
 
 EXPORT_COLUMNS = [
@@ -57,7 +57,7 @@ class ImportReport:
 
 
 def open_store(settings: Settings) -> Subscribers:
-    return Subscribers.open(settings.database)
+    return Subscribers.open(settings.core.database)
 
 
 def _address(email: str) -> tuple[str, str]:
@@ -172,7 +172,7 @@ def forget(settings: Settings, email: str) -> tuple[Subscriber | None, list[Path
     finally:
         store.close()
     names = {email.strip(), normal, key, subscriber.email if subscriber else ""}
-    return subscriber, _remove_files_naming(settings.outbox, key, names)
+    return subscriber, _remove_files_naming(settings.mail.outbox, key, names)
 
 
 OUTBOX_FILES = (".eml", ".html", ".tmp")  # emails, previews, a write cut short
@@ -309,7 +309,8 @@ def _cell(value) -> str:
 def stats(settings: Settings) -> dict[str, dict[str, int]]:
     store = open_store(settings)
     try:
-        return {"subscribers": store.counts(), "emails": EmailQueue(store.database).counts()}
+        emails = MailLedger(store.database).counts(CONFIRMATION)
+        return {"subscribers": store.counts(), "emails": emails}
     finally:
         store.close()
 
@@ -317,7 +318,7 @@ def stats(settings: Settings) -> dict[str, dict[str, int]]:
 def send_queued(settings: Settings, timeout: float = 30.0) -> dict[str, int]:
     store = open_store(settings)
     try:
-        sender = Sender(settings, store.database, Tokens(settings.secret_key))
+        sender = Sender(settings, store.database, Tokens(settings.core.secret_key))
         return sender.drain(timeout=timeout)
     finally:
         store.close()

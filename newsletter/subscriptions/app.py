@@ -24,7 +24,6 @@ from newsletter.database import Database
 from newsletter.ratelimit import Rate, SharedRateLimiter
 from newsletter.settings import ROOT, Settings, load
 from newsletter.subscriptions import web
-from newsletter.subscriptions.queue import EmailQueue
 from newsletter.subscriptions.sender import Sender
 from newsletter.subscriptions.subscribers import Subscribers
 from newsletter.subscriptions.tokens import Tokens
@@ -97,7 +96,6 @@ class Newsletter:
     settings: Settings
     database: Database
     subscribers: Subscribers
-    queue: EmailQueue
     tokens: Tokens
     sender: Sender
     limiter: SharedRateLimiter  # the form's: NEWSLETTER_RATE_LIMIT per client network, shared
@@ -109,12 +107,12 @@ class Newsletter:
         (None, or the seconds to wait) and `peek(key)`. `scope` keeps it apart from the others
         (the form's is "subscribe": `limiter`); `rate` defaults to NEWSLETTER_RATE_LIMIT. The
         same (scope, rate) gives the same limiter, so it prunes once a minute, not per call."""
-        rate = self.settings.rate_limit if rate is None else rate
+        rate = self.settings.endpoint.rate_limit if rate is None else rate
         if scope == self.limiter.scope and rate == self.limiter.rate:
             return self.limiter
         if (scope, rate) not in self._limiters:
             self._limiters[scope, rate] = SharedRateLimiter(
-                self.database, rate, scope=scope, secret=self.settings.secret_key
+                self.database, rate, scope=scope, secret=self.settings.core.secret_key
             )
         return self._limiters[scope, rate]
 
@@ -125,19 +123,23 @@ class Newsletter:
 
 def create_app(config: Settings | dict | None = None) -> Flask:
     settings = load(config)
-    database = Database(settings.database, background_checkpoints=True)  # the sender checkpoints
+    database = Database(
+        settings.core.database, background_checkpoints=True
+    )  # the sender checkpoints
     database.close()  # no connection survives into a forked worker (gunicorn --preload)
-    tokens = Tokens(settings.secret_key, max_age=settings.confirm_max_age)
+    tokens = Tokens(settings.core.secret_key, max_age=settings.endpoint.confirm_max_age)
     activity = Activity()
     state = Newsletter(
         settings=settings,
         database=database,
         subscribers=Subscribers(database),
-        queue=EmailQueue(database),
         tokens=tokens,
         sender=Sender(settings, database, tokens, busy=activity.busy),
         limiter=SharedRateLimiter(
-            database, settings.rate_limit, scope="subscribe", secret=settings.secret_key
+            database,
+            settings.endpoint.rate_limit,
+            scope="subscribe",
+            secret=settings.core.secret_key,
         ),
         activity=activity,
     )
@@ -149,15 +151,15 @@ def create_app(config: Settings | dict | None = None) -> Flask:
         template_folder="../templates/pages",
     )
     app.config.update(
-        MAX_CONTENT_LENGTH=settings.max_request_bytes,
-        MAX_FORM_MEMORY_SIZE=settings.max_request_bytes,
+        MAX_CONTENT_LENGTH=settings.endpoint.max_request_bytes,
+        MAX_FORM_MEMORY_SIZE=settings.endpoint.max_request_bytes,
         MAX_FORM_PARTS=20,
         SEND_FILE_MAX_AGE_DEFAULT=3600,
     )
-    if settings.proxy_count:
-        n = settings.proxy_count
+    if settings.endpoint.proxy_count:
+        n = settings.endpoint.proxy_count
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_prefix=n)
-    app.wsgi_app = BoundedBody(app.wsgi_app, settings.max_request_bytes)
+    app.wsgi_app = BoundedBody(app.wsgi_app, settings.endpoint.max_request_bytes)
     app.extensions["newsletter"] = state
     # The pages extend the blog theme's base.html (pages/ first, then the theme's templates) and
     # get what Pelican gives the theme: pelicanconf.py's UPPER_CASE settings (read without Pelican)
@@ -169,15 +171,17 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     site = runpy.run_path(str(ROOT / "pelicanconf.py"))
     theme = {"THEME_STATIC_DIR": "theme"}  # Pelican's default
     theme.update((name, value) for name, value in site.items() if name.isupper())
-    theme.update(SITEURL=settings.site_url, NEWSLETTER_URL=settings.base_url + "/subscribe")
+    theme.update(
+        SITEURL=settings.core.site_url, NEWSLETTER_URL=settings.core.base_url + "/subscribe"
+    )
     app.jinja_env.globals.update(theme)
     app.jinja_env.filters["abs_url"] = lambda path: urljoin(
-        settings.site_url + "/", str(path or "")
+        settings.core.site_url + "/", str(path or "")
     )
     app.jinja_env.globals.update(
-        site_name=settings.site_name,
-        site_url=settings.site_url,
-        base_url=settings.base_url,
+        site_name=settings.core.site_name,
+        site_url=settings.core.site_url,
+        base_url=settings.core.base_url,
     )
     web.init_app(app)  # the app-wide hooks: only a POST writes, headers, error answers
     app.register_blueprint(bp)

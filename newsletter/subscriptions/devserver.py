@@ -77,7 +77,7 @@ def start(site_url: str, port: int = 5000, timeout: float = 15.0) -> subprocess.
                 return None
             print(
                 f"Newsletter: endpoint at http://127.0.0.1:{port}/subscribe, emails written "
-                f"to {settings.outbox if settings.transport == 'outbox' else 'SMTP'}"
+                f"to {settings.mail.outbox if settings.mail.transport == 'outbox' else 'SMTP'}"
             )
             return process
         print(f"Newsletter endpoint off: no answer on port {port} within {timeout:g} s")
@@ -130,8 +130,8 @@ def create_dev_app(settings: Settings):
     from newsletter.subscriptions.app import create_app
 
     app = create_app(settings)
-    if settings.env == "development" and _loopback(settings.site_origin):
-        app.wsgi_app = LoopbackOrigins(app.wsgi_app, settings.site_origin)
+    if settings.core.env == "development" and _loopback(settings.core.site_origin):
+        app.wsgi_app = LoopbackOrigins(app.wsgi_app, settings.core.site_origin)
     return app
 
 

@@ -21,14 +21,14 @@ from newsletter.subscriptions.tokens import Tokens
 
 def links(settings: Settings, tokens: Tokens, subscriber: Subscriber) -> dict[str, str]:
     return {
-        "confirm_url": f"{settings.base_url}/confirm/"
+        "confirm_url": f"{settings.core.base_url}/confirm/"
         + tokens.confirm_token(subscriber.public_id, subscriber.confirm_nonce),
         "unsubscribe_url": unsubscribe_url(settings, tokens, subscriber.public_id),
     }
 
 
 def unsubscribe_url(settings: Settings, tokens: Tokens, public_id: str) -> str:
-    return f"{settings.base_url}/unsubscribe/" + tokens.unsubscribe_token(public_id)
+    return f"{settings.core.base_url}/unsubscribe/" + tokens.unsubscribe_token(public_id)
 
 
 def confirmation_email(
@@ -39,16 +39,16 @@ def confirmation_email(
     unsubscribe_url: str,
     message_id: str,
 ) -> EmailMessage:
-    subject = f"Confirm your subscription to {settings.site_name}"
+    subject = f"Confirm your subscription to {settings.core.site_name}"
     text, html = compose.render(
         "confirm",
         subject=subject,
-        site_name=settings.site_name,
-        site_url=settings.site_url,
-        postal_address=settings.postal_address,
+        site_name=settings.core.site_name,
+        site_url=settings.core.site_url,
+        postal_address=settings.mail.postal_address,
         confirm_url=confirm_url,
         unsubscribe_url=unsubscribe_url,
-        hours=settings.confirm_max_age // 3600,
+        hours=settings.endpoint.confirm_max_age // 3600,
     )
     message = compose.new_message(settings, subscriber.email, subject, message_id)
     message["Auto-Submitted"] = "auto-generated"  # no vacation auto-replies to a confirmation

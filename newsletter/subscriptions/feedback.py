@@ -1,6 +1,7 @@
-"""Provider feedback, one vocabulary: every bounce or spam complaint, however it arrived (a
-Mailgun or SES webhook, the bounce mailbox, a refusal at send time), becomes one `Event`, and it
-acts only on proof.
+"""Provider feedback in one vocabulary: `Event`s stored and applied on proof, `Claim`s for review.
+
+Every bounce or spam complaint, however it arrived (a Mailgun or SES webhook, the bounce
+mailbox, a refusal at send time), becomes one `Event`, and it acts only on proof.
 
 Contract:
 - An `Event` names the subscriber by the public id that its proof names (`mail.proof`: our
@@ -36,7 +37,7 @@ from datetime import datetime, timedelta
 
 from newsletter.database import Database, stamp
 from newsletter.settings import Settings
-from newsletter.subscriptions.addresses import InvalidAddress, normalize
+from newsletter.subscriptions.addresses import key_of
 from newsletter.subscriptions.subscribers import Status, Subscribers
 
 MAX_NAMES = 10  # addresses kept from one unproven report
@@ -118,7 +119,9 @@ class Feedback:
     def from_settings(cls, database: Database, settings: Settings) -> Feedback:
         """With the soft-bounce limit and window from NEWSLETTER_SOFT_BOUNCE_*."""
         return cls(
-            database, soft_limit=settings.soft_bounce_limit, soft_days=settings.soft_bounce_days
+            database,
+            soft_limit=settings.feedback.soft_bounce_limit,
+            soft_days=settings.feedback.soft_bounce_days,
         )
 
     def record(self, event: Event) -> Applied:
@@ -172,10 +175,7 @@ class Feedback:
         names = []
         for address in claim.addresses[: MAX_NAMES * 5]:
             text = str(address)[:254]
-            try:
-                key = normalize(text)[1]
-            except InvalidAddress:
-                key = text.lower()
+            key = key_of(text) or text.lower()
             if key not in (k for _e, k in names):
                 names.append((text, key))
             if len(names) >= MAX_NAMES:
@@ -238,6 +238,12 @@ class Feedback:
                 " feedback_review_names WHERE email_key = ?)",
                 (key,),
             ).rowcount
+
+    def events(self) -> list[tuple[int, str, str]]:
+        """(subscriber_id, kind, occurred_at) of every stored event: for the stats."""
+        return self.database.db.execute(
+            "SELECT subscriber_id, kind, occurred_at FROM feedback_events"
+        ).fetchall()
 
     def last_reason(self, subscriber_id: int) -> str | None:
         row = self.database.db.execute(

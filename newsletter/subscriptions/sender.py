@@ -1,22 +1,24 @@
-"""The background sender: applies the form's sign-up requests, then drains the confirmation
-queue through the mailer, with retries.
+"""The background sender: applies the form's sign-up requests, then sends the confirmation
+emails the outgoing-mail ledger owes, through the one dispatcher.
 
 Contract:
 - `apply_requests()` applies the stored sign-up requests in order (`Subscribers.process_requests`):
   the form only stores them, so its answer costs the same for every address.
-- `Sender(settings, database, tokens)`: `send_due()` claims due emails (a batch at a time,
-  leased so that several senders, e.g. one per gunicorn worker, never send the same row twice),
-  composes each and pushes it to the one mailer (`newsletter.mail.connect`), then records the
-  result: sent; retried after the one backoff (`retry_delay`, doubling, at most an hour) on a
-  `TemporaryFailure` or a `MessageRefused` (our account or settings: it may pass once fixed);
-  failed on a `RecipientRefused` or after `max_attempts`; skipped when it no longer applies
-  (the subscriber confirmed or left meanwhile).
+- `Confirmations(settings, subscribers, tokens)` is the dispatcher's handler for the kind
+  "confirmation": it composes each email (skipped when the reader confirmed or left meanwhile)
+  and records a refused address as a hard bounce.
+- `Sender(settings, database, tokens)`: `send_due()` has the one dispatcher (`newsletter.outgoing`)
+  claim the due confirmations (leased, so several senders, e.g. one per gunicorn worker, never
+  send the same one) and send them one at a time through the one mailer; the one retry policy
+  (`NEWSLETTER_RETRY_DELAY`, doubling, at most an hour; failed after `NEWSLETTER_MAX_ATTEMPTS`)
+  applies to a `TemporaryFailure` or a `MessageRefused` (our account or settings: it may pass
+  once fixed), and the first one ends the pass: the rest is given back untried.
 - `start()` runs `send_due()` in a daemon thread, woken at once by `wake()` (the web app calls it
   after queueing) and otherwise when the next retry is due; `stop()` ends it. Given `busy` (the
   web app: "a request came in during the last 50 ms"), it sends at low priority: while busy, it
   waits up to half a second before each email, so that composing emails never slows the form.
 - `drain(timeout)` sends until nothing is queued or in flight, waiting out retries (tasks).
-The subscribe request never waits on any of this: its email is already safe in the store.
+The subscribe request never waits on any of this: its email is already owed in the ledger.
 """
 
 from __future__ import annotations
@@ -27,14 +29,16 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from newsletter import backoff, mail
+from newsletter import mail
 from newsletter.database import Database
 from newsletter.mail import message as compose
 from newsletter.mail import proof
+from newsletter.outgoing.dispatcher import Dispatcher, Skip
+from newsletter.outgoing.ledger import Entry, MailLedger, Policy
 from newsletter.settings import Settings
 from newsletter.subscriptions import emails
-from newsletter.subscriptions.queue import EmailQueue, QueuedEmail
-from newsletter.subscriptions.subscribers import OPTING_IN, Subscriber, Subscribers
+from newsletter.subscriptions.feedback import Event, Feedback, Kind
+from newsletter.subscriptions.subscribers import CONFIRMATION, OPTING_IN, Subscribers
 from newsletter.subscriptions.tokens import Tokens
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,84 @@ MAX_BACKOFF = 3600.0
 POLL = 2.0  # seconds between looks at the queue when idle (retries, other processes' rows)
 YIELD_MAX = 0.5  # under load, still at least one email per this many seconds
 CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints, when the store leaves them to us
+
+
+class Confirmations:
+    """The dispatcher's handler for confirmation emails."""
+
+    def __init__(self, settings: Settings, subscribers: Subscribers, tokens: Tokens):
+        self.settings, self.subscribers, self.tokens = settings, subscribers, tokens
+        self.feedback = Feedback(subscribers.database)
+        self.policy = Policy(
+            settings.endpoint.retry_delay, MAX_BACKOFF, settings.endpoint.max_attempts
+        )
+
+    def compose(self, entries: list[Entry]) -> list[mail.Outgoing | Skip]:
+        people = self.subscribers.by_ids([entry.subscriber_id for entry in entries])
+        made: list[mail.Outgoing | Skip] = []
+        for entry in entries:
+            subscriber = people.get(entry.subscriber_id)
+            if subscriber is None or subscriber.status not in OPTING_IN:
+                made.append(
+                    Skip(f"subscriber is {subscriber.status if subscriber else 'gone'} now")
+                )
+                continue
+            seal = (self.settings, CONFIRMATION, entry.id, subscriber.public_id)
+            message = emails.confirmation_email(
+                self.settings,
+                subscriber,
+                **emails.links(self.settings, self.tokens, subscriber),
+                message_id=proof.message_id(*seal),
+            )
+            made.append(
+                mail.Outgoing(
+                    to=subscriber.email,
+                    message_id=str(message["Message-ID"]),
+                    data=compose.wire(message),
+                    ref=entry.id,
+                    envelope_from=proof.return_path(*seal),
+                )
+            )
+        return made
+
+    def refused(self, entry: Entry, outgoing: mail.Outgoing, error: str) -> None:
+        """The address was refused for good while sending: a hard bounce (the sending is the
+        proof), so nothing is sent to it again."""
+        (subscriber,) = self.subscribers.by_ids([entry.subscriber_id]).values() or (None,)
+        if subscriber is None:
+            return
+        self.feedback.record(
+            Event(
+                kind=Kind.HARD_BOUNCE,
+                public_id=subscriber.public_id,
+                provider="send",
+                occurred_at=self.subscribers.database.clock(),
+                reason=error,
+                message_id=outgoing.message_id,
+            )
+        )
+        log.error("confirmation %s refused for good: %s", entry.id, error)
+
+
+class _Lazy:
+    """The mailer, connected on the first push: an idle pass opens no connection."""
+
+    def __init__(self, connect, report):
+        self.connect, self.report, self.mailer = connect, report, None
+
+    def push(self, outgoing: mail.Outgoing) -> None:
+        if self.mailer is None:
+            self.mailer = self.connect(self.report)
+        self.mailer.push(outgoing)
+
+    def flush(self) -> None:
+        if self.mailer is not None:
+            self.mailer.flush()
+
+    def close(self) -> None:
+        if self.mailer is not None:
+            self.mailer.close()
+            self.mailer = None
 
 
 class Sender:
@@ -55,13 +137,14 @@ class Sender:
         busy: Callable[[], bool] | None = None,
     ):
         self.settings, self.database, self.tokens = settings, database, tokens
-        self.queue = EmailQueue(database)
+        self.ledger = MailLedger(database)
         self.subscribers = Subscribers(database)
         self.connect = connect or (lambda report: mail.connect(settings, report))
         self.batch = batch
         self.busy = busy
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self.confirmations = Confirmations(settings, self.subscribers, tokens)
         self._thread: threading.Thread | None = None
         self._pid_lock = threading.Lock()
         self._last_checkpoint = 0.0
@@ -72,7 +155,9 @@ class Sender:
         not: already subscribed, asked less than 10 minutes ago, ...); return how many."""
         applied = 0
         while not self._stop.is_set() and self.subscribers.pending_requests():  # a read: cheap
-            done = self.subscribers.process_requests(resend_interval=self.settings.resend_interval)
+            done = self.subscribers.process_requests(
+                resend_interval=self.settings.endpoint.resend_interval
+            )
             if not done:
                 break
             for outcome in done:
@@ -81,52 +166,24 @@ class Sender:
         return applied
 
     def send_due(self) -> int:
-        """Apply the sign-up requests, then send every email due now; return how many emails
-        were handled."""
+        """Apply the sign-up requests, then send every confirmation due now; return how many
+        emails were handled."""
         self.apply_requests()
-        handled = 0
-        results = mail.Collect()
-        mailer = None
+        dispatcher = Dispatcher(
+            self.ledger,
+            {CONFIRMATION: self.confirmations},
+            breaker=1,  # the first temporary failure ends the pass: the server is unwell
+            stop=self._stop,
+            before_push=self._yield_to_requests,
+        )
+        mailer = _Lazy(self.connect, dispatcher.report)
         try:
-            while not self._stop.is_set():
-                claimed = self.queue.claim(self.batch)
-                if not claimed:
-                    break
-                if mailer is None:
-                    mailer = self.connect(results)
-                handled += self._send_batch(mailer, results, claimed)
+            tally = dispatcher.run(mailer, page=self.batch, flush_every=1)
         finally:
-            if mailer is not None:
-                mailer.close()
-        return handled
-
-    def _send_batch(self, mailer: mail.Mailer, results: mail.Collect, claimed) -> int:
-        for index, email in enumerate(claimed):
-            self._yield_to_requests()
-            try:
-                outgoing = self.compose(email)
-                if outgoing is None:
-                    continue
-                mailer.push(outgoing)
-                mailer.flush()
-                error = results.results.pop(outgoing.message_id)
-            except Exception as problem:  # noqa: BLE001 - a bug must not lose the email either
-                log.exception("email %s: unexpected error", email.id)
-                self._retry(email, f"unexpected error: {problem!r}")
-                continue
-            if error is None:
-                self.queue.mark_sent(email.id)
-            elif isinstance(error, mail.RecipientRefused):
-                self.queue.mark_failed(email.id, str(error))
-                log.error("email %s refused for good: %s", email.id, error)
-            else:  # temporary, or our account/message refused: the server is unwell
-                self._retry(email, str(error))
-                # Give the rest of this batch back, untried.
-                for rest in claimed[index + 1 :]:
-                    self._retry(rest, f"not tried after an earlier failure: {error}")
-                log.warning("email %s not sent, will retry: %s", email.id, error)
-                return index + 1
-        return len(claimed)
+            mailer.close()
+        for text, count in tally.errors.items():
+            log.warning("confirmation emails not sent (%d): %s", count, text)
+        return tally.sent + tally.bounced + tally.skipped + tally.retried + tally.failed
 
     def _yield_to_requests(self) -> None:
         """Low priority: while the host is busy answering requests, wait (up to YIELD_MAX
@@ -148,38 +205,6 @@ class Sender:
                 self.database.checkpoint()
             except Exception:  # noqa: BLE001 - the next one will do
                 log.exception("newsletter sender: WAL checkpoint failed")
-
-    def compose(self, email: QueuedEmail) -> mail.Outgoing | None:
-        subscriber = Subscriber.from_row(email.subscriber)
-        if email.kind != "confirmation":
-            self.queue.mark_failed(email.id, f"unknown kind of email {email.kind!r}")
-            return None
-        if subscriber.status not in OPTING_IN:
-            self.queue.mark_skipped(email.id, f"subscriber is {subscriber.status} now")
-            return None
-        message = emails.confirmation_email(
-            self.settings,
-            subscriber,
-            **emails.links(self.settings, self.tokens, subscriber),
-            message_id=proof.message_id(self.settings, email.kind, email.id, subscriber.public_id),
-        )
-        return mail.Outgoing(
-            to=subscriber.email,
-            message_id=str(message["Message-ID"]),
-            data=compose.wire(message),
-            ref=email.id,
-            envelope_from=proof.return_path(
-                self.settings, email.kind, email.id, subscriber.public_id
-            ),
-        )
-
-    def _retry(self, email: QueuedEmail, error: str) -> None:
-        if email.attempts >= self.settings.max_attempts:
-            self.queue.mark_failed(email.id, f"gave up after {email.attempts} attempts: {error}")
-            return
-        self.queue.mark_retry(
-            email.id, error, backoff.delay(email.attempts, self.settings.retry_delay, MAX_BACKOFF)
-        )
 
     # Running in the background --------------------------------------------------------------
     def start(self) -> None:
@@ -217,7 +242,7 @@ class Sender:
             self._wake.wait(wait)
 
     def _seconds_to_next_due(self) -> float:
-        due = self.queue.next_due()
+        due = self.ledger.next_due([CONFIRMATION])
         if due is None:
             return CHECKPOINT_EVERY if self.database.background_checkpoints else POLL
         return max(0.0, min(POLL, (due - self.database.clock()) / timedelta(seconds=1)))
@@ -227,13 +252,12 @@ class Sender:
         deadline = time.monotonic() + timeout
         while True:
             self.send_due()
-            counts = self.queue.counts()
+            counts = self.ledger.counts(CONFIRMATION)
             idle = counts["queued"] + counts["sending"] == 0
             if (idle and not self.subscribers.pending_requests()) or time.monotonic() >= deadline:
                 return counts
-            time.sleep(
-                min(self._seconds_to_next_due() or 0.05, max(0.0, deadline - time.monotonic()))
-            )
+            wait = 0.05 if idle else (self._seconds_to_next_due() or 0.05)  # a sign-up: soon
+            time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
 
 
-__all__ = ["Sender"]
+__all__ = ["Confirmations", "Sender"]

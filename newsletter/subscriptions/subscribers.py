@@ -7,11 +7,14 @@ Contract, over the `Database` (table `subscribers`, migration 0001):
   can never re-subscribe someone who left.
 - `request(...)` (the form) stores a sign-up request: one insert, the same for every address.
   `process_requests()` (the background sender) applies them in order with
-  `request_subscription(...)`, which records consent and queues a confirmation email (the
-  `queue` module) in ONE transaction; its `Outcome` is for the logs.
+  `request_subscription(...)`, which records consent and owes a confirmation email (a row of
+  the one outgoing-mail ledger, `newsletter.outgoing`) in ONE transaction; its `Outcome` is
+  for the logs.
 - `confirm`, `set_status`, `unsubscribe`, `add`, `add_many` and `forget` (which deletes the row;
-  the foreign keys cascade to every queued email and delivery about them) are each one
-  transaction. Public links name a subscriber by `public_id` only: random, never the row id.
+  the foreign keys cascade to every email owed or sent to them) are each one transaction.
+  Public links name a subscriber by `public_id` only: random, never the row id.
+- The other rooms ask who a subscriber is through this API (`get`, `by_ids`, `confirmed_ids`),
+  never with SQL on the `subscribers` table.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from newsletter.database import Database, parse_stamp, stamp
-from newsletter.subscriptions import queue
+from newsletter.outgoing.ledger import MailLedger
+
+CONFIRMATION = "confirmation"  # the kind of email in the outgoing-mail ledger
 
 
 class Status(enum.StrEnum):
@@ -102,6 +107,25 @@ class Subscribers:
     def find(self, key: str) -> Subscriber | None:
         """The subscriber with this address key (see addresses.normalize)."""
         return self._subscriber(self.database.db, "email_key", key)
+
+    def by_ids(self, ids: list[int]) -> dict[int, Subscriber]:
+        """The subscribers with these row ids (the ones that still exist), by id."""
+        found: dict[int, Subscriber] = {}
+        for start in range(0, len(ids), 500):  # SQLite's limit on bound parameters
+            chunk = ids[start : start + 500]
+            rows = self.database.db.execute(
+                f"SELECT * FROM subscribers WHERE id IN ({', '.join('?' * len(chunk))})", chunk
+            )
+            found.update((row["id"], Subscriber.from_row(row)) for row in rows)
+        return found
+
+    @staticmethod
+    def confirmed_ids(db: sqlite3.Connection) -> list[int]:
+        """The row ids of the subscribers confirmed now, inside the caller's transaction (an
+        announcement is owed to who is confirmed at the instant it is planned)."""
+        return [row[0] for row in db.execute(
+            "SELECT id FROM subscribers WHERE status = ? ORDER BY id", (Status.CONFIRMED,)
+        )]  # fmt: skip
 
     def list(self, status: Status | None = None) -> list[Subscriber]:
         if status is None:
@@ -189,7 +213,7 @@ class Subscribers:
                     (Status.UNCONFIRMED, now, new_nonce(), now, now, source, ip_hash,
                      subscriber.id),
                 )  # fmt: skip
-            queue.enqueue(db, "confirmation", subscriber.id, now)
+            MailLedger.add(db, CONFIRMATION, [subscriber.id], now=now)
             return Outcome.QUEUED
 
     def confirmation(self, public_id: str, nonce: str) -> tuple[Confirmation, Subscriber | None]:
@@ -297,7 +321,7 @@ class Subscribers:
              now if confirmed else None, None if confirmed else now, now, source, ip_hash),
         )  # fmt: skip
         if not confirmed:
-            queue.enqueue(db, "confirmation", cursor.lastrowid, now)
+            MailLedger.add(db, CONFIRMATION, [cursor.lastrowid], now=now)
         return cursor.lastrowid
 
     def forget(self, key: str) -> Subscriber | None:

@@ -89,7 +89,7 @@ def subscribe():
             return refused
         typed = data.get("email") if isinstance(data.get("email"), str) else ""
         return error(400, str(problem), template="subscribe.html", email=typed[:300], source=source)
-    client_hash = ip_hash(settings.secret_key, request.remote_addr)
+    client_hash = ip_hash(settings.core.secret_key, request.remote_addr)
     with nl.database.transaction():  # one short write: the token and the request, or neither
         if (wait := nl.limiter.hit(client)) is None:
             nl.subscribers.request(email, key, source=source, ip_hash=client_hash)
@@ -119,8 +119,8 @@ def subscribed(source):
         title="Check your inbox",
         lead=THANKS,
         notes=[
-            f"The link works for {settings.confirm_max_age // 3600} hours. Nothing after a "
-            "few minutes? Look in your spam or promotions folder, or try again later.",
+            f"The link works for {settings.endpoint.confirm_max_age // 3600} hours. Nothing after "
+            "a few minutes? Look in your spam or promotions folder, or try again later.",
         ],
         back=source,
     )
@@ -184,7 +184,7 @@ def confirmed(subscriber, *, already: bool) -> Response:
     message = (
         "You were already subscribed: nothing has changed."
         if already
-        else f"Thank you! You will get one email from {settings.site_name} each time a new "
+        else f"Thank you! You will get one email from {settings.core.site_name} each time a new "
         "article is out."
     )
     if wants_json():
@@ -210,7 +210,7 @@ def unsubscribe_page(token):
         return page(
             "message.html",
             title="You’re not subscribed",
-            lead=f"This address gets no emails from {nl.settings.site_name}.",
+            lead=f"This address gets no emails from {nl.settings.core.site_name}.",
         )
     return page("unsubscribe.html", title="Unsubscribe", masked=_mask(subscriber.email))
 
@@ -219,7 +219,7 @@ def unsubscribe_page(token):
 def unsubscribe(token):
     nl = newsletter()
     nl.subscribers.unsubscribe(_unsubscribe_token(token))
-    done = f"{nl.settings.site_name} will not email this address again."
+    done = f"{nl.settings.core.site_name} will not email this address again."
     if request.form.get("List-Unsubscribe") == "One-Click" or wants_json():
         # RFC 8058: the mail provider posts this; answer 200, no redirect, nothing to load.
         return jsonify(ok=True, message="You’re unsubscribed: " + done)
@@ -304,7 +304,7 @@ def _source(data) -> str | None:
     settings = newsletter().settings
     parts = urlsplit(value)
     origin = f"{parts.scheme}://{parts.netloc}".lower()
-    return value if origin in (settings.site_origin, settings.base_origin) else None
+    return value if origin in (settings.core.site_origin, settings.core.base_origin) else None
 
 
 def _mask(email: str) -> str:

@@ -70,7 +70,7 @@ def after_request_done(_error=None) -> None:
 def headers(response: Response) -> Response:
     settings = newsletter().settings
     origin = request.headers.get("Origin", "")
-    if origin and origin.lower() == settings.site_origin and request.path == "/subscribe":
+    if origin and origin.lower() == settings.core.site_origin and request.path == "/subscribe":
         response.headers["Access-Control-Allow-Origin"] = origin
         if request.method == "OPTIONS":
             response.headers["Access-Control-Allow-Methods"] = "POST"
@@ -81,8 +81,8 @@ def headers(response: Response) -> Response:
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     if response.mimetype == "text/html":
         response.headers["Content-Security-Policy"] = (
-            f"default-src 'none'; style-src 'self' {settings.base_origin}; "
-            f"img-src 'self' data:; form-action 'self' {settings.base_origin}; "
+            f"default-src 'none'; style-src 'self' {settings.core.base_origin}; "
+            f"img-src 'self' data:; form-action 'self' {settings.core.base_origin}; "
             "base-uri 'none'; frame-ancestors 'none'"
         )
     if not request.path.startswith("/static/"):
@@ -96,7 +96,7 @@ def http_error(problem: HTTPException):
         methods = sorted(set(problem.valid_methods or ()) - {"HEAD", "OPTIONS"})
         text = MESSAGES[405].format(method=request.method) + f" Use {' or '.join(methods)}."
     elif problem.code == 413:
-        text = MESSAGES[413].format(limit=settings.max_request_bytes // 1024)
+        text = MESSAGES[413].format(limit=settings.endpoint.max_request_bytes // 1024)
     elif problem.code == 400 and problem.description != BadRequest.description:
         text = problem.description
     else:

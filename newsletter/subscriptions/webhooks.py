@@ -1,5 +1,7 @@
-"""Provider webhooks: what Mailgun and Amazon SES (through SNS) report back, bounces and spam
-complaints, verified and read into `feedback.Event`s that `Feedback.record` applies. A report
+"""Provider webhooks: Mailgun's and SES's signed bounce and complaint reports, into `feedback`.
+
+What Mailgun and Amazon SES (through SNS) report back, bounces and spam complaints, verified and
+read into `feedback.Event`s that `Feedback.record` applies. A report
 changes a subscriber only with proof that we mailed them: the original's Message-ID is one of ours
 (`mail.proof`, checked with the secret key) and names the subscriber whose address the report is
 about. Other reports are kept for review (`Feedback.review`) and change nobody.
@@ -26,8 +28,10 @@ Routes (one Blueprint, `bp`, registered by `app.create_app`; each answers JSON):
   Transient, Undetermined: soft) or `Complaint` is applied to the recipient our Message-ID names;
   other SES notifications: 200, ignored.
 An event dated before the subscriber's current subscription changes nothing (`Applied.STALE`).
-Recipients are keyed by `addresses.normalize`, like sign-ups. Either endpoint answers 404 while
-its setting is empty. Bad input never causes a 500 and a refused request stores nothing.
+Recipients are read and keyed by `addresses.parse`, like sign-ups. Both endpoints share one
+preamble (`webhook`): 404 while their setting is empty; the body a JSON object nested at most
+`MAX_JSON_DEPTH` deep, else 400; a request refused for its signature (`Refused`) counted against
+the client's network. Bad input never causes a 500 and a refused request stores nothing.
 A correctly signed report is never refused for the client's history: requests refused for their
 signature count against the client network's limit (NEWSLETTER_RATE_LIMIT), and past it the
 refusal is a 429 instead of a 403; a certificate download (a URL not in the cache) spends the
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -51,7 +56,6 @@ import threading
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
-from email.utils import parseaddr
 from urllib.parse import urlsplit
 
 import requests
@@ -83,11 +87,13 @@ STATE = "newsletter_webhooks"  # app.extensions[STATE]: the `Webhooks` of this a
 MAILGUN_MAX_SKEW = 300  # seconds between a Mailgun signature's timestamp and now, either way
 SNS_MAX_AHEAD = 300  # seconds an SNS message's Timestamp may be ahead of our clock
 # Where SNS signing certificates (and subscription confirmations) may come from: the whole
-# netloc of an https:// URL, so a port or a user part never matches. Tests widen it.
+# netloc of an https:// URL, so a port or a user part never matches. An app may trust another
+# host (tests: their local HTTPS server) with app.config[SNS_CERT_HOST_CONFIG] (a pattern) and
+# a CA bundle with app.config[SNS_TLS_VERIFY_CONFIG] (requests' `verify=`).
 SNS_CERT_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 SNS_CERT_PATH = re.compile(r"^/[A-Za-z0-9._-]+\.pem$")
-SNS_TLS_VERIFY: bool | str = True  # requests' `verify=`: True, or a CA bundle's path (tests)
-HTTP_TIMEOUT = 10.0  # seconds, for each request to SNS
+SNS_CERT_HOST_CONFIG = "NEWSLETTER_SNS_CERT_HOST"
+SNS_TLS_VERIFY_CONFIG = "NEWSLETTER_SNS_TLS_VERIFY"
 MAX_CERT_BYTES = 64 * 1024
 CERT_CACHE_SIZE = 16  # certificates kept per process, by URL
 CERT_FETCH_RATE = Rate(10, 60)  # certificate downloads per client network (an unknown URL each)
@@ -150,15 +156,16 @@ class Certificates:
         self._lock = threading.Lock()
         self.fetches = fetches  # a rate limit: hit(client network) per download
 
-    def get(self, url: str, client: str = "") -> x509.Certificate:
+    def get(self, url: str, client: str = "", verify: bool | str = True) -> x509.Certificate:
         """The certificate at `url`: from the cache, or fetched on the budget of `client` (the
-        requester's network), so a stranger's unknown URLs never spend another's downloads."""
+        requester's network), so a stranger's unknown URLs never spend another's downloads;
+        over TLS checked with `verify` (requests': True, or a CA bundle's path)."""
         with self._lock:
             certificate = self._cache.get(url)
             if certificate is not None:
                 self._cache.move_to_end(url)
         if certificate is None:
-            certificate = self._fetch(url, client)
+            certificate = self._fetch(url, client, verify)
             with self._lock:
                 self._cache[url] = certificate
                 while len(self._cache) > CERT_CACHE_SIZE:
@@ -170,11 +177,11 @@ class Certificates:
             raise CertificateRefused("the signing certificate has no RSA key")
         return certificate
 
-    def _fetch(self, url: str, client: str) -> x509.Certificate:
+    def _fetch(self, url: str, client: str, verify: bool | str) -> x509.Certificate:
         if self.fetches.hit(client) is not None:
             raise CertificateBudget("too many certificate downloads from your network")
         try:
-            with requests.get(url, timeout=HTTP_TIMEOUT, verify=SNS_TLS_VERIFY,
+            with requests.get(url, timeout=newsletter().settings.http.timeout, verify=verify,
                               allow_redirects=False, stream=True) as response:  # fmt: skip
                 if response.status_code != 200:
                     raise CertificateRefused(f"the certificate URL answered {response.status_code}")
@@ -215,32 +222,63 @@ def webhooks() -> Webhooks:
     return current_app.extensions[STATE]
 
 
-# Mailgun ----------------------------------------------------------------------------------------
+# The preamble both endpoints share ---------------------------------------------------------------
+class Refused(Exception):
+    """A request we cannot trust (its signature, topic or certificate): 403 with this message,
+    counted against the client's network (`refuse`)."""
+
+
 class Unusable(Exception):
     """A verified request whose content cannot be read as feedback: 400, with this message."""
 
 
+def webhook(setting: str, not_json: str):
+    """The preamble of a webhook view, written once: 404 while the setting `setting` is empty;
+    the body (at most NEWSLETTER_MAX_REQUEST_BYTES: a larger one is a 413 before the view) must
+    be a JSON object nested at most `MAX_JSON_DEPTH` deep, else 400 `not_json`; the view gets
+    the object and the client's network (`web.network`), and a `Refused` it raises is answered
+    by `refuse` (403, counted; 429 past the network's limit), an `Unusable` by a 400."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def preamble():
+            if not getattr(newsletter().settings, setting):
+                return error(404)
+            payload = _json_object(request.get_data(cache=True))
+            if payload is None:
+                return answer(400, not_json)
+            client = network(request.remote_addr)
+            try:
+                return view(payload, client)
+            except Refused as problem:
+                return refuse(client, str(problem))
+            except Unusable as problem:
+                return answer(400, str(problem))
+
+        return preamble
+
+    return decorate
+
+
+# Mailgun ----------------------------------------------------------------------------------------
 @bp.post("/webhooks/mailgun")
-def mailgun():
+@webhook("mailgun_webhook_key",
+         'The body must be a JSON object: {"signature": ..., "event-data": ...}.')  # fmt: skip
+def mailgun(payload: dict, client: str) -> Response:
     nl = newsletter()
-    settings = nl.settings
-    if not settings.mailgun_webhook_key:
-        return error(404)
-    client = network(request.remote_addr)
-    payload = _json_object(request.get_data(cache=True))
-    if payload is None:
-        return answer(400, 'The body must be a JSON object: {"signature": ..., "event-data": ...}.')
-    signed = _mailgun_verified(payload.get("signature"), settings.mailgun_webhook_key)
+    signed = _mailgun_verified(payload.get("signature"), nl.settings.feedback.mailgun_webhook_key)
     if signed is None:
-        return refuse(client, "The request is not signed with this endpoint's webhook key.")
+        raise Refused("The request is not signed with this endpoint's webhook key.")
     token, signed_at = signed
     if abs(time.time() - signed_at) > MAILGUN_MAX_SKEW:
-        return refuse(client, "The signature's timestamp is more than 5 minutes from now.")
+        raise Refused("The signature's timestamp is more than 5 minutes from now.")
     with nl.database.transaction() as db:  # kept whatever the event says: one use, ever
         if not claim_token(db, f"mailgun:{token}", nl.database.clock()):
             return answer(406, "This signature's token was used before: a webhook is taken once.")
     try:
         return _mailgun_event(payload.get("event-data"), signed_at)
+    except Unusable:
+        raise  # a 400 about what the provider sent: the token stays spent
     except BaseException:
         release_token(nl.database, f"mailgun:{token}")  # our failure (503): the retry is taken
         raise
@@ -275,10 +313,7 @@ def _mailgun_event(data, signed_at: int) -> Response:
             "This endpoint takes Mailgun's failed and complained events only; this one is "
             "not applied (and need not be sent again).",
         )
-    try:
-        found = _mailgun_feedback(data, signed_at)
-    except Unusable as problem:
-        return answer(400, str(problem))
+    found = _mailgun_feedback(data, signed_at)
     if found is None:
         return answer(200, "Not a bounce or a complaint: nothing to apply.", applied="ignored")
     applied = _apply(*found)
@@ -349,58 +384,51 @@ def _apply(event: Event, key: str, address: str) -> Applied:
             message_id=event.message_id,
         )  # fmt: skip
     )
-    return Applied.REVIEW
 
 
 # Amazon SES, through SNS ------------------------------------------------------------------------
 @bp.post("/webhooks/ses")
-def ses():
-    nl = newsletter()
-    settings = nl.settings
-    if not settings.ses_topic_arn:
-        return error(404)
-    hooks, client = webhooks(), network(request.remote_addr)
-    message = _json_object(request.get_data(cache=True))
-    if message is None:
-        return answer(400, "The body must be an SNS message: a JSON object.")
+@webhook("ses_topic_arn", "The body must be an SNS message: a JSON object.")
+def ses(message: dict, client: str) -> Response:
+    settings = newsletter().settings
     kind = message.get("Type")
     if not isinstance(kind, str) or kind not in SNS_SIGNED:
         return answer(400, "Not an SNS message: Type must be Notification or a confirmation.")
     signed = _sns_signed_text(message, kind)
     if signed is None:
         return answer(400, "The SNS message lacks a field it must have, or has one not a string.")
-    if message["TopicArn"] != settings.ses_topic_arn:
-        return refuse(client, "This endpoint takes the messages of one SNS topic, not this one.")
+    if message["TopicArn"] != settings.feedback.ses_topic_arn:
+        raise Refused("This endpoint takes the messages of one SNS topic, not this one.")
     version = message.get("SignatureVersion")
     signature = _base64(message.get("Signature"))
     url = message.get("SigningCertURL")
     if (
         version not in ("1", "2")
         or signature is None
-        or not sns_url_allowed(url, SNS_CERT_PATH)
-        or not _same_region(url, settings.ses_topic_arn)
+        or not sns_url_allowed(url, SNS_CERT_PATH, _sns_host())
+        or not _same_region(url, settings.feedback.ses_topic_arn)
     ):
-        return refuse(client, "The SNS message is not signed, or its certificate is not SNS's.")
+        raise Refused("The SNS message is not signed, or its certificate is not SNS's.")
     sent = _iso(message["Timestamp"])
     now = datetime.now(UTC)
-    if sent is None or (now - sent).total_seconds() > settings.sns_max_age:
+    if sent is None or (now - sent).total_seconds() > settings.feedback.sns_max_age:
         return answer(403, "The SNS message is too old (or undated): a replay is not taken.")
     if (sent - now).total_seconds() > SNS_MAX_AHEAD:
         return answer(403, "The SNS message is dated in the future: it is not taken.")
     try:
-        certificate = hooks.certificates.get(url, client)
+        certificate = webhooks().certificates.get(url, client, _sns_verify())
     except CertificateBudget as problem:
         return answer(429, f"Cannot check the signature now: {problem}.", retry_after=60)
     except CertificateUnavailable as problem:
         return answer(503, f"Cannot check the signature now: {problem}.", retry_after=60)
     except CertificateRefused as problem:
         log.warning("SNS certificate %s refused: %s", url, problem)
-        return refuse(client, "The SNS message's signing certificate is not usable.")
+        raise Refused("The SNS message's signing certificate is not usable.") from None
     digest = hashes.SHA1() if version == "1" else hashes.SHA256()  # SNS's versions 1 and 2
     try:
         certificate.public_key().verify(signature, signed, padding.PKCS1v15(), digest)
     except InvalidSignature:
-        return refuse(client, "The SNS message's signature does not match it.")
+        raise Refused("The SNS message's signature does not match it.") from None
     if kind == "SubscriptionConfirmation":
         return _confirm_subscription(message)
     if kind == "UnsubscribeConfirmation":
@@ -417,16 +445,17 @@ def _same_region(url: str, topic_arn: str) -> bool:
     return found is None or (len(parts) > 3 and found.group(1) == parts[3])
 
 
-def sns_url_allowed(url, path: re.Pattern | None = None) -> bool:
-    """An https:// URL of SNS's own (`SNS_CERT_HOST`), without user part, query or fragment
-    when `path` is given (a certificate), whose path matches `path`."""
+def sns_url_allowed(url, path: re.Pattern | None = None, host: re.Pattern = SNS_CERT_HOST) -> bool:
+    """An https:// URL of SNS's own (its whole netloc matches `host`: `SNS_CERT_HOST`), without
+    user part, query or fragment when `path` is given (a certificate), whose path matches
+    `path`."""
     if not isinstance(url, str) or len(url) > 2000:
         return False
     try:
         parts = urlsplit(url)
     except ValueError:
         return False
-    if parts.scheme != "https" or not SNS_CERT_HOST.fullmatch(parts.netloc):
+    if parts.scheme != "https" or not host.fullmatch(parts.netloc):
         return False
     return path is None or (
         not parts.query and not parts.fragment and bool(path.fullmatch(parts.path))
@@ -450,12 +479,22 @@ def _sns_signed_text(message: dict, kind: str) -> bytes | None:
         return None
 
 
+def _sns_host() -> re.Pattern:
+    """The hosts this app trusts as SNS's (`SNS_CERT_HOST`, unless its config says otherwise)."""
+    return current_app.config.get(SNS_CERT_HOST_CONFIG) or SNS_CERT_HOST
+
+
+def _sns_verify() -> bool | str:
+    """How this app checks SNS's TLS certificate: requests' `verify=` (True: the system's CAs)."""
+    return current_app.config.get(SNS_TLS_VERIFY_CONFIG) or True
+
+
 def _confirm_subscription(message: dict) -> Response:
     url = message["SubscribeURL"]
-    if not sns_url_allowed(url):
-        return refuse(network(request.remote_addr), "The subscription URL is not one of SNS's own.")
+    if not sns_url_allowed(url, host=_sns_host()):
+        raise Refused("The subscription URL is not one of SNS's own.")
     try:
-        with requests.get(url, timeout=HTTP_TIMEOUT, verify=SNS_TLS_VERIFY,
+        with requests.get(url, timeout=newsletter().settings.http.timeout, verify=_sns_verify(),
                           allow_redirects=False) as response:  # fmt: skip
             status = response.status_code
     except requests.RequestException as problem:
@@ -475,10 +514,7 @@ def _ses_notification(message: dict) -> Response:
     name = content.get("notificationType") or content.get("eventType")
     if name not in ("Bounce", "Complaint"):
         return answer(200, "Not a bounce or a complaint: nothing to apply.", applied=[])
-    try:
-        found = _ses_feedback(content, name, message)
-    except Unusable as problem:
-        return answer(400, str(problem))
+    found = _ses_feedback(content, name, message)
     with newsletter().database.transaction():
         applied = [_apply(*one).value for one in found]
     log.info("ses %s: %s", name, ", ".join(applied) or "no recipient")
@@ -544,7 +580,7 @@ def answer(status: int, message: str, *, retry_after: float | None = None, **dat
 
 @bp.errorhandler(RequestEntityTooLarge)
 def _too_large(_problem) -> Response:
-    limit = newsletter().settings.max_request_bytes // 1024
+    limit = newsletter().settings.endpoint.max_request_bytes // 1024
     return answer(413, f"The request is too large: at most {limit} KB is accepted.")
 
 
@@ -581,14 +617,11 @@ def _json_object(raw) -> dict | None:
 
 
 def _recipient(value) -> tuple[str, str] | None:
-    """(key, address) of a provider's recipient field ("a@b" or "Name <a@b>"), keyed by
-    `addresses.normalize` like a sign-up (so punycode, Unicode and NFD spellings of a domain
-    are one), or None."""
-    if not isinstance(value, str) or len(value) > 500:
-        return None
-    address = parseaddr(value)[1].strip()
+    """(key, address) of a provider's recipient field ("a@b" or "Name <a@b>"), read and keyed
+    by `addresses.parse` like a sign-up (so punycode, Unicode and NFD spellings of a domain are
+    one), or None."""
     try:
-        email, key = addresses.normalize(address)
+        email, key = addresses.parse(value)
     except addresses.InvalidAddress:
         return None
     return key, email
@@ -625,4 +658,14 @@ def _base64(value) -> bytes | None:
         return None
 
 
-__all__ = ["SNS_CERT_HOST", "SNS_TLS_VERIFY", "Webhooks", "bp", "claim_token", "sns_url_allowed"]
+__all__ = [
+    "SNS_CERT_HOST",
+    "SNS_CERT_HOST_CONFIG",
+    "SNS_TLS_VERIFY_CONFIG",
+    "Refused",
+    "Webhooks",
+    "bp",
+    "claim_token",
+    "sns_url_allowed",
+    "webhook",
+]

@@ -301,7 +301,7 @@ class CommonMarkReader(MarkdownReader):
             self.source_text = text  # for checks on the source (plugins/content_check)
             meta, body = split_metadata(text)
         html = render(body)
-        metadata = self._parse_metadata(meta, source_path)
+        metadata = self.parse_metadata(meta, source_path)
         if not str(metadata.get("summary", "")).strip():  # none, or `Summary:` left blank
             metadata.pop("summary", None)
             summary = first_paragraph(html)
@@ -309,7 +309,7 @@ class CommonMarkReader(MarkdownReader):
                 metadata["summary"] = summary
         return html, metadata
 
-    def _parse_metadata(self, meta: dict[str, list[str]], source_path: str) -> dict:
+    def parse_metadata(self, meta: dict[str, list[str]], source_path: str) -> dict:
         formatted_fields = self.settings["FORMATTED_FIELDS"]
         output = {}
         for name, values in meta.items():

@@ -29,10 +29,11 @@ import re
 import uuid
 
 import pyromark
-from commonmark_reader import OPTIONS as READER_OPTIONS
 from pelican import signals
 from pelican.readers import MarkdownReader
 from pelican.utils import SafeDatetime, get_date, pelican_open
+
+from plugins.commonmark_reader import OPTIONS as READER_OPTIONS
 
 ALLOWED_STATUSES = {"published", "draft", "hidden"}
 # Pelican's own fields, as docs.getpelican.com (content.html#file-metadata) lists them.
@@ -146,7 +147,7 @@ class ContentChecks:
             content, metadata = super().read(source_path)
             if "summary" in metadata and not str(metadata["summary"]).strip():
                 del metadata["summary"]  # `Summary:` left blank: none (another reader's)
-            self._check(relative, metadata)
+            self.check_fields(relative, metadata)
         except MetadataError as error:
             problems.append(f"{relative}: {error}")
         problems[:0] = [f"{relative}: {unknown_field(name)}" for name in self.unknown_fields]
@@ -161,7 +162,7 @@ class ContentChecks:
             raise SyntaxProblem(problems[0])
         return content, metadata
 
-    def _check(self, relative: str, metadata: dict) -> None:
+    def check_fields(self, relative: str, metadata: dict) -> None:
         if not str(metadata.get("title", "")).strip():
             raise MetadataError("Title", "missing; add a line 'Title: ...' at the top of the file")
         status = metadata.get("status")

@@ -74,6 +74,7 @@ from pelican import signals
 from pelican.contents import Article, Page
 from pelican.utils import pelican_open, slugify
 
+from blog import pelican_seam
 from blog.listing import show_in_menu, write_listing
 
 MARKER = 'class="language-exercise"'
@@ -366,7 +367,7 @@ def _where(blocks: list[tuple[int, str]], index: int, text: str) -> int:
 def make_cards(content) -> None:
     if not isinstance(content, (Article, Page)):
         return
-    html = getattr(content, "_content", None)
+    html = pelican_seam.html(content)
     if not html or MARKER not in html:
         return  # the common case: one substring check
     settings = content.settings
@@ -396,7 +397,7 @@ def make_cards(content) -> None:
         plans.append(plan)
         return card_html(plan, plan["id"])
 
-    content._content = _BLOCK.sub(replace, html)
+    pelican_seam.set_html(content, _BLOCK.sub(replace, html))
     content.exercise_problems = problems
     content.exercises = [
         {**plan, "rows": prescription(plan)} for plan in plans
@@ -420,7 +421,7 @@ def _report(generator, names: tuple[str, ...]) -> None:
     """Broken blocks, as content problems: plugins/content_check fails the build with them (a
     cached article keeps its problems, so an unchanged broken file fails every build)."""
     try:
-        from content_check import report
+        from plugins.content_check import report
     except ImportError:  # without content_check: fail here, before anything is written
         report = None
     found = []

@@ -32,19 +32,11 @@ from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 from pelican import signals
 
-from blog import feed_contract, listing, websub
+from blog import feed_contract, listing, pelican_seam, websub
+from blog.feed_contract import feed_settings
 
 # The article fields of ours this plugin reads (plugins/content_check refuses undeclared ones).
 METADATA_FIELDS = ("Id", "Subtitle", "Image", "Announce")
-DEFAULTS = {
-    "max_items": 20,
-    "all_rss": feed_contract.ALL_RSS,
-    "all_atom": feed_contract.ALL_ATOM,
-    "category_rss": "feeds/{slug}.rss.xml",
-    "category_atom": "feeds/{slug}.atom.xml",
-    "all_json": "feeds/all.json",
-    "category_json": "feeds/{slug}.json",
-}
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 ATOM = "http://www.w3.org/2005/Atom"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -103,29 +95,6 @@ class ArticleEntryExtension(BaseEntryExtension):
         return entry
 
     extend_rss = extend_atom = _extend
-
-
-class FeedSettingsError(Exception):
-    """The FEEDS setting is malformed."""
-
-
-def feed_settings(settings: dict) -> dict:
-    given = settings.get("FEEDS", {}) or {}
-    unknown = set(given) - set(DEFAULTS)
-    if unknown:
-        raise FeedSettingsError(
-            f"FEEDS: unknown key(s) {', '.join(sorted(unknown))}; use {', '.join(DEFAULTS)}"
-        )
-    conf = {**DEFAULTS, **given}
-    if not isinstance(conf["max_items"], int) or conf["max_items"] < 1:
-        raise FeedSettingsError(
-            f"FEEDS['max_items'] must be a positive integer, not {conf['max_items']!r}"
-        )
-    if not settings.get("SITEURL", "").startswith(("http://", "https://")):
-        raise FeedSettingsError(
-            f"SITEURL must be an absolute http(s) URL for feeds, not {settings.get('SITEURL')!r}"
-        )
-    return conf
 
 
 def absolutize(html: str, base: str) -> str:
@@ -383,3 +352,4 @@ def _write_after_articles(generator, writer) -> None:
 def register():
     signals.initialized.connect(_check)
     signals.article_writer_finalized.connect(_write_after_articles)
+    pelican_seam.feeds_wanted.connect(write_feeds)  # `invoke feed`: blog.build.build_feeds

@@ -35,12 +35,14 @@ Contract: when the settings turn Pelican's content cache on and load it (`CACHE_
 - keeps Jinja's compiled templates in memory from one build to the next in the same process;
 - keeps the signatures in `CACHE_PATH/written-pages` after a successful build. A build stopped
   before it ends (Ctrl-C, a kill) leaves `CACHE_PATH/fingerprint` saying "unfinished", and the
-  next build starts from an empty cache; `settle(settings)` is for a build that raised: its
-  cache is whole and kept.
+  next build starts from an empty cache; after a build that raised (`blog.build` sends
+  `blog.pelican_seam.build_failed`) its cache is whole and kept (`settle`).
 
 Skipped pages are still announced with `content_written`, so the sitemap lists them. Without the
 content cache (`invoke build`, `invoke publish`, tests) the plugin does nothing: those builds stay
-clean and write every file.
+clean and write every file. Pelican's internals it relies on (a content's HTML and link pattern,
+the writer's files, the generators' cache hooks) are reached through `blog.pelican_seam` (its
+writer, `page_writer`, asks `WrittenPages` before and after each page).
 """
 
 from __future__ import annotations
@@ -63,7 +65,9 @@ from jinja2 import meta as jinja_meta
 from pelican import signals
 from pelican.contents import Content
 from pelican.urlwrappers import URLWrapper
-from pelican.writers import Writer
+
+import plugins
+from blog import pelican_seam
 
 log = logging.getLogger(__name__)
 # The content fields of ours this plugin reads (the image file a page follows);
@@ -74,7 +78,9 @@ UNFINISHED = "unfinished"
 STATE = "written-pages"
 CONTENT_LISTS = ("articles", "pages")  # what list pages and menus can show
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-_active: dict[int, IncrementalWriter] = {}
+_active: dict[int, WrittenPages] = {}
+# What every page depends on besides the content and the theme: the plugins and the seam.
+CODE = (os.path.dirname(plugins.__file__), pelican_seam.__file__)
 
 
 def enabled(settings: dict) -> bool:
@@ -104,9 +110,12 @@ def fingerprint(settings: dict) -> str:
     digest.update(json.dumps(values, sort_keys=True, default=_canonical).encode())
     for package in ("pelican", "pyromark"):
         digest.update(f"{package}={version(package)}".encode())
-    for folder in [settings.get("THEME", ""), *settings.get("PLUGIN_PATHS", [])]:
+    for folder in [settings.get("THEME", ""), *CODE, *settings.get("PLUGIN_PATHS", [])]:
         if folder and os.path.isdir(folder):
             _hash_tree(digest, folder)
+        elif folder and os.path.isfile(folder):
+            with open(folder, "rb") as handle:
+                digest.update(hashlib.blake2b(handle.read(), digest_size=16).digest())
     return digest.hexdigest()
 
 
@@ -207,13 +216,13 @@ _TEXTS: dict[int, tuple] = {}
 
 
 def _text_facts(content) -> tuple[bytes, tuple[str, ...]]:
-    html = content._content or ""
+    html = pelican_seam.html(content) or ""
     found = _TEXTS.get(id(content))
     if found is not None and found[0] is content and found[1] is html:
         return found[2]
     named = set()
     if "{" in html or "|" in html:
-        for match in content._get_intrasite_link_regex().finditer(html):
+        for match in pelican_seam.intrasite_links(content, html):
             if match.group("what") in ("filename", "static", "attach"):
                 path = urlparse(match.group("value")).path
                 for variant in (path, unquote(path), unescape(path)):
@@ -230,11 +239,12 @@ def _forget_texts(keep) -> None:
         del _TEXTS[key]
 
 
-class IncrementalWriter(Writer):
-    """Pelican's writer, skipping pages whose signature has not changed since they were written."""
+class WrittenPages:
+    """What Pelican's writer asks before and after each page (`blog.pelican_seam.PageWriter`):
+    a page whose signature has not changed since it was written is skipped."""
 
-    def __init__(self, output_path, settings=None):
-        super().__init__(output_path, settings=settings)
+    def __init__(self, settings):
+        self.settings = settings
         self._state_path = os.path.join(self.settings["CACHE_PATH"], STATE)
         try:
             with open(self._state_path, "rb") as handle:
@@ -242,7 +252,6 @@ class IncrementalWriter(Writer):
         except (OSError, pickle.PickleError, EOFError, AttributeError, ValueError):
             self._kept = {}
         self._state: dict[str, tuple] = {}
-        self._opened: list[str] = []
         self._meta: dict[int, tuple] = {}
         self._site: dict[str, str] = {}
         self._templates: dict[str, tuple | None] = {}
@@ -250,7 +259,8 @@ class IncrementalWriter(Writer):
         self._shared: dict[int, tuple] = {}
         self._contexts: dict[tuple, tuple] = {}
         self._by_name: dict[str, list] | None = None
-        self.written = self.skipped = 0
+        self._pending: tuple[str, str] | None = None  # (page, signature) being written
+        self.written_count = self.skipped = 0
         _active[id(self.settings)] = self  # saved on `finalized`, after a build that succeeded
 
     # signatures ---------------------------------------------------------------------------
@@ -274,7 +284,8 @@ class IncrementalWriter(Writer):
                 for content in context.get(name, []):
                     digest.update(repr(self._meta_signature(content)).encode())
                     if with_texts and "summary" not in content.metadata:
-                        digest.update(hashlib.blake2b(content._content.encode()).digest())
+                        html = pelican_seam.html(content)
+                        digest.update(hashlib.blake2b(html.encode()).digest())
             self._site[key] = digest.hexdigest()
         return self._site[key]
 
@@ -302,7 +313,8 @@ class IncrementalWriter(Writer):
             if key not in self._listed:
                 text = None
                 if "summary" not in value.metadata:  # its summary is cut from its text
-                    text = hashlib.blake2b((value._content or "").encode(), digest_size=8).digest()
+                    html = pelican_seam.html(value) or ""
+                    text = hashlib.blake2b(html.encode(), digest_size=8).digest()
                 described = repr((self._meta_signature(value), text)).encode()
                 self._listed[key] = hashlib.blake2b(described, digest_size=12).digest()
             return self._listed[key]
@@ -374,9 +386,7 @@ class IncrementalWriter(Writer):
     def _related_signature(self, content) -> tuple:
         """Other articles its attributes hold (translations, neighbours a plugin adds)."""
         related = []
-        for key, value in sorted(vars(content).items()):
-            if key in ("_context", "settings", "metadata", "_content"):
-                continue
+        for key, value in sorted(pelican_seam.attributes(content).items()):
             if isinstance(value, Content) or (
                 isinstance(value, list | tuple) and any(isinstance(v, Content) for v in value)
             ):
@@ -467,25 +477,8 @@ class IncrementalWriter(Writer):
                 return None
         return kept[1]
 
-    def _open_w(self, filename, encoding, override=False):
-        self._opened.append(filename)
-        return super()._open_w(filename, encoding, override)
-
-    def write_file(
-        self,
-        name,
-        template,
-        context,
-        relative_urls=False,
-        paginated=None,
-        template_name=None,
-        override_output=False,
-        url=None,
-        **kwargs,
-    ):
-        if not name:
-            return super().write_file(name, template, context, relative_urls, paginated,
-                                      template_name, override_output, url, **kwargs)  # fmt: skip
+    def unchanged(self, name, template, context, url, relative_urls, template_name, kwargs):
+        """The files the page was written to, if it needs no writing again; else None."""
         signature = self._signature(
             name, template, context, url, relative_urls, template_name, kwargs
         )
@@ -493,22 +486,19 @@ class IncrementalWriter(Writer):
         if files is not None:
             self.skipped += 1
             self._state[name] = self._kept[name]
-            local = {**kwargs, "output_file": name}  # what `content_written` receivers read
-            for path, _, _ in files:
-                self._written_files.add(path)
-                signals.content_written.send(path, context=local)
-            return None
-        self._opened = []
-        result = super().write_file(name, template, context, relative_urls, paginated,
-                                    template_name, override_output, url, **kwargs)  # fmt: skip
-        self.written += 1
+            return [path for path, _, _ in files]
+        self._pending = (name, signature)
+        return None
+
+    def written(self, name, paths) -> None:
+        pending, self._pending = self._pending, None
+        assert pending is not None and pending[0] == name, (pending, name)
+        self.written_count += 1
         files = []
-        for path in self._opened:
-            if path != os.devnull:
-                found = os.stat(path)
-                files.append((path, found.st_mtime_ns, found.st_size))
-        self._state[name] = (signature, files)
-        return result
+        for path in paths:
+            found = os.stat(path)
+            files.append((path, found.st_mtime_ns, found.st_size))
+        self._state[name] = (pending[1], files)
 
     def save(self) -> None:
         os.makedirs(os.path.dirname(self._state_path), exist_ok=True)
@@ -516,11 +506,14 @@ class IncrementalWriter(Writer):
         with open(temporary, "wb") as handle:
             pickle.dump(self._state, handle, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(temporary, self._state_path)
-        log.info("Pages rendered: %d, unchanged and skipped: %d", self.written, self.skipped)
+        log.info("Pages rendered: %d, unchanged and skipped: %d", self.written_count, self.skipped)
+
+
+_WRITER = pelican_seam.page_writer(WrittenPages)
 
 
 def _writer(pelican):
-    return IncrementalWriter if enabled(pelican.settings) else None
+    return _WRITER if enabled(pelican.settings) else None
 
 
 class _Kept:
@@ -576,8 +569,7 @@ def _reuse_contents(generator) -> None:
         if entry is None or entry.stamp != _stamp(os.path.join(generator.path, filename)):
             return default
         content = entry.content
-        content._context = generator.context
-        content.settings = generator.settings
+        pelican_seam.rebind(content, generator.context, generator.settings)
         staged[filename] = reused[id(content)] = entry
         return content
 
@@ -599,8 +591,13 @@ def _reuse_contents(generator) -> None:
             return add_static_links(content)
         generator.context["static_links"] |= entry.static_links
 
-    generator.get_cached_data, generator.cache_data = get_cached_data, cache_data
-    generator.add_source_path, generator.add_static_links = source_path, static_links
+    pelican_seam.replace_content_hooks(
+        generator,
+        get_cached_data=get_cached_data,
+        cache_data=cache_data,
+        add_source_path=source_path,
+        add_static_links=static_links,
+    )
 
 
 def _record_derived(generator) -> None:
@@ -653,3 +650,4 @@ def register():
     signals.article_generator_pretaxonomy.connect(_record_derived)
     signals.page_generator_finalized.connect(_record_derived)
     signals.finalized.connect(_finish)
+    pelican_seam.build_failed.connect(settle)

@@ -13,15 +13,16 @@ output,
   the life of the process: a second copy of every article) is dropped after each page written;
   feeds and later pages compute it again if they need it. Pelican's memoized results are all
   dropped at the start and the end of each build.
+
+Pelican's internals it works on (its period archives, its memoized results, a Tag's identity)
+are reached through `blog.pelican_seam`.
 """
 
 from __future__ import annotations
 
-import types
-
 from pelican import signals
-from pelican.contents import Content
-from pelican.generators import ArticlesGenerator
+
+from blog import pelican_seam
 
 CONTENT_LISTS = (
     "articles",
@@ -52,10 +53,8 @@ def share_url_wrappers(generator) -> None:
     shared: dict[tuple, object] = {}
 
     def one(wrapper):
-        if wrapper is None or not hasattr(wrapper, "_slug_from_name"):
-            return wrapper
-        key = (type(wrapper), wrapper._name, None if wrapper._slug_from_name else wrapper._slug)
-        return shared.setdefault(key, wrapper)
+        key = pelican_seam.url_wrapper_key(wrapper)
+        return wrapper if key is None else shared.setdefault(key, wrapper)
 
     for name in CONTENT_LISTS:
         for content in getattr(generator, name, None) or []:
@@ -85,25 +84,24 @@ def index_lists(generator) -> None:
             context[name] = getattr(generator, name)
 
 
-def _linear_period_archives(generator) -> None:
-    """Pelican's `_build_period_archives`, asked for no articles (it computes each period's with
+def linear_period_archives(build, sorted_articles, articles, settings):
+    """Pelican's period archives, asked for no articles (it computes each period's with
     `a in dates` over a list), then each period's articles by id."""
-    build = ArticlesGenerator._build_period_archives
+    archives = build(sorted_articles, [], settings)
+    for periods in archives.values():
+        for period in periods:
+            members = {id(item) for item in period["dates"]}
+            period["articles"] = [item for item in articles if id(item) in members]
+    return archives
 
-    def linear(self, sorted_articles, articles, settings):
-        archives = build(self, sorted_articles, [], settings)
-        for periods in archives.values():
-            for period in periods:
-                members = {id(item) for item in period["dates"]}
-                period["articles"] = [item for item in articles if id(item) in members]
-        return archives
 
-    generator._build_period_archives = types.MethodType(linear, generator)
+def _linear_period_archives(generator) -> None:
+    pelican_seam.wrap_period_archives(generator, linear_period_archives)
 
 
 def forget_resolved_html(*_args, **_kwargs) -> None:
     """Drop Pelican's memoized `get_content` results (the HTML with links resolved)."""
-    Content.__dict__["get_content"].cache.clear()
+    pelican_seam.forget_memoized("get_content")
 
 
 def forget_memoized(*_args, **_kwargs) -> None:
@@ -111,8 +109,7 @@ def forget_memoized(*_args, **_kwargs) -> None:
     keys by object and keeps for the life of the process: at the start and the end of a build.
     (An object reused by the next build in the same process, `invoke serve`, resolves its links
     against that build's pages.)"""
-    for name in ("get_content", "get_summary"):
-        Content.__dict__[name].cache.clear()
+    pelican_seam.forget_memoized("get_content", "get_summary")
 
 
 def register():

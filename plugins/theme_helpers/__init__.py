@@ -26,6 +26,8 @@ from jinja2 import pass_environment
 from markupsafe import Markup
 from pelican import signals
 
+from blog import pelican_seam
+
 # The article and page fields of ours this plugin and the theme's templates read (the dek,
 # the hero image and its description); plugins/content_check refuses undeclared ones.
 METADATA_FIELDS = ("Subtitle", "Image", "Image_alt")
@@ -307,13 +309,7 @@ def freeze_urls(generator) -> None:
         "draft_pages",
     ):
         for content in getattr(generator, name, []) or []:
-            # One new dict, sized for its keys: two new attributes would turn the object's
-            # key-sharing dict into a full one twice its size (1.3 KB more per article).
-            content.__dict__ = {
-                **content.__dict__,
-                "override_url": content.url,
-                "override_save_as": content.save_as,
-            }
+            pelican_seam.freeze_urls(content)
 
 
 def register():

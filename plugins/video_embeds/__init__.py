@@ -45,6 +45,7 @@ from html import escape, unescape
 from pelican import signals
 from pelican.contents import Article, Page
 
+from blog import pelican_seam
 from blog.listing import published, show_in_menu, write_listing
 
 log = logging.getLogger(__name__)
@@ -342,7 +343,7 @@ def video_object(video: Video, content) -> dict:
 def embed(content) -> None:
     if not isinstance(content, (Article, Page)):
         return
-    html = getattr(content, "_content", None)
+    html = pelican_seam.html(content)
     if not html or ("youtube.com/watch" not in html and "youtu.be/" not in html):
         return
     settings = content.settings
@@ -359,7 +360,7 @@ def embed(content) -> None:
         videos.append(video)
         return facade(video)
 
-    content._content = _PARAGRAPH.sub(replace, html)
+    pelican_seam.set_html(content, _PARAGRAPH.sub(replace, html))
     if not videos:
         return
     content.videos = videos
@@ -377,9 +378,8 @@ def embed(content) -> None:
             return facade(made[anchor]) if anchor in made else match[0]
 
         summary = _PARAGRAPH.sub(same, summary)
-        # Pelican keeps the summary in the metadata and in `_summary`, which it documents as
-        # the attribute plugins write to (it copies it back into the metadata afterwards)
-        content.metadata["summary"] = content._summary = summary
+        # where Pelican keeps it, and copies it back into the metadata from after reading
+        pelican_seam.set_summary(content, summary)
 
 
 def add_structured_data(generator) -> None:

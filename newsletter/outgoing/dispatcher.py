@@ -1,0 +1,294 @@
+"""The one dispatcher: claims owed emails from the ledger, has the feature compose them, pushes
+them through the one mailer and records each answer as soon as it is known.
+
+Contract: a feature gives one `Handler` per kind of email: its `policy` (the one retry policy
+with its settings), `compose(entries)` (for each claimed entry, the `mail.Outgoing` to send,
+whose `ref` is the entry's id, or a `Skip` saying why it is no longer owed: the reader left)
+and `refused(entry, outgoing, error)` (the address was refused for good: record the bounce).
+`Dispatcher(ledger, handlers)` is the mailer's `report` (`mail.connect(settings,
+dispatcher.report)`) and `run(mailer, kinds=..., ...)` sends, in passes:
+- accepted -> `sent`;
+- `TemporaryFailure` (SMTP 4xx, HTTP 429/5xx, a dropped connection) -> queued again after the
+  policy's backoff, or `failed` after its `max_attempts`; the next pass of the same run waits
+  until every retry due within `max_wait` seconds is due, then takes them all; a later one is
+  a later run's (or the background sender's next look's);
+- `RecipientRefused` -> `failed`, and the handler records the bounce, in one transaction;
+- `MessageRefused` (the message itself, or our account) -> retried like a temporary failure,
+  nobody is bounced, and the run stops at once with the provider's words;
+- a `Skip` -> `skipped`.
+A pass stops early after `breaker` temporary failures in a row; what it claimed and did not
+push is given back untried. `stop` (an event) ends a run between two emails.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Protocol
+
+from newsletter import mail
+from newsletter.outgoing.ledger import Entry, MailLedger, Policy
+
+MAX_WAIT = 600.0  # seconds: a longer wait for a retry is the next run's job
+MAX_ERRORS = 50  # distinct error texts kept for the summary
+
+
+@dataclass(frozen=True)
+class Skip:
+    """An entry no longer owed (the reader left, or confirmed meanwhile): why."""
+
+    reason: str
+
+
+class Handler(Protocol):
+    """What a feature gives the dispatcher for one kind of email."""
+
+    policy: Policy
+
+    def compose(self, entries: list[Entry]) -> list[mail.Outgoing | Skip]: ...
+
+    def refused(self, entry: Entry, outgoing: mail.Outgoing, error: str) -> None: ...
+
+
+class Progress(Protocol):
+    def start(self, total: int, label: str) -> None: ...
+
+    def advance(self, count: int = 1) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class NoProgress:
+    def start(self, total: int, label: str) -> None:
+        pass
+
+    def advance(self, count: int = 1) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+@dataclass
+class Tally:
+    sent: int = 0
+    bounced: int = 0
+    skipped: int = 0
+    retried: int = 0  # temporary failures (each attempt)
+    failed: int = 0  # gave up after the policy's attempts
+    notes: list[str] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)  # error text -> how often
+    stopped: bool = False  # the run must stop (the message or our account is refused)
+
+    def add(self, other: Tally) -> None:
+        for name in ("sent", "bounced", "skipped", "retried", "failed"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.notes += other.notes
+        for text, count in other.errors.items():
+            self.errors[text] = self.errors.get(text, 0) + count
+        self.stopped = self.stopped or other.stopped
+
+
+class Dispatcher:
+    """Sends the ledger's owed emails of the kinds it has handlers for. Its `report` is
+    thread-safe (the SMTP workers report from their own threads)."""
+
+    def __init__(
+        self,
+        ledger: MailLedger,
+        handlers: dict[str, Handler],
+        *,
+        breaker: int = 20,
+        stop: threading.Event | None = None,
+        before_push: Callable[[], None] | None = None,
+    ):
+        self.ledger, self.handlers, self.breaker = ledger, handlers, breaker
+        self.stop = stop or threading.Event()
+        self.before_push = before_push
+        self.tally = Tally()
+        self.progress: Progress = NoProgress()
+        self._lock = threading.Lock()
+        self._inflight: dict[int, Entry] = {}
+        self._temporary_in_row = 0
+        self._pass_stop = ""  # why the current pass stops early ("" while it goes on)
+
+    # The mailer's report ----------------------------------------------------------------------
+    def report(self, outgoings: list[mail.Outgoing], error: mail.MailError | None) -> None:
+        with self._lock:
+            entries = [self._inflight.pop(outgoing.ref) for outgoing in outgoings]
+        ids = [entry.id for entry in entries]
+        text = str(error) if error else ""
+        given_up = 0
+        if error is None:
+            self.ledger.sent(ids)
+        elif isinstance(error, mail.RecipientRefused):
+            for entry, outgoing in zip(entries, outgoings, strict=True):
+                with self.ledger.database.transaction():
+                    self.handlers[entry.kind].refused(entry, outgoing, text)
+                    self.ledger.fail([entry.id], text)
+        else:  # temporary, or the message refused: queued again, after the backoff
+            for kind in {entry.kind for entry in entries}:
+                same = [entry.id for entry in entries if entry.kind == kind]
+                given_up += self.ledger.retry(same, text, self.handlers[kind].policy)
+        with self._lock:
+            tally = self.tally
+            if error is None:
+                tally.sent += len(ids)
+                self._temporary_in_row = 0
+            elif isinstance(error, mail.RecipientRefused):
+                tally.bounced += len(ids)
+            else:
+                tally.failed += given_up
+                if isinstance(error, mail.MessageRefused):
+                    if not tally.stopped:
+                        tally.stopped = True
+                        tally.notes.append(
+                            f"stopped: the provider refused the message itself ({text}); "
+                            "nobody was bounced and the emails stay queued: fix it, then run again"
+                        )
+                else:
+                    tally.retried += len(ids)
+                    self._temporary_in_row += len(ids)
+                    if self._temporary_in_row >= self.breaker and not self._pass_stop:
+                        self._pass_stop = f"{self._temporary_in_row} temporary failures in a row"
+            if text:
+                key = text[:200]
+                if key in tally.errors or len(tally.errors) < MAX_ERRORS:
+                    tally.errors[key] = tally.errors.get(key, 0) + len(ids)
+        done = len(ids) if error is None or isinstance(error, mail.RecipientRefused) else given_up
+        if done:
+            self.progress.advance(done)
+
+    @property
+    def stopping(self) -> bool:
+        return bool(self._pass_stop) or self.tally.stopped or self.stop.is_set()
+
+    # Sending ----------------------------------------------------------------------------------
+    def run(
+        self,
+        mailer: mail.Mailer,
+        *,
+        kinds: Sequence[str] | None = None,
+        about_id: int | None = None,
+        passes: int = 1,
+        every: bool = False,
+        page: int = 200,
+        flush_every: int | None = None,
+        max_wait: float = MAX_WAIT,
+        sleep: Callable[[float], None] = time.sleep,
+        progress: Progress | None = None,
+        label: str = "",
+    ) -> Tally:
+        """Send what is owed of `kinds` (default: every kind with a handler), about `about_id`
+        if given, in up to `passes` passes; the first takes every queued row when `every` (a run
+        is itself the retry). Returns what happened in this call; `self.tally` adds it up."""
+        kinds = tuple(kinds or self.handlers)
+        progress = self.progress = progress or NoProgress()
+        before, self.tally = self.tally, Tally()
+        tally = self.tally
+        counts = self.ledger.counts(kinds[0], about_id) if len(kinds) == 1 else None
+        progress.start(counts["queued"] + counts["sending"] if counts else 0, label)
+        clock = self.ledger.database.clock
+        due_by = None
+        try:
+            for number in range(passes):
+                if number:  # wait until the retries due within max_wait are all due
+                    horizon = clock() + timedelta(seconds=max_wait)
+                    wake = self.ledger.next_due(kinds, about_id, last_by=horizon)
+                    if wake is None:
+                        if self.ledger.next_due(kinds, about_id) is not None:
+                            progress.note(f"the next retry is more than {max_wait:g} s away")
+                        break
+                    wait = max(0.0, (wake - clock()).total_seconds())
+                    progress.note(f"retry {number} of {passes - 1} in {wait:g} s")
+                    sleep(wait)
+                    due_by = max(clock(), wake)
+                self._pass_stop, self._temporary_in_row = "", 0
+                self._one_pass(mailer, kinds, about_id, due_by, every and not number, page,
+                               flush_every)  # fmt: skip
+                if self._pass_stop:
+                    progress.note(f"pass {number + 1} stopped early: {self._pass_stop}")
+                if tally.stopped or self.stop.is_set():
+                    break
+        finally:
+            progress.finish()
+            before.add(tally)
+            self.tally = before
+        return tally
+
+    def _one_pass(self, mailer, kinds, about_id, due_by, every, page, flush_every) -> None:
+        after = 0
+        pushed = 0
+        while not self.stopping:
+            claimed = self.ledger.claim(
+                kinds=kinds, about_id=about_id, limit=page, after_id=after, due_by=due_by,
+                every=every,
+            )  # fmt: skip
+            if not claimed:
+                break
+            after = claimed[-1].id
+            made = self._compose(claimed)
+            for index, (entry, outgoing) in enumerate(zip(claimed, made, strict=True)):
+                if self.stopping:
+                    rest = zip(claimed[index:], made[index:], strict=True)
+                    self.ledger.give_back(e.id for e, o in rest if o is not None)
+                    break
+                if outgoing is None:
+                    continue
+                if self.before_push is not None:
+                    self.before_push()
+                with self._lock:
+                    self._inflight[entry.id] = entry
+                mailer.push(outgoing)
+                pushed += 1
+                if flush_every and pushed % flush_every == 0:
+                    mailer.flush()
+        if not self.tally.stopped:
+            mailer.flush()
+
+    def _compose(self, claimed: list[Entry]) -> list[mail.Outgoing | None]:
+        """The claimed entries' emails, by kind; None where an entry is skipped (recorded at
+        once), or cannot be made (retried: a bug must not lose the email)."""
+        made: dict[int, mail.Outgoing | None] = {}
+        for kind in dict.fromkeys(entry.kind for entry in claimed):
+            entries = [entry for entry in claimed if entry.kind == kind]
+            ids = [entry.id for entry in entries]
+            handler = self.handlers.get(kind)
+            if handler is None:
+                self.ledger.fail(ids, f"unknown kind of email {kind!r}")
+                made.update(dict.fromkeys(ids))
+                continue
+            try:
+                results = handler.compose(entries)
+            except Exception as problem:  # noqa: BLE001 - logged by the caller's tally
+                self.ledger.retry(ids, f"could not compose: {problem!r}", handler.policy)
+                with self._lock:
+                    self.tally.errors[f"could not compose: {problem!r}"[:200]] = len(ids)
+                made.update(dict.fromkeys(ids))
+                continue
+            skips: dict[str, list[int]] = {}
+            for entry, result in zip(entries, results, strict=True):
+                if isinstance(result, Skip):
+                    skips.setdefault(result.reason, []).append(entry.id)
+                    made[entry.id] = None
+                else:
+                    made[entry.id] = result
+            for reason, skipped in skips.items():
+                self.ledger.skip(skipped, reason)
+            if skips:
+                count = sum(len(skipped) for skipped in skips.values())
+                with self._lock:
+                    self.tally.skipped += count
+                self.progress.advance(count)
+        return [made[entry.id] for entry in claimed]
+
+
+__all__ = ["Dispatcher", "Handler", "MAX_WAIT", "NoProgress", "Progress", "Skip", "Tally"]

@@ -1,0 +1,301 @@
+"""The one ledger of outgoing mail (table `outgoing_mail`): every email the newsletter sends to a
+reader is one row, whatever its kind, from the moment it is owed until its result is recorded.
+
+Contract, over the `Database`:
+- A row is (kind, subscriber, about): `kind` names the feature's kind of email
+  ("confirmation", "announcement", ...), `about_id` what it is about in that kind's own table
+  (an announcement's id; None when the kind needs nothing more). At most one row per (kind,
+  about, subscriber) when `about_id` is set.
+- `add(db, kind, subscriber_ids, about_id=..., now=...)` owes emails inside the caller's
+  transaction (a sign-up and its confirmation, an announcement and its deliveries, enter
+  together or not at all).
+- States are `Status`: `queued -> sending -> sent | failed | skipped`, and `sending -> queued`
+  again when a temporary failure is retried or a claim is released.
+- `claim(...)` takes due rows with a lease (`sending`, `locked_until`): several senders (one per
+  gunicorn worker) never hold the same row; a sender that died gives its rows back when the
+  lease ends, or at once through `release()` when the caller knows no one else sends them (the
+  announcer, under its run lock).
+- Each result is recorded right after the transport answered, in its own transaction:
+  `sent`, `retry` (the one `Policy`: the one backoff, then `failed` after `max_attempts`),
+  `fail`, `skip`. Recording is idempotent: a row already finished is never changed.
+- Nothing here reads another table: who a subscriber is, is the subscriptions room's question.
+"""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from newsletter import backoff
+from newsletter.database import Database, parse_stamp, stamp
+
+LEASE = timedelta(minutes=10)  # a sender that died mid-send gives its rows back after this
+ERROR_CHARS = 500
+
+
+class Status(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+UNFINISHED = (Status.QUEUED, Status.SENDING)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The one retry policy: after a temporary failure, wait the one backoff (`base` seconds,
+    doubling, at most `cap`), and give up after `max_attempts` answers."""
+
+    base: float
+    cap: float
+    max_attempts: int
+
+    def delay(self, attempts: int) -> float | None:
+        """Seconds before the next attempt, after `attempts` answers; None: give up."""
+        if attempts >= self.max_attempts:
+            return None
+        return backoff.delay(attempts, self.base, self.cap)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row, as claimed: what the feature needs to compose the email."""
+
+    id: int
+    kind: str
+    subscriber_id: int
+    about_id: int | None
+    attempts: int  # answers received before this claim
+
+
+class MailLedger:
+    def __init__(self, database: Database):
+        self.database = database
+
+    # Owing ----------------------------------------------------------------------------------
+    @staticmethod
+    def add(
+        db: sqlite3.Connection,
+        kind: str,
+        subscriber_ids: Iterable[int],
+        *,
+        now: str,
+        about_id: int | None = None,
+        due: str | None = None,
+    ) -> int:
+        """Owe one email of `kind` to each subscriber, inside the caller's transaction; return
+        the id of the last row (the one row's id for a single subscriber)."""
+        rows = [(kind, sid, about_id, now, due or now, now) for sid in subscriber_ids]
+        if len(rows) == 1:
+            cursor = db.execute(_INSERT, rows[0])
+            return cursor.lastrowid
+        db.executemany(_INSERT, rows)
+        return 0
+
+    # Claiming -------------------------------------------------------------------------------
+    def claim(
+        self,
+        *,
+        kinds: Sequence[str],
+        about_id: int | None = None,
+        limit: int = 200,
+        after_id: int = 0,
+        due_by: datetime | None = None,
+        every: bool = False,
+    ) -> list[Entry]:
+        """Take up to `limit` rows of `kinds` (and `about_id`, if given) with a lease, oldest id
+        first after `after_id`: the queued ones due by `due_by` (default: now), or every queued
+        one (`every`), and the ones whose sender's lease ran out."""
+        moment = self.database.clock()
+        now, lease_end = stamp(moment), stamp(moment + LEASE)
+        where, args = self._due(kinds, about_id, after_id, due_by or moment, every, now)
+        select = (
+            f"SELECT id, kind, subscriber_id, about_id, attempts FROM outgoing_mail WHERE {where}"
+        )
+        if not self.database.db.execute(select + " LIMIT 1", args).fetchone():
+            return []  # a read: an idle sender's look takes no write lock
+        with self.database.transaction() as db:
+            rows = db.execute(select + " ORDER BY id LIMIT ?", (*args, limit)).fetchall()
+            db.executemany(
+                "UPDATE outgoing_mail SET status = 'sending', locked_until = ? WHERE id = ?",
+                [(lease_end, row[0]) for row in rows],
+            )
+        return [Entry(*row) for row in rows]
+
+    @staticmethod
+    def _due(kinds, about_id, after_id, due_by, every, now):
+        marks = ", ".join("?" * len(kinds))
+        where = f"kind IN ({marks}) AND id > ?"
+        args: list = [*kinds, after_id]
+        if about_id is not None:
+            where += " AND about_id = ?"
+            args.append(about_id)
+        if every:
+            where += " AND (status = 'queued' OR (status = 'sending' AND locked_until <= ?))"
+            args.append(now)
+        else:
+            where += (
+                " AND ((status = 'queued' AND next_attempt_at <= ?)"
+                " OR (status = 'sending' AND locked_until <= ?))"
+            )
+            args += [stamp(due_by), now]
+        return where, args
+
+    def release(self, *, kinds: Sequence[str], about_id: int | None = None) -> int:
+        """Give every `sending` row of `kinds` back (queued, due as before): for a caller that
+        knows no one else is sending them (a run lock). Returns how many."""
+        marks = ", ".join("?" * len(kinds))
+        where, args = f"kind IN ({marks}) AND status = 'sending'", [*kinds]
+        if about_id is not None:
+            where, args = where + " AND about_id = ?", [*args, about_id]
+        with self.database.transaction() as db:
+            cursor = db.execute(
+                f"UPDATE outgoing_mail SET status = 'queued', locked_until = NULL WHERE {where}",
+                args,
+            )
+        return cursor.rowcount
+
+    def give_back(self, ids: Iterable[int]) -> None:
+        """Claimed rows that were never tried: queued again, due as before, no attempt counted."""
+        with self.database.transaction() as db:
+            db.executemany(
+                "UPDATE outgoing_mail SET status = 'queued', locked_until = NULL"
+                " WHERE id = ? AND status = 'sending'",
+                [(entry_id,) for entry_id in ids],
+            )
+
+    # Recording ------------------------------------------------------------------------------
+    def sent(self, ids: Iterable[int]) -> None:
+        """The server accepted these messages: recorded at once (one transaction)."""
+        now = self.database.now()
+        with self.database.transaction() as db:
+            db.executemany(
+                "UPDATE outgoing_mail SET status = 'sent', sent_at = ?, updated_at = ?,"
+                " attempts = attempts + 1, locked_until = NULL, last_error = NULL"
+                " WHERE id = ? AND status IN ('queued', 'sending')",
+                [(now, now, entry_id) for entry_id in ids],
+            )
+
+    def retry(self, ids: Iterable[int], error: str, policy: Policy) -> int:
+        """A temporary failure: each row is queued again after the policy's backoff, or failed
+        when it has had its `max_attempts`. Returns how many failed for good."""
+        moment = self.database.clock()
+        now = stamp(moment)
+        given_up = 0
+        with self.database.transaction() as db:
+            for entry_id in ids:
+                row = db.execute(
+                    "SELECT attempts FROM outgoing_mail WHERE id = ? AND status IN"
+                    " ('queued', 'sending')",
+                    (entry_id,),
+                ).fetchone()
+                if row is None:
+                    continue
+                attempts = row[0] + 1
+                wait = policy.delay(attempts)
+                if wait is None:
+                    given_up += 1
+                    text = f"gave up after {attempts} attempts: {error}"
+                    status, due = "failed", None
+                else:
+                    text, status = error, "queued"
+                    due = stamp(moment + timedelta(seconds=wait))
+                db.execute(
+                    "UPDATE outgoing_mail SET status = ?, attempts = ?, updated_at = ?,"
+                    " next_attempt_at = coalesce(?, next_attempt_at), locked_until = NULL,"
+                    " last_error = ? WHERE id = ?",
+                    (status, attempts, now, due, text[:ERROR_CHARS], entry_id),
+                )
+        return given_up
+
+    def fail(self, ids: Iterable[int], error: str) -> None:
+        """Refused for good (the address, or an email that cannot be made): one attempt."""
+        self._finish(ids, Status.FAILED, error, attempt=True)
+
+    def skip(self, ids: Iterable[int], reason: str) -> None:
+        """No longer owed (the reader left, or it was answered meanwhile): no attempt."""
+        self._finish(ids, Status.SKIPPED, reason, attempt=False)
+
+    def _finish(self, ids, status: Status, text: str, *, attempt: bool) -> None:
+        now = self.database.now()
+        with self.database.transaction() as db:
+            db.executemany(
+                "UPDATE outgoing_mail SET status = ?, last_error = ?, updated_at = ?,"
+                f" locked_until = NULL, attempts = attempts + {1 if attempt else 0}"
+                " WHERE id = ? AND status IN ('queued', 'sending')",
+                [(status, text[:ERROR_CHARS], now, entry_id) for entry_id in ids],
+            )
+
+    # Questions ------------------------------------------------------------------------------
+    def next_due(
+        self, kinds: Sequence[str], about_id: int | None = None, *, last_by: datetime | None = None
+    ) -> datetime | None:
+        """When the next queued row of `kinds` (about `about_id`) is due (None: none queued);
+        with `last_by`, when the last one due by then is (None: none is due by then)."""
+        marks = ", ".join("?" * len(kinds))
+        where, args = f"status = 'queued' AND kind IN ({marks})", [*kinds]
+        if about_id is not None:
+            where, args = where + " AND about_id = ?", [*args, about_id]
+        which = "min"
+        if last_by is not None:
+            where, args, which = where + " AND next_attempt_at <= ?", [*args, stamp(last_by)], "max"
+        row = self.database.db.execute(
+            f"SELECT {which}(next_attempt_at) FROM outgoing_mail WHERE {where}", args
+        ).fetchone()
+        return parse_stamp(row[0]) if row[0] else None
+
+    def counts(self, kind: str | None = None, about_id: int | None = None) -> dict[str, int]:
+        """Rows by status (of one kind, and one thing it is about), every status listed."""
+        where, args = self._where(kind, about_id)
+        return self.database.count_by_status("outgoing_mail", Status, where, args)
+
+    def rows(
+        self, kind: str | None = None, about_id: int | None = None, subscriber_id: int | None = None
+    ) -> list[sqlite3.Row]:
+        """The rows (of one kind, about one thing, to one subscriber), oldest first."""
+        where, args = self._where(kind, about_id, subscriber_id)
+        return self.database.db.execute(
+            f"SELECT * FROM outgoing_mail {where} ORDER BY id", args
+        ).fetchall()
+
+    def sent_rows(self, kind: str) -> list[tuple[int, str, int | None]]:
+        """(subscriber_id, sent_at, about_id) of every sent row of `kind`, oldest first."""
+        return self.database.db.execute(
+            "SELECT subscriber_id, sent_at, about_id FROM outgoing_mail"
+            " WHERE kind = ? AND status = 'sent' ORDER BY sent_at, id",
+            (kind,),
+        ).fetchall()
+
+    def sent_since(self, kind: str, since: str) -> int:
+        return self.database.db.execute(
+            "SELECT count(*) FROM outgoing_mail WHERE kind = ? AND status = 'sent'"
+            " AND sent_at >= ?",
+            (kind, since),
+        ).fetchone()[0]
+
+    @staticmethod
+    def _where(kind=None, about_id=None, subscriber_id=None) -> tuple[str, tuple]:
+        parts, args = [], []
+        for column, value in (
+            ("kind", kind),
+            ("about_id", about_id),
+            ("subscriber_id", subscriber_id),
+        ):
+            if value is not None:
+                parts.append(f"{column} = ?")
+                args.append(value)
+        return ("WHERE " + " AND ".join(parts) if parts else ""), tuple(args)
+
+
+_INSERT = (
+    "INSERT INTO outgoing_mail (kind, subscriber_id, about_id, created_at, next_attempt_at,"
+    " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+__all__ = ["Entry", "LEASE", "MailLedger", "Policy", "Status", "UNFINISHED"]
