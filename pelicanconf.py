@@ -138,6 +138,9 @@ ISSO_URL = os.environ.get("ISSO_URL", "")
 # The "Stay tuned" form posts here (the newsletter endpoint). Empty hides the email form and keeps
 # the RSS link.
 NEWSLETTER_URL = os.environ.get("NEWSLETTER_URL", "http://127.0.0.1:5000/subscribe")
+# "Follow this plan by email" on each exercise card: off until the newsletter's endpoint answers
+# POST /plans/follow (issue 21's newsletter side); the calendar feed link is there either way.
+EXERCISE_FOLLOW_BY_EMAIL = False
 NEWSLETTER_CONSENT = (
     "One email when a new article is out, nothing else. Unsubscribe with one click from any email."
 )

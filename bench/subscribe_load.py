@@ -106,7 +106,8 @@ def start_gunicorn(folder: Path, worker_class: str, workers: int, threads: int):
         "NEWSLETTER_BASE_URL": f"http://127.0.0.1:{port}",
     }
     command = [
-        str(GUNICORN), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+        str(GUNICORN), "--no-control-socket", "--bind", f"127.0.0.1:{port}",
+        "--workers", str(workers),
         "--worker-class", worker_class, "--threads", str(threads), "--backlog", "2048",
         "--keep-alive", "5", "--log-level", "warning", "newsletter.subscriptions.app:create_app()",
     ]  # fmt: skip

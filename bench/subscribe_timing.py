@@ -45,7 +45,8 @@ def start(app: str, folder: Path) -> tuple[subprocess.Popen, int]:
                NEWSLETTER_OUTBOX=str(folder / "outbox"), NEWSLETTER_RATE_LIMIT="100000/minute",
                PYTHONPATH=str(ROOT))  # fmt: skip
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+        [sys.executable, "-m", "gunicorn", "--no-control-socket", "--bind", f"127.0.0.1:{port}",
+         "--workers", "1",
          "--log-level", "warning", app], cwd=ROOT, env=env,
     )  # fmt: skip
     deadline = time.monotonic() + 20

@@ -14,6 +14,23 @@ The blog (`plugins/feeds`) writes the feed with these names; the announcer
   `.exercise-steps`, and the prescription as `<dt>` label / `<dd>` value pairs in
   `.exercise-prescription`. `EXERCISE_CLASSES` names those classes; the announcer reads the
   cards back with them (`newsletter.announcements.feed.exercises_in`).
+  A card may end with the author's week notes, `<dt>Week N</dt>` / `<dd>note</dd>` pairs in
+  `.exercise-weeks` (`EXERCISE_CLASSES["weeks"]`), after the prescription.
+- The exercise plans of the published articles, as data: `PLANS_JSON` (`exercises/plans.json`,
+  UTF-8 JSON, written at every build that has a plan) is `{"version": PLANS_VERSION, "site":
+  SITEURL, "plans": [...]}`, newest article first, cards in page order. A plan: `id` (stable:
+  the article's `Id`, lower case, "-" and the card's id without "exercise-", e.g.
+  "6f1d7c52-3b8e-4f0a-9a57-2c4e8d1b9e30-side-lying-leg-raise"; the follow form's `plan`),
+  `title` (the exercise's name), `url` (the card, absolute), `calendar` (its feed,
+  `PLAN_CALENDAR` under SITEURL), `article` ({`id`, `title`, `url`, `published`, `modified`
+  (ISO 8601 or null)}), `targets` and `steps` (lists of text), `prescription` ([{`label`,
+  `value`}] as the card shows it) and `prescription_text` (the same, "Label: value" a line),
+  `sets` (int), `reps` ({`min`, `max`} or null), `hold` (text or null), `sessions_per_week`
+  (1-7), `weeks`, `sessions` (their product) and `week_notes` ([{`week`, `note`}], by week).
+- `PLAN_FOLLOW`: the path, under the newsletter's base (NEWSLETTER_URL without its last part),
+  that each card's "Follow this plan by email" form POSTs to (`email`, `plan`, `weekday` 0-6
+  Monday first, `hour` 0-23 in the site's TIMEZONE, `newsletter` "1" when ticked, `source` the
+  page's URL, and the honeypot `website` left empty, as the "Stay tuned" form).
 - `feed_settings(settings)`: the FEEDS setting completed with `FEED_DEFAULTS` and checked (the
   paths plugins/feeds writes and `blog.websub` pings), or `FeedSettingsError`.
 """
@@ -33,7 +50,12 @@ EXERCISE_CLASSES = {
     "label": "exercise-label",
     "steps": "exercise-steps",
     "prescription": "exercise-prescription",
+    "weeks": "exercise-weeks",
 }
+PLANS_JSON = "exercises/plans.json"
+PLANS_VERSION = 1
+PLAN_CALENDAR = "exercises/{plan}.ics"
+PLAN_FOLLOW = "plans/follow"
 
 
 FEED_DEFAULTS = {
@@ -85,6 +107,10 @@ __all__ = [
     "FeedSettingsError",
     "NAMESPACE",
     "OPT_OUT",
+    "PLANS_JSON",
+    "PLANS_VERSION",
+    "PLAN_CALENDAR",
+    "PLAN_FOLLOW",
     "PREFIX",
     "feed_settings",
     "opts_out",

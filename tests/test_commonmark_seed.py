@@ -60,6 +60,10 @@ def parts(read_page, heading_ids: bool = True) -> dict:
     for name, page, selector in PARTS:
         soup = BeautifulSoup(read_page(page), "html.parser")
         node = soup.select_one(selector)
+        for piece in node.select(
+            "section.exercise > .exercise-actions, section.exercise > .exercise-follow"
+        ):
+            piece.decompose()  # the card's page-only pieces (plugins/exercises/page.py)
         found[name] = {"text": text(node), "structure": structure(node, heading_ids)}
         description = soup.find("meta", attrs={"name": "description"})["content"]
         found[f"{page or 'index'} description"] = {"text": description}

@@ -172,6 +172,7 @@ def test_print_this_exercise_prints_the_card_alone_on_one_page(new_context, site
         ".fact-box",
         f"#{CARD}-calendar",
         ".exercise-actions",
+        ".exercise-follow",
     ):
         assert not page.locator(selector).first.is_visible(), selector
     others = page.evaluate(
@@ -195,14 +196,20 @@ def test_print_this_exercise_prints_the_card_alone_on_one_page(new_context, site
 def test_without_javascript_the_card_prints_with_the_article_and_has_no_controls(
     new_context, site, artifacts
 ):
+    """Without JavaScript: no print or calendar button; the plan's calendar link and the follow
+    form (plain HTML) are there, and neither prints."""
     page, requests = open_article(
         new_context, f"{site.url}/{ARTICLE_PATH}", width=800, javascript=False
     )
     card = page.locator(f"#{CARD}")
-    assert card.get_by_role("button").count() == 0
+    assert card.get_by_role("button").all_text_contents() == ["Follow this plan"]
+    assert card.locator(".exercise-actions").get_by_role("link").all_text_contents() == [
+        "Subscribe in my calendar"
+    ]
     page.emulate_media(media="print")
     assert card.is_visible() and page.locator(".post-header").is_visible()
-    for selector in (".site-header", ".share", ".stay-tuned", ".comments", ".site-footer"):
+    for selector in (".site-header", ".share", ".stay-tuned", ".comments", ".site-footer",
+                     ".exercise-actions", ".exercise-follow"):  # fmt: skip
         assert not page.locator(selector).first.is_visible(), selector
     assert card.evaluate("el => getComputedStyle(el).breakInside") == "avoid"
     card.screenshot(path=artifacts / "exercise-print-article-card.png")

@@ -117,24 +117,52 @@ def test_the_seed_renders_the_card(site):
     assert rows == [("Sets", "3"), ("Reps", "15\u201320"), ("How often", "5 times a week"),
                     ("For how long", "6 weeks")]  # fmt: skip
     assert "language-exercise" not in site.page(ARTICLE_PATH)
-    assert SEED_CARD in site.page(ARTICLE_PATH), "the card's markup is the theme's contract"
+    # the card's markup is the theme's and the feed's contract: exactly this in the feeds; in
+    # the page, the same with the page's own pieces (calendar link, follow form) at its end
+    assert SEED_CARD in feed_content(site, "The Best Muscle to Train for Knee Pain")
+    assert SEED_CARD.removesuffix("</section>") in site.page(ARTICLE_PATH)
     # the sentence before the block is kept; the old hand-written list and aside are gone
     assert card.find_previous_sibling("p").get_text().startswith("My go-to exercise")
     assert page.select(".post-body .prescription") == []
     assert page.select(".post-body > ol") == []
 
 
+def feed_content(site, title: str) -> str:
+    """An article's full HTML in the site's JSON Feed (the same as in the RSS and Atom feeds)."""
+    feed = json.loads((site.output / "feeds" / "all.json").read_text(encoding="utf-8"))
+    (item,) = [item for item in feed["items"] if item["title"] == title]
+    return item["content_html"]
+
+
 def test_the_card_uses_the_feed_contracts_classes():
-    """The announcer reads the cards back from the feed by these classes."""
+    """The announcer reads the cards back from the feed by these classes (week notes: in a card
+    that has some)."""
     from blog.feed_contract import EXERCISE_CLASSES
+    from plugins.exercises import card_html, parse
 
-    for name in EXERCISE_CLASSES.values():
-        assert f'class="{name}"' in SEED_CARD, name
+    noted = parse(SEED_BLOCK.split("\n", 1)[1].rsplit("\n", 1)[0] + "\nweek 2: slower")
+    for role, name in EXERCISE_CLASSES.items():
+        card = SEED_CARD if role != "weeks" else card_html(noted, "exercise-x")
+        assert f'class="{name}"' in card, name
 
 
-def test_the_card_has_no_control_and_no_script(site):
+def test_the_feeds_card_has_no_control_and_no_script(site):
+    card = BeautifulSoup(feed_content(site, "The Best Muscle to Train for Knee Pain"),
+                         "html.parser").select_one("section.exercise")  # fmt: skip
+    assert card.find_all(["button", "script", "form", "input", "a", "select"]) == []
+
+
+def test_the_pages_card_adds_only_the_calendar_link_while_following_by_email_is_off(site):
+    """pelicanconf.py's EXERCISE_FOLLOW_BY_EMAIL is off until the endpoint answers the form (the
+    form itself: tests/test_exercise_plans.py, tests/test_exercise_follow_browser.py)."""
     card = soup(site, ARTICLE_PATH).select_one("section.exercise")
-    assert card.find_all(["button", "script", "form", "input", "a"]) == []
+    assert card.find_all(["button", "script", "form", "input", "a", "select"]) != []
+    own = card.select(":scope > .exercise-actions, :scope > .exercise-follow")
+    assert [tag.name for tag in own] == ["div"]
+    for tag in own:
+        tag.decompose()
+    assert card.find_all(["button", "script", "form", "input", "a", "select"]) == []
+    assert card.find("script") is None
 
 
 def test_json_ld_names_the_plan(site):

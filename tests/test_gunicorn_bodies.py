@@ -37,7 +37,8 @@ def gunicorn(tmp_path_factory):
         NEWSLETTER_RATE_LIMIT="1000/minute",
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+        [sys.executable, "-m", "gunicorn", "--no-control-socket", "--bind", f"127.0.0.1:{port}",
+         "--workers", "1",
          "--worker-class", "sync", "--timeout", "30", "--log-level", "warning",
          "newsletter.subscriptions.app:create_app()"],
         cwd=ROOT, env=env,

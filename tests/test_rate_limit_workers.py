@@ -46,7 +46,7 @@ def server(tmp_path_factory):
         NEWSLETTER_PROXY_COUNT="0",
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--bind", f"fd://{listener.fileno()}",
+        [sys.executable, "-m", "gunicorn", "--no-control-socket", "--bind", f"fd://{listener.fileno()}",
          "--workers", str(WORKERS), "--worker-class", "sync", "--timeout", "30",
          "--log-level", "warning", "newsletter.subscriptions.app:create_app()"],
         cwd=ROOT, env=env, pass_fds=[listener.fileno()],

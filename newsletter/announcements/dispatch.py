@@ -17,6 +17,7 @@ when nothing of it is left.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 from newsletter import mail
 from newsletter.announcements.emails import Composer
@@ -36,18 +37,17 @@ class Deliveries:
         self.ledger, self.composer, self.policy = ledger, composer, policy
         self.with_data = with_data
 
-    def compose(self, entries: list[Entry]) -> list[mail.Outgoing | Skip]:
+    def compose(self, entries: list[Entry]) -> Iterator[mail.Outgoing | Skip]:
+        """Who the readers are now (one query for the page), then each email as it is sent."""
         people = self.ledger.subscribers.by_ids([entry.subscriber_id for entry in entries])
-        made: list[mail.Outgoing | Skip] = []
         for entry in entries:
             person = people.get(entry.subscriber_id)
             if person is None or person.status != Status.CONFIRMED:
-                made.append(Skip(f"subscriber is {person.status if person else 'gone'} now"))
+                yield Skip(f"subscriber is {person.status if person else 'gone'} now")
                 continue
             delivery = Delivery(entry.id, entry.about_id, entry.attempts, person.id,
                                 person.public_id, person.email)  # fmt: skip
-            made.append(self.composer.outgoing(delivery, with_data=self.with_data))
-        return made
+            yield self.composer.outgoing(delivery, with_data=self.with_data)
 
     def refused(self, entry: Entry, outgoing: mail.Outgoing, error: str) -> None:
         """A permanent refusal of the address at send time: a hard bounce (the sending is the

@@ -20,10 +20,13 @@ CREATE TABLE outgoing_mail (
     updated_at      TEXT NOT NULL,
     sent_at         TEXT,
     last_error      TEXT,
-    UNIQUE (kind, about_id, subscriber_id)              -- NULL about_ids never collide
+    UNIQUE (about_id, kind, subscriber_id)              -- NULL about_ids never collide
 );
-CREATE INDEX outgoing_mail_due ON outgoing_mail (status, next_attempt_at);
-CREATE INDEX outgoing_mail_about ON outgoing_mail (kind, about_id, status);
+-- Partial indexes: only the rows still to send, or in flight, are in them (a sent row leaves
+-- them, and stays only in the two below), so marking a row sent touches one small index.
+CREATE INDEX outgoing_mail_due ON outgoing_mail (next_attempt_at) WHERE status = 'queued';
+CREATE INDEX outgoing_mail_leases ON outgoing_mail (locked_until) WHERE status = 'sending';
+CREATE INDEX outgoing_mail_about ON outgoing_mail (about_id, kind);  -- no status: never moves
 CREATE INDEX outgoing_mail_subscriber ON outgoing_mail (subscriber_id);
 
 INSERT INTO outgoing_mail (id, kind, subscriber_id, about_id, status, attempts, created_at,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
@@ -44,11 +44,12 @@ class Skip:
 
 
 class Handler(Protocol):
-    """What a feature gives the dispatcher for one kind of email."""
+    """What a feature gives the dispatcher for one kind of email. `compose` yields one result
+    per entry, in order, as each is made (a generator: the dispatcher pushes each at once)."""
 
     policy: Policy
 
-    def compose(self, entries: list[Entry]) -> list[mail.Outgoing | Skip]: ...
+    def compose(self, entries: list[Entry]) -> Iterable[mail.Outgoing | Skip]: ...
 
     def refused(self, entry: Entry, outgoing: mail.Outgoing, error: str) -> None: ...
 
@@ -226,7 +227,7 @@ class Dispatcher:
 
     def _one_pass(self, mailer, kinds, about_id, due_by, every, page, flush_every) -> None:
         after = 0
-        pushed = 0
+        self._pushed = 0
         while not self.stopping:
             claimed = self.ledger.claim(
                 kinds=kinds, about_id=about_id, limit=page, after_id=after, due_by=due_by,
@@ -234,61 +235,54 @@ class Dispatcher:
             )  # fmt: skip
             if not claimed:
                 break
-            after = claimed[-1].id
-            made = self._compose(claimed)
-            for index, (entry, outgoing) in enumerate(zip(claimed, made, strict=True)):
-                if self.stopping:
-                    rest = zip(claimed[index:], made[index:], strict=True)
-                    self.ledger.give_back(e.id for e, o in rest if o is not None)
-                    break
-                if outgoing is None:
-                    continue
-                if self.before_push is not None:
-                    self.before_push()
-                with self._lock:
-                    self._inflight[entry.id] = entry
-                mailer.push(outgoing)
-                pushed += 1
-                if flush_every and pushed % flush_every == 0:
-                    mailer.flush()
+            if about_id is not None:  # one thing's rows, in id order: the pass's next page
+                after = claimed[-1].id
+            for kind in dict.fromkeys(entry.kind for entry in claimed):
+                self._send_kind(mailer, kind, [e for e in claimed if e.kind == kind], flush_every)
         if not self.tally.stopped:
             mailer.flush()
 
-    def _compose(self, claimed: list[Entry]) -> list[mail.Outgoing | None]:
-        """The claimed entries' emails, by kind; None where an entry is skipped (recorded at
-        once), or cannot be made (retried: a bug must not lose the email)."""
-        made: dict[int, mail.Outgoing | None] = {}
-        for kind in dict.fromkeys(entry.kind for entry in claimed):
-            entries = [entry for entry in claimed if entry.kind == kind]
-            ids = [entry.id for entry in entries]
-            handler = self.handlers.get(kind)
-            if handler is None:
-                self.ledger.fail(ids, f"unknown kind of email {kind!r}")
-                made.update(dict.fromkeys(ids))
-                continue
-            try:
-                results = handler.compose(entries)
-            except Exception as problem:  # noqa: BLE001 - logged by the caller's tally
-                self.ledger.retry(ids, f"could not compose: {problem!r}", handler.policy)
+    def _send_kind(self, mailer, kind: str, entries: list[Entry], flush_every) -> None:
+        """Push each entry's email as soon as it is made (the mailer's workers never wait on a
+        whole page being composed); record skips; give back what a stop left untried; retry
+        what could not be made (a bug must not lose the email)."""
+        handler = self.handlers.get(kind)
+        if handler is None:
+            self.ledger.fail([e.id for e in entries], f"unknown kind of email {kind!r}")
+            return
+        skips: dict[str, list[int]] = {}
+        done = 0
+        try:
+            for entry, made in zip(entries, handler.compose(entries), strict=True):
+                done += 1
+                if isinstance(made, Skip):
+                    skips.setdefault(made.reason, []).append(entry.id)
+                    continue
+                if self.before_push is not None:
+                    self.before_push()
+                if self.stopping:
+                    done -= 1
+                    break
                 with self._lock:
-                    self.tally.errors[f"could not compose: {problem!r}"[:200]] = len(ids)
-                made.update(dict.fromkeys(ids))
-                continue
-            skips: dict[str, list[int]] = {}
-            for entry, result in zip(entries, results, strict=True):
-                if isinstance(result, Skip):
-                    skips.setdefault(result.reason, []).append(entry.id)
-                    made[entry.id] = None
-                else:
-                    made[entry.id] = result
-            for reason, skipped in skips.items():
-                self.ledger.skip(skipped, reason)
-            if skips:
-                count = sum(len(skipped) for skipped in skips.values())
-                with self._lock:
-                    self.tally.skipped += count
-                self.progress.advance(count)
-        return [made[entry.id] for entry in claimed]
+                    self._inflight[entry.id] = entry
+                mailer.push(made)
+                self._pushed += 1
+                if flush_every and self._pushed % flush_every == 0:
+                    mailer.flush()
+        except Exception as problem:  # noqa: BLE001 - the rest is retried, the error kept
+            text = f"could not compose: {problem!r}"
+            self.ledger.retry([e.id for e in entries[done:]], text, handler.policy)
+            with self._lock:
+                self.tally.errors[text[:200]] = len(entries) - done
+            done = len(entries)
+        self.ledger.give_back(e.id for e in entries[done:])  # untried: a stop came first
+        for reason, skipped in skips.items():
+            self.ledger.skip(skipped, reason)
+        count = sum(len(skipped) for skipped in skips.values())
+        if count:
+            with self._lock:
+                self.tally.skipped += count
+            self.progress.advance(count)
 
 
 __all__ = ["Dispatcher", "Handler", "MAX_WAIT", "NoProgress", "Progress", "Skip", "Tally"]

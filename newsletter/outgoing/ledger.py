@@ -90,12 +90,12 @@ class MailLedger:
         due: str | None = None,
     ) -> int:
         """Owe one email of `kind` to each subscriber, inside the caller's transaction; return
-        the id of the last row (the one row's id for a single subscriber)."""
-        rows = [(kind, sid, about_id, now, due or now, now) for sid in subscriber_ids]
-        if len(rows) == 1:
-            cursor = db.execute(_INSERT, rows[0])
-            return cursor.lastrowid
-        db.executemany(_INSERT, rows)
+        the new row's id when given one subscriber in a sequence (else 0). `subscriber_ids` may
+        be an iterator (a cursor): the rows are streamed, nothing is held per subscriber."""
+        rows = ((kind, sid, about_id, now, due or now, now) for sid in subscriber_ids)
+        if isinstance(subscriber_ids, Sequence) and len(subscriber_ids) == 1:
+            return db.execute(_INSERT, next(rows)).lastrowid
+        db.executemany(_INSERT, rows)  # streamed: nothing held per subscriber
         return 0
 
     # Claiming -------------------------------------------------------------------------------
@@ -109,19 +109,41 @@ class MailLedger:
         due_by: datetime | None = None,
         every: bool = False,
     ) -> list[Entry]:
-        """Take up to `limit` rows of `kinds` (and `about_id`, if given) with a lease, oldest id
-        first after `after_id`: the queued ones due by `due_by` (default: now), or every queued
-        one (`every`), and the ones whose sender's lease ran out."""
+        """Take up to `limit` rows of `kinds` with a lease: the queued ones due by `due_by`
+        (default: now), or every queued one (`every`), and the ones whose sender's lease ran
+        out. About one thing (`about_id`): in id order, after `after_id` (a pass's pages); else
+        the longest due first."""
         moment = self.database.clock()
         now, lease_end = stamp(moment), stamp(moment + LEASE)
-        where, args = self._due(kinds, about_id, after_id, due_by or moment, every, now)
-        select = (
-            f"SELECT id, kind, subscriber_id, about_id, attempts FROM outgoing_mail WHERE {where}"
-        )
-        if not self.database.db.execute(select + " LIMIT 1", args).fetchone():
+        scope, args = self._scope(kinds, about_id, after_id)
+        queued, queued_args = f"status = 'queued' AND {scope}", list(args)
+        if not every:
+            queued += " AND next_attempt_at <= ?"
+            queued_args.append(stamp(due_by or moment))
+        # Two plain shapes (an OR of both would scan every row), each on its index: about one
+        # thing, in id order (`outgoing_mail_about`); of a kind, the oldest due first (the
+        # partial indexes of what is queued and what is in flight).
+        by_id = about_id is not None
+        wanted = [
+            (queued, queued_args, "id" if by_id else "next_attempt_at, id"),
+            (f"status = 'sending' AND {scope} AND locked_until <= ?", [*args, now],
+             "id" if by_id else "locked_until, id"),
+        ]  # fmt: skip
+        columns = "id, kind, subscriber_id, about_id, attempts"
+
+        def select(db, limit):
+            rows = []
+            for where, values, order in wanted:
+                rows += db.execute(
+                    f"SELECT {columns} FROM outgoing_mail WHERE {where} ORDER BY {order} LIMIT ?",
+                    (*values, limit),
+                ).fetchall()
+            return sorted(rows, key=lambda row: row[0])[:limit] if by_id else rows[:limit]
+
+        if not select(self.database.db, 1):
             return []  # a read: an idle sender's look takes no write lock
         with self.database.transaction() as db:
-            rows = db.execute(select + " ORDER BY id LIMIT ?", (*args, limit)).fetchall()
+            rows = select(db, limit)
             db.executemany(
                 "UPDATE outgoing_mail SET status = 'sending', locked_until = ? WHERE id = ?",
                 [(lease_end, row[0]) for row in rows],
@@ -129,29 +151,22 @@ class MailLedger:
         return [Entry(*row) for row in rows]
 
     @staticmethod
-    def _due(kinds, about_id, after_id, due_by, every, now):
-        marks = ", ".join("?" * len(kinds))
-        where = f"kind IN ({marks}) AND id > ?"
-        args: list = [*kinds, after_id]
+    def _scope(kinds, about_id, after_id) -> tuple[str, list]:
+        where = f"kind IN ({', '.join('?' * len(kinds))})"
+        args: list = [*kinds]
+        if after_id:
+            where, args = where + " AND id > ?", [*args, after_id]
         if about_id is not None:
-            where += " AND about_id = ?"
-            args.append(about_id)
-        if every:
-            where += " AND (status = 'queued' OR (status = 'sending' AND locked_until <= ?))"
-            args.append(now)
-        else:
-            where += (
-                " AND ((status = 'queued' AND next_attempt_at <= ?)"
-                " OR (status = 'sending' AND locked_until <= ?))"
-            )
-            args += [stamp(due_by), now]
+            where, args = where + " AND about_id = ?", [*args, about_id]
         return where, args
 
     def release(self, *, kinds: Sequence[str], about_id: int | None = None) -> int:
         """Give every `sending` row of `kinds` back (queued, due as before): for a caller that
         knows no one else is sending them (a run lock). Returns how many."""
         marks = ", ".join("?" * len(kinds))
-        where, args = f"kind IN ({marks}) AND status = 'sending'", [*kinds]
+        # status and lease first: the index of leases, not every row of the kind
+        where = f"status = 'sending' AND locked_until IS NOT NULL AND kind IN ({marks})"
+        args = [*kinds]
         if about_id is not None:
             where, args = where + " AND about_id = ?", [*args, about_id]
         with self.database.transaction() as db:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 from newsletter import mail
@@ -58,15 +58,12 @@ class Confirmations:
             settings.endpoint.retry_delay, MAX_BACKOFF, settings.endpoint.max_attempts
         )
 
-    def compose(self, entries: list[Entry]) -> list[mail.Outgoing | Skip]:
+    def compose(self, entries: list[Entry]) -> Iterator[mail.Outgoing | Skip]:
         people = self.subscribers.by_ids([entry.subscriber_id for entry in entries])
-        made: list[mail.Outgoing | Skip] = []
         for entry in entries:
             subscriber = people.get(entry.subscriber_id)
             if subscriber is None or subscriber.status not in OPTING_IN:
-                made.append(
-                    Skip(f"subscriber is {subscriber.status if subscriber else 'gone'} now")
-                )
+                yield Skip(f"subscriber is {subscriber.status if subscriber else 'gone'} now")
                 continue
             seal = (self.settings, CONFIRMATION, entry.id, subscriber.public_id)
             message = emails.confirmation_email(
@@ -75,16 +72,13 @@ class Confirmations:
                 **emails.links(self.settings, self.tokens, subscriber),
                 message_id=proof.message_id(*seal),
             )
-            made.append(
-                mail.Outgoing(
-                    to=subscriber.email,
-                    message_id=str(message["Message-ID"]),
-                    data=compose.wire(message),
-                    ref=entry.id,
-                    envelope_from=proof.return_path(*seal),
-                )
+            yield mail.Outgoing(
+                to=subscriber.email,
+                message_id=str(message["Message-ID"]),
+                data=compose.wire(message),
+                ref=entry.id,
+                envelope_from=proof.return_path(*seal),
             )
-        return made
 
     def refused(self, entry: Entry, outgoing: mail.Outgoing, error: str) -> None:
         """The address was refused for good while sending: a hard bounce (the sending is the

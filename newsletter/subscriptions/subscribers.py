@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import secrets
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import timedelta
 from pathlib import Path
@@ -120,12 +121,13 @@ class Subscribers:
         return found
 
     @staticmethod
-    def confirmed_ids(db: sqlite3.Connection) -> list[int]:
-        """The row ids of the subscribers confirmed now, inside the caller's transaction (an
-        announcement is owed to who is confirmed at the instant it is planned)."""
-        return [row[0] for row in db.execute(
+    def confirmed_ids(db: sqlite3.Connection) -> Iterator[int]:
+        """The row ids of the subscribers confirmed now, read as they are used inside the
+        caller's transaction (an announcement is owed to who is confirmed at that instant)."""
+        cursor = db.execute(
             "SELECT id FROM subscribers WHERE status = ? ORDER BY id", (Status.CONFIRMED,)
-        )]  # fmt: skip
+        )
+        return (row[0] for row in cursor)
 
     def list(self, status: Status | None = None) -> list[Subscriber]:
         if status is None:

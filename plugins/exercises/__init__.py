@@ -18,8 +18,9 @@ Keys (`KEYS`; case, `_` and `-` in a key do not matter): `name`, `targets` (a co
 `steps` (one `- step` a line below it; `*`, `1.` and `1)` work too, and an indented line goes on
 with the step above), `sets` (a whole number), `reps` (a whole number or a range `15-20`),
 `per week` (1 to 7) and `weeks` (a whole number) are required; `hold` (text, e.g. "30 seconds")
-is optional, and stands in for `reps` in an exercise held rather than repeated. Values are
-text, never YAML. Lines starting with `#` and blank lines are skipped.
+is optional, and stands in for `reps` in an exercise held rather than repeated; so are week
+notes, `week N: text` (`week 3`, `Week_3`, `week3`), one per week, N from 1 to `weeks`. Values
+are text, never YAML. Lines starting with `#` and blank lines are skipped.
 
 Working on the rendered HTML (any Markdown engine keeps the language as
 `<pre><code class="language-exercise">`), on `content_object_init`, each block of an article or
@@ -38,14 +39,25 @@ theme's script adds the print and calendar buttons), so feeds and emails carry o
     <div><dt>How often</dt><dd>5 times a week</dd></div>
     <div><dt>For how long</dt><dd>6 weeks</dd></div>
     </dl>
+    [<dl class="exercise-weeks"><div><dt>Week 3</dt><dd>add a 1 kg ankle weight</dd></div>...</dl>]
     </section>
 
 The content object also gets `exercises` (a list of plain dicts: id, name, targets, steps, the
-prescription) and, for the article's JSON-LD (plugins/theme_helpers), one schema.org
-`ExercisePlan` per card in `structured_data["hasPart"]`. Both are attributes of the object, so
-Pelican's content cache (`invoke serve`) keeps them with the HTML.
+prescription (`rows`), `notes` [(week, text)], and for an article `plan_id`, the article's Id
+and the card's id: plans.py) and, for the article's JSON-LD (plugins/theme_helpers), one
+schema.org `ExercisePlan` per card in `structured_data["hasPart"]`. Both are attributes of the
+object, so Pelican's content cache (`invoke serve`) keeps them with the HTML.
 
-A broken block (empty; a missing, unknown (with a "did you mean"), repeated or malformed field)
+On the article's page only (the theme's filter `exercise_page`, page.py), a published
+article's card also gets the `webcal://` link to its plan's calendar feed and the "Follow this
+plan by email" form (theme/templates/partials/exercise_follow.html); the feeds and the
+announcement emails carry the card above, without them. On `article_writer_finalized` the
+plans of the published articles are written as files (plans.py): `exercises/plans.json` (the
+newsletter's contract, blog/feed_contract.py) and one RFC 5545 feed per plan,
+`exercises/PLAN-ID.ics`; an article without a plan adds nothing.
+
+A broken block (empty; a missing, unknown (with a "did you mean"), repeated or malformed field;
+a week note outside the plan's weeks)
 stays as it was and is reported as "path:line: exercise field 'sets': ..." with the line in
 the .md file (the block is found in the source by its text), through plugins/content_check,
 which fails the build before anything is written. An article or page without a block costs one
@@ -77,6 +89,9 @@ from pelican.utils import pelican_open, slugify
 from blog import pelican_seam
 from blog.listing import show_in_menu, write_listing
 
+from . import page as page_pieces
+from . import plans as plans_files
+
 MARKER = 'class="language-exercise"'
 KEYS = ("name", "targets", "steps", "sets", "reps", "hold", "per week", "weeks")
 REQUIRED = ("name", "targets", "steps", "sets", "per week", "weeks")  # and reps, unless hold
@@ -91,6 +106,8 @@ _FENCE = re.compile(r"^(?P<lead>[ \t]*(?:>[ \t]?)*[ \t]*)(?P<fence>`{3,}|~{3,})[
 _ITEM = re.compile(r"^(?:[-*]|\d{1,3}[.)])(?:\s+|$)")
 _REPS = re.compile(r"(\d+)(?:\s*(?:-|–|—|to)\s*(\d+))?", re.I)
 _ID = re.compile(r"""\sid\s*=\s*["']?([^"'\s>]+)""")
+_WEEK = re.compile(r"week ?(\d{1,3})")  # a week's note: 'week 3', 'Week_3', 'week3'
+NOTE_EXAMPLE = "week 3: add a 1 kg ankle weight"
 _SLUG_SUBS = [
     (r"[^\w\s-]", ""),
     (r"(?u)\A\s*", ""),
@@ -131,6 +148,7 @@ class _Parser:
         self.fields: dict[str, tuple[int, str]] = {}  # key -> (offset, value)
         self.steps: list[str] = []
         self.suggested: set[str] = set()  # keys a "did you mean" named: not "missing" too
+        self.notes: dict[int, tuple[int, str]] = {}  # week -> (offset, the note)
         self.missing: list[str] = []
         self.read(text)
 
@@ -164,11 +182,17 @@ class _Parser:
                 continue
             key = _key(name)
             in_steps = key == "steps"
-            if key not in KEYS:
+            week = _WEEK.fullmatch(key)
+            if week or key.startswith("week "):
+                self.note(number, name.strip(), week, value.strip())
+            elif key not in KEYS and self.near_week(number, name.strip(), key):
+                pass
+            elif key not in KEYS:
                 close = difflib.get_close_matches(key, KEYS, n=1, cutoff=0.6)
                 hint = f'did you mean "{close[0]}"? ' if close else ""
                 self.suggested.update(close)
-                self.fail(number, name.strip(), f"unknown; {hint}The fields are: {', '.join(KEYS)}")
+                self.fail(number, name.strip(), f"unknown; {hint}The fields are: {', '.join(KEYS)}"
+                          f", and a note for a week: 'week N: text'")  # fmt: skip
             elif key in self.fields:
                 first = self.fields[key][0]
                 self.fail(number, key, f"given twice (first on line {first} of the block)")
@@ -177,6 +201,31 @@ class _Parser:
                 if in_steps and value.strip():
                     self.fail(number, "steps", "write each step on its own line below "
                               "'steps:', starting with '- '")  # fmt: skip
+
+    def note(self, offset: int, name: str, week: re.Match | None, value: str) -> None:
+        """A week's note, `week N: text`: N checked against the plan's weeks in `parse`."""
+        if week is None:
+            self.fail(offset, name, "a week's note is 'week N: text', N the week's number (1 "
+                      f"for the first), e.g. '{NOTE_EXAMPLE}'")  # fmt: skip
+            return
+        number = int(week[1])
+        if number in self.notes:
+            first = self.notes[number][0]
+            self.fail(offset, f"week {number}", f"given twice (first on line {first} of the "
+                      "block)")  # fmt: skip
+        elif not value:
+            self.fail(offset, f"week {number}", f"empty; e.g. '{NOTE_EXAMPLE}'")
+        else:
+            self.notes[number] = (offset, value)
+
+    def near_week(self, offset: int, name: str, key: str) -> bool:
+        """A misspelt week's note ('wek 3', 'weeks 3', 'week3:' is fine): True once reported."""
+        found = re.fullmatch(r"([a-z]+) ?(\d+)", key)
+        if not found or not difflib.get_close_matches(found[1], ["week"], n=1, cutoff=0.6):
+            return False
+        self.fail(offset, name, f'unknown; did you mean "week {int(found[2])}"? A week\'s note '
+                  f"is 'week N: text', e.g. '{NOTE_EXAMPLE}'")  # fmt: skip
+        return True
 
     def text(self, key: str) -> str | None:
         """A required field's value, or None (and a problem) when it is missing or empty."""
@@ -236,6 +285,15 @@ def parse(text: str) -> dict:
     if "hold" in p.fields and not hold:
         p.fail(p.fields["hold"][0], "hold", "empty; e.g. 'hold: 30 seconds'")
     per_week, weeks = p.whole("per week", 1, 7), p.whole("weeks")
+    notes = []
+    for number, (offset, note) in sorted(p.notes.items()):
+        if number < 1 or (weeks is not None and number > weeks):
+            span = f"week 1 to week {weeks}" if weeks else "week 1 or later"
+            lasts = f"the plan lasts {weeks} week{'s' if weeks != 1 else ''} ('weeks: {weeks}')"
+            p.fail(offset, f"week {number}", f"week {number} is outside the plan: "
+                   f"{lasts if weeks else 'weeks start at 1'}; use {span}")  # fmt: skip
+        else:
+            notes.append((number, note))
     if len(p.missing) == 1:
         p.fail(0, p.missing[0], "missing; add a line " + MISSING_HINTS.get(
             p.missing[0], f"'{p.missing[0]}: ...'"))  # fmt: skip
@@ -253,6 +311,7 @@ def parse(text: str) -> dict:
         "hold": hold,
         "per_week": per_week,
         "weeks": weeks,
+        "notes": notes,
     }
 
 
@@ -288,8 +347,20 @@ def card_html(plan: dict, card_id: str) -> str:
         f"{e(', '.join(plan['targets']))}</p>\n"
         f'<ol class="exercise-steps">\n{steps}\n</ol>\n'
         f'<dl class="exercise-prescription">\n{rows}\n</dl>\n'
+        f"{notes_html(plan)}"
         "</section>"
     )
+
+
+def notes_html(plan: dict) -> str:
+    """The week notes as a description list after the prescription ('' without any)."""
+    notes = plan.get("notes") or ()
+    if not notes:
+        return ""
+    rows = "\n".join(
+        f"<div><dt>Week {week}</dt><dd>{escape(note)}</dd></div>" for week, note in notes
+    )
+    return f'<dl class="exercise-weeks">\n{rows}\n</dl>\n'
 
 
 def json_ld(plan: dict, url: str) -> dict:
@@ -399,9 +470,18 @@ def make_cards(content) -> None:
 
     pelican_seam.set_html(content, _BLOCK.sub(replace, html))
     content.exercise_problems = problems
+    # A plan of an article has an id (plugins/exercises/plans.py); a page's has none.
+    article_id = str(content.metadata.get("id") or "").strip()
+    if not isinstance(content, Article):
+        article_id = ""
     content.exercises = [
-        {**plan, "rows": prescription(plan)} for plan in plans
-    ]  # what the library and other plugins read
+        {
+            **plan,
+            "rows": prescription(plan),
+            "plan_id": plans_files.plan_id(article_id, plan["id"]) if article_id else None,
+        }
+        for plan in plans
+    ]  # what the library, the plans' files, the page's filter and other plugins read
     if plans:
         if not isinstance(getattr(content, "structured_data", None), dict):
             content.structured_data = {}
@@ -497,8 +577,21 @@ def write_library(generator, writer) -> None:
     )
 
 
+def write_plans(generator, writer) -> None:
+    """exercises/plans.json and each plan's .ics (plugins/exercises/plans.py)."""
+    plans_files.write(generator.articles, generator.settings, generator.output_path)
+
+
+def _install(generator) -> None:
+    """The theme's filter `exercise_page` (plugins/exercises/page.py), on each generator's Jinja
+    environment (not in JINJA_FILTERS: the settings stay picklable for the content cache)."""
+    generator.env.filters["exercise_page"] = page_pieces.make_filter(generator.settings)
+
+
 def register():
     signals.content_object_init.connect(make_cards)
+    signals.generator_init.connect(_install)
     signals.article_generator_finalized.connect(_finalized)
     signals.page_generator_finalized.connect(_check_pages)
     signals.article_writer_finalized.connect(write_library)
+    signals.article_writer_finalized.connect(write_plans)

@@ -147,7 +147,7 @@
   window.exerciseCalendar = function (card, toggle) {
     var box = card.querySelector(".exercise-calendar");
     if (!box) {
-      box = card.appendChild(form(card));
+      box = card.insertBefore(form(card), toggle.parentNode.nextSibling);  // under its button's row
       toggle.setAttribute("aria-controls", box.id);
     } else {
       box.hidden = !box.hidden;

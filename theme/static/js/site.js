@@ -79,20 +79,25 @@
   }
 
   // Exercise cards: "Print this exercise" prints that card alone; "Add to my calendar" loads
-  // exercise-calendar.js (its form and the .ics) on the first click, never before.
+  // exercise-calendar.js (its form and the .ics) on the first click, never before. They join
+  // the card's row of actions (the page's card has one, with the plan's calendar feed link,
+  // before its "Follow this plan by email" form), else a row of their own at its end: Print
+  // first, "Add to my calendar" last, so its form (opened under the row) comes next by Tab.
   var me = document.currentScript || document.querySelector("script[src$='/site.js']");
   var here = me ? me.src : location.href, waiting = null;
   document.querySelectorAll("section.exercise[data-per-week][data-weeks]").forEach(function (card) {
-    var row = document.createElement("div");
-    row.className = "exercise-actions";
-    var print = row.appendChild(document.createElement("button"));
+    var row = card.querySelector(".exercise-actions");
+    if (!row) {
+      row = card.appendChild(document.createElement("div"));
+      row.className = "exercise-actions";
+    }
+    var print = row.insertBefore(document.createElement("button"), row.firstChild);
     var add = row.appendChild(document.createElement("button"));
     print.type = add.type = "button";
     print.className = "button-secondary";
     print.textContent = "Print this exercise";
     add.textContent = "Add to my calendar";
     add.setAttribute("aria-expanded", "false");
-    card.appendChild(row);
     print.addEventListener("click", function () {
       document.documentElement.classList.add("print-exercise");
       card.classList.add("print-this");
