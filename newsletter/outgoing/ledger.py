@@ -115,40 +115,44 @@ class MailLedger:
         the longest due first."""
         moment = self.database.clock()
         now, lease_end = stamp(moment), stamp(moment + LEASE)
+        self._reclaim(kinds, now)
         scope, args = self._scope(kinds, about_id, after_id)
-        queued, queued_args = f"status = 'queued' AND {scope}", list(args)
+        where = f"status = 'queued' AND {scope}"
         if not every:
-            queued += " AND next_attempt_at <= ?"
-            queued_args.append(stamp(due_by or moment))
-        # Two plain shapes (an OR of both would scan every row), each on its index: about one
-        # thing, in id order (`outgoing_mail_about`); of a kind, the oldest due first (the
-        # partial indexes of what is queued and what is in flight).
-        by_id = about_id is not None
-        wanted = [
-            (queued, queued_args, "id" if by_id else "next_attempt_at, id"),
-            (f"status = 'sending' AND {scope} AND locked_until <= ?", [*args, now],
-             "id" if by_id else "locked_until, id"),
-        ]  # fmt: skip
-        columns = "id, kind, subscriber_id, about_id, attempts"
-
-        def select(db, limit):
-            rows = []
-            for where, values, order in wanted:
-                rows += db.execute(
-                    f"SELECT {columns} FROM outgoing_mail WHERE {where} ORDER BY {order} LIMIT ?",
-                    (*values, limit),
-                ).fetchall()
-            return sorted(rows, key=lambda row: row[0])[:limit] if by_id else rows[:limit]
-
-        if not select(self.database.db, 1):
+            where, args = where + " AND next_attempt_at <= ?", [*args, stamp(due_by or moment)]
+        # About one thing: in id order, on `outgoing_mail_about`; of a kind: the longest due
+        # first, on the partial index of what is queued.
+        order = "id" if about_id is not None else "next_attempt_at, id"
+        select = (
+            "SELECT id, kind, subscriber_id, about_id, attempts FROM outgoing_mail"
+            f" WHERE {where} ORDER BY {order} LIMIT ?"
+        )
+        if not self.database.db.execute(select, (*args, 1)).fetchone():
             return []  # a read: an idle sender's look takes no write lock
         with self.database.transaction() as db:
-            rows = select(db, limit)
+            rows = db.execute(select, (*args, limit)).fetchall()
             db.executemany(
                 "UPDATE outgoing_mail SET status = 'sending', locked_until = ? WHERE id = ?",
                 [(lease_end, row[0]) for row in rows],
             )
         return [Entry(*row) for row in rows]
+
+    def _reclaim(self, kinds: Sequence[str], now: str) -> None:
+        """Rows whose sender's lease ran out (it died mid-send) are queued again, due as they
+        were: a read on the partial index of what is in flight, a write only when one is found."""
+        where = (
+            f"status = 'sending' AND locked_until <= ? AND kind IN ({', '.join('?' * len(kinds))})"
+        )
+        args = (now, *kinds)
+        if self.database.db.execute(
+            f"SELECT 1 FROM outgoing_mail WHERE {where} LIMIT 1", args
+        ).fetchone():
+            with self.database.transaction() as db:
+                db.execute(
+                    "UPDATE outgoing_mail SET status = 'queued', locked_until = NULL"
+                    f" WHERE {where}",
+                    args,
+                )
 
     @staticmethod
     def _scope(kinds, about_id, after_id) -> tuple[str, list]:
