@@ -340,14 +340,18 @@ def _announce(**options):
     from newsletter.announcements import run as announce
     from newsletter.announcements.feed import FeedError
     from newsletter.announcements.ledger import LedgerLocked
+    from newsletter.announcements.test_send import TestSendRefused
     from newsletter.settings import ConfigError
 
+    testing = options.get("test") is not None
     try:
         summary = announce.run(progress=announce.TerminalProgress(), **options)
     except (ConfigError, FeedError, LedgerLocked, announce.TooManyNewItems,
-            announce.ItemRefused) as error:  # fmt: skip
-        raise Exit(f"Not announced: {error}", code=1) from None
+            announce.ItemRefused, TestSendRefused) as error:  # fmt: skip
+        raise Exit(f"{'Test not sent' if testing else 'Not announced'}: {error}", code=1) from None
     print("\n".join(summary.lines()))
+    if not summary.ok and testing:
+        raise Exit("The test email did not go out (see above); nothing was recorded.", code=1)
     if not summary.ok and not options.get("dry_run"):
         raise Exit("Not every email went out (see above); run `invoke announce` again.", code=1)
 
@@ -362,16 +366,21 @@ def _announce(**options):
         "check_live": "announce an article only once its page answers 200",
         "yes": "send even more new items than NEWSLETTER_ANNOUNCE_MAX_ITEMS (checked by you)",
         "item": "send only this article, recorded earlier without an email: its slug, guid or URL",
+        "test": "send what the next run would send, one email of each kind, to this address only "
+        "('[Test]' in the Subject), through the live transport; record nothing",
     },
 )
 def announce_run(c, dry_run=False, feed_url="", send_existing=False, check_live=False, yes=False,
-                 item=""):  # fmt: skip
+                 item="", test=None):  # fmt: skip
     """Email each new article in the feed to every confirmed subscriber.
 
     Exit 1 if any email failed, or if more new items than NEWSLETTER_ANNOUNCE_MAX_ITEMS wait
-    for --yes. With --item, send one article the ledger recorded without an email."""
+    for --yes. With --item, send one article the ledger recorded without an email. With
+    --test you@example.com, send one of each email the next run would send to that address only,
+    and record nothing."""
+    # test: None is no test; an empty `--test ""` is a test, refused for its missing address
     _announce(dry_run=dry_run, feed_url=feed_url or None, send_existing=send_existing,
-              check_live=check_live, yes=yes, item=item or None)  # fmt: skip
+              check_live=check_live, yes=yes, item=item or None, test=test)  # fmt: skip
 
 
 @task(name="preview", help={"no_open": "only write the page, do not open a browser"})

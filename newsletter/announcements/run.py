@@ -18,6 +18,14 @@ the feed that the ledger recorded without an email (the first run's back catalog
 `Announce: no`), and nothing else: with the same lock and dry run (one article is within any
 flood limit); an article announced before, new (not recorded yet) or not in the feed raises
 `ItemRefused`, whose str() is the sentence to show (with close matches).
+`test=ADDRESS` (`invoke announce --test you@example.com`) sends the emails the next run would
+send, one of each kind (article, video, digest), to that one address through the live transport,
+"[Test] " in their Subject, and records nothing: it reads the ledger (read-only; a missing database
+is not created) with the same decisions as a real run (`_decide`, the flood guard, or `item=`), and
+when nothing is new it sends the latest announcement again (or the newest feed item). It takes no
+run lock: it neither waits for nor holds up a real run. It returns a `test_send.TestSend`
+(`lines()`, `ok`); a bad address raises `test_send.TestSendRefused` before anything is read.
+Composing and sending: `newsletter.announcements.test_send`.
 `preview()` renders the latest announcement (or the newest feed item) as an HTML page.
 Previews are private like the outbox: files 0600, folders 0700.
 The mailer is the one `newsletter.mail.connect` makes from NEWSLETTER_TRANSPORT: outbox
@@ -29,7 +37,10 @@ from __future__ import annotations
 import difflib
 import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -38,6 +49,7 @@ from urllib.parse import urlsplit
 import requests
 
 from newsletter import mail
+from newsletter.announcements import test_send
 from newsletter.announcements.dispatch import NoProgress, Progress, Tally, dispatch
 from newsletter.announcements.emails import Composer, drafts
 from newsletter.announcements.feed import FeedError, FeedItem, read_feed, read_video_feed
@@ -58,7 +70,7 @@ from newsletter.mail.outbox import OutboxMailer
 from newsletter.outgoing.dispatcher import Dispatcher
 from newsletter.private_files import private_folder, write_private
 from newsletter.settings import Settings, load
-from newsletter.subscriptions.subscribers import Status
+from newsletter.subscriptions.subscribers import Status, Subscribers
 from newsletter.subscriptions.tokens import Tokens
 
 
@@ -197,14 +209,23 @@ def run(
     check_live: bool = False,
     yes: bool = False,
     item: str | None = None,
+    test: str | None = None,
     progress: Progress | None = None,
     connect=None,
     sleep=time.sleep,
-) -> Summary:
+) -> Summary | test_send.TestSend:
     """`connect(report)` makes the mailer (default: `mail.connect` from the settings). Raises
     `TooManyNewItems` (nothing sent, nothing recorded) when the flood guard holds the run, and
-    `ItemRefused` when `item` cannot be announced."""
+    `ItemRefused` when `item` cannot be announced. `test`: the test send (see the module's
+    contract), which returns a `TestSend`."""
     settings = load(settings)
+    if test is not None:
+        if dry_run:
+            raise test_send.TestSendRefused(
+                "--test sends real emails to one address, --dry-run renders them to files: "
+                "use one or the other."
+            )
+        return _test_send(settings, test, feed_url, send_existing, check_live, yes, item, connect)
     if item is not None and send_existing:
         raise ItemRefused(
             "--item sends one article the ledger recorded; --send-existing sends the back "
@@ -432,6 +453,109 @@ def live_check(timeout: float = 10.0):
             return f"{item.link} cannot be reached ({type(error).__name__})"
 
     return is_live
+
+
+# The test send: --test ADDRESS ----------------------------------------------------------------
+def _test_send(settings, address, feed_url, send_existing, check_live, yes, item, connect):
+    """What the next run would send, one email of each kind, to `address` (see the contract)."""
+    to = test_send.recipient(address)  # a bad address: refused before anything is read
+    feed = read_feed(feed_url or settings.announce.feed_url or None, timeout=settings.http.timeout)
+    report = test_send.TestSend(feed.source, to, test_send.transport(settings))
+    notes = report.notes
+    with _reading(settings) as ledger:
+        if ledger.subscribers.get(test_send.TEST_PUBLIC_ID) is not None:  # never, but be sure
+            raise test_send.TestSendRefused(
+                f"a subscriber has the test's public id {test_send.TEST_PUBLIC_ID!r}: not sent."
+            )
+        if item is not None:
+            chosen = choose(feed.items, item, feed.source)
+            if _recorded_reason(ledger, chosen) is None:
+                notes.append(f"A real `--item` would refuse it: {_refusal(ledger, chosen)}")
+            else:
+                notes.append(f"A real `--item` would send {chosen.title!r} to every reader.")
+            announcements = [test_send.from_draft(d) for d in drafts([chosen], settings)]
+        else:
+            announcements = _next_run(settings, ledger, feed, send_existing, check_live, yes, notes)
+        chosen_ones, rest = test_send.one_of_each(announcements)
+    if rest:
+        titles = ", ".join(repr(a.subject) for a in rest[:5]) + (" ..." if len(rest) > 5 else "")
+        notes.append(
+            f"Sent here: one email of each kind; the real run would send {len(rest)} more to each "
+            f"reader: {titles}."
+        )
+    report.sent = test_send.send(settings, to, chosen_ones, connect=connect)
+    return report
+
+
+def _next_run(settings, ledger, feed, send_existing, check_live, yes, notes) -> list[Announcement]:
+    """The announcements the next plain run would make (unsaved), with notes on what it would
+    do; when it would send nothing, the latest announcement (or the newest feed item) instead."""
+    probe = Summary(feed=feed.source)
+    decisions = _decide(
+        settings, ledger, Sources(feed.items, _videos(settings, probe)), send_existing, check_live
+    )
+    notes += [f"PROBLEM: {problem}" for problem in probe.problems]
+    recorded = [d for d in decisions if d.action == RECORD]
+    for decision in recorded[:5]:
+        notes.append(f"the next run records, not sends: {decision.item.title} ({decision.reason})")
+    if len(recorded) > 5:
+        notes.append(f"... and {len(recorded) - 5} more recorded, not sent")
+    for decision in (d for d in decisions if d.action == WAIT):
+        notes.append(f"the next run waits: {decision.item.title} ({decision.reason})")
+    new_items = [d.item for d in decisions if d.action == ANNOUNCE]
+    readers = sum(1 for _ in Subscribers.confirmed_ids(ledger.database.db))
+    left = ledger.counts()
+    if pending := left["queued"] + left["sending"]:
+        notes.append(f"The next run also sends {pending} email(s) left over by earlier runs.")
+    if new_items:
+        planned = drafts(new_items, settings)
+        notes.append(
+            f"The next run would announce {len(new_items)} new item(s): {len(planned)} email(s) "
+            f"to each of {readers} confirmed subscriber(s)."
+        )
+        if _held(settings, new_items, yes):
+            notes += flood_lines(new_items, settings.announce.max_items)
+            notes.append(
+                "The real run would send nothing and record nothing without --yes; these are "
+                "the emails it would send with it."
+            )
+        return [test_send.from_draft(draft) for draft in planned]
+    first = any(d.reason == FIRST_RUN for d in recorded)
+    notes.append(
+        "The next run is a first run: it records what is in the feed and sends nothing."
+        if first
+        else "Nothing is new: the next run would send no new announcement."
+    )
+    if latest := ledger.latest():
+        notes.append(
+            f"Sent again, to show the real email: the latest announcement, {latest.subject!r} "
+            f"(of {latest.created_at[:10]})."
+        )
+        return [latest]
+    if not feed.items:
+        raise test_send.TestSendRefused(
+            f"nothing to send: no announcement yet and {feed.source} is empty."
+        )
+    newest = sorted(feed.items, key=lambda i: i.published or utcnow(), reverse=True)[0]
+    notes.append(
+        "Nothing was announced yet; sent to show the real email: the newest item of the feed, "
+        f"{newest.title!r}."
+    )
+    return [test_send.from_draft(draft) for draft in drafts([newest], settings)]
+
+
+@contextmanager
+def _reading(settings: Settings) -> Iterator[Ledger]:
+    """The ledger, read-only (SQLite refuses any write); a database that does not exist yet is
+    not created: an empty one in a temporary folder stands in (the next run is a first run)."""
+    path = Path(settings.core.database)
+    with tempfile.TemporaryDirectory() as spare:
+        database = Database(path if path.exists() else Path(spare) / "empty.sqlite3")
+        try:
+            database.read_only()
+            yield Ledger(database)
+        finally:
+            database.close()
 
 
 # Dry run and preview --------------------------------------------------------------------------

@@ -1,0 +1,335 @@
+"""`invoke announce --test ADDRESS`: the emails the next run would send, one of each kind, to one
+address through the live transport, "[Test]" in the Subject, and nothing recorded. Over real
+Pelican builds, a real SQLite file, the outbox and (once) the real SMTP test server."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from newsletter.announcements import run as announce
+from newsletter.announcements.feed import FeedItem
+from newsletter.announcements.ledger import Announcement, Ledger
+from newsletter.announcements.test_send import TEST_PUBLIC_ID, TestSendRefused, one_of_each
+from newsletter.mail import proof
+from newsletter.subscriptions.app import create_app
+from newsletter.subscriptions.subscribers import Status, Subscribers
+from tests.announce_helpers import add_subscribers, build, recent, recipients
+from tests.conftest import write_article
+from tests.smtp_server import SmtpSink
+from tests.test_mail_mailgun import DOMAIN, KEY, FakeMailgun
+from tests.test_run import outbox_names, sent_since
+
+ROOT = Path(__file__).resolve().parent.parent
+ME = "author@walkagain.example"
+PEOPLE = {
+    "ann@example.com": Status.CONFIRMED,
+    "bob@example.com": Status.CONFIRMED,
+    "una@example.com": Status.UNCONFIRMED,
+    "ursula@example.com": Status.UNSUBSCRIBED,
+}
+CONFIRMED = ["ann@example.com", "bob@example.com"]
+
+
+def dump(settings) -> list[str]:
+    """Every table's every row (and the schema), as SQL: the whole database's content."""
+    connection = sqlite3.connect(settings.database)
+    try:
+        return list(connection.iterdump())
+    finally:
+        connection.close()
+
+
+def counts(settings) -> dict[str, int]:
+    connection = sqlite3.connect(settings.database)
+    try:
+        tables = [row[0] for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]  # fmt: skip
+        return {t: connection.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables}
+    finally:
+        connection.close()
+
+
+def body(message) -> str:
+    return message.get_body(("plain",)).get_content()
+
+
+def unsubscribe_of(message) -> str:
+    return str(message["List-Unsubscribe"]).strip("<>")
+
+
+@pytest.fixture
+def blog(make_settings, tmp_path, content_dir):
+    """A blog announced once (the first run recorded its first article), with one new article
+    built since: the next run announces "Knees and hips"."""
+    settings = make_settings()
+    add_subscribers(settings, PEOPLE)
+    output = tmp_path / "output"
+    write_article(content_dir, "first", "The first article", recent(48))
+    first = announce.run(settings, feed_url=build(content_dir, output))
+    assert first.ok and first.announced == []
+    write_article(content_dir, "knees", "Knees and hips", recent(1), subtitle="The dek",
+                  summary="Why the hip matters.")  # fmt: skip
+    return settings, content_dir, output, build(content_dir, output)
+
+
+def test_the_test_send_reaches_one_address_records_nothing_and_the_run_still_announces(blog):
+    settings, _content, _output, feed = blog
+    before, rows, files = dump(settings), counts(settings), outbox_names(settings)
+    assert rows["feed_items"] == 1 and rows["subscribers"] == len(PEOPLE)
+
+    report = announce.run(settings, feed_url=feed, test=f"  {ME.upper()} ")
+    (test,) = sent_since(settings, files)
+    assert test["To"] == "AUTHOR@walkagain.example"  # normalised: the domain lowercased
+    assert test["Subject"] == "[Test] Knees and hips"
+    assert dump(settings) == before and counts(settings) == rows  # nothing recorded at all
+    assert report.ok
+    lines = report.lines()
+    assert (
+        "The next run would announce 1 new item(s): 1 email(s) to each of 2 confirmed "
+        "subscriber(s)." in "\n".join(lines)
+    )
+    sent_line = (
+        r"  sent: '\[Test\] Knees and hips' to AUTHOR@walkagain\.example via outbox \((.+)\)"
+    )
+    where = re.fullmatch(sent_line, lines[-2])
+    assert where and where.group(1).endswith(".test-send.test_walkagain.example.eml")
+    assert (
+        lines[-1].startswith("Test send: 1 email(s) sent") and "nothing was recorded" in lines[-1]
+    )
+
+    # The Message-ID is sealed like a real one, with the kind "test", for the placeholder
+    # reader: a bounce quoting it proves the public id "test-send", which names nobody.
+    message_id = str(test["Message-ID"])
+    assert re.fullmatch(r"<[0-9a-f]{32}\.test-send\.test@walkagain\.example>", message_id)
+    assert proof.proven_by_message_id(settings, message_id) == TEST_PUBLIC_ID
+    store = Subscribers.open(settings.database)
+    try:
+        assert store.get(TEST_PUBLIC_ID) is None
+    finally:
+        store.close()
+
+    # The real run afterwards announces the article as if the test had never happened ...
+    files = outbox_names(settings)
+    real = announce.run(settings, feed_url=feed)
+    assert real.ok and real.tally.sent == 2
+    assert [a.subject for a in real.announced] == ["Knees and hips"]
+    sent = sent_since(settings, files)
+    assert recipients(sent) == CONFIRMED and {m["Subject"] for m in sent} == {"Knees and hips"}
+    # ... and its email is the one the test showed: the same body, but for the reader's own
+    # unsubscribe link.
+    ann = next(m for m in sent if m["To"] == "ann@example.com")
+    assert body(ann).replace(unsubscribe_of(ann), "URL") == body(test).replace(
+        unsubscribe_of(test), "URL"
+    )
+    assert test.get_body(("html",)).get_content().replace(unsubscribe_of(test), "URL").replace(
+        "<title>[Test] ", "<title>"
+    ) == ann.get_body(("html",)).get_content().replace(unsubscribe_of(ann), "URL")
+
+    # Nothing new now: the test sends the latest announcement again, and says so.
+    files, before = outbox_names(settings), dump(settings)
+    again = announce.run(settings, feed_url=feed, test=ME)
+    (resent,) = sent_since(settings, files)
+    assert resent["Subject"] == "[Test] Knees and hips" and resent["To"] == ME
+    assert resent["Message-ID"] != test["Message-ID"]  # a fresh one: no mail program drops it
+    text = "\n".join(again.lines())
+    assert "Nothing is new: the next run would send no new announcement." in text
+    assert "Sent again, to show the real email: the latest announcement, 'Knees and hips'" in text
+    assert dump(settings) == before
+
+
+def test_one_email_of_each_kind_and_what_the_real_run_would_hold(blog):
+    settings, content, output, _feed = blog
+    for n in (2, 3):
+        write_article(content, f"more-{n}", f"More {n}", recent(1 + n))
+    write_article(content, "quiet", "Housekeeping", recent(1), announce="no")
+    feed = build(content, output)
+    before = dump(settings)
+
+    files = outbox_names(settings)
+    each = announce.run(settings.replace(announce_max_items=2), feed_url=feed, test=ME)
+    (email,) = sent_since(settings, files)  # one article email, not three
+    assert email["Subject"].startswith("[Test] ") and email["To"] == ME
+    text = "\n".join(each.lines())
+    assert "The next run would announce 3 new item(s): 3 email(s)" in text
+    assert "the real run would send 2 more to each reader" in text
+    assert "the next run records, not sends: Housekeeping (opted out (Announce: no))" in text
+    assert "more than NEWSLETTER_ANNOUNCE_MAX_ITEMS=2: it needs --yes." in text
+    assert "The real run would send nothing and record nothing without --yes" in text
+
+    files = outbox_names(settings)
+    digest = announce.run(settings.replace(announce_mode="digest"), feed_url=feed, test=ME)
+    (email,) = sent_since(settings, files)
+    assert email["Subject"].startswith("[Test] ") and "3" in email["Subject"]
+    assert "3 new item(s): 1 email(s)" in "\n".join(digest.lines())
+    assert dump(settings) == before
+
+
+def test_a_bad_address_is_refused_and_nothing_is_sent(blog):
+    settings, _content, _output, feed = blog
+    files, before = outbox_names(settings), dump(settings)
+    for bad in ("", "nobody", "me@", "me@example.org\r\nBcc: all@example.org", "a@b@c.org"):
+        with pytest.raises(TestSendRefused, match="--test .*"):
+            announce.run(settings, feed_url=feed, test=bad)
+    with pytest.raises(TestSendRefused, match="use one or the other"):
+        announce.run(settings, feed_url=feed, test=ME, dry_run=True)
+    assert outbox_names(settings) == files and dump(settings) == before
+
+
+def test_the_unsubscribe_link_of_a_test_unsubscribes_nobody(blog):
+    settings, _content, _output, feed = blog
+    files = outbox_names(settings)
+    announce.run(settings, feed_url=feed, test="ann@example.com")  # even a reader's own address
+    (test,) = sent_since(settings, files)
+    path = unsubscribe_of(test).removeprefix(settings.base_url)
+    before = dump(settings)
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        shown = client.get(path, headers={"Accept": "application/json"})
+        assert shown.status_code == 200 and shown.get_json() == {"ok": True, "subscribed": False}
+        assert "not subscribed" in client.get(path).get_data(as_text=True)
+        clicked = client.post(path, data={"List-Unsubscribe": "One-Click"})
+        assert clicked.status_code == 200
+    finally:
+        app.extensions["newsletter"].close()
+    assert dump(settings) == before  # ann is still confirmed; nobody changed
+
+
+def test_a_running_announce_neither_blocks_nor_is_blocked_by_a_test(blog):
+    settings, _content, _output, feed = blog
+    store = Subscribers.open(settings.database)
+    try:
+        with Ledger(store.database).lock():  # a real run is sending
+            files = outbox_names(settings)
+            assert announce.run(settings, feed_url=feed, test=ME).ok
+            assert len(sent_since(settings, files)) == 1
+    finally:
+        store.close()
+
+
+def test_a_missing_database_is_not_created(make_settings, tmp_path, content_dir):
+    settings = make_settings()
+    write_article(content_dir, "first", "The first article", recent(2))
+    feed = build(content_dir, tmp_path / "output")
+    report = announce.run(settings, feed_url=feed, test=ME)
+    assert not settings.database.exists()
+    text = "\n".join(report.lines())
+    assert "The next run is a first run: it records what is in the feed and sends nothing." in text
+    assert "the newest item of the feed, 'The first article'" in text
+    assert [s.subject for s in report.sent] == ["[Test] The first article"]
+
+
+@pytest.mark.slow
+def test_through_the_real_smtp_server(blog):
+    settings, _content, _output, feed = blog
+    before = dump(settings)
+    with SmtpSink() as sink:
+        smtp = settings.replace(transport="smtp", smtp_host="127.0.0.1", smtp_port=sink.port,
+                                smtp_security="none", smtp_timeout=5)  # fmt: skip
+        report = announce.run(smtp, feed_url=feed, test=ME)
+        (message,) = sink.wait_for(1)
+        assert [rcpt for _from, rcpt in sink.envelopes] == [[ME]]  # that address only
+    assert message["Subject"] == "[Test] Knees and hips" and message["To"] == ME
+    assert report.ok and re.search(
+        rf"  sent: '\[Test\] Knees and hips' to {ME} via smtp$", "\n".join(report.lines()), re.M
+    )
+    assert "List-Unsubscribe" in message and "Knees and hips" in body(message)
+    assert dump(settings) == before
+
+
+@pytest.mark.slow
+def test_invoke_announce_test_through_the_task(blog):
+    settings, _content, _output, feed = blog
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(
+        NEWSLETTER_DATABASE=str(settings.database),
+        NEWSLETTER_OUTBOX=str(settings.outbox),
+        NEWSLETTER_SECRET_KEY=settings.secret_key,
+        NEWSLETTER_FROM=settings.sender,
+        NEWSLETTER_SITE_URL=settings.site_url,
+        NEWSLETTER_BASE_URL=settings.base_url,
+        NEWSLETTER_POSTAL_ADDRESS=settings.postal_address,
+    )
+
+    def invoke(*args):
+        command = [sys.executable, "-m", "invoke", "announce", "--feed-url", str(feed), *args]
+        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+
+    files, before = outbox_names(settings), dump(settings)
+    bad = invoke("--test", "not-an-address")
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert "Test not sent: --test 'not-an-address': That is not a valid email address" in (
+        bad.stderr
+    )
+    assert outbox_names(settings) == files
+
+    sent = invoke("--test", ME)
+    assert sent.returncode == 0, sent.stderr
+    assert f"Test send to {ME} through outbox ({settings.outbox}):" in sent.stdout
+    assert f"  sent: '[Test] Knees and hips' to {ME} via outbox (" in sent.stdout
+    assert sent.stdout.rstrip().splitlines()[-1].startswith("Test send: 1 email(s) sent to ")
+    assert "nothing was recorded" in sent.stdout
+    assert [m["To"] for m in sent_since(settings, files)] == [ME]
+    assert dump(settings) == before
+
+
+def test_one_of_each_kind_article_video_digest():
+    def made(kind, *item_kinds):
+        items = [FeedItem(guid=f"g{n}", link=f"https://x.example/{n}/", title=f"T{n}", kind=k)
+                 for n, k in enumerate(item_kinds)]  # fmt: skip
+        return Announcement(0, kind, "k", "s", items, "", None)
+
+    a1, a2 = made("article", "article"), made("article", "article")
+    v1, v2 = made("article", "video"), made("article", "video")
+    d1 = made("digest", "article", "video")
+    assert one_of_each([a1, v1, a2, v2]) == ([a1, v1], [a2, v2])
+    assert one_of_each([d1]) == ([d1], [])
+    assert one_of_each([]) == ([], [])
+
+
+@pytest.mark.slow
+def test_through_mailgun_as_the_real_run_sends(blog):
+    settings, _content, _output, feed = blog
+    before = dump(settings)
+    fake = FakeMailgun()
+    try:
+        mailgun = settings.replace(transport="mailgun", mailgun_api_key=KEY,
+                                   mailgun_domain=DOMAIN, mailgun_base_url=fake.url)  # fmt: skip
+        report = announce.run(mailgun, feed_url=feed, test=ME)
+    finally:
+        fake.stop()
+    assert report.ok and f"through mailgun ({DOMAIN})" in report.lines()[1]
+    (call,) = fake.calls  # the batch endpoint, as the real run uses it, for one address
+    form = call["form"]
+    assert call["path"] == f"/v3/{DOMAIN}/messages" and form["to"] == [ME]
+    assert form["subject"] == ["[Test] Knees and hips"]
+    variables = json.loads(form["recipient-variables"][0])[ME]
+    assert variables["message_id"].endswith(".test-send.test@walkagain.example>")
+    assert proof.proven_by_message_id(settings, variables["message_id"]) == TEST_PUBLIC_ID
+    assert dump(settings) == before
+
+
+def test_with_item_it_sends_that_article_and_says_what_a_real_item_would_do(blog):
+    settings, _content, _output, feed = blog
+    before, files = dump(settings), outbox_names(settings)
+    recorded = announce.run(settings, feed_url=feed, test=ME, item="the-first-article")
+    (email,) = sent_since(settings, files)
+    assert email["Subject"] == "[Test] The first article"
+    assert "  A real `--item` would send 'The first article' to every reader." in recorded.lines()
+    files = outbox_names(settings)
+    new = announce.run(settings, feed_url=feed, test=ME, item="knees-and-hips")
+    (email,) = sent_since(settings, files)
+    assert email["Subject"] == "[Test] Knees and hips"
+    assert any(
+        line.startswith("  A real `--item` would refuse it: 'Knees and hips' is new")
+        for line in new.lines()
+    )
+    assert dump(settings) == before
