@@ -253,10 +253,17 @@ def subscribers_list(c, status=None):
     print(format_subscribers(found, reasons))
 
 
-@task(name="add", help={"email": "the address", "confirmed": "skip the confirmation email"})
-def subscribers_add(c, email, confirmed=False):
+@task(
+    name="add",
+    help={
+        "email": "the address",
+        "confirmed": "skip the confirmation email",
+        "welcome": "with --confirmed: send the welcome email too",
+    },
+)
+def subscribers_add(c, email, confirmed=False, welcome=False):
     """Add a subscriber; a confirmation email is sent unless --confirmed."""
-    subscriber, added = _admin("add", email, confirmed=confirmed)
+    subscriber, added = _admin("add", email, confirmed=confirmed, welcome=welcome)
     state = "Added" if added else "Already on the list"
     print(f"{state}: {subscriber.email} ({subscriber.status})")
     _send_confirmations()
@@ -268,13 +275,21 @@ def subscribers_remove(c, email):
     print(f"Unsubscribed: {_admin('remove', email).email}")
 
 
-@task(name="import", help={"file": "a CSV file with an email column", "confirmed": "no emails"})
-def subscribers_import(c, file, confirmed=False):
+@task(
+    name="import",
+    help={
+        "file": "a CSV file with an email column",
+        "confirmed": "no emails",
+        "welcome": "with --confirmed: a welcome email to each reader added",
+    },
+)
+def subscribers_import(c, file, confirmed=False, welcome=False):
     """Import addresses from CSV: checked, de-duplicated; confirmed only with --confirmed."""
     from newsletter.subscriptions.admin import format_report
 
-    print(format_report(_admin("import_csv", file, confirmed=confirmed), confirmed))
-    if not confirmed:
+    report = _admin("import_csv", file, confirmed=confirmed, welcome=welcome)
+    print(format_report(report, confirmed, welcome))
+    if not confirmed or welcome:
         _send_confirmations()
 
 

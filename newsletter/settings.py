@@ -44,6 +44,13 @@ DEV_FROM = "Walk Again <newsletter@localhost>"
 DEV_POSTAL_ADDRESS = "Walk Again, 1 Example Street, London"  # production must set its own
 DEV_SITE_URL = "http://localhost:8000"
 DEV_BASE_URL = "http://127.0.0.1:5000"
+DEFAULT_WELCOME_TEXT = (
+    "Thank you for confirming, and welcome! I work in rehab, and I write about knee pain: what"
+    " tends to help, and how to get back to the walks, stairs and runs you miss.\\n\\n"
+    "From now on you'll get one short email each time a new article is out, nothing else. It is"
+    " plain, practical reading, never a substitute for seeing someone who can examine your knee."
+    " If there is a topic you'd like me to cover, just reply to this email."
+)
 DEFAULT_HTTP_TIMEOUT = 10.0  # seconds per HTTP request (a feed, a live check)
 ENVIRONMENTS = ("development", "production")
 TRANSPORTS = ("outbox", "smtp", "mailgun")
@@ -297,6 +304,21 @@ class MailSettings:
     )
     # "": Return-Path is From; else bounces+<proof>@<this domain>.
     verp_domain: str = var("NEWSLETTER_VERP_DOMAIN", "", _text, "Return-Path bounces+<proof>@ this")
+    # The welcome email's opening, in the author's words: plain text, a blank line between
+    # paragraphs (or the four characters \n\n, as in an environment file).
+    welcome_text: str = var(
+        "NEWSLETTER_WELCOME_TEXT",
+        DEFAULT_WELCOME_TEXT,
+        _text,
+        "the welcome email's text (plain; paragraphs split by a blank line or \\n\\n)",
+    )
+    # The articles a new reader should start with, one a line: "Title | https://...".
+    welcome_start_here: str = var(
+        "NEWSLETTER_WELCOME_START_HERE",
+        "",
+        _text,
+        "the welcome's 'start here' articles: 'Title | URL', one a line (or split by \\n)",
+    )
 
     def __post_init__(self) -> None:
         _choice("NEWSLETTER_TRANSPORT", self.transport, TRANSPORTS)
@@ -306,6 +328,21 @@ class MailSettings:
             raise ConfigError("NEWSLETTER_POSTAL_ADDRESS: must not be empty")
         _plain_address("NEWSLETTER_REPLY_TO", self.reply_to)
         _plain_address("NEWSLETTER_UNSUBSCRIBE_MAILTO", self.unsubscribe_mailto)
+        self.start_here  # noqa: B018 - checked now: a malformed entry is a ConfigError
+
+    @functools.cached_property
+    def start_here(self) -> tuple[tuple[str, str], ...]:
+        """NEWSLETTER_WELCOME_START_HERE as (title, URL) pairs, in the author's order."""
+        name, picks = "NEWSLETTER_WELCOME_START_HERE", []
+        for line in self.welcome_start_here.replace("\\n", "\n").splitlines():
+            if not line.strip():
+                continue
+            title, bar, url = line.rpartition("|")
+            title = " ".join(title.split())
+            if not bar or not title:
+                raise ConfigError(f"{name}: {line.strip()!r}: write 'Title | https://...'")
+            picks.append((title, _url(name, url.strip(), query=True)))
+        return tuple(picks)
 
     @functools.cached_property
     def from_address(self) -> Address:  # cached: every Message-ID of a bulk send asks for it

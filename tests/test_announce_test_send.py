@@ -25,7 +25,8 @@ from tests.announce_helpers import add_subscribers, build, recent, recipients
 from tests.conftest import write_article
 from tests.smtp_server import SmtpSink
 from tests.test_mail_mailgun import DOMAIN, KEY, FakeMailgun
-from tests.test_run import outbox_names, sent_since
+from tests.test_run import outbox_names
+from tests.test_run import sent_since as all_sent_since
 
 ROOT = Path(__file__).resolve().parent.parent
 ME = "author@walkagain.example"
@@ -36,6 +37,14 @@ PEOPLE = {
     "ursula@example.com": Status.UNSUBSCRIBED,
 }
 CONFIRMED = ["ann@example.com", "bob@example.com"]
+
+WELCOME = "[Test] Welcome to "
+
+
+def sent_since(settings, files):
+    """The announcement emails a test send wrote (its welcome email, which every test send adds
+    last, is checked by `test_every_test_send_adds_the_welcome_email_marked_and_sealed`)."""
+    return [m for m in all_sent_since(settings, files) if not m["Subject"].startswith(WELCOME)]
 
 
 def dump(settings) -> list[str]:
@@ -99,10 +108,10 @@ def test_the_test_send_reaches_one_address_records_nothing_and_the_run_still_ann
     sent_line = (
         r"  sent: '\[Test\] Knees and hips' to AUTHOR@walkagain\.example via outbox \((.+)\)"
     )
-    where = re.fullmatch(sent_line, lines[-2])
+    where = re.fullmatch(sent_line, lines[-3])  # then the welcome's line
     assert where and where.group(1).endswith(".test-send.test_walkagain.example.eml")
     assert (
-        lines[-1].startswith("Test send: 1 email(s) sent") and "nothing was recorded" in lines[-1]
+        lines[-1].startswith("Test send: 2 email(s) sent") and "nothing was recorded" in lines[-1]
     )
 
     # The Message-ID is sealed like a real one, with the kind "test", for the placeholder
@@ -210,7 +219,7 @@ def test_a_running_announce_neither_blocks_nor_is_blocked_by_a_test(blog):
         with Ledger(store.database).lock():  # a real run is sending
             files = outbox_names(settings)
             assert announce.run(settings, feed_url=feed, test=ME).ok
-            assert len(sent_since(settings, files)) == 1
+            assert len(sent_since(settings, files)) == 1  # and its welcome
     finally:
         store.close()
 
@@ -224,7 +233,7 @@ def test_a_missing_database_is_not_created(make_settings, tmp_path, content_dir)
     text = "\n".join(report.lines())
     assert "The next run is a first run: it records what is in the feed and sends nothing." in text
     assert "the newest item of the feed, 'The first article'" in text
-    assert [s.subject for s in report.sent] == ["[Test] The first article"]
+    assert [s.subject for s in report.sent] == ["[Test] The first article", WELCOME + "Walk Again"]
 
 
 @pytest.mark.slow
@@ -235,8 +244,9 @@ def test_through_the_real_smtp_server(blog):
         smtp = settings.replace(transport="smtp", smtp_host="127.0.0.1", smtp_port=sink.port,
                                 smtp_security="none", smtp_timeout=5)  # fmt: skip
         report = announce.run(smtp, feed_url=feed, test=ME)
-        (message,) = sink.wait_for(1)
-        assert [rcpt for _from, rcpt in sink.envelopes] == [[ME]]  # that address only
+        message, welcome = sink.wait_for(2)
+        assert [rcpt for _from, rcpt in sink.envelopes] == [[ME], [ME]]  # that address only
+        assert welcome["Subject"].startswith(WELCOME)
     assert message["Subject"] == "[Test] Knees and hips" and message["To"] == ME
     assert report.ok and re.search(
         rf"  sent: '\[Test\] Knees and hips' to {ME} via smtp$", "\n".join(report.lines()), re.M
@@ -275,9 +285,9 @@ def test_invoke_announce_test_through_the_task(blog):
     assert sent.returncode == 0, sent.stderr
     assert f"Test send to {ME} through outbox ({settings.outbox}):" in sent.stdout
     assert f"  sent: '[Test] Knees and hips' to {ME} via outbox (" in sent.stdout
-    assert sent.stdout.rstrip().splitlines()[-1].startswith("Test send: 1 email(s) sent to ")
+    assert sent.stdout.rstrip().splitlines()[-1].startswith("Test send: 2 email(s) sent to ")
     assert "nothing was recorded" in sent.stdout
-    assert [m["To"] for m in sent_since(settings, files)] == [ME]
+    assert [m["To"] for m in all_sent_since(settings, files)] == [ME, ME]
     assert dump(settings) == before
 
 
@@ -307,7 +317,10 @@ def test_through_mailgun_as_the_real_run_sends(blog):
     finally:
         fake.stop()
     assert report.ok and f"through mailgun ({DOMAIN})" in report.lines()[1]
-    (call,) = fake.calls  # the batch endpoint, as the real run uses it, for one address
+    calls = {c["path"]: c for c in fake.calls}  # in the order the mailer's answers came
+    assert sorted(calls) == [f"/v3/{DOMAIN}/messages", f"/v3/{DOMAIN}/messages.mime"]
+    call = calls[f"/v3/{DOMAIN}/messages"]  # the batch endpoint, as the real run uses it
+    assert calls[f"/v3/{DOMAIN}/messages.mime"]["form"]["to"] == [ME]  # the welcome, alone
     form = call["form"]
     assert call["path"] == f"/v3/{DOMAIN}/messages" and form["to"] == [ME]
     assert form["subject"] == ["[Test] Knees and hips"]
@@ -331,5 +344,22 @@ def test_with_item_it_sends_that_article_and_says_what_a_real_item_would_do(blog
     assert any(
         line.startswith("  A real `--item` would refuse it: 'Knees and hips' is new")
         for line in new.lines()
+    )
+    assert dump(settings) == before
+
+
+def test_every_test_send_adds_the_welcome_email_marked_and_sealed(blog):
+    """The welcome a reader gets on confirming comes with every test send: the same email
+    (`subscriptions.emails.welcome_email`, the feed's latest articles), "[Test]" in its Subject,
+    the placeholder reader's unsubscribe link and a "test" seal; nothing recorded."""
+    settings, _content, _output, feed = blog
+    before, files = dump(settings), outbox_names(settings)
+    announce.run(settings, feed_url=feed, test=ME)
+    (welcome,) = [m for m in all_sent_since(settings, files) if m["Subject"].startswith(WELCOME)]
+    assert welcome["To"] == ME and welcome["Subject"] == WELCOME + "Walk Again"
+    assert proof.proven_by_message_id(settings, str(welcome["Message-ID"])) == TEST_PUBLIC_ID
+    assert (
+        "List-Unsubscribe" in welcome
+        and "Knees and hips" in welcome.get_body(("plain",)).get_content()
     )
     assert dump(settings) == before

@@ -8,6 +8,7 @@ import pytest
 from newsletter.ratelimit import Rate
 from newsletter.settings import (
     CONCERNS,
+    DEFAULT_WELCOME_TEXT,
     DERIVED,
     DEV_SECRET_KEY,
     FLAT,
@@ -112,6 +113,8 @@ def test_every_variable_is_read(tmp_path):
         "NEWSLETTER_RETRY_DELAY": "0.5",
         "NEWSLETTER_MAX_ATTEMPTS": "3",
         "NEWSLETTER_URL": "https://walkagain.example/newsletter/subscribe",  # the site's own
+        "NEWSLETTER_WELCOME_TEXT": "Hello.\n\nWelcome.",
+        "NEWSLETTER_WELCOME_START_HERE": "Start | https://walkagain.example/start/",
         **ANNOUNCE_ENV,  # the announcements' settings: checked in test_announce_settings.py
         **FEEDBACK_ENV,
     }
@@ -131,6 +134,8 @@ def test_every_variable_is_read(tmp_path):
     assert s.list_id == "Walk Again! <newsletter.walkagain.example>"
     assert "hunter2" not in repr(s) and "s" * 48 not in repr(s)
     assert (s.soft_bounce_limit, s.soft_bounce_days, s.imap_port) == (5, 14.0, 1993)
+    assert s.mail.welcome_text == "Hello.\n\nWelcome."
+    assert s.mail.start_here == (("Start", "https://walkagain.example/start/"),)
     assert s.video_feed_url.endswith("?channel_id=UCx") and s.video_skip_shorts is True
     assert s.ses_topic_arn.endswith(":ses-feedback") and s.verp_domain.startswith("bounces.")
     assert s.sns_max_age == 1800
@@ -309,7 +314,7 @@ def test_every_variable_is_defined_once_in_one_concern():
         if "env" in f.metadata
     ]
     names = [name for _, name in fields]
-    assert len(names) == len(set(names)) == len(VARIABLES) == 50
+    assert len(names) == len(set(names)) == len(VARIABLES) == 52
     assert list(VARIABLES) == names  # in the concerns' order: the order of docs/settings.md
     for concern, name in fields:
         known = VARIABLES[name]
@@ -335,6 +340,8 @@ DEFAULTS = {
         reply_to="",
         unsubscribe_mailto="",
         verp_domain="",
+        welcome_text=DEFAULT_WELCOME_TEXT,
+        welcome_start_here="",
     ),
     SmtpSettings: dict(
         host="localhost",

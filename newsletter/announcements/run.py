@@ -483,7 +483,7 @@ def _test_send(settings, address, feed_url, send_existing, check_live, yes, item
             f"Sent here: one email of each kind; the real run would send {len(rest)} more to each "
             f"reader: {titles}."
         )
-    report.sent = test_send.send(settings, to, chosen_ones, connect=connect)
+    report.sent = test_send.send(settings, to, chosen_ones, connect=connect, feed=feed.source)
     return report
 
 

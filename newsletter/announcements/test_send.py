@@ -16,7 +16,9 @@ Contract:
   `mail.proof` with the kind `KIND` ("test") and a key made fresh per test send (so a mail
   program never drops a second test as a duplicate), and name `TEST_PUBLIC_ID`: a bounce or
   complaint quoting them proves nothing about any reader (`Feedback.record` finds nobody). It
-  pushes them through the live transport (`mail.connect(settings, report)`: outbox, smtp or
+  then adds the welcome email a reader gets on confirming (`subscriptions.emails.welcome_email`,
+  with the same feed lists, the same prefix and proof), and pushes them all through the live
+  transport (`mail.connect(settings, report)`: outbox, smtp or
   mailgun, whatever NEWSLETTER_TRANSPORT says), waits for every answer, and returns one `Sent`
   per email (its subject, the address, the transport, the error or None).
 - This module opens no database and writes nothing but the email itself: no ledger row, no
@@ -30,11 +32,15 @@ import secrets
 from dataclasses import dataclass, field, replace
 
 from newsletter import mail
-from newsletter.announcements.emails import Composer
+from newsletter.announcements.emails import Composer, unsubscribe_url
 from newsletter.announcements.ledger import Announcement, Delivery, Draft
+from newsletter.mail import message as compose
 from newsletter.mail import proof
 from newsletter.settings import Settings
+from newsletter.subscriptions import articles as feed_articles
+from newsletter.subscriptions import emails as subscription_emails
 from newsletter.subscriptions.addresses import InvalidAddress, normalize
+from newsletter.subscriptions.subscribers import Status, Subscriber
 from newsletter.subscriptions.tokens import Tokens
 
 PREFIX = "[Test] "
@@ -129,7 +135,45 @@ class Sent:
         return f"  sent: {self.subject!r} to {self.to} {via}"
 
 
-def send(settings: Settings, to: str, announcements: list[Announcement], *, connect=None):
+def welcome_outgoing(
+    settings: Settings, tokens: Tokens, to: str, feed: str | None = None
+) -> tuple[str, mail.Outgoing]:
+    """The welcome email a reader gets on confirming, for the placeholder reader, its lists read
+    from `feed` (default: the settings' feed), marked and sealed as a test (subject, email)."""
+    reader = Subscriber(
+        id=0, public_id=TEST_PUBLIC_ID, email=to, email_key=to, status=Status.CONFIRMED,
+        confirm_nonce="", created_at="", status_changed_at="", confirmation_sent_at=None,
+        confirmed_at=None, unsubscribed_at=None, bounced_at=None, complained_at=None,
+        consent_at=None, consent_source=None, consent_ip_hash=None,
+    )  # fmt: skip
+    key = f"welcome:{secrets.token_hex(8)}"
+    message = subscription_emails.welcome_email(
+        settings,
+        reader,
+        unsubscribe_url=unsubscribe_url(settings, tokens, TEST_PUBLIC_ID),
+        message_id=proof.message_id(settings, KIND, key, TEST_PUBLIC_ID),
+        articles=feed_articles.latest(settings, source=feed),
+        library=feed_articles.exercise_library(settings, source=feed),
+    )
+    subject = PREFIX + str(message["Subject"])
+    message.replace_header("Subject", subject)
+    return subject, mail.Outgoing(
+        to=to,
+        message_id=str(message["Message-ID"]),
+        data=compose.wire(message),
+        envelope_from=proof.return_path(settings, KIND, key, TEST_PUBLIC_ID),
+    )
+
+
+def send(
+    settings: Settings,
+    to: str,
+    announcements: list[Announcement],
+    *,
+    connect=None,
+    welcome: bool = True,
+    feed: str | None = None,
+):
     """Compose each announcement for `to` (see the module's contract) and send it through the
     live transport; one `Sent` per email, in order."""
     tokens = Tokens(settings.core.secret_key)
@@ -143,6 +187,10 @@ def send(settings: Settings, to: str, announcements: list[Announcement], *, conn
             delivery = Delivery(0, 0, 0, 0, TEST_PUBLIC_ID, to)
             outgoing = composer.outgoing(delivery, with_data=True)
             pushed.append((composer.subject, outgoing))
+            mailer.push(outgoing)
+        if welcome:
+            subject, outgoing = welcome_outgoing(settings, tokens, to, feed)
+            pushed.append((subject, outgoing))
             mailer.push(outgoing)
         mailer.flush()
     finally:
@@ -205,4 +253,5 @@ __all__ = [
     "recipient",
     "send",
     "transport",
+    "welcome_outgoing",
 ]

@@ -15,6 +15,8 @@ Contract, over the `Database`:
   gunicorn worker) never hold the same row; a sender that died gives its rows back when the
   lease ends, or at once through `release()` when the caller knows no one else sends them (the
   announcer, under its run lock).
+- `ever_owed(db, kind, subscriber_id)`: whether that reader was ever owed one of `kind` (a
+  welcome is owed at most once per reader, ever).
 - Each result is recorded right after the transport answered, in its own transaction:
   `sent`, `retry` (the one `Policy`: the one backoff, then `failed` after `max_attempts`),
   `fail`, `skip`. Recording is idempotent: a row already finished is never changed.
@@ -97,6 +99,18 @@ class MailLedger:
             return db.execute(_INSERT, next(rows)).lastrowid
         db.executemany(_INSERT, rows)  # streamed: nothing held per subscriber
         return 0
+
+    @staticmethod
+    def ever_owed(db: sqlite3.Connection, kind: str, subscriber_id: int) -> bool:
+        """Whether an email of `kind` was ever owed to this subscriber (whatever became of it),
+        read inside the caller's transaction: for the kinds owed at most once per reader."""
+        return (
+            db.execute(
+                "SELECT 1 FROM outgoing_mail WHERE subscriber_id = ? AND kind = ? LIMIT 1",
+                (subscriber_id, kind),
+            ).fetchone()
+            is not None
+        )
 
     # Claiming -------------------------------------------------------------------------------
     def claim(

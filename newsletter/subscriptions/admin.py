@@ -3,18 +3,22 @@
 Contract: every function takes `Settings` (from NEWSLETTER_* by default) and works on the same
 SQLite store as the endpoint, safely while it runs.
 - `list_subscribers(status=None)`, `stats()`: read only.
-- `add(email, confirmed=False)`: a new subscriber, confirmed at once only when the author says
-  so; otherwise a confirmation email is queued. An address already known is left as it is.
+- `add(email, confirmed=False, welcome=False)`: a new subscriber, confirmed at once only when
+  the author says so; otherwise a confirmation email is queued. An address already known is left
+  as it is. A reader confirmed by the author gets no welcome email unless `welcome` (readers who
+  confirm themselves get theirs when they confirm).
 - `remove(email)`: unsubscribes (the record stays, so the address is never re-imported).
 - `forget(email)`: deletes every trace: the subscriber, their queued emails (by cascade; the
   freed bytes zeroed and the write-ahead log emptied, so no file of the database keeps them) and
   every file of the outbox and its previews (`<outbox>/preview/`) that names them (addressed to
   them, by the store's key, or holding the address anywhere, in any case); returns those paths.
-- `import_csv(path, confirmed=False)`: checks every row, skips duplicates and known addresses,
-  reports rejected rows with line numbers and reasons; adds the rest in one transaction.
+- `import_csv(path, confirmed=False, welcome=False)`: checks every row, skips duplicates and
+  known addresses, reports rejected rows with line numbers and reasons; adds the rest in one
+  transaction (with `confirmed` and `welcome`, each added reader is owed the welcome email).
 - `export_csv(out)`: every subscriber as CSV (cells that a spreadsheet would run as a formula
   are prefixed with ').
-- `send_queued(timeout)`: sends what is queued now (the confirmations `add`/`import` queued).
+- `send_queued(timeout)`: sends what is queued now (the confirmations and welcomes
+  `add`/`import` queued).
 Errors the author can fix raise `AdminError` with a sentence.
 """
 
@@ -88,18 +92,22 @@ def last_reasons(settings: Settings, subscribers: list[Subscriber]) -> dict[int,
         store.close()
 
 
-def add(settings: Settings, email: str, confirmed: bool = False) -> tuple[Subscriber, bool]:
+def add(
+    settings: Settings, email: str, confirmed: bool = False, welcome: bool = False
+) -> tuple[Subscriber, bool]:
     """(subscriber, added): added is False when the address was already known (unchanged)."""
     normal, key = _address(email)
     store = open_store(settings)
     try:
         status = Status.CONFIRMED if confirmed else Status.UNCONFIRMED
-        subscriber = store.add(normal, key, status=status, source="added by the author")
+        subscriber = store.add(
+            normal, key, status=status, source="added by the author", welcome=welcome
+        )
         if subscriber is not None:
             return subscriber, True
         existing = store.find(key)
         if confirmed and existing.status == Status.UNCONFIRMED:
-            return store.set_status(existing.public_id, Status.CONFIRMED), True
+            return store.set_status(existing.public_id, Status.CONFIRMED, welcome=welcome), True
         return existing, False
     finally:
         store.close()
@@ -220,7 +228,9 @@ def _addressed_to(data: bytes, key: str) -> bool:
     return False
 
 
-def import_csv(settings: Settings, path: str | Path, confirmed: bool = False) -> ImportReport:
+def import_csv(
+    settings: Settings, path: str | Path, confirmed: bool = False, welcome: bool = False
+) -> ImportReport:
     rows = _read_rows(Path(path))
     report = ImportReport()
     seen: set[str] = set()
@@ -244,7 +254,7 @@ def import_csv(settings: Settings, path: str | Path, confirmed: bool = False) ->
             wanted.append((normal, key))
         status = Status.CONFIRMED if confirmed else Status.UNCONFIRMED
         report.added = store.add_many(
-            wanted, status=status, source=f"imported from {Path(path).name}"
+            wanted, status=status, source=f"imported from {Path(path).name}", welcome=welcome
         )
     finally:
         store.close()
@@ -356,8 +366,10 @@ def format_subscribers(subscribers: list[Subscriber], reasons: dict[int, str] | 
     return "\n".join(lines + [f"{len(subscribers)} subscriber(s)"])
 
 
-def format_report(report: ImportReport, confirmed: bool) -> str:
+def format_report(report: ImportReport, confirmed: bool, welcome: bool = False) -> str:
     state = "confirmed" if confirmed else "unconfirmed (a confirmation email each)"
+    if confirmed and welcome:
+        state += " (a welcome email each)"
     lines = [f"Imported {len(report.added)} new subscriber(s) as {state}."]
     if report.known:
         lines.append(f"Already on the list, left as they are: {len(report.known)}")

@@ -3,7 +3,7 @@
 
 Contract: `create_app` reads the settings (a `Settings`, a mapping of NEWSLETTER_* names, or the
 environment), opens and migrates the database, registers the views' Blueprint (and the provider
-webhooks', `webhooks.bp`) and starts the background sender of confirmation emails.
+webhooks', `webhooks.bp`) and starts the background sender of confirmation and welcome emails.
 `app.extensions["newsletter"]` is the `Newsletter` the views use; its `close()` stops the sender
 thread and closes the database.
 """

@@ -1,4 +1,4 @@
-"""The confirmation email and the links in every email to a subscriber.
+"""The confirmation and welcome emails and the links in every email to a subscriber.
 
 Contract:
 - `links(settings, tokens, subscriber)`: the confirmation and unsubscribe URLs (signed, opaque
@@ -7,6 +7,13 @@ Contract:
 - `confirmation_email(settings, subscriber, confirm_url=, unsubscribe_url=, message_id=)`: a
   multipart/alternative `EmailMessage` (plain text, then HTML in the blog's look with its CSS
   inlined), `Auto-Submitted: auto-generated`, the list headers, the postal address in the footer.
+- `welcome_email(settings, subscriber, unsubscribe_url=, message_id=, articles=, library="")`:
+  the welcome, made the same way (layout, CSS inlined, list headers, footer, Reply-To as the
+  announcements): the author's `NEWSLETTER_WELCOME_TEXT` in paragraphs, the author's "start
+  here" picks (`NEWSLETTER_WELCOME_START_HERE`), the latest `articles` (`Article`s; none: no
+  list; a pick is not repeated there; at most `LATEST`), the exercise library's URL when
+  given, the blog.
+  `paragraphs(text)` splits that text on blank lines.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from email.message import EmailMessage
 
 from newsletter.mail import message as compose
 from newsletter.settings import Settings
+from newsletter.subscriptions.articles import Article
 from newsletter.subscriptions.subscribers import Subscriber
 from newsletter.subscriptions.tokens import Tokens
 
@@ -58,4 +66,49 @@ def confirmation_email(
     return message
 
 
-__all__ = ["confirmation_email", "links", "unsubscribe_url"]
+LATEST = 3  # the latest articles a welcome lists
+
+
+def paragraphs(text: str) -> list[str]:
+    """The author's text in paragraphs: split on blank lines (or the two characters \\n\\n of
+    an environment file), each on one line."""
+    text = text.replace("\\n", "\n")
+    parts = (" ".join(part.split()) for part in text.replace("\r\n", "\n").split("\n\n"))
+    return [part for part in parts if part]
+
+
+def welcome_email(
+    settings: Settings,
+    subscriber: Subscriber,
+    *,
+    unsubscribe_url: str,
+    message_id: str,
+    articles: list[Article],
+    library: str = "",
+) -> EmailMessage:
+    subject = f"Welcome to {settings.core.site_name}"
+    start_here = [Article(title, url) for title, url in settings.mail.start_here]
+    picked = {article.link for article in start_here}
+    text, html = compose.render(
+        "welcome",
+        subject=subject,
+        site_name=settings.core.site_name,
+        site_url=settings.core.site_url,
+        postal_address=settings.mail.postal_address,
+        unsubscribe_url=unsubscribe_url,
+        paragraphs=paragraphs(settings.mail.welcome_text),
+        start_here=start_here,
+        articles=[article for article in articles if article.link not in picked][:LATEST],
+        library=library,
+    )
+    message = compose.new_message(settings, subscriber.email, subject, message_id)
+    message["Auto-Submitted"] = "auto-generated"  # sent by the list, on the reader's confirming
+    if settings.mail.reply_to:
+        message["Reply-To"] = settings.mail.reply_to
+    compose.set_list_headers(message, settings, unsubscribe_url)
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+__all__ = ["confirmation_email", "links", "paragraphs", "unsubscribe_url", "welcome_email"]

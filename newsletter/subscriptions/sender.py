@@ -1,5 +1,5 @@
-"""The background sender: applies the form's sign-up requests, then sends the confirmation
-emails the outgoing-mail ledger owes, through the one dispatcher.
+"""The background sender: applies the form's sign-up requests, then sends the confirmation and
+welcome emails the outgoing-mail ledger owes, through the one dispatcher.
 
 Contract:
 - `apply_requests()` applies the stored sign-up requests in order (`Subscribers.process_requests`):
@@ -7,17 +7,26 @@ Contract:
 - `Confirmations(settings, subscribers, tokens)` is the dispatcher's handler for the kind
   "confirmation": it composes each email (skipped when the reader confirmed or left meanwhile)
   and records a refused address as a hard bounce.
+- `Welcome(settings, subscribers, tokens, articles=None, library=None)` is the handler for the
+  kind "welcome" (owed once per reader by `Subscribers.confirm`, or by the author's add/import
+  `--welcome`): the author's text and picks, the latest articles (`articles()`, default
+  `articles.latest(settings, ...)`: enough for `emails.LATEST` besides the picks) and the
+  exercise library's URL (`library()`, default `articles.exercise_library(settings)`), each
+  read once per batch; an unreadable feed gives none and the email still goes. Skipped when
+  the reader is no longer confirmed; a refused address is a hard bounce, as for confirmations.
 - `Sender(settings, database, tokens)`: `send_due()` has the one dispatcher (`newsletter.outgoing`)
-  claim the due confirmations (leased, so several senders, e.g. one per gunicorn worker, never
-  send the same one) and send them one at a time through the one mailer; the one retry policy
-  (`NEWSLETTER_RETRY_DELAY`, doubling, at most an hour; failed after `NEWSLETTER_MAX_ATTEMPTS`)
-  applies to a `TemporaryFailure` or a `MessageRefused` (our account or settings: it may pass
-  once fixed), and the first one ends the pass: the rest is given back untried.
+  claim the due confirmations and welcomes (leased, so several senders, e.g. one per gunicorn
+  worker, never send the same one) and send them one at a time through the one mailer; the one
+  retry policy (`NEWSLETTER_RETRY_DELAY`, doubling, at most an hour; failed after
+  `NEWSLETTER_MAX_ATTEMPTS`) applies to a `TemporaryFailure` or a `MessageRefused` (our account
+  or settings: it may pass once fixed), and the first one ends the pass: the rest is given back
+  untried.
 - `start()` runs `send_due()` in a daemon thread, woken at once by `wake()` (the web app calls it
   after queueing) and otherwise when the next retry is due; `stop()` ends it. Given `busy` (the
   web app: "a request came in during the last 50 ms"), it sends at low priority: while busy, it
   waits up to half a second before each email, so that composing emails never slows the form.
-- `drain(timeout)` sends until nothing is queued or in flight, waiting out retries (tasks).
+- `drain(timeout)` sends until nothing is queued or in flight, waiting out retries (tasks);
+  `counts()`: both kinds' rows by status, added up.
 The subscribe request never waits on any of this: its email is already owed in the ledger.
 """
 
@@ -36,9 +45,16 @@ from newsletter.mail import proof
 from newsletter.outgoing.dispatcher import Dispatcher, Skip
 from newsletter.outgoing.ledger import Entry, MailLedger, Policy
 from newsletter.settings import Settings
+from newsletter.subscriptions import articles as feed_articles
 from newsletter.subscriptions import emails
 from newsletter.subscriptions.feedback import Event, Feedback, Kind
-from newsletter.subscriptions.subscribers import CONFIRMATION, OPTING_IN, Subscribers
+from newsletter.subscriptions.subscribers import (
+    CONFIRMATION,
+    OPTING_IN,
+    WELCOME,
+    Status,
+    Subscribers,
+)
 from newsletter.subscriptions.tokens import Tokens
 
 log = logging.getLogger(__name__)
@@ -48,8 +64,39 @@ YIELD_MAX = 0.5  # under load, still at least one email per this many seconds
 CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints, when the store leaves them to us
 
 
-class Confirmations:
+KINDS = (CONFIRMATION, WELCOME)  # what this sender sends
+
+
+class _Refusals:
+    """A refused address, for every kind this sender sends: a hard bounce."""
+
+    kind = ""
+    subscribers: Subscribers
+    feedback: Feedback
+
+    def refused(self, entry: Entry, outgoing: mail.Outgoing, error: str) -> None:
+        """The address was refused for good while sending: a hard bounce (the sending is the
+        proof), so nothing is sent to it again."""
+        (subscriber,) = self.subscribers.by_ids([entry.subscriber_id]).values() or (None,)
+        if subscriber is None:
+            return
+        self.feedback.record(
+            Event(
+                kind=Kind.HARD_BOUNCE,
+                public_id=subscriber.public_id,
+                provider="send",
+                occurred_at=self.subscribers.database.clock(),
+                reason=error,
+                message_id=outgoing.message_id,
+            )
+        )
+        log.error("%s %s refused for good: %s", self.kind, entry.id, error)
+
+
+class Confirmations(_Refusals):
     """The dispatcher's handler for confirmation emails."""
+
+    kind = CONFIRMATION
 
     def __init__(self, settings: Settings, subscribers: Subscribers, tokens: Tokens):
         self.settings, self.subscribers, self.tokens = settings, subscribers, tokens
@@ -80,23 +127,65 @@ class Confirmations:
                 envelope_from=proof.return_path(*seal),
             )
 
-    def refused(self, entry: Entry, outgoing: mail.Outgoing, error: str) -> None:
-        """The address was refused for good while sending: a hard bounce (the sending is the
-        proof), so nothing is sent to it again."""
-        (subscriber,) = self.subscribers.by_ids([entry.subscriber_id]).values() or (None,)
-        if subscriber is None:
-            return
-        self.feedback.record(
-            Event(
-                kind=Kind.HARD_BOUNCE,
-                public_id=subscriber.public_id,
-                provider="send",
-                occurred_at=self.subscribers.database.clock(),
-                reason=error,
-                message_id=outgoing.message_id,
-            )
+
+class Welcome(_Refusals):
+    """The dispatcher's handler for welcome emails: once per reader, after they confirm."""
+
+    kind = WELCOME
+
+    def __init__(
+        self,
+        settings: Settings,
+        subscribers: Subscribers,
+        tokens: Tokens,
+        articles: Callable[[], list[feed_articles.Article]] | None = None,
+        library: Callable[[], str] | None = None,
+    ):
+        self.settings, self.subscribers, self.tokens = settings, subscribers, tokens
+        count = emails.LATEST + len(settings.mail.start_here)  # a pick is not listed twice
+        self.articles = articles or (lambda: feed_articles.latest(settings, count))
+        self.library = library or (lambda: feed_articles.exercise_library(settings))
+        self.feedback = Feedback(subscribers.database)
+        self.policy = Policy(
+            settings.endpoint.retry_delay, MAX_BACKOFF, settings.endpoint.max_attempts
         )
-        log.error("confirmation %s refused for good: %s", entry.id, error)
+
+    def compose(self, entries: list[Entry]) -> Iterator[mail.Outgoing | Skip]:
+        people = self.subscribers.by_ids([entry.subscriber_id for entry in entries])
+        latest = library = None  # read once per batch, and only when one is to be made
+        for entry in entries:
+            subscriber = people.get(entry.subscriber_id)
+            if subscriber is None or subscriber.status != Status.CONFIRMED:
+                yield Skip(f"subscriber is {subscriber.status if subscriber else 'gone'} now")
+                continue
+            if latest is None:
+                latest, library = self._read(self.articles, []), self._read(self.library, "")
+            seal = (self.settings, WELCOME, entry.id, subscriber.public_id)
+            message = emails.welcome_email(
+                self.settings,
+                subscriber,
+                unsubscribe_url=emails.unsubscribe_url(
+                    self.settings, self.tokens, subscriber.public_id
+                ),
+                message_id=proof.message_id(*seal),
+                articles=latest,
+                library=library,
+            )
+            yield mail.Outgoing(
+                to=subscriber.email,
+                message_id=str(message["Message-ID"]),
+                data=compose.wire(message),
+                ref=entry.id,
+                envelope_from=proof.return_path(*seal),
+            )
+
+    @staticmethod
+    def _read(read, empty):
+        try:
+            return read()
+        except Exception:  # noqa: BLE001 - never fail a welcome for its lists
+            log.exception("welcome email: the blog's articles could not be read")
+            return empty
 
 
 class _Lazy:
@@ -139,6 +228,7 @@ class Sender:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.confirmations = Confirmations(settings, self.subscribers, tokens)
+        self.welcome = Welcome(settings, self.subscribers, tokens)
         self._thread: threading.Thread | None = None
         self._pid_lock = threading.Lock()
         self._last_checkpoint = 0.0
@@ -160,12 +250,12 @@ class Sender:
         return applied
 
     def send_due(self) -> int:
-        """Apply the sign-up requests, then send every confirmation due now; return how many
-        emails were handled."""
+        """Apply the sign-up requests, then send every confirmation and welcome due now; return
+        how many emails were handled."""
         self.apply_requests()
         dispatcher = Dispatcher(
             self.ledger,
-            {CONFIRMATION: self.confirmations},
+            {CONFIRMATION: self.confirmations, WELCOME: self.welcome},
             breaker=1,  # the first temporary failure ends the pass: the server is unwell
             stop=self._stop,
             before_push=self._yield_to_requests,
@@ -176,7 +266,7 @@ class Sender:
         finally:
             mailer.close()
         for text, count in tally.errors.items():
-            log.warning("confirmation emails not sent (%d): %s", count, text)
+            log.warning("confirmation or welcome emails not sent (%d): %s", count, text)
         return tally.sent + tally.bounced + tally.skipped + tally.retried + tally.failed
 
     def _yield_to_requests(self) -> None:
@@ -236,22 +326,28 @@ class Sender:
             self._wake.wait(wait)
 
     def _seconds_to_next_due(self) -> float:
-        due = self.ledger.next_due([CONFIRMATION])
+        due = self.ledger.next_due(KINDS)
         if due is None:
             return CHECKPOINT_EVERY if self.database.background_checkpoints else POLL
         return max(0.0, min(POLL, (due - self.database.clock()) / timedelta(seconds=1)))
 
     def drain(self, timeout: float = 60.0) -> dict[str, int]:
-        """Send until nothing is queued or in flight (or `timeout` seconds pass); return counts."""
+        """Send until nothing is queued or in flight (or `timeout` seconds pass); return the
+        counts of both kinds together."""
         deadline = time.monotonic() + timeout
         while True:
             self.send_due()
-            counts = self.ledger.counts(CONFIRMATION)
+            counts = self.counts()
             idle = counts["queued"] + counts["sending"] == 0
             if (idle and not self.subscribers.pending_requests()) or time.monotonic() >= deadline:
                 return counts
             wait = 0.05 if idle else (self._seconds_to_next_due() or 0.05)  # a sign-up: soon
             time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
 
+    def counts(self) -> dict[str, int]:
+        """Rows by status, confirmations and welcomes added up."""
+        each = [self.ledger.counts(kind) for kind in KINDS]
+        return {status: sum(counts[status] for counts in each) for status in each[0]}
 
-__all__ = ["Confirmations", "Sender"]
+
+__all__ = ["Confirmations", "KINDS", "Sender", "Welcome"]

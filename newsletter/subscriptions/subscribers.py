@@ -10,6 +10,9 @@ Contract, over the `Database` (table `subscribers`, migration 0001):
   `request_subscription(...)`, which records consent and owes a confirmation email (a row of
   the one outgoing-mail ledger, `newsletter.outgoing`) in ONE transaction; its `Outcome` is
   for the logs.
+- `confirm` owes the reader a welcome email (kind `WELCOME`) in the same transaction, unless
+  one was ever owed to them before: one welcome per reader, ever. The author's `add`/`add_many`
+  owe one only when asked (`welcome=True`) and the reader is confirmed at once.
 - `confirm`, `set_status`, `unsubscribe`, `add`, `add_many` and `forget` (which deletes the row;
   the foreign keys cascade to every email owed or sent to them) are each one transaction.
   Public links name a subscriber by `public_id` only: random, never the row id.
@@ -30,7 +33,8 @@ from pathlib import Path
 from newsletter.database import Database, parse_stamp, stamp
 from newsletter.outgoing.ledger import MailLedger
 
-CONFIRMATION = "confirmation"  # the kind of email in the outgoing-mail ledger
+CONFIRMATION = "confirmation"  # the kinds of email in the outgoing-mail ledger
+WELCOME = "welcome"  # once per reader, ever: after their first confirmation
 
 
 class Status(enum.StrEnum):
@@ -240,17 +244,29 @@ class Subscribers:
             if outcome != Confirmation.CONFIRMED:
                 return outcome, subscriber
             self._set_status(db, subscriber.id, Status.CONFIRMED, now)
+            self._owe_welcome(db, subscriber.id, now)
             return Confirmation.CONFIRMED, self._subscriber(db, "id", subscriber.id)
 
-    def set_status(self, public_id: str, status: Status) -> Subscriber | None:
+    @staticmethod
+    def _owe_welcome(db, subscriber_id: int, now: str) -> None:
+        """Owe a welcome email, inside the caller's transaction, unless one ever was."""
+        if not MailLedger.ever_owed(db, WELCOME, subscriber_id):
+            MailLedger.add(db, WELCOME, [subscriber_id], now=now)
+
+    def set_status(
+        self, public_id: str, status: Status, *, welcome: bool = False
+    ) -> Subscriber | None:
         """Move a subscriber to `status` (unsubscribe, bounce, complaint, or the author's
-        confirm); a no-op if already there. Leaving the opt-in path voids old confirm links."""
+        confirm); a no-op if already there. Leaving the opt-in path voids old confirm links.
+        `welcome` (the author's confirm): also owe a welcome email, unless one ever was."""
         now = self.database.now()
         with self.database.transaction() as db:
             subscriber = self._subscriber(db, "public_id", public_id)
             if subscriber is None or subscriber.status == status:
                 return subscriber
             self._set_status(db, subscriber.id, status, now)
+            if welcome and status == Status.CONFIRMED:
+                self._owe_welcome(db, subscriber.id, now)
             return self._subscriber(db, "id", subscriber.id)
 
     def unsubscribe(self, public_id: str) -> Subscriber | None:
@@ -278,18 +294,34 @@ class Subscribers:
         )
 
     def add(
-        self, email: str, key: str, *, status: Status, source: str | None = None
+        self,
+        email: str,
+        key: str,
+        *,
+        status: Status,
+        source: str | None = None,
+        welcome: bool = False,
     ) -> Subscriber | None:
         """Add a new subscriber as the author (tasks), `confirmed` or `unconfirmed` (then a
-        confirmation email is queued). Returns None, changing nothing, if the address is known."""
+        confirmation email is queued). Returns None, changing nothing, if the address is known.
+        `welcome`: a reader added `confirmed` is also owed the welcome email (an unconfirmed one
+        gets it anyway when they confirm)."""
         now = self.database.now()
         with self.database.transaction() as db:
             if self._subscriber(db, "email_key", key) is not None:
                 return None
-            return self._subscriber(db, "id", self._insert(db, email, key, status, now, source))
+            subscriber_id = self._insert(db, email, key, status, now, source)
+            if welcome and status == Status.CONFIRMED:
+                self._owe_welcome(db, subscriber_id, now)
+            return self._subscriber(db, "id", subscriber_id)
 
     def add_many(
-        self, pairs: list[tuple[str, str]], *, status: Status, source: str | None = None
+        self,
+        pairs: list[tuple[str, str]],
+        *,
+        status: Status,
+        source: str | None = None,
+        welcome: bool = False,
     ) -> list[str]:
         """`add` for many (email, key) pairs in one transaction (an import: all or nothing);
         known addresses are skipped. Returns the addresses added."""
@@ -298,7 +330,10 @@ class Subscribers:
             for email, key in pairs:
                 if db.execute("SELECT 1 FROM subscribers WHERE email_key = ?", (key,)).fetchone():
                     continue
-                self._insert(db, email, key, status, self.database.now(), source)
+                now = self.database.now()
+                subscriber_id = self._insert(db, email, key, status, now, source)
+                if welcome and status == Status.CONFIRMED:
+                    self._owe_welcome(db, subscriber_id, now)
                 added.append(email)
         return added
 

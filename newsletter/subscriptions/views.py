@@ -9,7 +9,8 @@ a page in the blog's look otherwise):
   minutes; a rate limit per client network, shared by every worker (in the database); a
   request-size limit; CORS for the site's origin only.
   `GET /subscribe` shows the form.
-- `GET /confirm/<token>`: confirms (idempotent). Tampered/forged: 400; expired: 410.
+- `GET /confirm/<token>`: a page with a button; its `POST` confirms (idempotent; the first one
+  owes the welcome email and wakes the sender). Tampered/forged: 400; expired: 410.
 - `GET /unsubscribe/<token>`: a page with an Unsubscribe button (link scanners only GET).
   `POST /unsubscribe/<token>`: unsubscribes at once; RFC 8058's one-click POST
   (`List-Unsubscribe=One-Click`) gets 200 and no redirect.
@@ -140,9 +141,12 @@ def confirm_page(token):
 
 @bp.post("/confirm/<token>")
 def confirm(token):
-    outcome, subscriber = newsletter().subscribers.confirm(*_confirm_token(token))
+    nl = newsletter()
+    outcome, subscriber = nl.subscribers.confirm(*_confirm_token(token))
     if outcome != Confirmation.CONFIRMED:
         return _not_confirmed(outcome, subscriber)
+    nl.sender.start()  # no-op when running; restarts it in a forked worker
+    nl.sender.wake()  # the welcome email owed with the confirmation goes now
     return confirmed(subscriber, already=False)
 
 
