@@ -13,14 +13,21 @@ What is measured, each in a fresh Python subprocess (so ru_maxrss is that scenar
   messages) and its rate is reported.
 - "naive_prebuilt": the connection cost alone: a new connection per message, but the message
   bytes pre-built (as the ceiling sends them). Reported next to "naive" for transparency.
-The sink is aiosmtpd on 127.0.0.1 in its own process, accepting everything and counting. The
-machine has 2 cores: the sink takes one, the sender the other. Messages per second = messages /
+- "smtp_source": the yardstick: Postfix's smtp-source (C) sending the same message bytes (the
+  file of one real announcement, -F) the same number of times over as many parallel connections
+  as our workers, each connection kept open (-d). Its CPU is smtp-source's own; no peak.
+The sink is aiosmtpd on 127.0.0.1 in its own process, accepting everything and counting
+(--sink aiosmtpd, the default, so older figures stay comparable), or Postfix's smtp-sink (C,
+--sink postfix: `smtp-sink -c 127.0.0.1:PORT 1000`, counting accepted messages with -c; the
+programs come from `apt-get download postfix`, unpacked on first use, see bench/postfix_tools.py).
+The machine has 2 cores: the sink takes one, the sender the other. Messages per second = messages /
 wall time of the sending phase (for "ours": the whole run() call, feed to summary). Peak memory =
 ru_maxrss of the scenario's subprocess (the Python interpreter and imports included).
 Targets: ours >= 85% of the ceiling, >= 3x naive, peak memory < 150 MB and flat 10k -> 100k.
 
 Usage: python bench/announce_smtp.py [--sizes 10000,100000] [--naive 3000] [--workers 4]
-Results also go to bench/results/announce_smtp.json.
+                                    [--sink aiosmtpd|postfix]
+Results also go to bench/results/announce_smtp.json (announce_smtp-postfix.json for --sink postfix).
 """
 
 from __future__ import annotations
@@ -68,7 +75,13 @@ def _sink(port_queue, counter):
     threading.Event().wait()
 
 
-def start_sink():
+def start_sink(kind: str = "aiosmtpd", folder: Path | None = None):
+    """The sink, its port and its counter (`.value` = messages accepted so far)."""
+    if kind == "postfix":
+        from postfix_tools import PostfixSink
+
+        sink = PostfixSink(folder)
+        return sink, sink.port, sink
     context = multiprocessing.get_context("fork")
     queue, counter = context.Queue(), context.Value("q", 0)
     process = context.Process(target=_sink, args=(queue, counter), daemon=True)
@@ -216,7 +229,26 @@ def naive_prebuilt(folder: Path, port: int, count: int, workers: int) -> dict:
     return {"messages": count, "seconds": time.perf_counter() - started}
 
 
-SCENARIOS = {"ours": ours, "ceiling": ceiling, "naive": naive, "naive_prebuilt": naive_prebuilt}
+def smtp_source(folder: Path, port: int, count: int, workers: int) -> dict:
+    """The yardstick: Postfix's smtp-source sending the same message bytes over `workers`
+    reused connections."""
+    from postfix_tools import smtp_source as run_smtp_source
+
+    config = settings(folder / "newsletter.sqlite3", port, workers)
+    data = sample_bytes(config).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    message = folder / "message.eml"
+    message.write_bytes(data)
+    result = run_smtp_source(port, message, count, workers)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result["message_bytes"] = len(data)
+    # smtp-source's ru_maxrss would be this interpreter's, inherited through fork: not reported
+    result["peak_mb"] = None
+    result["cpu_us_per_msg"] = (usage.ru_utime + usage.ru_stime) / count * 1e6  # smtp-source's
+    return result
+
+
+SCENARIOS = {"ours": ours, "ceiling": ceiling, "naive": naive, "naive_prebuilt": naive_prebuilt,
+             "smtp_source": smtp_source}  # fmt: skip
 
 
 def run_scenario(name: str, folder: Path, port: int, count: int, workers: int) -> dict:
@@ -240,17 +272,28 @@ def main() -> None:
     parser.add_argument("--folder")
     parser.add_argument("--port", type=int)
     parser.add_argument("--count", type=int)
+    parser.add_argument(
+        "--sink", choices=("aiosmtpd", "postfix"), default="aiosmtpd",
+        help="aiosmtpd (default, as the older figures) or Postfix's smtp-sink",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.scenario:  # a child: one scenario, its result as the last line of JSON
         result = SCENARIOS[args.scenario](Path(args.folder), args.port, args.count, args.workers)
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        result["peak_mb"] = usage.ru_maxrss / 1024
-        result["cpu_us_per_msg"] = (usage.ru_utime + usage.ru_stime) / result["messages"] * 1e6
+        result.setdefault("peak_mb", usage.ru_maxrss / 1024)
+        result.setdefault(
+            "cpu_us_per_msg", (usage.ru_utime + usage.ru_stime) / result["messages"] * 1e6
+        )
         print(json.dumps(result))
         return
 
-    sink, port, counter = start_sink()
+    sink_folder = tempfile.TemporaryDirectory()
+    sink, port, counter = start_sink(args.sink, Path(sink_folder.name))
+    results = (
+        RESULTS if args.sink == "aiosmtpd" else RESULTS.with_name("announce_smtp-postfix.json")
+    )
     report = {
+        "sink": args.sink,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
         "load_before": os.getloadavg()[0],
@@ -264,12 +307,15 @@ def main() -> None:
                 make_database(folder, size)
                 make_feed(folder)
                 row = {"subscribers": size}
-                plan = [("ceiling", size), ("ours", size), ("naive", args.naive),
-                        ("naive_prebuilt", args.naive)]  # fmt: skip
+                plan = [("smtp_source", size), ("ceiling", size), ("ours", size),
+                        ("naive", args.naive), ("naive_prebuilt", args.naive)]  # fmt: skip
                 for name, count in plan:
                     before = counter.value
                     row[name] = run_scenario(name, folder, port, count, args.workers)
                     row[name]["sink_counted"] = counter.value - before
+                row["ours_vs_smtp_source"] = (
+                    row["ours"]["msgs_per_s"] / row["smtp_source"]["msgs_per_s"]
+                )
                 row["ours_vs_ceiling"] = row["ours"]["msgs_per_s"] / row["ceiling"]["msgs_per_s"]
                 row["ours_vs_naive"] = row["ours"]["msgs_per_s"] / row["naive"]["msgs_per_s"]
                 row["ours_vs_naive_prebuilt"] = (
@@ -277,22 +323,26 @@ def main() -> None:
                 )
                 report["runs"].append(row)
                 print(
-                    f"{size:>7} subscribers | ours {row['ours']['msgs_per_s']:7.0f} msg/s "
+                    f"{size:>7} subscribers ({args.sink}) | smtp-source "
+                    f"{row['smtp_source']['msgs_per_s']:7.0f} msg/s | ours "
+                    f"{row['ours']['msgs_per_s']:7.0f} msg/s "
                     f"{row['ours']['peak_mb']:5.1f} MB | ceiling "
                     f"{row['ceiling']['msgs_per_s']:7.0f} msg/s "
                     f"{row['ceiling']['peak_mb']:5.1f} MB | naive "
                     f"{row['naive']['msgs_per_s']:6.0f} msg/s {row['naive']['peak_mb']:5.1f} MB | "
                     f"naive prebuilt {row['naive_prebuilt']['msgs_per_s']:6.0f} msg/s | "
+                    f"ours/smtp-source {row['ours_vs_smtp_source']:.0%} | "
                     f"ours/ceiling {row['ours_vs_ceiling']:.0%} | ours/naive "
                     f"{row['ours_vs_naive']:.1f}x (prebuilt {row['ours_vs_naive_prebuilt']:.1f}x)",
                     flush=True,
                 )
     finally:
         sink.terminate()
+        sink_folder.cleanup()
     report["load_after"] = os.getloadavg()[0]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {results.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
