@@ -24,7 +24,6 @@ from newsletter.announcements.emails import Composer
 from newsletter.announcements.ledger import ANNOUNCEMENT, Delivery, Ledger
 from newsletter.outgoing.dispatcher import MAX_WAIT, Dispatcher, NoProgress, Progress, Skip, Tally
 from newsletter.outgoing.ledger import Entry, Policy
-from newsletter.subscriptions.feedback import Event, Kind
 from newsletter.subscriptions.subscribers import Status
 
 PAGE = 200
@@ -52,19 +51,7 @@ class Deliveries:
     def refused(self, entry: Entry, outgoing: mail.Outgoing, error: str) -> None:
         """A permanent refusal of the address at send time: a hard bounce (the sending is the
         proof of whom it is about)."""
-        person = self.ledger.subscribers.by_ids([entry.subscriber_id]).get(entry.subscriber_id)
-        if person is None:
-            return
-        self.ledger.feedback.record(
-            Event(
-                kind=Kind.HARD_BOUNCE,
-                public_id=person.public_id,
-                provider="send",
-                occurred_at=self.ledger.database.clock(),
-                reason=error,
-                message_id=outgoing.message_id,
-            )
-        )
+        self.ledger.feedback.refused_at_send(entry.subscriber_id, error, outgoing.message_id)
 
 
 def dispatch(

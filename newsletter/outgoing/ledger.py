@@ -154,9 +154,7 @@ class MailLedger:
     def _reclaim(self, kinds: Sequence[str], now: str) -> None:
         """Rows whose sender's lease ran out (it died mid-send) are queued again, due as they
         were: a read on the partial index of what is in flight, a write only when one is found."""
-        where = (
-            f"status = 'sending' AND locked_until <= ? AND kind IN ({', '.join('?' * len(kinds))})"
-        )
+        where = f"status = 'sending' AND locked_until <= ? AND {_kinds(kinds)}"
         args = (now, *kinds)
         if self.database.db.execute(
             f"SELECT 1 FROM outgoing_mail WHERE {where} LIMIT 1", args
@@ -170,7 +168,7 @@ class MailLedger:
 
     @staticmethod
     def _scope(kinds, about_id, after_id) -> tuple[str, list]:
-        where = f"kind IN ({', '.join('?' * len(kinds))})"
+        where = _kinds(kinds)
         args: list = [*kinds]
         if after_id:
             where, args = where + " AND id > ?", [*args, after_id]
@@ -181,9 +179,8 @@ class MailLedger:
     def release(self, *, kinds: Sequence[str], about_id: int | None = None) -> int:
         """Give every `sending` row of `kinds` back (queued, due as before): for a caller that
         knows no one else is sending them (a run lock). Returns how many."""
-        marks = ", ".join("?" * len(kinds))
         # status and lease first: the index of leases, not every row of the kind
-        where = f"status = 'sending' AND locked_until IS NOT NULL AND kind IN ({marks})"
+        where = f"status = 'sending' AND locked_until IS NOT NULL AND {_kinds(kinds)}"
         args = [*kinds]
         if about_id is not None:
             where, args = where + " AND about_id = ?", [*args, about_id]
@@ -196,11 +193,14 @@ class MailLedger:
 
     def give_back(self, ids: Iterable[int]) -> None:
         """Claimed rows that were never tried: queued again, due as before, no attempt counted."""
+        rows = [(entry_id,) for entry_id in ids]
+        if not rows:
+            return  # the usual case, once a page: no write transaction for nothing
         with self.database.transaction() as db:
             db.executemany(
                 "UPDATE outgoing_mail SET status = 'queued', locked_until = NULL"
                 " WHERE id = ? AND status = 'sending'",
-                [(entry_id,) for entry_id in ids],
+                rows,
             )
 
     # Recording ------------------------------------------------------------------------------
@@ -271,8 +271,7 @@ class MailLedger:
     ) -> datetime | None:
         """When the next queued row of `kinds` (about `about_id`) is due (None: none queued);
         with `last_by`, when the last one due by then is (None: none is due by then)."""
-        marks = ", ".join("?" * len(kinds))
-        where, args = f"status = 'queued' AND kind IN ({marks})", [*kinds]
+        where, args = f"status = 'queued' AND {_kinds(kinds)}", [*kinds]
         if about_id is not None:
             where, args = where + " AND about_id = ?", [*args, about_id]
         which = "min"
@@ -324,6 +323,11 @@ class MailLedger:
                 parts.append(f"{column} = ?")
                 args.append(value)
         return ("WHERE " + " AND ".join(parts) if parts else ""), tuple(args)
+
+
+def _kinds(kinds: Sequence[str]) -> str:
+    """The condition on the kinds, one placeholder each."""
+    return f"kind IN ({', '.join('?' * len(kinds))})"
 
 
 _INSERT = (

@@ -47,19 +47,30 @@ def confirmation_email(
     unsubscribe_url: str,
     message_id: str,
 ) -> EmailMessage:
-    subject = f"Confirm your subscription to {settings.core.site_name}"
+    return _email(
+        settings, subscriber, "confirm", f"Confirm your subscription to {settings.core.site_name}",
+        message_id, unsubscribe_url, reply_to=False,
+        confirm_url=confirm_url, hours=settings.endpoint.confirm_max_age // 3600,
+    )  # fmt: skip
+
+
+def _email(settings, subscriber, template, subject, message_id, unsubscribe_url, *, reply_to,
+           **context) -> EmailMessage:  # fmt: skip
+    """One of the list's own emails to one reader: `template` rendered with what every one of
+    them shows, sent by the list (`Auto-Submitted`), with the list's headers."""
     text, html = compose.render(
-        "confirm",
+        template,
         subject=subject,
         site_name=settings.core.site_name,
         site_url=settings.core.site_url,
         postal_address=settings.mail.postal_address,
-        confirm_url=confirm_url,
         unsubscribe_url=unsubscribe_url,
-        hours=settings.endpoint.confirm_max_age // 3600,
+        **context,
     )
     message = compose.new_message(settings, subscriber.email, subject, message_id)
-    message["Auto-Submitted"] = "auto-generated"  # no vacation auto-replies to a confirmation
+    message["Auto-Submitted"] = "auto-generated"
+    if reply_to and settings.mail.reply_to:
+        message["Reply-To"] = settings.mail.reply_to
     compose.set_list_headers(message, settings, unsubscribe_url)
     message.set_content(text)
     message.add_alternative(html, subtype="html")
@@ -86,29 +97,15 @@ def welcome_email(
     articles: list[Article],
     library: str = "",
 ) -> EmailMessage:
-    subject = f"Welcome to {settings.core.site_name}"
     start_here = [Article(title, url) for title, url in settings.mail.start_here]
     picked = {article.link for article in start_here}
-    text, html = compose.render(
-        "welcome",
-        subject=subject,
-        site_name=settings.core.site_name,
-        site_url=settings.core.site_url,
-        postal_address=settings.mail.postal_address,
-        unsubscribe_url=unsubscribe_url,
-        paragraphs=paragraphs(settings.mail.welcome_text),
-        start_here=start_here,
+    return _email(
+        settings, subscriber, "welcome", f"Welcome to {settings.core.site_name}", message_id,
+        unsubscribe_url, reply_to=True,  # a reader may answer the author's welcome
+        paragraphs=paragraphs(settings.mail.welcome_text), start_here=start_here,
         articles=[article for article in articles if article.link not in picked][:LATEST],
         library=library,
-    )
-    message = compose.new_message(settings, subscriber.email, subject, message_id)
-    message["Auto-Submitted"] = "auto-generated"  # sent by the list, on the reader's confirming
-    if settings.mail.reply_to:
-        message["Reply-To"] = settings.mail.reply_to
-    compose.set_list_headers(message, settings, unsubscribe_url)
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
-    return message
+    )  # fmt: skip
 
 
 __all__ = ["confirmation_email", "links", "paragraphs", "unsubscribe_url", "welcome_email"]

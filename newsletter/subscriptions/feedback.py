@@ -239,6 +239,17 @@ class Feedback:
                 (key,),
             ).rowcount
 
+    def refused_at_send(self, subscriber_id: int, reason: str, message_id: str) -> None:
+        """The address was refused for good while we sent to it (any kind of email): a hard
+        bounce, the sending being the proof of whom it is about. Nothing for a reader gone."""
+        row = self.database.db.execute(
+            "SELECT public_id FROM subscribers WHERE id = ?", (subscriber_id,)
+        ).fetchone()
+        if row is not None:
+            self.record(Event(kind=Kind.HARD_BOUNCE, public_id=row[0], provider="send",
+                              occurred_at=self.database.clock(), reason=reason,
+                              message_id=message_id))  # fmt: skip
+
     def events(self) -> list[tuple[int, str, str]]:
         """(subscriber_id, kind, occurred_at) of every stored event: for the stats."""
         return self.database.db.execute(

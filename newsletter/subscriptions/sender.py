@@ -47,12 +47,13 @@ from newsletter.outgoing.ledger import Entry, MailLedger, Policy
 from newsletter.settings import Settings
 from newsletter.subscriptions import articles as feed_articles
 from newsletter.subscriptions import emails
-from newsletter.subscriptions.feedback import Event, Feedback, Kind
+from newsletter.subscriptions.feedback import Feedback
 from newsletter.subscriptions.subscribers import (
     CONFIRMATION,
     OPTING_IN,
     WELCOME,
     Status,
+    Subscriber,
     Subscribers,
 )
 from newsletter.subscriptions.tokens import Tokens
@@ -67,36 +68,11 @@ CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints, when the store leaves
 KINDS = (CONFIRMATION, WELCOME)  # what this sender sends
 
 
-class _Refusals:
-    """A refused address, for every kind this sender sends: a hard bounce."""
+class _Handler:
+    """What both kinds this sender sends share: the one retry policy with the endpoint's
+    settings, each email sealed for its row and reader, a refused address a hard bounce."""
 
     kind = ""
-    subscribers: Subscribers
-    feedback: Feedback
-
-    def refused(self, entry: Entry, outgoing: mail.Outgoing, error: str) -> None:
-        """The address was refused for good while sending: a hard bounce (the sending is the
-        proof), so nothing is sent to it again."""
-        (subscriber,) = self.subscribers.by_ids([entry.subscriber_id]).values() or (None,)
-        if subscriber is None:
-            return
-        self.feedback.record(
-            Event(
-                kind=Kind.HARD_BOUNCE,
-                public_id=subscriber.public_id,
-                provider="send",
-                occurred_at=self.subscribers.database.clock(),
-                reason=error,
-                message_id=outgoing.message_id,
-            )
-        )
-        log.error("%s %s refused for good: %s", self.kind, entry.id, error)
-
-
-class Confirmations(_Refusals):
-    """The dispatcher's handler for confirmation emails."""
-
-    kind = CONFIRMATION
 
     def __init__(self, settings: Settings, subscribers: Subscribers, tokens: Tokens):
         self.settings, self.subscribers, self.tokens = settings, subscribers, tokens
@@ -105,6 +81,31 @@ class Confirmations(_Refusals):
             settings.endpoint.retry_delay, MAX_BACKOFF, settings.endpoint.max_attempts
         )
 
+    def sealed(self, entry: Entry, subscriber: Subscriber, make, **details) -> mail.Outgoing:
+        """The email `make(settings, subscriber, message_id=..., **details)` builds, its
+        Message-ID and return path sealed for this row and reader (`mail.proof`)."""
+        seal = (self.settings, self.kind, entry.id, subscriber.public_id)
+        message = make(self.settings, subscriber, message_id=proof.message_id(*seal), **details)
+        return mail.Outgoing(
+            to=subscriber.email,
+            message_id=str(message["Message-ID"]),
+            data=compose.wire(message),
+            ref=entry.id,
+            envelope_from=proof.return_path(*seal),
+        )
+
+    def refused(self, entry: Entry, outgoing: mail.Outgoing, error: str) -> None:
+        """The address was refused for good while sending: a hard bounce, so nothing is sent
+        to it again."""
+        self.feedback.refused_at_send(entry.subscriber_id, error, outgoing.message_id)
+        log.error("%s %s refused for good: %s", self.kind, entry.id, error)
+
+
+class Confirmations(_Handler):
+    """The dispatcher's handler for confirmation emails."""
+
+    kind = CONFIRMATION
+
     def compose(self, entries: list[Entry]) -> Iterator[mail.Outgoing | Skip]:
         people = self.subscribers.by_ids([entry.subscriber_id for entry in entries])
         for entry in entries:
@@ -112,23 +113,11 @@ class Confirmations(_Refusals):
             if subscriber is None or subscriber.status not in OPTING_IN:
                 yield Skip(f"subscriber is {subscriber.status if subscriber else 'gone'} now")
                 continue
-            seal = (self.settings, CONFIRMATION, entry.id, subscriber.public_id)
-            message = emails.confirmation_email(
-                self.settings,
-                subscriber,
-                **emails.links(self.settings, self.tokens, subscriber),
-                message_id=proof.message_id(*seal),
-            )
-            yield mail.Outgoing(
-                to=subscriber.email,
-                message_id=str(message["Message-ID"]),
-                data=compose.wire(message),
-                ref=entry.id,
-                envelope_from=proof.return_path(*seal),
-            )
+            links = emails.links(self.settings, self.tokens, subscriber)
+            yield self.sealed(entry, subscriber, emails.confirmation_email, **links)
 
 
-class Welcome(_Refusals):
+class Welcome(_Handler):
     """The dispatcher's handler for welcome emails: once per reader, after they confirm."""
 
     kind = WELCOME
@@ -141,14 +130,10 @@ class Welcome(_Refusals):
         articles: Callable[[], list[feed_articles.Article]] | None = None,
         library: Callable[[], str] | None = None,
     ):
-        self.settings, self.subscribers, self.tokens = settings, subscribers, tokens
+        super().__init__(settings, subscribers, tokens)
         count = emails.LATEST + len(settings.mail.start_here)  # a pick is not listed twice
         self.articles = articles or (lambda: feed_articles.latest(settings, count))
         self.library = library or (lambda: feed_articles.exercise_library(settings))
-        self.feedback = Feedback(subscribers.database)
-        self.policy = Policy(
-            settings.endpoint.retry_delay, MAX_BACKOFF, settings.endpoint.max_attempts
-        )
 
     def compose(self, entries: list[Entry]) -> Iterator[mail.Outgoing | Skip]:
         people = self.subscribers.by_ids([entry.subscriber_id for entry in entries])
@@ -160,24 +145,9 @@ class Welcome(_Refusals):
                 continue
             if latest is None:
                 latest, library = self._read(self.articles, []), self._read(self.library, "")
-            seal = (self.settings, WELCOME, entry.id, subscriber.public_id)
-            message = emails.welcome_email(
-                self.settings,
-                subscriber,
-                unsubscribe_url=emails.unsubscribe_url(
-                    self.settings, self.tokens, subscriber.public_id
-                ),
-                message_id=proof.message_id(*seal),
-                articles=latest,
-                library=library,
-            )
-            yield mail.Outgoing(
-                to=subscriber.email,
-                message_id=str(message["Message-ID"]),
-                data=compose.wire(message),
-                ref=entry.id,
-                envelope_from=proof.return_path(*seal),
-            )
+            unsubscribe = emails.unsubscribe_url(self.settings, self.tokens, subscriber.public_id)
+            yield self.sealed(entry, subscriber, emails.welcome_email, unsubscribe_url=unsubscribe,
+                              articles=latest, library=library)  # fmt: skip
 
     @staticmethod
     def _read(read, empty):
