@@ -2,13 +2,14 @@
 reader is one row, whatever its kind, from the moment it is owed until its result is recorded.
 
 Contract, over the `Database`:
-- A row is (kind, subscriber, about): `kind` names the feature's kind of email
-  ("confirmation", "announcement", ...), `about_id` what it is about in that kind's own table
-  (an announcement's id; None when the kind needs nothing more). At most one row per (kind,
-  about, subscriber) when `about_id` is set.
-- `add(db, kind, subscriber_ids, about_id=..., now=...)` owes emails inside the caller's
-  transaction (a sign-up and its confirmation, an announcement and its deliveries, enter
-  together or not at all).
+- A row is (kind, recipient, about): `kind` names the feature's kind of email
+  ("confirmation", "announcement", ...), the recipient is a subscriber (`subscriber_id`) or a
+  plan follow (`follow_id`), exactly one of the two, and `about_id` is what it is about in that
+  kind's own table (an announcement's id, a plan's week; None when the kind needs nothing
+  more). At most one row per (kind, about, recipient) when `about_id` is set.
+- `add(db, kind, ids, about_id=..., now=..., to="subscriber" | "follow")` owes emails inside
+  the caller's transaction (a sign-up and its confirmation, an announcement and its
+  deliveries, enter together or not at all).
 - States are `Status`: `queued -> sending -> sent | failed | skipped`, and `sending -> queued`
   again when a temporary failure is retried or a claim is released.
 - `claim(...)` takes due rows with a lease (`sending`, `locked_until`): several senders (one per
@@ -71,9 +72,10 @@ class Entry:
 
     id: int
     kind: str
-    subscriber_id: int
+    subscriber_id: int | None  # the recipient: a subscriber ...
     about_id: int | None
     attempts: int  # answers received before this claim
+    follow_id: int | None = None  # ... or a plan follow
 
 
 class MailLedger:
@@ -90,14 +92,17 @@ class MailLedger:
         now: str,
         about_id: int | None = None,
         due: str | None = None,
+        to: str = "subscriber",
     ) -> int:
-        """Owe one email of `kind` to each subscriber, inside the caller's transaction; return
-        the new row's id when given one subscriber in a sequence (else 0). `subscriber_ids` may
-        be an iterator (a cursor): the rows are streamed, nothing is held per subscriber."""
+        """Owe one email of `kind` to each recipient (subscribers, or plan follows with
+        `to="follow"`), inside the caller's transaction; return the new row's id when given one
+        recipient in a sequence (else 0). `subscriber_ids` may be an iterator (a cursor): the
+        rows are streamed, nothing is held per recipient."""
+        insert = _INSERT[to]
         rows = ((kind, sid, about_id, now, due or now, now) for sid in subscriber_ids)
         if isinstance(subscriber_ids, Sequence) and len(subscriber_ids) == 1:
-            return db.execute(_INSERT, next(rows)).lastrowid
-        db.executemany(_INSERT, rows)  # streamed: nothing held per subscriber
+            return db.execute(insert, next(rows)).lastrowid
+        db.executemany(insert, rows)  # streamed: nothing held per recipient
         return 0
 
     @staticmethod
@@ -138,7 +143,7 @@ class MailLedger:
         # first, on the partial index of what is queued.
         order = "id" if about_id is not None else "next_attempt_at, id"
         select = (
-            "SELECT id, kind, subscriber_id, about_id, attempts FROM outgoing_mail"
+            "SELECT id, kind, subscriber_id, about_id, attempts, follow_id FROM outgoing_mail"
             f" WHERE {where} ORDER BY {order} LIMIT ?"
         )
         if not self.database.db.execute(select, (*args, 1)).fetchone():
@@ -288,10 +293,14 @@ class MailLedger:
         return self.database.count_by_status("outgoing_mail", Status, where, args)
 
     def rows(
-        self, kind: str | None = None, about_id: int | None = None, subscriber_id: int | None = None
+        self,
+        kind: str | None = None,
+        about_id: int | None = None,
+        subscriber_id: int | None = None,
+        follow_id: int | None = None,
     ) -> list[sqlite3.Row]:
-        """The rows (of one kind, about one thing, to one subscriber), oldest first."""
-        where, args = self._where(kind, about_id, subscriber_id)
+        """The rows (of one kind, about one thing, to one recipient), oldest first."""
+        where, args = self._where(kind, about_id, subscriber_id, follow_id)
         return self.database.db.execute(
             f"SELECT * FROM outgoing_mail {where} ORDER BY id", args
         ).fetchall()
@@ -312,12 +321,13 @@ class MailLedger:
         ).fetchone()[0]
 
     @staticmethod
-    def _where(kind=None, about_id=None, subscriber_id=None) -> tuple[str, tuple]:
+    def _where(kind=None, about_id=None, subscriber_id=None, follow_id=None) -> tuple[str, tuple]:
         parts, args = [], []
         for column, value in (
             ("kind", kind),
             ("about_id", about_id),
             ("subscriber_id", subscriber_id),
+            ("follow_id", follow_id),
         ):
             if value is not None:
                 parts.append(f"{column} = ?")
@@ -330,9 +340,10 @@ def _kinds(kinds: Sequence[str]) -> str:
     return f"kind IN ({', '.join('?' * len(kinds))})"
 
 
-_INSERT = (
-    "INSERT INTO outgoing_mail (kind, subscriber_id, about_id, created_at, next_attempt_at,"
+_INSERT = {  # by recipient
+    to: f"INSERT INTO outgoing_mail (kind, {to}_id, about_id, created_at, next_attempt_at,"
     " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
-)
+    for to in ("subscriber", "follow")
+}
 
 __all__ = ["Entry", "LEASE", "MailLedger", "Policy", "Status", "UNFINISHED"]
