@@ -138,9 +138,19 @@ ISSO_URL = os.environ.get("ISSO_URL", "")
 # The "Stay tuned" form posts here (the newsletter endpoint). Empty hides the email form and keeps
 # the RSS link.
 NEWSLETTER_URL = os.environ.get("NEWSLETTER_URL", "http://127.0.0.1:5000/subscribe")
-# "Follow this plan by email" on each exercise card: off until the newsletter's endpoint answers
-# POST /plans/follow (issue 21's newsletter side); the calendar feed link is there either way.
-EXERCISE_FOLLOW_BY_EMAIL = False
+# "Follow this plan by email" on each exercise card, posting to the newsletter's endpoint
+# (POST /plans/follow beside NEWSLETTER_URL): shown whenever NEWSLETTER_URL is set; False hides
+# it. The calendar feed link is there either way.
+EXERCISE_FOLLOW_BY_EMAIL = True
+# The topics a reader may choose in the "Stay tuned" form: the blog's categories (and "videos"
+# with a video channel), each named by its category unless given a friendlier name here; the ones
+# listed come first, in this order (e.g. {"knees": "Knee pain", "hips": "Hip pain"}).
+NEWSLETTER_TOPICS = {"rehab": "Rehab and exercises", "videos": "New videos"}
+# How often a new reader gets email unless they choose: "each" (one per article) or "weekly" (one
+# digest); the newsletter's own default is NEWSLETTER_ANNOUNCE_MODE (each -> each, digest -> weekly).
+NEWSLETTER_DEFAULT_FREQUENCY = (
+    "weekly" if os.environ.get("NEWSLETTER_ANNOUNCE_MODE", "").lower() == "digest" else "each"
+)
 NEWSLETTER_CONSENT = (
     "One email when a new article is out, nothing else. Unsubscribe with one click from any email."
 )

@@ -310,18 +310,21 @@ def subscribers_export(c, file=""):
 def subscribers_forget(c, email):
     """Delete every trace of an address (GDPR erasure).
 
-    The record, its queued emails, and every file of the outbox and its previews that names it."""
+    The record, its queued emails, the exercise plans it follows, and every file of the outbox
+    and its previews that names it."""
+    follows = _admin("forget_follows", email)  # the exercise plans it follows
     subscriber, files = _admin("forget", email)
-    if subscriber is None and not files:
+    if subscriber is None and not files and not follows:
         print(f"Nothing stored for {email}.")
     else:
         print(f"Forgot {email}: subscriber record {'deleted' if subscriber else 'absent'}, "
+              f"{follows} plan follow(s) deleted, "
               f"{len(files)} file(s) naming it deleted (outbox and previews).")  # fmt: skip
 
 
 @task(name="stats")
 def subscribers_stats(c):
-    """Show subscribers by status, and what was sent and what came back.
+    """Show subscribers by status, followers per exercise plan, what was sent and what came back.
 
     Confirmation emails, and per announcement and for the last 30 days: sent, bounces,
     complaints and the complaint rate (with warnings)."""
@@ -383,10 +386,12 @@ def _announce(**options):
         "item": "send only this article, recorded earlier without an email: its slug, guid or URL",
         "test": "send what the next run would send, one email of each kind, to this address only "
         "('[Test]' in the Subject), through the live transport; record nothing",
+        "as_of": "run as if it were this moment (ISO 8601, e.g. 2026-12-07T08:00Z): a late "
+        "run's weekly digest, or a rehearsal",
     },
 )
 def announce_run(c, dry_run=False, feed_url="", send_existing=False, check_live=False, yes=False,
-                 item="", test=None):  # fmt: skip
+                 item="", test=None, as_of=""):  # fmt: skip
     """Email each new article in the feed to every confirmed subscriber.
 
     Exit 1 if any email failed, or if more new items than NEWSLETTER_ANNOUNCE_MAX_ITEMS wait
@@ -394,8 +399,19 @@ def announce_run(c, dry_run=False, feed_url="", send_existing=False, check_live=
     --test you@example.com, send one of each email the next run would send to that address only,
     and record nothing."""
     # test: None is no test; an empty `--test ""` is a test, refused for its missing address
+    clock = None
+    if as_of:
+        from datetime import UTC, datetime
+
+        try:
+            moment = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+        except ValueError:
+            raise Exit(f"--as-of {as_of!r}: use ISO 8601, e.g. 2026-12-07T08:00Z", code=1) from None
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        clock = lambda: moment  # noqa: E731 - the run's "now"
     _announce(dry_run=dry_run, feed_url=feed_url or None, send_existing=send_existing,
-              check_live=check_live, yes=yes, item=item or None, test=test)  # fmt: skip
+              check_live=check_live, yes=yes, item=item or None, test=test,
+              clock=clock)  # fmt: skip
 
 
 @task(name="preview", help={"no_open": "only write the page, do not open a browser"})
@@ -417,6 +433,33 @@ def announce_preview(c, no_open=False):
 
 
 announce_tasks = Collection("announce", announce_run, announce_preview)
+
+
+# Plan reminders: `invoke reminders`, a thin front door into newsletter.announcements.reminders
+@task(
+    help={
+        "as_of": "run as if it were this moment: ISO 8601, e.g. 2026-12-07T08:00 (no offset: "
+        "NEWSLETTER_TIMEZONE), to catch up after downtime"
+    }
+)
+def reminders(c, as_of=""):
+    """Send the weekly emails of the exercise plans readers follow, as they fall due.
+
+    Safe to run every few minutes (the timer does): each email goes once. Exit 1 if an email
+    failed or is still pending, or the site's plans could not be read."""
+    from newsletter.announcements import reminders as plan_reminders
+    from newsletter.database import DatabaseError
+    from newsletter.settings import ConfigError, Settings
+
+    try:
+        settings = Settings.from_env()
+        moment = plan_reminders.parse_moment(as_of, settings.core.timezone) if as_of else None
+        summary = plan_reminders.run(settings, as_of=moment)
+    except (ConfigError, DatabaseError, ValueError, plan_reminders.RemindersLocked) as error:
+        raise Exit(f"No reminders sent: {error}", code=1) from None
+    print("\n".join(summary.lines()))
+    if not summary.ok:
+        raise Exit("Not every reminder went out (see above); the next run tries again.", code=1)
 
 
 # Bounces: `invoke bounces.fetch`, a thin front door into newsletter.subscriptions.bounces
@@ -446,6 +489,7 @@ bounces_tasks = Collection("bounces", bounces_fetch, bounces_review)
 ns = Collection(
     clean, build, rebuild, serve, preview, publish, feed, new, test, lint, bench, lighthouse, docs
 )
+ns.add_task(reminders)
 ns.add_collection(subscribers)
 ns.add_collection(announce_tasks)
 ns.add_collection(bounces_tasks)

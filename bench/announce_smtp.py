@@ -7,6 +7,10 @@ What is measured, each in a fresh Python subprocess (so ru_maxrss is that scenar
   reused connections) and record every result in SQLite as soon as the server accepts it.
 - "ceiling": the sink's own ceiling: a bare sender, the same 4 threads with reused connections,
   sending the same pre-built message bytes, no ledger, no composing.
+- "transport": our own SMTP mailer alone (`newsletter.mail.smtp.SmtpMailer`: one thread, the same
+  number of connections, PIPELINING when the sink offers it), pushed the same pre-built message
+  bytes, reports counted and dropped: no ledger, no composing. What the rest costs is ours minus
+  this.
 - "naive": the straightforward loop: per subscriber, build the email with the email package
   (the same message, `Composer.message`), open a new SMTP connection (connect, EHLO, MAIL,
   RCPT, DATA, QUIT), send, no ledger. It is slow, so it runs on a sample (default 3,000
@@ -203,6 +207,28 @@ def ceiling(folder: Path, port: int, count: int, workers: int) -> dict:
     return {"messages": count, "seconds": time.perf_counter() - started}
 
 
+def transport(folder: Path, port: int, count: int, workers: int) -> dict:
+    from newsletter import mail
+
+    config = settings(folder / "newsletter.sqlite3", port, workers)
+    data = sample_bytes(config)
+    accepted = [0]
+
+    def report(outgoings, error):
+        assert error is None, error
+        accepted[0] += len(outgoings)
+
+    mailer = mail.connect(config, report, workers=workers)
+    started = time.perf_counter()
+    for n in range(count):
+        mailer.push(mail.Outgoing(to=f"reader{n}@example.com", message_id="", data=data))
+    mailer.flush()
+    seconds = time.perf_counter() - started
+    mailer.close()
+    assert accepted[0] == count
+    return {"messages": count, "seconds": seconds}
+
+
 def naive(folder: Path, port: int, count: int, workers: int) -> dict:
     """The straightforward loop: per subscriber, build the email with the email package (the
     same message, through Composer.message), open a connection, send it, quit."""
@@ -247,8 +273,8 @@ def smtp_source(folder: Path, port: int, count: int, workers: int) -> dict:
     return result
 
 
-SCENARIOS = {"ours": ours, "ceiling": ceiling, "naive": naive, "naive_prebuilt": naive_prebuilt,
-             "smtp_source": smtp_source}  # fmt: skip
+SCENARIOS = {"ours": ours, "ceiling": ceiling, "transport": transport, "naive": naive,
+             "naive_prebuilt": naive_prebuilt, "smtp_source": smtp_source}  # fmt: skip
 
 
 def run_scenario(name: str, folder: Path, port: int, count: int, workers: int) -> dict:
@@ -307,8 +333,9 @@ def main() -> None:
                 make_database(folder, size)
                 make_feed(folder)
                 row = {"subscribers": size}
-                plan = [("smtp_source", size), ("ceiling", size), ("ours", size),
-                        ("naive", args.naive), ("naive_prebuilt", args.naive)]  # fmt: skip
+                plan = [("smtp_source", size), ("ceiling", size), ("transport", size),
+                        ("ours", size), ("naive", args.naive),
+                        ("naive_prebuilt", args.naive)]  # fmt: skip
                 for name, count in plan:
                     before = counter.value
                     row[name] = run_scenario(name, folder, port, count, args.workers)
@@ -317,6 +344,9 @@ def main() -> None:
                     row["ours"]["msgs_per_s"] / row["smtp_source"]["msgs_per_s"]
                 )
                 row["ours_vs_ceiling"] = row["ours"]["msgs_per_s"] / row["ceiling"]["msgs_per_s"]
+                row["ours_vs_transport"] = (
+                    row["ours"]["msgs_per_s"] / row["transport"]["msgs_per_s"]
+                )
                 row["ours_vs_naive"] = row["ours"]["msgs_per_s"] / row["naive"]["msgs_per_s"]
                 row["ours_vs_naive_prebuilt"] = (
                     row["ours"]["msgs_per_s"] / row["naive_prebuilt"]["msgs_per_s"]
@@ -328,11 +358,13 @@ def main() -> None:
                     f"{row['ours']['msgs_per_s']:7.0f} msg/s "
                     f"{row['ours']['peak_mb']:5.1f} MB | ceiling "
                     f"{row['ceiling']['msgs_per_s']:7.0f} msg/s "
-                    f"{row['ceiling']['peak_mb']:5.1f} MB | naive "
+                    f"{row['ceiling']['peak_mb']:5.1f} MB | transport "
+                    f"{row['transport']['msgs_per_s']:7.0f} msg/s | naive "
                     f"{row['naive']['msgs_per_s']:6.0f} msg/s {row['naive']['peak_mb']:5.1f} MB | "
                     f"naive prebuilt {row['naive_prebuilt']['msgs_per_s']:6.0f} msg/s | "
                     f"ours/smtp-source {row['ours_vs_smtp_source']:.0%} | "
-                    f"ours/ceiling {row['ours_vs_ceiling']:.0%} | ours/naive "
+                    f"ours/ceiling {row['ours_vs_ceiling']:.0%} | ours/transport "
+                    f"{row['ours_vs_transport']:.0%} | ours/naive "
                     f"{row['ours_vs_naive']:.1f}x (prebuilt {row['ours_vs_naive_prebuilt']:.1f}x)",
                     flush=True,
                 )

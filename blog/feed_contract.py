@@ -31,6 +31,18 @@ The blog (`plugins/feeds`) writes the feed with these names; the announcer
   that each card's "Follow this plan by email" form POSTs to (`email`, `plan`, `weekday` 0-6
   Monday first, `hour` 0-23 in the site's TIMEZONE, `newsletter` "1" when ticked, `source` the
   page's URL, and the honeypot `website` left empty, as the "Stay tuned" form).
+- Topics (issue 20): a reader chooses among the blog's categories, plus `VIDEO_TOPIC`
+  ("videos", named `VIDEO_TOPIC_NAME`) when a video channel is set. Each feed item says its
+  category's slug as `<category domain="topic">slug</category>` (`TOPIC_DOMAIN`); the build
+  writes the topics a reader can choose, in the author's order, as `TOPICS_JSON`
+  (`feeds/topics.json`, next to `feeds/all.rss.xml`): `{"version": TOPICS_VERSION, "site":
+  SITEURL, "topics": [{"slug", "name"}, ...]}`. `topic_list(categories, names, videos)` makes
+  that list, the one rule for the form and the file: the author's `NEWSLETTER_TOPICS` (slug ->
+  friendlier name, in order) first, then the other categories by name; a name the author gives
+  for a slug the blog does not publish is left out (no empty topic), `videos` included.
+  The "Stay tuned" form posts the ticked slugs as `topics` (repeated) after one empty `topics`
+  (the marker that the form offered them: only the marker means none ticked), and `frequency`
+  (`FREQUENCIES`: "each" or "weekly").
 - `feed_settings(settings)`: the FEEDS setting completed with `FEED_DEFAULTS` and checked (the
   paths plugins/feeds writes and `blog.websub` pings), or `FeedSettingsError`.
 """
@@ -56,6 +68,12 @@ PLANS_JSON = "exercises/plans.json"
 PLANS_VERSION = 1
 PLAN_CALENDAR = "exercises/{plan}.ics"
 PLAN_FOLLOW = "plans/follow"
+TOPICS_JSON = "feeds/topics.json"
+TOPICS_VERSION = 1
+TOPIC_DOMAIN = "topic"
+VIDEO_TOPIC = "videos"
+VIDEO_TOPIC_NAME = "New videos"
+FREQUENCIES = ("each", "weekly")
 
 
 FEED_DEFAULTS = {
@@ -93,6 +111,22 @@ def feed_settings(settings: dict) -> dict:
     return conf
 
 
+def topic_list(categories, names: dict | None = None, videos: bool = False) -> list[dict]:
+    """The topics a reader may choose, in the author's order: `categories` as (slug, name)
+    pairs, `names` the author's NEWSLETTER_TOPICS (slug -> friendlier name; its order first),
+    `videos` when a video channel is set. [{"slug", "name"}, ...], each slug once."""
+    names = dict(names or {})
+    known = {str(slug): str(name) for slug, name in categories}
+    if videos:
+        known.setdefault(VIDEO_TOPIC, VIDEO_TOPIC_NAME)
+    ordered = [slug for slug in names if slug in known]
+    ordered += sorted((slug for slug in known if slug not in names), key=lambda s: known[s].lower())
+    if VIDEO_TOPIC in ordered and VIDEO_TOPIC not in names:  # videos last unless placed
+        ordered.remove(VIDEO_TOPIC)
+        ordered.append(VIDEO_TOPIC)
+    return [{"slug": slug, "name": str(names.get(slug) or known[slug])} for slug in ordered]
+
+
 def opts_out(value: object) -> bool:
     """True when an `Announce:` value (or the feed's announce category) says not to announce."""
     return str(value).strip().lower() in OPT_OUT
@@ -104,6 +138,7 @@ __all__ = [
     "ANNOUNCE_DOMAIN",
     "EXERCISE_CLASSES",
     "FEED_DEFAULTS",
+    "FREQUENCIES",
     "FeedSettingsError",
     "NAMESPACE",
     "OPT_OUT",
@@ -112,6 +147,12 @@ __all__ = [
     "PLAN_CALENDAR",
     "PLAN_FOLLOW",
     "PREFIX",
+    "TOPICS_JSON",
+    "TOPICS_VERSION",
+    "TOPIC_DOMAIN",
+    "VIDEO_TOPIC",
+    "VIDEO_TOPIC_NAME",
     "feed_settings",
     "opts_out",
+    "topic_list",
 ]

@@ -124,7 +124,10 @@ class Database:
         self._writer_lock = self._new_writer_lock()  # ... and one per machine (flock)
         try:  # only the service reads it: 0600 before SQLite opens it (its -wal, -shm copy it)
             private_folder(self.path.parent)
-            create_private(self.path)
+            if self.path.exists():  # never opened here: closing any descriptor of the file
+                tighten(self.path)  # drops this process's SQLite locks on it (POSIX locks)
+            else:
+                create_private(self.path)
             for companion in ("-wal", "-shm", "-journal"):
                 tighten(self.path.with_name(self.path.name + companion))
         except OSError as error:

@@ -27,6 +27,7 @@ import functools
 import operator
 import os
 import re
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.headerregistry import Address
@@ -123,6 +124,25 @@ def _path(raw: str) -> Path:
     return Path(_text(raw)).expanduser()
 
 
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _weekday(raw: str) -> int:
+    """A day of the week: its name (or first three letters), or 0-6 with Monday 0."""
+    value = raw.strip().lower()
+    for number, name in enumerate(WEEKDAYS):
+        if value in (name, name[:3], str(number)):
+            return number
+    raise ValueError("must be a day of the week, e.g. monday (or 0-6, Monday 0)")
+
+
+def _hour(raw: str) -> int:
+    value = _int(raw)
+    if not 0 <= value <= 23:
+        raise ValueError("must be an hour from 0 to 23")
+    return value
+
+
 def _port(raw: str) -> int:
     value = _int(raw)
     if not 1 <= value <= 65535:
@@ -178,6 +198,13 @@ def _unpublished(name: str, value: Path | str) -> Path:
 def _plain_address(name: str, value: str) -> None:
     if value and (any(c in value for c in "\r\n<>, ") or value.count("@") != 1):
         raise ConfigError(f"{name}={value!r}: use a plain address, e.g. list@example.com")
+
+
+def _zone(name: str, value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise ConfigError(f"{name}={value!r}: not a time zone, e.g. Europe/London") from None
 
 
 def _origin(url: str) -> str:
@@ -246,12 +273,17 @@ class CoreSettings:
     base_url: str = var(
         "NEWSLETTER_BASE_URL", DEV_BASE_URL, _text, "this endpoint's public URL, for email links"
     )
+    # The blog's TIMEZONE (pelicanconf.py): the hour a reader picks for a plan's emails is in it.
+    timezone: str = var(
+        "NEWSLETTER_TIMEZONE", "Europe/London", _text, "the site's TIMEZONE: plans, digests"
+    )
 
     def __post_init__(self) -> None:
         _choice("NEWSLETTER_ENV", self.env, ENVIRONMENTS)
         _set(self, "database", _unpublished("NEWSLETTER_DATABASE", self.database))
         _set(self, "site_url", _url("NEWSLETTER_SITE_URL", self.site_url))
         _set(self, "base_url", _url("NEWSLETTER_BASE_URL", self.base_url))
+        _zone("NEWSLETTER_TIMEZONE", self.timezone)
         if len(self.secret_key) < 16:
             raise ConfigError(
                 "NEWSLETTER_SECRET_KEY: too short (use at least 32 random characters)"
@@ -452,6 +484,10 @@ class EndpointSettings:
         "NEWSLETTER_RETRY_DELAY", 30.0, _float, "seconds before the first retry"
     )
     max_attempts: int = var("NEWSLETTER_MAX_ATTEMPTS", 10, _int, "attempts before an email fails")
+    # A plan's follow record (health data) is erased this many days after its closing email.
+    plan_keep_days: int = var(
+        "NEWSLETTER_PLAN_KEEP_DAYS", 30, _int, "days a finished plan's follow record is kept"
+    )
     # Set in code only (tests), no environment variable:
     resend_interval: float = 600.0  # at most one confirmation email per address per 10 minutes
     confirm_max_age: int = 48 * 3600
@@ -470,7 +506,7 @@ class AnnounceSettings:
         "NEWSLETTER_ANNOUNCE_MODE",
         "each",
         _one_of(ANNOUNCE_MODES),
-        "each (one email per item) or digest",
+        "new readers' default: each (one email per item) or digest (weekly)",
     )
     # An item older than this when first seen is not sent.
     max_age_days: float = var("NEWSLETTER_ANNOUNCE_MAX_AGE_DAYS", 7.0, _float, "older: not sent")
@@ -487,6 +523,12 @@ class AnnounceSettings:
     video_skip_shorts: bool = var(
         "NEWSLETTER_VIDEO_SKIP_SHORTS", False, _yes_no, "yes: Shorts are not sent"
     )
+    # The weekly digest (readers who chose "weekly"): its day and hour in NEWSLETTER_TIMEZONE;
+    # the first `invoke announce` at or after that time sends it.
+    digest_weekday: int = var(
+        "NEWSLETTER_DIGEST_WEEKDAY", 0, _weekday, "weekly digest's day: monday ... sunday (0-6)"
+    )
+    digest_hour: int = var("NEWSLETTER_DIGEST_HOUR", 8, _hour, "weekly digest's hour, 0-23")
 
     def __post_init__(self) -> None:
         _choice("NEWSLETTER_ANNOUNCE_MODE", self.mode, ANNOUNCE_MODES)
@@ -501,6 +543,10 @@ class AnnounceSettings:
             raise ConfigError("NEWSLETTER_ANNOUNCE_MAX_ITEMS: use 0 (no limit) or more")
         if self.retry_delay < 0:
             raise ConfigError(f"NEWSLETTER_ANNOUNCE_RETRY_DELAY={self.retry_delay}: not < 0")
+        if not (0 <= self.digest_weekday <= 6 and 0 <= self.digest_hour <= 23):
+            raise ConfigError(
+                "NEWSLETTER_DIGEST_WEEKDAY must be 0-6 and NEWSLETTER_DIGEST_HOUR 0-23"
+            )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ records what it accepts and can misbehave, in two ways that can be combined.
 
 A transaction's fault is kept in its SMTP session, so concurrent connections never take each
 other's. `credentials=(user, password)` requires AUTH (over TLS when there is TLS); `tls_context`
-offers STARTTLS (required), or with `implicit_tls=True` the whole connection is TLS.
+offers STARTTLS (required), or with `implicit_tls=True` the whole connection is TLS. It offers
+PIPELINING (RFC 2920), as Postfix and the big providers do, unless `pipelining=False`.
 
 Recorded: `envelopes` [(mail_from, rcpt_tos)] and `messages` (parsed; not with `parse=False`,
 for thousands of messages) per accepted message, `accepted` (a Counter of accepted messages per
@@ -72,11 +73,13 @@ class SmtpSink:
         credentials: tuple[str, str] | None = None,
         tls_context: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
+        pipelining: bool = True,
     ):
         self.faults = list(faults)
         self.refuse = {address.lower() for address in refuse}
         self.temporary = {k.lower(): list(v) for k, v in (temporary or {}).items()}
         self.parse = parse
+        self.pipelining = pipelining
         self.credentials = credentials
         self.lock = threading.Lock()
         self.messages: list[email.message.EmailMessage] = []
@@ -121,6 +124,12 @@ class SmtpSink:
             return list(self.messages)
 
     # aiosmtpd's handler hooks (run in the server's thread) ----------------------------------
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:  # aiosmtpd reads one command at a time: pipelined ones just wait
+            responses = [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         with self.lock:
             self.transactions += 1

@@ -41,10 +41,24 @@ CONFIRMED = ["ann@example.com", "bob@example.com"]
 WELCOME = "[Test] Welcome to "
 
 
+DIGEST = re.compile(r"\[Test\] \d+ new (articles?|videos?|articles and videos) on ")
+
+
 def sent_since(settings, files):
     """The announcement emails a test send wrote (its welcome email, which every test send adds
-    last, is checked by `test_every_test_send_adds_the_welcome_email_marked_and_sealed`)."""
-    return [m for m in all_sent_since(settings, files) if not m["Subject"].startswith(WELCOME)]
+    last, is checked by `test_every_test_send_adds_the_welcome_email_marked_and_sealed`; its
+    weekly digest, by `digest_since`)."""
+    return [
+        m
+        for m in all_sent_since(settings, files)
+        if not m["Subject"].startswith(WELCOME) and not DIGEST.match(m["Subject"])
+    ]
+
+
+def digest_since(settings, files):
+    """The weekly digest a test send wrote (issue 20: one, as it would go)."""
+    (digest,) = [m for m in all_sent_since(settings, files) if DIGEST.match(m["Subject"])]
+    return digest
 
 
 def dump(settings) -> list[str]:
@@ -108,11 +122,14 @@ def test_the_test_send_reaches_one_address_records_nothing_and_the_run_still_ann
     sent_line = (
         r"  sent: '\[Test\] Knees and hips' to AUTHOR@walkagain\.example via outbox \((.+)\)"
     )
-    where = re.fullmatch(sent_line, lines[-3])  # then the welcome's line
+    where = re.fullmatch(sent_line, lines[-4])  # then the digest's and the welcome's lines
     assert where and where.group(1).endswith(".test-send.test_walkagain.example.eml")
     assert (
-        lines[-1].startswith("Test send: 2 email(s) sent") and "nothing was recorded" in lines[-1]
+        lines[-1].startswith("Test send: 3 email(s) sent") and "nothing was recorded" in lines[-1]
     )
+    digest = digest_since(settings, files)  # the weekly digest, as it would go: the new one
+    assert digest["Subject"] == "[Test] 1 new article on Walk Again: Knees and hips"
+    assert "The next weekly digest (" in "\n".join(lines)
 
     # The Message-ID is sealed like a real one, with the kind "test", for the placeholder
     # reader: a bounce quoting it proves the public id "test-send", which names nobody.
@@ -173,11 +190,18 @@ def test_one_email_of_each_kind_and_what_the_real_run_would_hold(blog):
     assert "more than NEWSLETTER_ANNOUNCE_MAX_ITEMS=2: it needs --yes." in text
     assert "The real run would send nothing and record nothing without --yes" in text
 
+    # The weekly digest as it would go: the three new items in one email (issue 20: the
+    # announce mode is only the new readers' default frequency now; each item is announced
+    # alone to the readers of "each").
+    digest = digest_since(settings, files)
+    assert digest["Subject"] == (
+        "[Test] 3 new articles on Walk Again: More 3, More 2, Knees and hips"
+    )
+    assert "The next weekly digest (" in text and "holds 3 item(s) so far." in text
     files = outbox_names(settings)
-    digest = announce.run(settings.replace(announce_mode="digest"), feed_url=feed, test=ME)
-    (email,) = sent_since(settings, files)
-    assert email["Subject"].startswith("[Test] ") and "3" in email["Subject"]
-    assert "3 new item(s): 1 email(s)" in "\n".join(digest.lines())
+    weekly = announce.run(settings.replace(announce_mode="digest"), feed_url=feed, test=ME)
+    assert len(sent_since(settings, files)) == 1
+    assert "3 new item(s): 3 email(s)" in "\n".join(weekly.lines())
     assert dump(settings) == before
 
 
@@ -233,7 +257,11 @@ def test_a_missing_database_is_not_created(make_settings, tmp_path, content_dir)
     text = "\n".join(report.lines())
     assert "The next run is a first run: it records what is in the feed and sends nothing." in text
     assert "the newest item of the feed, 'The first article'" in text
-    assert [s.subject for s in report.sent] == ["[Test] The first article", WELCOME + "Walk Again"]
+    assert [s.subject for s in report.sent] == [
+        "[Test] The first article",
+        "[Test] 1 new article on Walk Again: The first article",
+        WELCOME + "Walk Again",
+    ]
 
 
 @pytest.mark.slow
@@ -244,8 +272,9 @@ def test_through_the_real_smtp_server(blog):
         smtp = settings.replace(transport="smtp", smtp_host="127.0.0.1", smtp_port=sink.port,
                                 smtp_security="none", smtp_timeout=5)  # fmt: skip
         report = announce.run(smtp, feed_url=feed, test=ME)
-        message, welcome = sink.wait_for(2)
-        assert [rcpt for _from, rcpt in sink.envelopes] == [[ME], [ME]]  # that address only
+        message, digest, welcome = sink.wait_for(3)
+        assert [rcpt for _from, rcpt in sink.envelopes] == [[ME], [ME], [ME]]  # that one only
+        assert DIGEST.match(digest["Subject"])
         assert welcome["Subject"].startswith(WELCOME)
     assert message["Subject"] == "[Test] Knees and hips" and message["To"] == ME
     assert report.ok and re.search(
@@ -285,9 +314,9 @@ def test_invoke_announce_test_through_the_task(blog):
     assert sent.returncode == 0, sent.stderr
     assert f"Test send to {ME} through outbox ({settings.outbox}):" in sent.stdout
     assert f"  sent: '[Test] Knees and hips' to {ME} via outbox (" in sent.stdout
-    assert sent.stdout.rstrip().splitlines()[-1].startswith("Test send: 2 email(s) sent to ")
+    assert sent.stdout.rstrip().splitlines()[-1].startswith("Test send: 3 email(s) sent to ")
     assert "nothing was recorded" in sent.stdout
-    assert [m["To"] for m in all_sent_since(settings, files)] == [ME, ME]
+    assert [m["To"] for m in all_sent_since(settings, files)] == [ME, ME, ME]
     assert dump(settings) == before
 
 

@@ -151,6 +151,33 @@ def test_two_connections_and_eight_threads_write_in_turn(tmp_path):
 BEFORE_17 = Path(__file__).parent / "fixtures" / "newsletter-before-issue-17.sqlite3"
 
 
+def test_opening_the_file_again_in_the_same_process_keeps_the_first_ones_locks(tmp_path):
+    """Closing any descriptor of the file drops every SQLite lock this process holds on it
+    (POSIX locks): a second `Database` on a live file must not open the file itself, or another
+    process, believing itself the last, deletes the write-ahead log under the first one's feet
+    ("disk I/O error", "file is not a database": seen with the app and `invoke reminders`)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "live.sqlite3"
+    first = Database(path)
+    second = None
+    try:
+        first.db.execute("SELECT count(*) FROM subscribers").fetchone()  # a connection, open
+        second = Database(path)  # e.g. a task's helper in the web app's process
+        other_process = (  # another process writes, then closes: the last one, it believes
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+            "c.execute(\"INSERT INTO announce_state VALUES ('k', 'v')\"); c.commit(); c.close()"
+        )
+        subprocess.run([sys.executable, "-c", other_process, str(path)], check=True, timeout=30)
+        assert path.with_name(path.name + "-wal").exists(), "the WAL of a live connection went"
+        assert first.db.execute("SELECT value FROM announce_state").fetchone()[0] == "v"
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+
+
 def test_a_file_written_before_the_mailbox_key_upgrades_in_place(tmp_path, caplog):
     """tests/fixtures/newsletter-before-issue-17.sqlite3 was written by the code before migration
     0008 (schema 5): its keys were casefold(), which merged `Sam@` into `ſam@`'s row and

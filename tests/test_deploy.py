@@ -27,6 +27,7 @@ import ssl
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
@@ -474,6 +475,37 @@ def test_the_announce_unit_mails_a_new_article_to_each_confirmed_reader_once(sta
     assert sent == confirmed and {"ann@example.com", "bob@example.com"} <= set(sent)
 
 
+def test_the_reminders_unit_sends_a_followed_plans_due_week_once(stack):
+    """A reader follows the live site's plan; its week 1 is due: the unit (no --as-of: now)
+    reads exercises/plans.json over HTTPS and sends it, and a second run sends nothing."""
+    from newsletter.database import Database, stamp, utcnow
+    from newsletter.subscriptions.addresses import normalize
+    from newsletter.subscriptions.subscribers import new_nonce, new_public_id
+
+    plan = stack.request("GET", "/exercises/plans.json").json()["plans"][0]
+    database = Database(stack.database)
+    try:
+        started = stamp(utcnow() - timedelta(hours=1))
+        with database.transaction() as db:
+            db.execute(
+                "INSERT INTO plan_follows (public_id, email, email_key, plan_id, weekday, hour,"
+                " weeks, status, confirm_nonce, created_at, confirmed_at, starts_at)"
+                " VALUES (?, ?, ?, ?, 0, 8, ?, 'following', ?, ?, ?, ?)",
+                (new_public_id(), *normalize("plan.reader@example.com"), plan["id"],
+                 plan["weeks"], new_nonce(), started, started, started),
+            )  # fmt: skip
+    finally:
+        database.close()
+    runs = [run_unit(stack, "walkagain-reminders.service") for _ in range(2)]
+    for done in runs:
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert "owed 1 weekly and 0 closing email(s); sent 1," in runs[0].stdout
+    assert "owed 0 weekly and 0 closing email(s); sent 0," in runs[1].stdout
+    week1 = [m for m in outbox_messages(stack.outbox) if str(m["To"]) == "plan.reader@example.com"]
+    assert [str(m["Subject"]) for m in week1] == [f"Week 1 of {plan['weeks']}: {plan['title']}"]
+    assert week1[0]["List-Unsubscribe"].startswith(f"<{stack.url}/newsletter/plans/stop/")
+
+
 # The units ----------------------------------------------------------------------------------
 def test_systemd_analyze_verify_accepts_the_units(tmp_path):
     analyze = shutil.which("systemd-analyze", path=os.environ.get("PATH", "") + os.pathsep + SBIN)
@@ -483,7 +515,7 @@ def test_systemd_analyze_verify_accepts_the_units(tmp_path):
     render.render_all(machine_values(tmp_path), rendered)
     (tmp_path / "newsletter.env").write_text("NEWSLETTER_ENV=production\n")
     units = sorted(str(p) for p in rendered.iterdir() if p.suffix in (".service", ".timer"))
-    assert len(units) == 5
+    assert len(units) == 7
     checked = subprocess.run(
         [analyze, "verify", "--man=no", *units], capture_output=True, text=True, timeout=60
     )

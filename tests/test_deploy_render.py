@@ -36,7 +36,7 @@ def test_the_example_values_render_every_file_and_only_the_placeholders(tmp_path
     assert names == {
         "nginx-site.conf", "walkagain-newsletter.service", "walkagain-announce.service",
         "walkagain-announce.timer", "walkagain-bounces.service", "walkagain-bounces.timer",
-        "walkagain.cron",
+        "walkagain-reminders.service", "walkagain-reminders.timer", "walkagain.cron",
     }  # fmt: skip
     texts = {path.name: path.read_text() for path in written}
     assert not any("${" in text for text in texts.values())
@@ -48,8 +48,13 @@ def test_the_example_values_render_every_file_and_only_the_placeholders(tmp_path
     service = texts["walkagain-newsletter.service"]
     assert "ExecStart=/srv/walkagain/.venv/bin/gunicorn --bind 127.0.0.1:5000 " in service
     assert "UMask=0077" in service and "$MAINPID" in service
-    for unit in ("walkagain-announce.service", "walkagain-bounces.service"):
+    for unit in ("walkagain-announce.service", "walkagain-bounces.service",
+                 "walkagain-reminders.service"):  # fmt: skip
         assert "UMask=0077" in texts[unit] and "EnvironmentFile=/etc/walkagain/" in texts[unit]
+    assert "ExecStart=/srv/walkagain/.venv/bin/invoke reminders\n" in texts[
+        "walkagain-reminders.service"]  # fmt: skip
+    assert "OnCalendar=*:0/5\n" in texts["walkagain-reminders.timer"]  # every 5 minutes
+    assert ".venv/bin/invoke reminders >> var/reminders.log" in texts["walkagain.cron"]
 
 
 def test_only_upper_case_names_in_braces_are_placeholders():

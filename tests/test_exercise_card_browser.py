@@ -196,14 +196,14 @@ def test_print_this_exercise_prints_the_card_alone_on_one_page(new_context, site
 def test_without_javascript_the_card_prints_with_the_article_and_has_no_controls(
     new_context, site, artifacts
 ):
-    """Without JavaScript: no print or calendar button; the plan's calendar link is there and
-    does not print (the follow form, off in pelicanconf.py until the endpoint answers it, is
-    tested without JavaScript in tests/test_exercise_follow_browser.py)."""
+    """Without JavaScript: no print or calendar button, only the follow form's (a plain form:
+    tests/test_exercise_follow_browser.py); the plan's calendar link is there; neither prints."""
     page, requests = open_article(
         new_context, f"{site.url}/{ARTICLE_PATH}", width=800, javascript=False
     )
     card = page.locator(f"#{CARD}")
-    assert card.get_by_role("button").all_text_contents() == []
+    assert card.get_by_role("button").all_text_contents() == ["Follow this plan"]
+    assert card.locator(".exercise-follow").get_by_role("button").count() == 1
     assert card.locator(".exercise-actions").get_by_role("link").all_text_contents() == [
         "Subscribe in my calendar"
     ]

@@ -152,13 +152,15 @@ def test_the_feeds_card_has_no_control_and_no_script(site):
     assert card.find_all(["button", "script", "form", "input", "a", "select"]) == []
 
 
-def test_the_pages_card_adds_only_the_calendar_link_while_following_by_email_is_off(site):
-    """pelicanconf.py's EXERCISE_FOLLOW_BY_EMAIL is off until the endpoint answers the form (the
-    form itself: tests/test_exercise_plans.py, tests/test_exercise_follow_browser.py)."""
+def test_the_pages_card_adds_only_the_calendar_link_and_the_follow_form(site):
+    """pelicanconf.py turns "Follow this plan by email" on (the endpoint answers it: the form
+    itself, tests/test_exercise_plans.py, tests/test_exercise_follow_browser.py)."""
     card = soup(site, ARTICLE_PATH).select_one("section.exercise")
     assert card.find_all(["button", "script", "form", "input", "a", "select"]) != []
     own = card.select(":scope > .exercise-actions, :scope > .exercise-follow")
-    assert [tag.name for tag in own] == ["div"]
+    assert [tag.name for tag in own] == ["div", "form"]
+    form = own[1]
+    assert form["method"] == "post" and form["action"] == site.url + "/plans/follow"
     for tag in own:
         tag.decompose()
     assert card.find_all(["button", "script", "form", "input", "a", "select"]) == []

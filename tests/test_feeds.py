@@ -107,7 +107,9 @@ def test_rss_items_have_full_content_summary_author_categories_and_image(tmp_pat
     assert unicode_entry.link == f"{SITEURL}/2026/uber-knie-xi-notong-mi/"
     assert "<li>Two</li>" in unicode_entry.content[0].value  # the full article, not an excerpt
     assert unicode_entry.author == "Mark Williams"
-    assert {t.term for t in unicode_entry.tags} == {"Übungen", "knie", "膝"}
+    assert {t.term for t in unicode_entry.tags if not t.scheme} == {"Übungen", "knie", "膝"}
+    # its topic for the newsletter (issue 20): the category's slug, in its own domain
+    assert [t.term for t in unicode_entry.tags if t.scheme == "topic"] == ["ubungen"]
     plain = feed.entries[2]
     assert plain.summary == "<p>The first one.</p>"
     assert plain.enclosures[0].href == f"{SITEURL}/images/dot.png"

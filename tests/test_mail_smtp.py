@@ -127,8 +127,9 @@ def test_smtp_implicit_tls(certificate):
         ("554", mail.MessageRefused, "554 5.7.1 Message refused by policy"),
     ],
 )
-def test_smtp_failures_are_typed_by_scope_then_the_next_send_works(fault, kind, words):
-    with SmtpSink(faults=[fault]) as server:
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_smtp_failures_are_typed_by_scope_then_the_next_send_works(fault, kind, words, pipelining):
+    with SmtpSink(faults=[fault], pipelining=pipelining) as server:
         transport = smtp(server.port)
         with pytest.raises(kind, match=words):
             transport.send_message(message(1))
@@ -150,10 +151,11 @@ def test_slow_or_absent_server_fails_fast_and_temporarily():
         smtp(port).send_message(message())
 
 
+@pytest.mark.parametrize("pipelining", [True, False])
 @pytest.mark.parametrize("workers", [1, 4])
-def test_the_mailer_reports_every_message_once_with_its_scope(workers):
+def test_the_mailer_reports_every_message_once_with_its_scope(workers, pipelining):
     """550 at RCPT TO refuses the recipient; the others go, each reported exactly once, from
-    the caller's thread (one worker) or the pool's (several)."""
+    the caller's thread (the connections are driven from it), with PIPELINING or without."""
     results = mail.Collect()
     threads = set()
 
@@ -161,7 +163,7 @@ def test_the_mailer_reports_every_message_once_with_its_scope(workers):
         threads.add(threading.current_thread().name)
         results(outgoings, error)
 
-    with SmtpSink(refuse=["r5@example.com"]) as sink:
+    with SmtpSink(refuse=["r5@example.com"], pipelining=pipelining) as sink:
         smtp_settings = SmtpSettings(port=sink.port, security="none", timeout=2)
         mailer = SmtpMailer(smtp_settings, SENDER, report, workers=workers)
         sent = [outgoing(n, to=f"r{n}@example.com") for n in range(12)]
@@ -174,7 +176,8 @@ def test_the_mailer_reports_every_message_once_with_its_scope(workers):
     assert isinstance(errors.pop("r5@example.com"), mail.RecipientRefused)
     assert set(errors.values()) == {None}
     assert sorted(sink.accepted) == sorted(errors) and set(sink.accepted.values()) == {1}
-    assert (threads == {"MainThread"}) if workers == 1 else all("smtp-worker" in t for t in threads)
+    assert threads == {"MainThread"}
+    assert sink.connections == workers
 
 
 def test_the_pool_reuses_connections_and_keeps_the_rate():
@@ -191,3 +194,186 @@ def test_the_pool_reuses_connections_and_keeps_the_rate():
     assert list(results.results.values()) == [None] * 30 and len(sink.accepted) == 30
     assert sink.connections == 3  # one per worker, kept open from message to message
     assert elapsed >= 29 / 40 * 0.95  # 40 messages per second at most
+
+
+def test_a_message_is_ended_only_once_the_one_before_it_on_its_connection_was_reported():
+    """The crash promise: at any instant, at most one message per connection has been accepted
+    by the server and not reported (recorded) yet, though replies are read in batches."""
+    workers, recorded, worst = 3, [0], [0]
+    with SmtpSink(parse=False) as sink:
+
+        def report(outgoings, error):
+            assert error is None
+            time.sleep(0.003)  # a slow record: the server would run ahead if it could
+            worst[0] = max(worst[0], sum(sink.accepted.values()) - recorded[0])
+            recorded[0] += len(outgoings)
+
+        smtp_settings = SmtpSettings(port=sink.port, security="none", timeout=2)
+        mailer = SmtpMailer(smtp_settings, SENDER, report, workers=workers)
+        for n in range(120):
+            mailer.push(outgoing(n, to=f"r{n}@example.com"))
+        mailer.flush()
+        mailer.close()
+    assert recorded[0] == 120 and sum(sink.accepted.values()) == 120
+    assert 1 <= worst[0] <= workers
+
+
+@pytest.mark.parametrize("fault, words", [("drop", "closed the connection"), ("421", "421")])
+def test_a_connection_lost_mid_pipeline_fails_one_message_and_the_next_goes_on_another(
+    fault, words
+):
+    """The third transaction's connection closes (after its data, or with a 421 at MAIL FROM):
+    that message is a temporary failure, reported once; the one pipelined behind it never left
+    and goes through a new connection; everyone else is accepted exactly once."""
+    results = mail.Collect()
+    with SmtpSink(faults=[None, None, fault], parse=False) as sink:
+        smtp_settings = SmtpSettings(port=sink.port, security="none", timeout=2)
+        mailer = SmtpMailer(smtp_settings, SENDER, results, workers=2)
+        sent = [outgoing(n, to=f"r{n}@example.com") for n in range(10)]
+        for one in sent:
+            mailer.push(one)
+        mailer.flush()
+        mailer.close()
+        connections = sink.connections
+    failed = {m: e for m, e in results.results.items() if e is not None}
+    assert len(results.results) == 10 and len(failed) == 1
+    (error,) = failed.values()
+    assert isinstance(error, mail.TemporaryFailure) and words in str(error)
+    assert sum(sink.accepted.values()) == 9 and set(sink.accepted.values()) == {1}
+    assert connections == 3  # the lost one was replaced
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_lines_that_start_with_a_dot_arrive_as_written(pipelining):
+    """Dot-stuffing (RFC 5321 4.5.2): a line of one dot must not end the message early, and a
+    line starting with dots keeps all of them."""
+    lines = ["Hello", ".", "..two", ".one", "end."]
+    msg = message(1)
+    msg.set_content("\n".join(lines) + "\n")
+    data = wire(msg)
+    with SmtpSink(pipelining=pipelining) as server:
+        transport = smtp(server.port)
+        transport.send(SENDER, "reader@example.com", data)
+        transport.send(SENDER, "reader@example.com", b".starts with a dot\r\n")
+        transport.close()
+        received = server.wait_for(2)
+    assert received[0].get_content().splitlines() == lines
+    assert server.envelopes == [(SENDER, ["reader@example.com"])] * 2
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_the_pool_pipelines_over_tls(certificate, implicit):
+    """Over STARTTLS or implicit TLS, with login, the connections pipeline many messages: TLS
+    records read ahead are taken before waiting on the socket again."""
+    server_ctx, client_ctx = contexts(certificate)
+    results = mail.Collect()
+    login = {} if implicit else {"user": "mark", "password": "s3cret"}  # see the test below
+    with SmtpSink(
+        credentials=("mark", "s3cret") if login else None,
+        tls_context=server_ctx,
+        implicit_tls=implicit,
+        parse=False,
+    ) as sink:
+        smtp_settings = SmtpSettings(
+            host="127.0.0.1", port=sink.port, security="ssl" if implicit else "starttls",
+            timeout=5, **login,
+        )  # fmt: skip
+        mailer = SmtpMailer(smtp_settings, SENDER, results, workers=2)
+        mailer.connection = lambda: SmtpConnection.from_settings(smtp_settings, client_ctx)
+        mailer._pool.connections = [mailer.connection() for _ in range(2)]
+        for n in range(40):
+            mailer.push(outgoing(n, to=f"r{n}@example.com"))
+        mailer.flush()
+        mailer.close()
+    assert len(results.results) == 40 and set(results.results.values()) == {None}
+    assert sum(sink.accepted.values()) == 40 and sink.connections == 2
+
+
+def test_a_server_that_offers_no_login_refuses_the_message_and_bounces_nobody(certificate):
+    """With a user set, a server that offers no AUTH (here aiosmtpd on implicit TLS, which it
+    does not count as TLS) is our configuration's problem: the message is refused (the run
+    stops), never the recipient (which would bounce every reader)."""
+    server_ctx, client_ctx = contexts(certificate)
+    with SmtpSink(
+        credentials=("mark", "s3cret"), tls_context=server_ctx, implicit_tls=True
+    ) as sink:
+        transport = smtp(sink.port, security="ssl", user="mark", password="s3cret",
+                         ssl_context=client_ctx)  # fmt: skip
+        with pytest.raises(mail.MessageRefused, match="login"):
+            transport.send_message(message())
+    assert sink.accepted == {}
+
+
+class HostileServer:
+    """A raw SMTP server on 127.0.0.1 that greets, answers EHLO with PIPELINING, then answers
+    the first MAIL FROM with `payload` (bytes, or a callable writing to the socket)."""
+
+    def __init__(self, payload):
+        self.payload = payload
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        connection, _ = self.listener.accept()
+        with connection:
+            connection.sendall(b"220 hostile ESMTP\r\n")
+            buffer = b""
+            while b"MAIL FROM" not in buffer:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+                if b"EHLO" in buffer and b"PIPELINING" not in buffer:
+                    connection.sendall(b"250-hostile\r\n250 PIPELINING\r\n")
+                    buffer += b"PIPELINING"
+            try:
+                if callable(self.payload):
+                    self.payload(connection)
+                else:
+                    connection.sendall(self.payload)
+                time.sleep(0.5)
+            except OSError:
+                pass
+
+    def close(self):
+        self.listener.close()
+
+
+def endless(connection):
+    for _ in range(5000):  # 250- lines that never end: 5 MB
+        connection.sendall(b"250-" + b"x" * 1000 + b"\r\n")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"250 OK\r\n250 OK\r\n354 go\r\n250 OK\r\n250 OK\r\n",  # replies nobody asked for
+        b"hello there\r\n",  # not a reply
+        b"2" * 200_000,  # one endless line
+        endless,  # a reply that never ends
+        b"250 OK\r\n550 no\r\n354 go ahead anyway\r\n",  # 354 after a refused recipient
+    ],
+    ids=["unasked", "garbage", "long-line", "endless", "354-after-refusal"],
+)
+def test_a_hostile_server_cannot_make_a_message_count_as_accepted(payload):
+    """Replies we did not ask for, text that is no reply, a reply without end (memory stays
+    bounded), a go-ahead for a refused transaction: the message fails (temporarily, or for the
+    refusal), is reported once, and nothing is sent as its data."""
+    server = HostileServer(payload)
+    results = mail.Collect()
+    try:
+        mailer = SmtpMailer(
+            SmtpSettings(host="127.0.0.1", port=server.port, security="none", timeout=2),
+            SENDER, results, workers=2,
+        )  # fmt: skip
+        started = time.monotonic()
+        mailer.push(outgoing(1))
+        mailer.flush()
+        mailer.close()
+        assert time.monotonic() - started < 5
+    finally:
+        server.close()
+    (error,) = results.results.values()
+    assert isinstance(error, (mail.TemporaryFailure, mail.RecipientRefused)), error

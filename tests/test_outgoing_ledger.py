@@ -99,6 +99,30 @@ def test_kinds_and_what_they_are_about_stay_apart(store):
     assert ledger.rows() == []
 
 
+def test_owing_once_leaves_a_row_already_owed_as_it_is_and_unfinished_counts_kinds(store):
+    """`once=True` (a plan's week, owed by every run that finds it due) inserts nothing for a
+    row already owed, whatever became of it; `unfinished` counts what is queued or in flight."""
+    subscribe(store, "ann@example.com")
+    (ann,) = store.list()
+    ledger = MailLedger(store.database)
+    now = store.database.now()
+    with store.database.transaction() as db:
+        first = MailLedger.add(db, "plan_week", [ann.id], about_id=1, now=now, once=True)
+        assert first and MailLedger.add(db, "plan_week", [ann.id], about_id=2, now=now, once=True)
+    ledger.skip([first], "missed")
+    with store.database.transaction() as db:
+        again = MailLedger.add(db, "plan_week", [ann.id], about_id=1, now=now, once=True)
+        MailLedger.add(db, "plan_week", [ann.id, ann.id], about_id=2, now=now, once=True)
+    assert again == 0
+    assert [(r["about_id"], r["status"]) for r in ledger.rows("plan_week")] == [
+        (1, "skipped"), (2, "queued")
+    ]  # fmt: skip
+    assert ledger.unfinished(["plan_week"]) == 1
+    assert ledger.unfinished(["plan_week", CONFIRMATION]) == 2  # and ann's confirmation
+    ledger.claim(kinds=["plan_week"])
+    assert ledger.unfinished(["plan_week"]) == 1  # in flight: still unfinished
+
+
 def test_many_threads_write_and_claim_without_database_is_locked(tmp_path):
     stores = [Subscribers.open(tmp_path / "busy.sqlite3") for _ in range(2)]  # two "processes"
 

@@ -105,7 +105,9 @@ def test_the_announcement_story(site):
         store.close()
 
 
-def test_digest_mode_sends_one_email_for_several_articles(site):
+def test_digest_mode_no_longer_groups_a_run_for_the_readers_of_each(site):
+    """Issue 20: NEWSLETTER_ANNOUNCE_MODE=digest is the default frequency of new readers
+    (weekly); the readers of "each" (every existing reader) still get each article alone."""
     settings, content, output = site
     settings = settings.replace(announce_mode="digest")
     announce.run(settings, feed_url=build(content, output))
@@ -113,13 +115,9 @@ def test_digest_mode_sends_one_email_for_several_articles(site):
     write_article(content, "three", "Third article", recent(2))
     summary = announce.run(settings, feed_url=build(content, output))
     messages = outbox_messages(settings.outbox)
-    assert recipients(messages) == CONFIRMED
-    assert {m["Subject"] for m in messages} == {
-        "2 new articles on Walk Again: Second article, Third article"
-    }
-    html = messages[0].get_body(("html",)).get_content()
-    assert html.index("Second article") < html.index("Third article")
-    assert len(summary.announced) == 1 and len(summary.announced[0].items) == 2
+    assert sorted(recipients(messages)) == sorted(CONFIRMED * 2)
+    assert {m["Subject"] for m in messages} == {"Second article", "Third article"}
+    assert len(summary.announced) == 2
 
 
 def test_dry_run_renders_every_email_and_records_nothing(site):
@@ -287,10 +285,9 @@ def test_a_flood_of_new_items_sends_nothing_without_yes(make_settings, tmp_path,
     assert ledger_state(settings) == before and outbox_messages(settings.outbox) == []
 
     sent = announce.run(settings, feed_url=feed, yes=True)
-    assert sent.ok and sent.tally.sent == (300 if mode == "each" else 1) * len(CONFIRMED)
-    assert recipients(outbox_messages(settings.outbox)).count("ann@example.com") == (
-        300 if mode == "each" else 1
-    )
+    # Issue 20: the mode is the new readers' default; every item goes alone to these readers.
+    assert sent.ok and sent.tally.sent == 300 * len(CONFIRMED)
+    assert recipients(outbox_messages(settings.outbox)).count("ann@example.com") == 300
     again = announce.run(settings, feed_url=feed)  # sent and recorded: not held again
     assert again.ok and again.tally.sent == 0
 

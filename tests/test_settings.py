@@ -76,6 +76,8 @@ ANNOUNCE_ENV = {
     "NEWSLETTER_MAILGUN_BATCH_SIZE": "500",
     "NEWSLETTER_VIDEO_FEED_URL": "https://www.youtube.com/feeds/videos.xml?channel_id=UCx",
     "NEWSLETTER_VIDEO_SKIP_SHORTS": "yes",
+    "NEWSLETTER_DIGEST_WEEKDAY": "Friday",
+    "NEWSLETTER_DIGEST_HOUR": "17",
 }
 # Provider feedback (bounces and complaints).
 FEEDBACK_ENV = {
@@ -115,6 +117,8 @@ def test_every_variable_is_read(tmp_path):
         "NEWSLETTER_URL": "https://walkagain.example/newsletter/subscribe",  # the site's own
         "NEWSLETTER_WELCOME_TEXT": "Hello.\n\nWelcome.",
         "NEWSLETTER_WELCOME_START_HERE": "Start | https://walkagain.example/start/",
+        "NEWSLETTER_TIMEZONE": "America/New_York",
+        "NEWSLETTER_PLAN_KEEP_DAYS": "14",
         **ANNOUNCE_ENV,  # the announcements' settings: checked in test_announce_settings.py
         **FEEDBACK_ENV,
     }
@@ -136,7 +140,9 @@ def test_every_variable_is_read(tmp_path):
     assert (s.soft_bounce_limit, s.soft_bounce_days, s.imap_port) == (5, 14.0, 1993)
     assert s.mail.welcome_text == "Hello.\n\nWelcome."
     assert s.mail.start_here == (("Start", "https://walkagain.example/start/"),)
+    assert (s.core.timezone, s.endpoint.plan_keep_days) == ("America/New_York", 14)
     assert s.video_feed_url.endswith("?channel_id=UCx") and s.video_skip_shorts is True
+    assert (s.announce.digest_weekday, s.announce.digest_hour) == (4, 17)
     assert s.ses_topic_arn.endswith(":ses-feedback") and s.verp_domain.startswith("bounces.")
     assert s.sns_max_age == 1800
     assert "whk-secret" not in repr(s) and "imap-secret" not in repr(s)
@@ -314,7 +320,7 @@ def test_every_variable_is_defined_once_in_one_concern():
         if "env" in f.metadata
     ]
     names = [name for _, name in fields]
-    assert len(names) == len(set(names)) == len(VARIABLES) == 52
+    assert len(names) == len(set(names)) == len(VARIABLES) == 56
     assert list(VARIABLES) == names  # in the concerns' order: the order of docs/settings.md
     for concern, name in fields:
         known = VARIABLES[name]
@@ -331,6 +337,7 @@ DEFAULTS = {
         site_name="Walk Again",
         site_url="http://localhost:8000",
         base_url="http://127.0.0.1:5000",
+        timezone="Europe/London",
     ),
     MailSettings: dict(
         transport="outbox",
@@ -360,6 +367,7 @@ DEFAULTS = {
         proxy_count=None,
         retry_delay=30.0,
         max_attempts=10,
+        plan_keep_days=30,
         resend_interval=600.0,
         confirm_max_age=48 * 3600,
         max_request_bytes=16 * 1024,
@@ -373,6 +381,8 @@ DEFAULTS = {
         retry_delay=5.0,
         video_feed_url="",
         video_skip_shorts=False,
+        digest_weekday=0,
+        digest_hour=8,
     ),
     FeedbackSettings: dict(
         soft_bounce_limit=3,
@@ -424,6 +434,8 @@ def test_an_empty_or_malformed_value_names_its_variable(name):
         (CoreSettings, {"env": "staging"}, "NEWSLETTER_ENV"),
         (CoreSettings, {"secret_key": "short"}, "NEWSLETTER_SECRET_KEY"),
         (CoreSettings, {"base_url": "ftp://x.example"}, "NEWSLETTER_BASE_URL"),
+        (CoreSettings, {"timezone": "Mars/Olympus_Mons"}, "NEWSLETTER_TIMEZONE"),
+        (CoreSettings, {"timezone": "../../etc/passwd"}, "NEWSLETTER_TIMEZONE"),
         (MailSettings, {"transport": "pigeon"}, "NEWSLETTER_TRANSPORT"),
         (MailSettings, {"sender": "nobody"}, "NEWSLETTER_FROM"),
         (MailSettings, {"postal_address": " "}, "NEWSLETTER_POSTAL_ADDRESS"),

@@ -557,8 +557,9 @@ def test_every_route_with_every_method_but_post_changes_nothing(client, app, set
     before = snapshot(app)
     walked = []
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
-            continue
+        if rule.endpoint == "static" or rule.rule.startswith(("/plans/", "/preferences/",
+                                                              "/address/")):  # fmt: skip
+            continue  # walked with their own tokens: test_plan_follow_views, test_preferences
         token = tokens["unsubscribe"] if "unsubscribe" in rule.rule else tokens["token"]
         path = rule.rule.replace("<token>", token)
         for method in METHODS:

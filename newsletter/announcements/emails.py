@@ -13,8 +13,9 @@ Contract:
     text + HTML;
   - `outgoing(delivery, with_data=)`: the `mail.Outgoing` for the mailer. Its `data` is the
     same message as wire bytes (CRLF), made fast from a prototype the email package serialised
-    once: only To, Message-ID, the unsubscribe URL and the two quoted-printable bodies differ
-    per subscriber (addresses that are not plain ASCII take the reference path,
+    once: only To, Message-ID, the unsubscribe URL and the two quoted-printable bodies (with the
+    unsubscribe and preferences URLs, `preferences_url(delivery)`) differ per subscriber
+    (addresses that are not plain ASCII take the reference path,
     `compose.wire`). With it the shared `Batch` (the bodies and headers with the unsubscribe URL
     and Message-ID as placeholders) and the subscriber's own values, for mailers that send one
     call to many.
@@ -22,8 +23,8 @@ Contract:
   random per Composer, before anything is rendered, so no title, dek or summary can contain
   one; and the prototype is cut only where each mark occurs exactly once, in its expected
   place (To, Message-ID, List-Unsubscribe header lines; each body after its part's headers).
-  Otherwise every message takes the reference path. `bodies(url)` is (text, html) with a URL
-  in place of the unsubscribe mark (the preview's sample link).
+  Otherwise every message takes the reference path. `bodies(url, preferences="")` is (text,
+  html) with URLs in place of the unsubscribe and preferences marks (the preview's sample link).
   The Message-ID is deterministic per (announcement key, subscriber), so a message re-sent after
   a crash is recognisably the same message.
 - Titles, deks and authors are plain text (`feed.plain_text`: tags stripped, entities decoded
@@ -58,7 +59,7 @@ from newsletter.mail import Batch, Outgoing, proof
 from newsletter.mail import message as compose
 from newsletter.mail.message import SMTP_POLICY
 from newsletter.settings import Settings
-from newsletter.subscriptions.emails import unsubscribe_url
+from newsletter.subscriptions.emails import preferences_url, unsubscribe_url
 from newsletter.subscriptions.tokens import Tokens
 
 BATCH_HEADERS = ("Reply-To", "List-Unsubscribe", "List-Unsubscribe-Post", "List-Id")
@@ -156,6 +157,7 @@ class Marks:
     url: str
     text: str
     html: str
+    preferences: str
 
     @classmethod
     def new(cls) -> Marks:
@@ -166,6 +168,7 @@ class Marks:
             url=f"https://unsubscribe-{nonce}.invalid/u",
             text=f"TEXTBODY{nonce}",
             html=f"HTMLBODY{nonce}",
+            preferences=f"https://preferences-{nonce}.invalid/p",
         )
 
 
@@ -175,8 +178,8 @@ class Composer:
         self.marks = Marks.new()
         self.subject = one_line(announcement.subject)
         self.text, self.html = self._render()
-        url = self.marks.url
-        self._text_qp, self._html_qp = _QpTemplate(self.text, url), _QpTemplate(self.html, url)
+        urls = (self.marks.url, self.marks.preferences)
+        self._text_qp, self._html_qp = _QpTemplate(self.text, urls), _QpTemplate(self.html, urls)
         self._date = None
         self._prototype()
 
@@ -190,6 +193,7 @@ class Composer:
             site_url=self.settings.core.site_url,
             postal_address=self.settings.mail.postal_address,
             unsubscribe_url=self.marks.url,
+            preferences_url=self.marks.preferences,
             author=authors[0] if authors else self.settings.core.site_name,
         )
         if self.announcement.kind == "digest":
@@ -231,7 +235,11 @@ class Composer:
             text=self.text,
             html=self.html,
             headers=(*headers, ("Message-Id", marks.id)),
-            placeholders={marks.url: "unsubscribe_url", marks.id: "message_id"},
+            placeholders={
+                marks.url: "unsubscribe_url",
+                marks.id: "message_id",
+                marks.preferences: "preferences_url",
+            },
         )
         # None: the marks are not exactly where expected, so every message takes the reference
         # path (the email package writes it); never a message cut at the wrong place.
@@ -246,30 +254,40 @@ class Composer:
     def unsubscribe_url(self, delivery: Delivery) -> str:
         return unsubscribe_url(self.settings, self.tokens, delivery.public_id)
 
-    def bodies(self, url: str) -> tuple[str, str]:
-        """(text, html) with `url` as the unsubscribe link."""
-        mark = self.marks.url
-        return self.text.replace(mark, url), self.html.replace(mark, url)
+    def preferences_url(self, delivery: Delivery) -> str:
+        return preferences_url(self.settings, self.tokens, delivery.public_id)
+
+    def bodies(self, url: str, preferences: str = "") -> tuple[str, str]:
+        """(text, html) with `url` as the unsubscribe link, `preferences` as the preferences
+        page's (default: `url`)."""
+        marks, preferences = self.marks, preferences or url
+        text, html = self.text, self.html
+        for mark, value in ((marks.url, url), (marks.preferences, preferences)):
+            text, html = text.replace(mark, value), html.replace(mark, value)
+        return text, html
 
     def message(self, delivery: Delivery) -> EmailMessage:
         """The reference message, made by the email package from scratch."""
         url = self.unsubscribe_url(delivery)
         message = self._headers(delivery.email, self.message_id(delivery), url)
-        text, html = self.bodies(url)
+        text, html = self.bodies(url, self.preferences_url(delivery))
         message.set_content(text)
         message.add_alternative(html, subtype="html")
         return message
 
     def outgoing(self, delivery: Delivery, *, with_data: bool = True) -> Outgoing:
         url = self.unsubscribe_url(delivery)
+        preferences = self.preferences_url(delivery)
         message_id = self.message_id(delivery)
         if not with_data:
             data = b""
         elif self._pieces is not None and PLAIN_ADDRESS.fullmatch(delivery.email):
             head, to_id, id_url, url_text, text_html, tail = self._pieces
+            soft = soft_urls((url, preferences))  # once for both bodies
             data = b"".join(
                 (head, delivery.email.encode(), to_id, message_id.encode(), id_url, url.encode(),
-                 url_text, self._text_qp.render(url), text_html, self._html_qp.render(url), tail)
+                 url_text, self._text_qp.render(url, preferences, soft=soft), text_html,
+                 self._html_qp.render(url, preferences, soft=soft), tail)
             )  # fmt: skip
         else:  # an internationalised address (or no safe prototype): the email package writes it
             data = compose.wire(self.message(delivery))
@@ -278,7 +296,11 @@ class Composer:
             message_id=message_id,
             data=data,
             batch=self.batch,
-            variables={"unsubscribe_url": url, "message_id": message_id},
+            variables={
+                "unsubscribe_url": url,
+                "message_id": message_id,
+                "preferences_url": preferences,
+            },
             ref=delivery.id,
             envelope_from=proof.return_path(
                 self.settings, "announce", self.announcement.key, delivery.public_id
@@ -328,19 +350,47 @@ SAFE_URL = re.compile(r"[A-Za-z0-9:/._~-]+")
 
 
 class _QpTemplate:
-    """A body with the unsubscribe URL in some places (`mark`), quoted-printable encoded once:
-    per subscriber, only the URL is put in, between soft line breaks (it needs no escaping)."""
+    """A body with the reader's own URLs in some places (`marks`: the unsubscribe URL, the
+    preferences URL), quoted-printable encoded once: per subscriber, only the URLs are put in,
+    each between soft line breaks (they need no escaping)."""
 
-    def __init__(self, text: str, mark: str):
-        pieces = text.split(mark)
-        self.text, self.mark = text, mark
+    def __init__(self, text: str, marks: tuple[str, ...]):
+        self.text, self.marks = text, marks
+        pieces, self.order, at = [], [], 0
+        for found in re.finditer("|".join(map(re.escape, marks)), text):
+            pieces.append(text[at : found.start()])
+            self.order.append(marks.index(found.group()))
+            at = found.end()
+        pieces.append(text[at:])
         self.encoded = [_qp(p, last=False) for p in pieces[:-1]] + [_qp(pieces[-1])]
 
-    def render(self, url: str) -> bytes:
-        if not SAFE_URL.fullmatch(url):
-            return _qp(self.text.replace(self.mark, url))
-        soft = b"=\r\n".join(url[i : i + 75].encode() for i in range(0, len(url), 75))
-        return (b"=\r\n" + soft + b"=\r\n").join(self.encoded)
+    def render(self, *urls: str, soft: list[bytes] | None = None) -> bytes:
+        """The body with `urls` in place of the marks; `soft`: `soft_urls(urls)`, made once for
+        both bodies of an email."""
+        if soft is None:
+            soft = soft_urls(urls)
+        if soft is None:
+            text = self.text
+            for mark, url in zip(self.marks, urls, strict=True):
+                text = text.replace(mark, url)
+            return _qp(text)
+        parts = [self.encoded[0]]
+        for index, piece in zip(self.order, self.encoded[1:], strict=True):
+            parts += (soft[index], piece)
+        return b"".join(parts)
+
+
+def soft_urls(urls) -> list[bytes] | None:
+    """Each URL between soft line breaks (`_soft`), or None unless every one is safe as it is."""
+    if not all(SAFE_URL.fullmatch(url) for url in urls):
+        return None
+    return [_soft(url) for url in urls]
+
+
+def _soft(url: str) -> bytes:
+    """A URL between soft line breaks, cut every 75 characters."""
+    cut = b"=\r\n".join(url[i : i + 75].encode() for i in range(0, len(url), 75))
+    return b"=\r\n" + cut + b"=\r\n"
 
 
 __all__ = ["Composer", "Marks", "drafts", "html_to_text", "one_line", "subject_for"]

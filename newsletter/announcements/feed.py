@@ -14,6 +14,9 @@ announced (`Announce: no` in the article's metadata becomes
 `<category domain="announce">no</category>`). An article's exercise plans are read back from
 their cards in the full content (`exercises_in`, the classes of `blog.feed_contract`) as plain
 text: `FeedItem.exercises`, `Exercise`s (card id, name, targets, steps, prescription rows).
+An item's `topic` (issue 20: who chose to get it) is its `<category domain="topic">` slug (an
+article's category), "videos" for a video of the channel feed, or "" when the feed says none
+(a feed built before topics: such an item goes to every reader).
 
 Feed text reaches subscribers' mailboxes, so it is checked here, in one place:
 - `safe_html(html)`: the summary through nh3 (Rust's ammonia) with an allow-list made for email:
@@ -282,6 +285,7 @@ class FeedItem:
     videos: tuple[str, ...] = ()  # an article: the YouTube video ids it embeds
     short: bool = False  # a video: a YouTube Short
     exercises: tuple[Exercise, ...] = ()  # an article: its exercise plans, from their cards
+    topic: str = ""  # the reader's topic it belongs to: its category's slug, or "videos"
 
     def __post_init__(self):
         # However the item was made (parsed, read back from the ledger, built by hand), what an
@@ -485,6 +489,7 @@ def _item(entry, where: str) -> FeedItem:
             author=_text(entry, "author"),
             kind="video",
             short="/shorts/" in urlsplit(link).path,
+            topic=feed_contract.VIDEO_TOPIC,
         )
     content = " ".join(str(part.get("value", "")) for part in entry.get("content", []))
     return FeedItem(
@@ -499,7 +504,18 @@ def _item(entry, where: str) -> FeedItem:
         author=_text(entry, "author"),
         videos=video_ids(content + " " + str(entry.get("summary", ""))),
         exercises=exercises_in(content),
+        topic=_topic(entry),
     )
+
+
+def _topic(entry) -> str:
+    """The item's topic: its `<category domain="topic">` (a slug), or "" when the feed says none."""
+    for tag in entry.get("tags", []):
+        if (tag.get("scheme") or "").lower() == feed_contract.TOPIC_DOMAIN:
+            slug = str(tag.get("term", "")).strip().lower()
+            if re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", slug):
+                return slug
+    return ""
 
 
 def _description(entry) -> str:

@@ -8,8 +8,10 @@ Contract, over the `Database` (the subscribers' file; it asks `Subscribers` who 
   the ledger was empty (first run, unless `send_existing`), it is older than `max_age` at
   discovery, or it opted out (`Announce: no`); an item whose page is not live yet (`is_live`)
   waits for a later run and is not recorded.
-- `plan(decisions, drafts)` writes, in ONE transaction, every decision, the announcements and one
-  owed email per (announcement, subscriber confirmed at that instant), unique.
+- `plan(decisions, drafts)` writes, in ONE transaction, every decision, the announcements and,
+  for each, what is owed to the subscribers confirmed at that instant whose topics include its
+  item's (`Draft.topic`; `subscriptions.choices`): one email each for the readers of frequency
+  "each", one row of their next digest for the "weekly" ones (`subscriptions.digests`), unique.
 - Sending is the one dispatcher's (`announcements.dispatch`): each result is recorded in its own
   transaction right after the transport answered, so a crash loses nothing and re-sends at most
   the messages in flight. `finish_if_done` marks an announcement finished when nothing of it is
@@ -35,6 +37,8 @@ from newsletter.announcements.feed import FeedItem
 from newsletter.database import Database, stamp
 from newsletter.filelock import FileLock, Locked
 from newsletter.outgoing.ledger import MailLedger
+from newsletter.subscriptions import digests
+from newsletter.subscriptions.choices import Choices
 from newsletter.subscriptions.feedback import Feedback
 from newsletter.subscriptions.subscribers import Subscribers
 
@@ -66,6 +70,11 @@ class Draft:
     key: str  # the guid, or "digest:<hash>": part of every Message-ID
     subject: str
     items: list[FeedItem]
+
+    @property
+    def topic(self) -> str:
+        """Whose readers it goes to: its one item's topic ("" for several: everyone's)."""
+        return self.items[0].topic if len(self.items) == 1 else ""
 
 
 @dataclass(frozen=True)
@@ -211,15 +220,17 @@ class Ledger:
 
     @staticmethod
     def _insert(db, draft: Draft, now: str) -> int:
-        """The announcement and one owed email per subscriber confirmed now."""
+        """The announcement, one owed email per reader of its topic confirmed now at frequency
+        "each", and one owed digest row per such reader at frequency "weekly"."""
         cursor = db.execute(
             "INSERT INTO announcements (kind, key, subject, items, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
             (draft.kind, draft.key, draft.subject,
              json.dumps([item.to_dict() for item in draft.items]), now),
         )  # fmt: skip
-        readers = Subscribers.confirmed_ids(db)
+        readers = Choices.readers(db, draft.topic, digests.EACH)
         MailLedger.add(db, ANNOUNCEMENT, readers, about_id=cursor.lastrowid, now=now)
+        digests.owe(db, cursor.lastrowid, draft.topic)
         return cursor.lastrowid
 
     def rows(self, item: FeedItem) -> list:
@@ -319,8 +330,9 @@ class Ledger:
                 "Its lock ends with that process."
             ) from None
         try:
-            # The holder sends every announcement email: what a dead run left in flight is ours.
-            self.outgoing.release(kinds=[ANNOUNCEMENT])
+            # The holder sends every announcement email and digest: what a dead run left in
+            # flight is ours.
+            self.outgoing.release(kinds=[ANNOUNCEMENT, digests.KIND])
             yield run_lock
         finally:
             run_lock.release()

@@ -6,7 +6,14 @@ Contract: `run(settings, ...)` does, in this order, and returns a `Summary`:
 2. take the run lock (a second run raises `LedgerLocked`);
 3. decide what is new (ledger.select: first run, too old, opted out, not live yet);
 4. plan the new announcements and their deliveries in ONE transaction;
-5. send every unfinished announcement (earlier runs' leftovers first), recording each result.
+5. send every unfinished announcement (earlier runs' leftovers first), recording each result;
+6. the weekly digests (`weekly`): at or after the author's day and hour, make the week's
+   digests (once), then send every digest owed, each result recorded.
+Who gets what (issue 20): each new item is its own announcement (NEWSLETTER_ANNOUNCE_MODE is
+now the default frequency of new readers: each -> "each", digest -> "weekly"); it is owed to
+the confirmed readers whose topics include its topic, by email now for the readers of
+frequency "each", in their next weekly digest for the others. `clock=` (a callable giving an
+aware UTC datetime; `invoke announce --as-of`) is the run's "now", for tests and a late run.
 The flood guard, between 3 and 4: when more new items (articles and videos, whatever the
 announce mode) than NEWSLETTER_ANNOUNCE_MAX_ITEMS (default 5; 0: no limit) would be announced,
 the run raises `TooManyNewItems` listing them, having sent and recorded nothing, unless
@@ -45,13 +52,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import requests
 
 from newsletter import mail
-from newsletter.announcements import test_send
+from newsletter.announcements import test_send, weekly
 from newsletter.announcements.dispatch import NoProgress, Progress, Tally, dispatch
-from newsletter.announcements.emails import Composer, drafts
+from newsletter.announcements.emails import Composer, drafts, subject_for
 from newsletter.announcements.feed import FeedError, FeedItem, read_feed, read_video_feed
 from newsletter.announcements.ledger import (
     ANNOUNCE,
@@ -70,6 +78,7 @@ from newsletter.mail.outbox import OutboxMailer
 from newsletter.outgoing.dispatcher import Dispatcher
 from newsletter.private_files import private_folder, write_private
 from newsletter.settings import Settings, load
+from newsletter.subscriptions.choices import Choices
 from newsletter.subscriptions.subscribers import Status, Subscribers
 from newsletter.subscriptions.tokens import Tokens
 
@@ -94,6 +103,7 @@ class Summary:
     # feed that were recorded without an email, newest first, which --item sends
     send_existing_ignored: bool = False
     unsent: list[FeedItem] = field(default_factory=list)
+    digests: int = 0  # weekly digests made in this run (their week's time had come)
 
     @property
     def ok(self) -> bool:
@@ -139,6 +149,8 @@ class Summary:
             out.append(f"  new announcement: {announcement.subject}")
         for announcement in self.resumed:
             out.append(f"  resumed from an earlier run: {announcement.subject}")
+        if self.digests:
+            out.append(f"  weekly digests made: {self.digests}")
         if self.dry_run:
             if self.held:
                 out += flood_lines(self.held, self.limit)
@@ -148,7 +160,7 @@ class Summary:
                 "nothing sent, nothing recorded."
             )
             return out
-        if not (self.announced or self.resumed):
+        if not (self.announced or self.resumed or self.digests):
             out.append(f"Nothing to announce: {ignored}" if ignored else "Nothing to announce.")
         t = self.tally
         out.append(
@@ -213,6 +225,7 @@ def run(
     progress: Progress | None = None,
     connect=None,
     sleep=time.sleep,
+    clock=None,
 ) -> Summary | test_send.TestSend:
     """`connect(report)` makes the mailer (default: `mail.connect` from the settings). Raises
     `TooManyNewItems` (nothing sent, nothing recorded) when the flood guard holds the run, and
@@ -225,7 +238,9 @@ def run(
                 "--test sends real emails to one address, --dry-run renders them to files: "
                 "use one or the other."
             )
-        return _test_send(settings, test, feed_url, send_existing, check_live, yes, item, connect)
+        return _test_send(
+            settings, test, feed_url, send_existing, check_live, yes, item, connect, clock
+        )
     if item is not None and send_existing:
         raise ItemRefused(
             "--item sends one article the ledger recorded; --send-existing sends the back "
@@ -237,7 +252,7 @@ def run(
         chosen = choose(feed.items, item, feed.source)
         return _announce_item(settings, chosen, summary, check_live, progress, connect, sleep)
     sources = Sources(feed.items, _videos(settings, summary))
-    database = Database(settings.core.database)
+    database = Database(settings.core.database, **({"clock": clock} if clock else {}))
     try:
         ledger, tokens = Ledger(database), Tokens(settings.core.secret_key)
         if send_existing and not ledger.is_empty():
@@ -258,18 +273,28 @@ def run(
                 raise TooManyNewItems(new_items, settings.announce.max_items)
             summary.announced = ledger.plan(
                 decisions,
-                drafts(new_items, settings),
+                each_alone(new_items, settings),
                 sources=() if sources.videos is None else ("videos",),
             )
-            _send(settings, ledger, tokens, ledger.unfinished(), summary, progress, connect, sleep)
+            summary.digests = weekly.close_due(database, settings)
+            _send(settings, ledger, tokens, ledger.unfinished(), summary, progress, connect, sleep,
+                  digests=True)  # fmt: skip
         return summary
     finally:
         database.close()
 
 
-def _send(settings, ledger, tokens, announcements, summary, progress, connect, sleep) -> None:
-    """Send the announcements' pending deliveries, each result recorded; the tally and what is
-    still pending go into the summary."""
+def each_alone(items: list[FeedItem], settings: Settings):
+    """One draft per item: each item is its own announcement, to the readers of its topic (a
+    weekly reader gets it in their digest)."""
+    return [draft for item in items for draft in drafts([item], settings)]
+
+
+def _send(
+    settings, ledger, tokens, announcements, summary, progress, connect, sleep, *, digests=False
+) -> None:
+    """Send the announcements' pending deliveries (and, with `digests`, every weekly digest
+    owed), each result recorded; the tally and what is still pending go into the summary."""
     dispatcher = Dispatcher(ledger.outgoing, {}, breaker=max(20, 3 * settings.smtp.workers))
     connect = connect or (
         lambda report: mail.connect(settings, report, workers=settings.smtp.workers)
@@ -290,11 +315,17 @@ def _send(settings, ledger, tokens, announcements, summary, progress, connect, s
             )
             if dispatcher.tally.stopped:
                 break
+        if digests and not dispatcher.tally.stopped:
+            weekly.send(ledger.database, settings, tokens, mailer, dispatcher,
+                        progress=progress, sleep=sleep)  # fmt: skip
     finally:
         mailer.close()
     summary.tally = dispatcher.tally
     counts = ledger.counts()
     summary.pending = counts["queued"] + counts["sending"]
+    if digests:
+        left = ledger.outgoing.counts(weekly.KIND)
+        summary.pending += left["queued"] + left["sending"]
 
 
 # One chosen article: --item ---------------------------------------------------------------------
@@ -415,7 +446,7 @@ def _videos(settings: Settings, summary: Summary) -> list[FeedItem] | None:
 
 def _decide(settings, ledger, sources: Sources, send_existing, check_live) -> list[Decision]:
     common = dict(
-        now=utcnow(),
+        now=ledger.database.clock(),
         max_age=timedelta(days=settings.announce.max_age_days),
         send_existing=send_existing,
     )
@@ -456,13 +487,13 @@ def live_check(timeout: float = 10.0):
 
 
 # The test send: --test ADDRESS ----------------------------------------------------------------
-def _test_send(settings, address, feed_url, send_existing, check_live, yes, item, connect):
+def _test_send(settings, address, feed_url, send_existing, check_live, yes, item, connect, clock):
     """What the next run would send, one email of each kind, to `address` (see the contract)."""
     to = test_send.recipient(address)  # a bad address: refused before anything is read
     feed = read_feed(feed_url or settings.announce.feed_url or None, timeout=settings.http.timeout)
     report = test_send.TestSend(feed.source, to, test_send.transport(settings))
     notes = report.notes
-    with _reading(settings) as ledger:
+    with _reading(settings, clock) as ledger:
         if ledger.subscribers.get(test_send.TEST_PUBLIC_ID) is not None:  # never, but be sure
             raise test_send.TestSendRefused(
                 f"a subscriber has the test's public id {test_send.TEST_PUBLIC_ID!r}: not sent."
@@ -476,6 +507,7 @@ def _test_send(settings, address, feed_url, send_existing, check_live, yes, item
             announcements = [test_send.from_draft(d) for d in drafts([chosen], settings)]
         else:
             announcements = _next_run(settings, ledger, feed, send_existing, check_live, yes, notes)
+            announcements.append(_next_digest(settings, ledger, announcements, notes))
         chosen_ones, rest = test_send.one_of_each(announcements)
     if rest:
         titles = ", ".join(repr(a.subject) for a in rest[:5]) + (" ..." if len(rest) > 5 else "")
@@ -508,7 +540,7 @@ def _next_run(settings, ledger, feed, send_existing, check_live, yes, notes) -> 
     if pending := left["queued"] + left["sending"]:
         notes.append(f"The next run also sends {pending} email(s) left over by earlier runs.")
     if new_items:
-        planned = drafts(new_items, settings)
+        planned = each_alone(new_items, settings)
         notes.append(
             f"The next run would announce {len(new_items)} new item(s): {len(planned)} email(s) "
             f"to each of {readers} confirmed subscriber(s)."
@@ -544,13 +576,47 @@ def _next_run(settings, ledger, feed, send_existing, check_live, yes, notes) -> 
     return [test_send.from_draft(draft) for draft in drafts([newest], settings)]
 
 
+def _next_digest(settings, ledger, coming: list[Announcement], notes) -> Announcement:
+    """The weekly digest as it would go to a reader of every topic: the items announced since
+    the last week's digests were made, and those the next run announces (or, with none, the
+    latest few announcements, to show the email)."""
+    db = ledger.database.db
+    (closed,) = db.execute("SELECT max(closed_at) FROM digest_periods").fetchone()
+    since = [row[0] for row in db.execute(
+        "SELECT id FROM announcements WHERE kind = 'article' AND created_at > ? ORDER BY id",
+        (closed or "",),
+    )]  # fmt: skip
+    items = weekly.announcement_for(ledger.database, since, settings).items
+    items += [item for unsaved in coming if unsaved.id == 0 for item in unsaved.items]
+    moment = weekly.slot(settings, ledger.database.clock()) + timedelta(days=7)
+    when = moment.astimezone(ZoneInfo(settings.core.timezone)).strftime("%A %d %B, %H:%M")
+    if items:
+        notes.append(f"The next weekly digest ({when}) holds {len(items)} item(s) so far.")
+    else:
+        latest = [row[0] for row in db.execute(
+            "SELECT id FROM announcements ORDER BY id DESC LIMIT 3"
+        )][::-1]  # fmt: skip
+        items = weekly.announcement_for(ledger.database, latest, settings).items
+        items = items or [item for announcement in coming for item in announcement.items]
+        notes.append(
+            f"The next weekly digest ({when}) holds nothing yet; sent with the latest items, to "
+            "show the email."
+        )
+    return Announcement(
+        0, "digest", "weekly:test", subject_for(settings, "digest", items), items, "", None
+    )
+
+
 @contextmanager
-def _reading(settings: Settings) -> Iterator[Ledger]:
+def _reading(settings: Settings, clock=None) -> Iterator[Ledger]:
     """The ledger, read-only (SQLite refuses any write); a database that does not exist yet is
     not created: an empty one in a temporary folder stands in (the next run is a first run)."""
     path = Path(settings.core.database)
     with tempfile.TemporaryDirectory() as spare:
-        database = Database(path if path.exists() else Path(spare) / "empty.sqlite3")
+        database = Database(
+            path if path.exists() else Path(spare) / "empty.sqlite3",
+            **({"clock": clock} if clock else {}),
+        )
         try:
             database.read_only()
             yield Ledger(database)
@@ -579,12 +645,14 @@ def _previews(settings, ledger, tokens, summary, new_items, *, resumed=True) -> 
     writer = OutboxMailer(folder, rendered)
 
     subscribers = ledger.subscribers.list(Status.CONFIRMED)
-    for draft in drafts(new_items, settings):
+    for draft in each_alone(new_items, settings):
         announcement = Announcement(0, draft.kind, draft.key, draft.subject, draft.items, "", None)
         summary.announced.append(announcement)
         composer = Composer(settings, tokens, announcement)
+        readers = set(Choices.readers(ledger.database.db, draft.topic))  # as the run would owe
         for s in subscribers:
-            writer.push(composer.outgoing(Delivery(0, 0, 0, s.id, s.public_id, s.email)))
+            if s.id in readers:
+                writer.push(composer.outgoing(Delivery(0, 0, 0, s.id, s.public_id, s.email)))
     for announcement in ledger.unfinished() if resumed else ():
         summary.resumed.append(announcement)
         composer = Composer(settings, tokens, announcement)

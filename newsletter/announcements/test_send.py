@@ -151,6 +151,7 @@ def welcome_outgoing(
         settings,
         reader,
         unsubscribe_url=unsubscribe_url(settings, tokens, TEST_PUBLIC_ID),
+        preferences_url=subscription_emails.preferences_url(settings, tokens, TEST_PUBLIC_ID),
         message_id=proof.message_id(settings, KIND, key, TEST_PUBLIC_ID),
         articles=feed_articles.latest(settings, source=feed),
         library=feed_articles.exercise_library(settings, source=feed),

@@ -7,7 +7,8 @@ whose `ref` is the entry's id, or a `Skip` saying why it is no longer owed: the 
 and `refused(entry, outgoing, error)` (the address was refused for good: record the bounce).
 `Dispatcher(ledger, handlers)` is the mailer's `report` (`mail.connect(settings,
 dispatcher.report)`) and `run(mailer, kinds=..., ...)` sends, in passes:
-- accepted -> `sent`;
+- accepted -> `sent`, all the messages of one report in one transaction (the SMTP mailer reports
+  together the answers it read together, and ends no connection's next message before);
 - `TemporaryFailure` (SMTP 4xx, HTTP 429/5xx, a dropped connection) -> queued again after the
   policy's backoff, or `failed` after its `max_attempts`; the next pass of the same run waits
   until every retry due within `max_wait` seconds is due, then takes them all; a later one is

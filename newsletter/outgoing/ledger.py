@@ -9,7 +9,10 @@ Contract, over the `Database`:
   more). At most one row per (kind, about, recipient) when `about_id` is set.
 - `add(db, kind, ids, about_id=..., now=..., to="subscriber" | "follow")` owes emails inside
   the caller's transaction (a sign-up and its confirmation, an announcement and its
-  deliveries, enter together or not at all).
+  deliveries, enter together or not at all); with `once=True` a row already owed stays as it
+  is (`ON CONFLICT DO NOTHING`: owing again is harmless, e.g. a plan's week).
+  `add_about(db, kind, pairs, now=...)`: one per (subscriber, about) pair (each reader's own
+  weekly digest).
 - States are `Status`: `queued -> sending -> sent | failed | skipped`, and `sending -> queued`
   again when a temporary failure is retried or a claim is released.
 - `claim(...)` takes due rows with a lease (`sending`, `locked_until`): several senders (one per
@@ -18,8 +21,8 @@ Contract, over the `Database`:
   announcer, under its run lock).
 - `ever_owed(db, kind, subscriber_id)`: whether that reader was ever owed one of `kind` (a
   welcome is owed at most once per reader, ever).
-- Each result is recorded right after the transport answered, in its own transaction:
-  `sent`, `retry` (the one `Policy`: the one backoff, then `failed` after `max_attempts`),
+- Each result is recorded right after the transport answered, one transaction per call (the
+  answers a mailer reports together, in one): `sent`, `retry` (the one `Policy`: the one backoff, then `failed` after `max_attempts`),
   `fail`, `skip`. Recording is idempotent: a row already finished is never changed.
 - Nothing here reads another table: who a subscriber is, is the subscriptions room's question.
 """
@@ -93,17 +96,30 @@ class MailLedger:
         about_id: int | None = None,
         due: str | None = None,
         to: str = "subscriber",
+        once: bool = False,
     ) -> int:
         """Owe one email of `kind` to each recipient (subscribers, or plan follows with
         `to="follow"`), inside the caller's transaction; return the new row's id when given one
         recipient in a sequence (else 0). `subscriber_ids` may be an iterator (a cursor): the
-        rows are streamed, nothing is held per recipient."""
-        insert = _INSERT[to]
+        rows are streamed, nothing is held per recipient. `once`: a row already owed (the same
+        kind, recipient and `about_id`) is left as it is (`ON CONFLICT DO NOTHING`), and the
+        one-recipient call returns 0 for it."""
+        insert = _INSERT[to] + (" ON CONFLICT DO NOTHING" if once else "")
         rows = ((kind, sid, about_id, now, due or now, now) for sid in subscriber_ids)
         if isinstance(subscriber_ids, Sequence) and len(subscriber_ids) == 1:
-            return db.execute(insert, next(rows)).lastrowid
+            cursor = db.execute(insert, next(rows))
+            return cursor.lastrowid if cursor.rowcount == 1 else 0
         db.executemany(insert, rows)  # streamed: nothing held per recipient
         return 0
+
+    @staticmethod
+    def add_about(
+        db: sqlite3.Connection, kind: str, pairs: Iterable[tuple[int, int]], *, now: str
+    ) -> None:
+        """Owe one email of `kind` per (subscriber id, about id) pair, inside the caller's
+        transaction: each reader's own thing (a weekly digest). `pairs` may be a cursor."""
+        rows = ((kind, sid, about_id, now, now, now) for sid, about_id in pairs)
+        db.executemany(_INSERT["subscriber"], rows)
 
     @staticmethod
     def ever_owed(db: sqlite3.Connection, kind: str, subscriber_id: int) -> bool:
@@ -210,7 +226,8 @@ class MailLedger:
 
     # Recording ------------------------------------------------------------------------------
     def sent(self, ids: Iterable[int]) -> None:
-        """The server accepted these messages: recorded at once (one transaction)."""
+        """The server accepted these messages (those of one report: the answers read together
+        from every connection): recorded at once, in one transaction."""
         now = self.database.now()
         with self.database.transaction() as db:
             db.executemany(
@@ -286,6 +303,17 @@ class MailLedger:
             f"SELECT {which}(next_attempt_at) FROM outgoing_mail WHERE {where}", args
         ).fetchone()
         return parse_stamp(row[0]) if row[0] else None
+
+    def unfinished(self, kinds: Sequence[str]) -> int:
+        """How many rows of `kinds` are queued or in flight: on the two partial indexes of what
+        is unfinished, never a scan of every row of a kind."""
+        return sum(
+            self.database.db.execute(
+                f"SELECT count(*) FROM outgoing_mail WHERE status = '{status}' AND {_kinds(kinds)}",
+                [*kinds],
+            ).fetchone()[0]
+            for status in UNFINISHED
+        )
 
     def counts(self, kind: str | None = None, about_id: int | None = None) -> dict[str, int]:
         """Rows by status (of one kind, and one thing it is about), every status listed."""

@@ -12,11 +12,17 @@ SQLite store as the endpoint, safely while it runs.
   freed bytes zeroed and the write-ahead log emptied, so no file of the database keeps them) and
   every file of the outbox and its previews (`<outbox>/preview/`) that names them (addressed to
   them, by the store's key, or holding the address anywhere, in any case); returns those paths.
+  The exercise plans the address follows are erased too (`forget_follows(email)`: only those,
+  and how many). `stats()` also counts the followers of each plan (nothing per person).
 - `import_csv(path, confirmed=False, welcome=False)`: checks every row, skips duplicates and
   known addresses, reports rejected rows with line numbers and reasons; adds the rest in one
   transaction (with `confirmed` and `welcome`, each added reader is owed the welcome email).
 - `export_csv(out)`: every subscriber as CSV (cells that a spreadsheet would run as a formula
-  are prefixed with ').
+  are prefixed with '), with their `topics` ("everything", or slugs separated by spaces) and
+  `frequency`; `import_csv` reads both columns back when the header names them (optional:
+  everything, at the site's default frequency), and rejects a row with a bad value, naming its
+  line and column. `list_subscribers`' text and `stats()` show them too (counts per topic and
+  per frequency of the confirmed readers).
 - `send_queued(timeout)`: sends what is queued now (the confirmations and welcomes
   `add`/`import` queued).
 Errors the author can fix raise `AdminError` with a sentence.
@@ -35,16 +41,19 @@ from typing import TextIO
 
 from newsletter.outgoing.ledger import MailLedger
 from newsletter.settings import Settings
-from newsletter.subscriptions import addresses
+from newsletter.subscriptions import addresses, topics
+from newsletter.subscriptions.choices import Choices, default_frequency
 from newsletter.subscriptions.feedback import Feedback
+from newsletter.subscriptions.plan_follows import PlanFollows
 from newsletter.subscriptions.sender import Sender
 from newsletter.subscriptions.subscribers import CONFIRMATION, Status, Subscriber, Subscribers
 from newsletter.subscriptions.tokens import Tokens
 
 EXPORT_COLUMNS = [
     "email", "status", "created_at", "confirmed_at", "unsubscribed_at", "bounced_at",
-    "complained_at", "consent_at", "consent_source",
+    "complained_at", "consent_at", "consent_source", "topics", "frequency",
 ]  # fmt: skip
+EVERYTHING = "everything"  # the topics cell of a reader who chose everything
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -174,6 +183,7 @@ def forget(settings: Settings, email: str) -> tuple[Subscriber | None, list[Path
     try:
         store.database.db.execute("PRAGMA secure_delete = ON")  # the freed bytes zeroed
         subscriber = store.forget(key)
+        PlanFollows(store.database, settings).forget(normal, key=key)  # the plans they follow
         Feedback(store.database).forget_reviews(key)  # reports kept for review that name them
         # The write-ahead log still holds the rows as they were, while the endpoint keeps it.
         store.database.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
@@ -234,13 +244,20 @@ def import_csv(
     rows = _read_rows(Path(path))
     report = ImportReport()
     seen: set[str] = set()
-    wanted: list[tuple[str, str]] = []
+    wanted: list[tuple[str, str, str | None, str]] = []
+    default = default_frequency(settings.announce.mode)
+    available = topics.available(settings) if any(extra for *_, extra in rows) else []
     store = open_store(settings)
     try:
-        for line, text in rows:
+        for line, text, extras in rows:
             try:
                 normal, key = addresses.normalize(text)
             except addresses.InvalidAddress as error:
+                report.rejected.append((line, text, str(error)))
+                continue
+            try:
+                chosen, frequency = _choice_of(extras, available, default)
+            except ValueError as error:
                 report.rejected.append((line, text, str(error)))
                 continue
             if key in seen:
@@ -251,7 +268,7 @@ def import_csv(
             if existing is not None:
                 report.known.append((line, normal, existing.status.value))
                 continue
-            wanted.append((normal, key))
+            wanted.append((normal, key, chosen, frequency))
         status = Status.CONFIRMED if confirmed else Status.UNCONFIRMED
         report.added = store.add_many(
             wanted, status=status, source=f"imported from {Path(path).name}", welcome=welcome
@@ -261,9 +278,10 @@ def import_csv(
     return report
 
 
-def _read_rows(path: Path) -> list[tuple[int, str]]:
-    """(line number, address text) for each data row: the `email` column if there is a header
-    naming one, else the first column."""
+def _read_rows(path: Path) -> list[tuple[int, str, dict[str, str]]]:
+    """(line number, address text, the optional columns) for each data row: the `email` column
+    if there is a header naming one, else the first column; with a header, the `topics` and
+    `frequency` cells too (by name, both optional)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -281,12 +299,13 @@ def _read_rows(path: Path) -> list[tuple[int, str]]:
         return []
     header = [cell.strip().lower() for cell in rows[0][1]]
     column, start = 0, 1
+    optional = {name: header.index(name) for name in ("topics", "frequency") if name in header}
     if "email" in header:
         column = header.index("email")
     elif "e-mail" in header:
         column = header.index("e-mail")
     else:
-        start = 0  # no header: every row is data
+        start, optional = 0, {}  # no header: every row is data
     result = []
     for number, row in rows[start:]:
         if not any(cell.strip() for cell in row):
@@ -294,7 +313,8 @@ def _read_rows(path: Path) -> list[tuple[int, str]]:
         cell = row[column] if column < len(row) else ""
         if cell.startswith("'") and cell[1:2] in FORMULA_STARTS:
             cell = cell[1:]  # our own export's spreadsheet protection
-        result.append((number, cell))
+        extras = {name: row[at] if at < len(row) else "" for name, at in optional.items()}
+        result.append((number, cell, extras))
     return result
 
 
@@ -307,8 +327,39 @@ def export_csv(settings: Settings, out: TextIO) -> int:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     for subscriber in subscribers:
-        writer.writerow([_cell(getattr(subscriber, name)) for name in EXPORT_COLUMNS])
+        values = {name: getattr(subscriber, name) for name in EXPORT_COLUMNS}
+        values["topics"] = topics_cell(subscriber.topics)
+        writer.writerow([_cell(values[name]) for name in EXPORT_COLUMNS])
     return len(subscribers)
+
+
+def topics_cell(stored: str | None) -> str:
+    """subscribers.topics in a CSV cell, a list or the import reads: "everything", or the
+    slugs separated by spaces."""
+    chosen = topics.decode(stored)
+    return EVERYTHING if chosen is None else " ".join(sorted(chosen))
+
+
+def _choice_of(row: dict[str, str], available, default: str) -> tuple[str | None, str]:
+    """The `topics` and `frequency` cells of an imported row (both optional), checked:
+    (encoded topics, frequency), or ValueError naming the column."""
+    cell = (row.get("topics") or "").strip()
+    chosen = None
+    if cell and cell.lower() != EVERYTHING:
+        slugs = [slug for slug in re.split(r"[\s,|]+", cell.lower()) if slug]
+        try:
+            chosen = topics.from_form(slugs, available)
+            encoded = topics.encode(chosen)
+        except topics.TopicError as error:
+            raise ValueError(f"column topics: {error}") from None
+    else:
+        encoded = None
+    if chosen is None:
+        encoded = None
+    frequency = (row.get("frequency") or "").strip().lower() or default
+    if frequency not in ("each", "weekly"):
+        raise ValueError(f"column frequency: {frequency[:40]!r} is not each or weekly")
+    return encoded, frequency
 
 
 def _cell(value) -> str:
@@ -316,11 +367,24 @@ def _cell(value) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
+def forget_follows(settings: Settings, email: str) -> int:
+    """Delete every plan this address follows (and, by cascade, their emails); how many.
+    `forget` does it too; this says how many, for the task's report."""
+    store = open_store(settings)
+    try:
+        return PlanFollows(store.database, settings).forget(email)
+    finally:
+        store.close()
+
+
 def stats(settings: Settings) -> dict[str, dict[str, int]]:
     store = open_store(settings)
     try:
         emails = MailLedger(store.database).counts(CONFIRMATION)
-        return {"subscribers": store.counts(), "emails": emails}
+        plans = PlanFollows(store.database, settings).counts_by_plan()
+        choices = Choices(store.database).counts()
+        return {"subscribers": store.counts(), "emails": emails, "plans": plans,
+                "choices": choices}  # fmt: skip
     finally:
         store.close()
 
@@ -340,6 +404,7 @@ __all__ = [
     "add",
     "export_csv",
     "forget",
+    "forget_follows",
     "import_csv",
     "list_subscribers",
     "remove",
@@ -356,10 +421,12 @@ def format_subscribers(subscribers: list[Subscriber], reasons: dict[int, str] | 
     reasons = reasons or {}
     width = max(len(s.email) for s in subscribers)
     lines = [
-        f"{'email':<{width}}  {'status':<12}  since" + ("       last report" if reasons else "")
+        f"{'email':<{width}}  {'status':<12}  since       how     topics"
+        + ("  last report" if reasons else "")
     ]
     for s in subscribers:
         line = f"{s.email:<{width}}  {s.status.value:<12}  {s.status_changed_at[:10]}"
+        line += f"  {s.frequency:<6}  {topics_cell(s.topics)}"
         if s.id in reasons:
             line += f"  {reasons[s.id][:120]}"
         lines.append(line)
@@ -389,4 +456,14 @@ def format_stats(counts: dict[str, dict[str, int]]) -> str:
     lines += [f"  {status:<13}{count:>7}" for status, count in subscribers.items()]
     lines.append("Confirmation emails:")
     lines += [f"  {status:<13}{count:>7}" for status, count in emails.items()]
+    choices = counts.get("choices")
+    if choices:  # confirmed readers: how often, and which topics
+        lines.append("Confirmed readers by frequency:")
+        lines += [f"  {name:<13}{count:>7}" for name, count in choices["frequency"].items()]
+        lines.append("Confirmed readers by topic (a reader may choose several):")
+        lines.append(f"  {'everything':<13}{choices['everything']:>7}")
+        lines += [f"  {slug:<13}{count:>7}" for slug, count in sorted(choices["topics"].items())]
+    plans = counts.get("plans", {})  # followers per plan, nothing per person
+    lines.append(f"Following a plan: {sum(plans.values())}")
+    lines += [f"  {plan}  {count}" for plan, count in sorted(plans.items())]
     return "\n".join(lines)

@@ -3,9 +3,11 @@
 
 Contract: `create_app` reads the settings (a `Settings`, a mapping of NEWSLETTER_* names, or the
 environment), opens and migrates the database, registers the views' Blueprint (and the provider
-webhooks', `webhooks.bp`) and starts the background sender of confirmation and welcome emails.
-`app.extensions["newsletter"]` is the `Newsletter` the views use; its `close()` stops the sender
-thread and closes the database.
+webhooks', `webhooks.bp`; following a plan, `plan_views.bp`; the reader's preferences page,
+`preferences_views.bp`) and starts the background
+sender of confirmation and welcome emails. `app.extensions["newsletter"]` is the `Newsletter`
+the views use; its `close()` stops the sender thread and closes the database;
+`app.extensions["plan_follows"]` is the `PlanFollows` the plan views use.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from newsletter.database import Database
 from newsletter.ratelimit import Rate, SharedRateLimiter
 from newsletter.settings import ROOT, Settings, load
-from newsletter.subscriptions import web
+from newsletter.subscriptions import plan_views, web
+from newsletter.subscriptions.plan_follows import PlanFollows
+from newsletter.subscriptions.preferences_views import bp as preferences_bp
 from newsletter.subscriptions.sender import Sender
 from newsletter.subscriptions.subscribers import Subscribers
 from newsletter.subscriptions.tokens import Tokens
@@ -161,6 +165,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_prefix=n)
     app.wsgi_app = BoundedBody(app.wsgi_app, settings.endpoint.max_request_bytes)
     app.extensions["newsletter"] = state
+    app.extensions["plan_follows"] = PlanFollows(database, settings, tokens=tokens)
     # The pages extend the blog theme's base.html (pages/ first, then the theme's templates) and
     # get what Pelican gives the theme: pelicanconf.py's UPPER_CASE settings (read without Pelican)
     # and an abs_url filter; links go to the blog (SITEURL), forms post here (NEWSLETTER_URL).
@@ -186,6 +191,8 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     web.init_app(app)  # the app-wide hooks: only a POST writes, headers, error answers
     app.register_blueprint(bp)
     app.register_blueprint(webhooks_bp)  # POST /webhooks/mailgun, /webhooks/ses
+    app.register_blueprint(preferences_bp)  # /preferences/<token>, /address/<token>
+    app.register_blueprint(plan_views.bp)  # /plans/follow, /plans/confirm, /plans/stop
     state.sender.start()
     return app
 

@@ -7,13 +7,21 @@ Contract:
 - `confirmation_email(settings, subscriber, confirm_url=, unsubscribe_url=, message_id=)`: a
   multipart/alternative `EmailMessage` (plain text, then HTML in the blog's look with its CSS
   inlined), `Auto-Submitted: auto-generated`, the list headers, the postal address in the footer.
-- `welcome_email(settings, subscriber, unsubscribe_url=, message_id=, articles=, library="")`:
+- `welcome_email(settings, subscriber, unsubscribe_url=, message_id=, articles=, library="",
+  preferences_url="")`:
   the welcome, made the same way (layout, CSS inlined, list headers, footer, Reply-To as the
   announcements): the author's `NEWSLETTER_WELCOME_TEXT` in paragraphs, the author's "start
   here" picks (`NEWSLETTER_WELCOME_START_HERE`), the latest `articles` (`Article`s; none: no
   list; a pick is not repeated there; at most `LATEST`), the exercise library's URL when
   given, the blog.
   `paragraphs(text)` splits that text on blank lines.
+- `preferences_url(settings, tokens, public_id)`: the preferences page's link in every email's
+  footer (beside the unsubscribe link); the same string every time.
+- `address_change_email(settings, to, *, confirm_url, taken, message_id)`: the email to a NEW
+  address asked for on the preferences page: a button that confirms the change (`confirm_url`),
+  or, when the address is already on the list (`taken`), a note that nothing changes (told to
+  that mailbox only). Not a list email: no unsubscribe link or list headers (its reader is not
+  on the list, and the link would end another address's subscription).
 """
 
 from __future__ import annotations
@@ -37,6 +45,10 @@ def links(settings: Settings, tokens: Tokens, subscriber: Subscriber) -> dict[st
 
 def unsubscribe_url(settings: Settings, tokens: Tokens, public_id: str) -> str:
     return f"{settings.core.base_url}/unsubscribe/" + tokens.unsubscribe_token(public_id)
+
+
+def preferences_url(settings: Settings, tokens: Tokens, public_id: str) -> str:
+    return f"{settings.core.base_url}/preferences/" + tokens.preferences_token(public_id)
 
 
 def confirmation_email(
@@ -96,6 +108,7 @@ def welcome_email(
     message_id: str,
     articles: list[Article],
     library: str = "",
+    preferences_url: str = "",
 ) -> EmailMessage:
     start_here = [Article(title, url) for title, url in settings.mail.start_here]
     picked = {article.link for article in start_here}
@@ -104,8 +117,42 @@ def welcome_email(
         unsubscribe_url, reply_to=True,  # a reader may answer the author's welcome
         paragraphs=paragraphs(settings.mail.welcome_text), start_here=start_here,
         articles=[article for article in articles if article.link not in picked][:LATEST],
-        library=library,
+        library=library, preferences_url=preferences_url,
     )  # fmt: skip
 
 
-__all__ = ["confirmation_email", "links", "paragraphs", "unsubscribe_url", "welcome_email"]
+def address_change_email(
+    settings: Settings, to: str, *, confirm_url: str, taken: bool, message_id: str
+) -> EmailMessage:
+    subject = (
+        f"This address is already on {settings.core.site_name}'s list"
+        if taken
+        else f"Confirm your new address for {settings.core.site_name}"
+    )
+    text, html = compose.render(
+        "address_change",
+        subject=subject,
+        site_name=settings.core.site_name,
+        site_url=settings.core.site_url,
+        postal_address=settings.mail.postal_address,
+        subscribe_url=f"{settings.core.base_url}/subscribe",
+        confirm_url=confirm_url,
+        taken=taken,
+        hours=settings.endpoint.confirm_max_age // 3600,
+    )
+    message = compose.new_message(settings, to, subject, message_id)
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+__all__ = [
+    "address_change_email",
+    "confirmation_email",
+    "links",
+    "paragraphs",
+    "preferences_url",
+    "unsubscribe_url",
+    "welcome_email",
+]

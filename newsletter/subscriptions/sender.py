@@ -14,6 +14,18 @@ Contract:
   exercise library's URL (`library()`, default `articles.exercise_library(settings)`), each
   read once per batch; an unreadable feed gives none and the email still goes. Skipped when
   the reader is no longer confirmed; a refused address is a hard bounce, as for confirmations.
+- `AddressChanges(settings, subscribers, tokens)` is the handler for the kind "address_change"
+  (owed by `address_changes.AddressChanges.request`): the email goes to the NEW address, with the
+  link that confirms the change (or, when that address is on the list by then, a note that
+  nothing changes). Skipped when the reader is no longer confirmed, or the request was replaced
+  or answered meanwhile. Its Message-ID proves nothing about the reader (the new address is not
+  theirs yet: a bounce of it must never bounce the reader) and a refused new address only drops
+  the pending change. Each pass forgets the changes whose link has expired.
+- `PlanConfirmations(settings, follows)` is the handler for the kind "plan_confirmation" (owed by
+  `plan_follows.PlanFollows.request`): the email that asks a reader to confirm following an
+  exercise plan, sealed like a confirmation (with the follow's public id); skipped when the
+  follow was confirmed, stopped or erased meanwhile, or the site no longer publishes the plan;
+  a refused address deletes the follow (no subscriber is bounced: a follower need not be one).
 - `Sender(settings, database, tokens)`: `send_due()` has the one dispatcher (`newsletter.outgoing`)
   claim the due confirmations and welcomes (leased, so several senders, e.g. one per gunicorn
   worker, never send the same one) and send them one at a time through the one mailer; the one
@@ -45,9 +57,12 @@ from newsletter.mail import proof
 from newsletter.outgoing.dispatcher import Dispatcher, Skip
 from newsletter.outgoing.ledger import Entry, MailLedger, Policy
 from newsletter.settings import Settings
+from newsletter.subscriptions import address_changes, emails
 from newsletter.subscriptions import articles as feed_articles
-from newsletter.subscriptions import emails
 from newsletter.subscriptions.feedback import Feedback
+from newsletter.subscriptions.plan_emails import plan_confirmation_email
+from newsletter.subscriptions.plan_follows import PLAN_CONFIRMATION, UNCONFIRMED, PlanFollows
+from newsletter.subscriptions.plans import PlansUnavailable
 from newsletter.subscriptions.subscribers import (
     CONFIRMATION,
     OPTING_IN,
@@ -65,7 +80,7 @@ YIELD_MAX = 0.5  # under load, still at least one email per this many seconds
 CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints, when the store leaves them to us
 
 
-KINDS = (CONFIRMATION, WELCOME)  # what this sender sends
+KINDS = (CONFIRMATION, WELCOME, address_changes.ADDRESS_CHANGE, PLAN_CONFIRMATION)  # sent here
 
 
 class _Handler:
@@ -146,8 +161,10 @@ class Welcome(_Handler):
             if latest is None:
                 latest, library = self._read(self.articles, []), self._read(self.library, "")
             unsubscribe = emails.unsubscribe_url(self.settings, self.tokens, subscriber.public_id)
+            preferences = emails.preferences_url(self.settings, self.tokens, subscriber.public_id)
             yield self.sealed(entry, subscriber, emails.welcome_email, unsubscribe_url=unsubscribe,
-                              articles=latest, library=library)  # fmt: skip
+                              articles=latest, library=library,
+                              preferences_url=preferences)  # fmt: skip
 
     @staticmethod
     def _read(read, empty):
@@ -156,6 +173,101 @@ class Welcome(_Handler):
         except Exception:  # noqa: BLE001 - never fail a welcome for its lists
             log.exception("welcome email: the blog's articles could not be read")
             return empty
+
+
+class AddressChanges(_Handler):
+    """The dispatcher's handler for the emails that confirm a change of address."""
+
+    kind = address_changes.ADDRESS_CHANGE
+
+    def __init__(self, settings: Settings, subscribers: Subscribers, tokens: Tokens):
+        super().__init__(settings, subscribers, tokens)
+        self.changes = address_changes.AddressChanges(subscribers.database)
+
+    def compose(self, entries: list[Entry]) -> Iterator[mail.Outgoing | Skip]:
+        people = self.subscribers.by_ids([entry.subscriber_id for entry in entries])
+        for entry in entries:
+            subscriber = people.get(entry.subscriber_id)
+            if subscriber is None or subscriber.status != Status.CONFIRMED:
+                yield Skip(f"subscriber is {subscriber.status if subscriber else 'gone'} now")
+                continue
+            pending = self.changes.pending(subscriber.id)
+            if pending is None or pending.mail_id != entry.id:
+                yield Skip("the change was answered, dropped or asked again since")
+                continue
+            token = self.tokens.address_token(subscriber.public_id, pending.nonce)
+            message = emails.address_change_email(
+                self.settings,
+                pending.email,
+                confirm_url=f"{self.settings.core.base_url}/address/{token}",
+                taken=self.changes.taken(pending.email_key),
+                # proves nothing about the reader: the new address is not theirs (yet)
+                message_id=proof.message_id(self.settings, self.kind, entry.id),
+            )
+            yield mail.Outgoing(
+                to=pending.email,
+                message_id=str(message["Message-ID"]),
+                data=compose.wire(message),
+                ref=entry.id,
+            )
+
+    def refused(self, entry: Entry, outgoing: mail.Outgoing, error: str) -> None:
+        """The NEW address was refused for good: the change is dropped; the reader's own
+        address is not bounced."""
+        self.changes.drop(entry.subscriber_id, entry.id)
+        log.warning("address change %s: the new address was refused: %s", entry.id, error)
+
+
+class PlanConfirmations:
+    """The dispatcher's handler for the emails that confirm following an exercise plan."""
+
+    kind = PLAN_CONFIRMATION
+
+    def __init__(self, settings: Settings, follows: PlanFollows):
+        self.settings, self.follows = settings, follows
+        self.policy = Policy(
+            settings.endpoint.retry_delay, MAX_BACKOFF, settings.endpoint.max_attempts
+        )
+
+    def compose(self, entries: list[Entry]) -> Iterator[mail.Outgoing | Skip]:
+        found = self.follows.by_ids([entry.follow_id for entry in entries])
+        for entry in entries:
+            follow = found.get(entry.follow_id)
+            if follow is None or follow.status != UNCONFIRMED:
+                yield Skip(f"plan follow is {follow.status if follow else 'gone'} now")
+                continue
+            plan = self._plan(follow)
+            if plan is None:
+                yield Skip("the site no longer publishes this plan")
+                continue
+            seal = (self.settings, self.kind, entry.id, follow.public_id)
+            message = plan_confirmation_email(
+                self.settings, follow, plan=plan, confirm_url=self.follows.confirm_url(follow),
+                stop_url=self.follows.links(follow)["stop"], message_id=proof.message_id(*seal),
+            )  # fmt: skip
+            yield mail.Outgoing(
+                to=follow.email,
+                message_id=str(message["Message-ID"]),
+                data=compose.wire(message),
+                ref=entry.id,
+                envelope_from=proof.return_path(*seal),
+            )
+
+    def _plan(self, follow) -> dict | None:
+        """The plan as published; when the site cannot be read just now, what we know of it
+        (the request checked it a moment ago): the email still goes."""
+        try:
+            return self.follows.plans.get(follow.plan_id)
+        except PlansUnavailable as problem:
+            log.warning("plan confirmation: %s", problem)
+            return {"title": "the exercise plan you chose", "url": self.settings.core.site_url}
+
+    def refused(self, entry: Entry, outgoing: mail.Outgoing, error: str) -> None:
+        """The address was refused for good: the follow is deleted (nothing more is sent)."""
+        follow = self.follows.by_ids([entry.follow_id]).get(entry.follow_id)
+        if follow is not None:
+            self.follows.stop(follow.public_id)
+        log.error("%s %s refused for good: %s", self.kind, entry.id, error)
 
 
 class _Lazy:
@@ -199,6 +311,10 @@ class Sender:
         self._stop = threading.Event()
         self.confirmations = Confirmations(settings, self.subscribers, tokens)
         self.welcome = Welcome(settings, self.subscribers, tokens)
+        self.address_changes = AddressChanges(settings, self.subscribers, tokens)
+        self.plan_confirmations = PlanConfirmations(
+            settings, PlanFollows(database, settings, tokens=tokens)
+        )
         self._thread: threading.Thread | None = None
         self._pid_lock = threading.Lock()
         self._last_checkpoint = 0.0
@@ -223,9 +339,15 @@ class Sender:
         """Apply the sign-up requests, then send every confirmation and welcome due now; return
         how many emails were handled."""
         self.apply_requests()
+        self.address_changes.changes.prune(self.settings.endpoint.confirm_max_age)
         dispatcher = Dispatcher(
             self.ledger,
-            {CONFIRMATION: self.confirmations, WELCOME: self.welcome},
+            {
+                CONFIRMATION: self.confirmations,
+                WELCOME: self.welcome,
+                address_changes.ADDRESS_CHANGE: self.address_changes,
+                PLAN_CONFIRMATION: self.plan_confirmations,
+            },
             breaker=1,  # the first temporary failure ends the pass: the server is unwell
             stop=self._stop,
             before_push=self._yield_to_requests,
@@ -320,4 +442,4 @@ class Sender:
         return {status: sum(counts[status] for counts in each) for status in each[0]}
 
 
-__all__ = ["Confirmations", "KINDS", "Sender", "Welcome"]
+__all__ = ["AddressChanges", "Confirmations", "KINDS", "PlanConfirmations", "Sender", "Welcome"]

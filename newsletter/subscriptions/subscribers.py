@@ -23,6 +23,7 @@ Contract, over the `Database` (table `subscribers`, migration 0001):
 from __future__ import annotations
 
 import enum
+import functools
 import secrets
 import sqlite3
 from collections.abc import Iterator
@@ -82,12 +83,19 @@ class Subscriber:
     consent_at: str | None
     consent_source: str | None
     consent_ip_hash: str | None
+    topics: str | None = None  # the reader's choice (`choices`): NULL everything, or JSON
+    frequency: str = "each"  # "each" or "weekly"
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Subscriber:
-        values = {f.name: row[f.name] for f in fields(cls)}
+        values = {name: row[name] for name in _names(cls)}  # one read of the fields per class
         values["status"] = Status(values["status"])
         return cls(**values)
+
+
+@functools.cache
+def _names(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
 
 
 class Subscribers:
@@ -143,16 +151,24 @@ class Subscribers:
         return [Subscriber.from_row(row) for row in rows]
 
     def request(
-        self, email: str, key: str, *, source: str | None = None, ip_hash: str | None = None
+        self,
+        email: str,
+        key: str,
+        *,
+        source: str | None = None,
+        ip_hash: str | None = None,
+        topics: str | None = None,
+        frequency: str | None = None,
     ) -> None:
         """The subscribe form: one insert into `signup_requests`, the same work for every
         address (known or not), so neither the answer nor its timing tells who is subscribed.
-        `process_requests` (the background sender) does the rest."""
+        `process_requests` (the background sender) does the rest. `topics` (encoded, see
+        `topics.encode`; None: everything) and `frequency` are the form's choice."""
         with self.database.transaction() as db:
             db.execute(
-                "INSERT INTO signup_requests (email, email_key, source, ip_hash, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (email, key, source, ip_hash, self.database.now()),
+                "INSERT INTO signup_requests (email, email_key, source, ip_hash, created_at,"
+                " topics, frequency) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (email, key, source, ip_hash, self.database.now(), topics, frequency),
             )
 
     def process_requests(self, limit: int = 100, resend_interval: float = 600.0) -> list[Outcome]:
@@ -161,13 +177,15 @@ class Subscribers:
         with self.database.transaction() as db:
             rows = db.execute(
                 "DELETE FROM signup_requests WHERE id IN (SELECT id FROM signup_requests"
-                " ORDER BY id LIMIT ?) RETURNING email, email_key, source, ip_hash, id",
+                " ORDER BY id LIMIT ?)"
+                " RETURNING email, email_key, source, ip_hash, id, topics, frequency",
                 (limit,),
             ).fetchall()
             return [
                 self.request_subscription(
                     row["email"], row["email_key"], source=row["source"],
                     ip_hash=row["ip_hash"], resend_interval=resend_interval,
+                    topics=row["topics"], frequency=row["frequency"],
                 )
                 for row in sorted(rows, key=lambda row: row["id"])
             ]  # fmt: skip
@@ -183,14 +201,21 @@ class Subscribers:
         source: str | None = None,
         ip_hash: str | None = None,
         resend_interval: float = 600.0,
+        topics: str | None = None,
+        frequency: str | None = None,
     ) -> Outcome:
-        """The subscribe form: record consent and queue a confirmation email, in one transaction."""
+        """The subscribe form: record consent and queue a confirmation email, in one transaction.
+        The request's choice (`topics`, `frequency`; None: everything, "each") is stored with
+        each new opt-in; a confirmed reader's choice is never changed here (only their own
+        preferences page changes it)."""
         moment = self.database.clock()
         now = stamp(moment)
         with self.database.transaction() as db:
             subscriber = self._subscriber(db, "email_key", key)
             if subscriber is None:
-                self._insert(db, email, key, Status.UNCONFIRMED, now, source, ip_hash)
+                self._insert(
+                    db, email, key, Status.UNCONFIRMED, now, source, ip_hash, topics, frequency
+                )
                 return Outcome.QUEUED
             if subscriber.status == Status.CONFIRMED:
                 return Outcome.ALREADY_CONFIRMED
@@ -219,6 +244,10 @@ class Subscribers:
                     (Status.UNCONFIRMED, now, new_nonce(), now, now, source, ip_hash,
                      subscriber.id),
                 )  # fmt: skip
+            db.execute(  # the choice of the latest opt-in, as its consent record
+                "UPDATE subscribers SET topics = ?, frequency = ? WHERE id = ?",
+                (topics, frequency or "each", subscriber.id),
+            )
             MailLedger.add(db, CONFIRMATION, [subscriber.id], now=now)
             return Outcome.QUEUED
 
@@ -324,14 +353,15 @@ class Subscribers:
         welcome: bool = False,
     ) -> list[str]:
         """`add` for many (email, key) pairs in one transaction (an import: all or nothing);
-        known addresses are skipped. Returns the addresses added."""
+        known addresses are skipped. Returns the addresses added. A pair may carry the reader's
+        choice: (email, key, topics encoded, frequency)."""
         added = []
         with self.database.transaction() as db:
-            for email, key in pairs:
+            for email, key, *choice in pairs:
                 if db.execute("SELECT 1 FROM subscribers WHERE email_key = ?", (key,)).fetchone():
                     continue
                 now = self.database.now()
-                subscriber_id = self._insert(db, email, key, status, now, source)
+                subscriber_id = self._insert(db, email, key, status, now, source, None, *choice)
                 if welcome and status == Status.CONFIRMED:
                     self._owe_welcome(db, subscriber_id, now)
                 added.append(email)
@@ -346,16 +376,21 @@ class Subscribers:
         now: str,
         source: str | None,
         ip_hash: str | None = None,
+        topics: str | None = None,
+        frequency: str | None = None,
     ) -> int:
         """A new subscriber, `confirmed` or `unconfirmed` (then a confirmation email is queued
-        with it); returns the row id."""
+        with it), with their choice (`topics` encoded, None: everything; `frequency`, None:
+        "each"); returns the row id."""
         confirmed = status == Status.CONFIRMED
         cursor = db.execute(
             "INSERT INTO subscribers (public_id, email, email_key, status, confirm_nonce,"
             " created_at, status_changed_at, confirmed_at, confirmation_sent_at, consent_at,"
-            " consent_source, consent_ip_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " consent_source, consent_ip_hash, topics, frequency)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (new_public_id(), email, key, status, new_nonce(), now, now,
-             now if confirmed else None, None if confirmed else now, now, source, ip_hash),
+             now if confirmed else None, None if confirmed else now, now, source, ip_hash,
+             topics, frequency or "each"),
         )  # fmt: skip
         if not confirmed:
             MailLedger.add(db, CONFIRMATION, [cursor.lastrowid], now=now)
@@ -368,6 +403,7 @@ class Subscribers:
             if subscriber is not None:
                 db.execute("DELETE FROM subscribers WHERE id = ?", (subscriber.id,))
             db.execute("DELETE FROM signup_requests WHERE email_key = ?", (key,))
+            db.execute("DELETE FROM address_changes WHERE email_key = ?", (key,))  # typed as new
             return subscriber
 
     def counts(self) -> dict[str, int]:

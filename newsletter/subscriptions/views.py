@@ -2,8 +2,11 @@
 
 Routes (each answers JSON when asked for it, with `Accept: application/json` or a JSON body, and
 a page in the blog's look otherwise):
-- `POST /subscribe` (form-encoded or JSON: `email`, `source`, honeypot `website`): validates the
-  address (email-validator, no DNS), stores a sign-up request (one insert; the background sender
+- `POST /subscribe` (form-encoded or JSON: `email`, `source`, honeypot `website`, and the
+  reader's choice: `topics`, repeated (JSON: a list), and `frequency`, "each" or "weekly", see
+  `topics.from_form`; absent: everything, at the site's default frequency): validates the
+  address (email-validator, no DNS) and the choice (a clear 400 naming the topic or value),
+  stores a sign-up request (one insert; the background sender
   records consent and queues the confirmation email), wakes the sender and answers at once, the
   same way whether or not the address is known. At most one confirmation per address per 10
   minutes; a rate limit per client network, shared by every worker (in the database); a
@@ -29,7 +32,9 @@ from urllib.parse import unquote_to_bytes, urlsplit
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import BadRequest, HTTPException
 
-from newsletter.subscriptions import addresses
+from blog.feed_contract import FREQUENCIES
+from newsletter.subscriptions import addresses, topics
+from newsletter.subscriptions.choices import default_frequency
 from newsletter.subscriptions.emails import unsubscribe_url
 from newsletter.subscriptions.subscribers import Confirmation, Status
 from newsletter.subscriptions.tokens import ExpiredToken, InvalidToken
@@ -60,7 +65,16 @@ THANKS = (
 
 @bp.get("/subscribe")
 def subscribe_form():
-    return page("subscribe.html", title="Stay tuned", source=_source(request.args))
+    return page("subscribe.html", title="Stay tuned", source=_source(request.args), **_offered())
+
+
+def _offered() -> dict:
+    """What the subscribe page's form offers: the topics, the default frequency."""
+    settings = newsletter().settings
+    return dict(
+        NEWSLETTER_TOPIC_CHOICES=[vars(t) for t in topics.available(settings)],
+        NEWSLETTER_DEFAULT_FREQUENCY=default_frequency(settings.announce.mode),
+    )
 
 
 @bp.post("/subscribe")
@@ -89,16 +103,54 @@ def subscribe():
         if refused := _spend(client):
             return refused
         typed = data.get("email") if isinstance(data.get("email"), str) else ""
-        return error(400, str(problem), template="subscribe.html", email=typed[:300], source=source)
+        return error(
+            400, str(problem), template="subscribe.html", email=typed[:300], source=source,
+            **_offered(),
+        )  # fmt: skip
+    try:
+        chosen, frequency = _choice(data, settings)
+    except ValueError as problem:
+        if refused := _spend(client):
+            return refused
+        return error(
+            400, str(problem), template="subscribe.html", email=email, source=source, **_offered()
+        )
     client_hash = ip_hash(settings.core.secret_key, request.remote_addr)
     with nl.database.transaction():  # one short write: the token and the request, or neither
         if (wait := nl.limiter.hit(client)) is None:
-            nl.subscribers.request(email, key, source=source, ip_hash=client_hash)
+            nl.subscribers.request(
+                email, key, source=source, ip_hash=client_hash, topics=chosen, frequency=frequency
+            )
     if wait is not None:
         return _too_many(wait)
     nl.sender.start()  # no-op when running; restarts it in a forked worker
     nl.sender.wake()
     return subscribed(source)
+
+
+def _choice(data, settings) -> tuple[str | None, str]:
+    """The posted topics (encoded) and frequency, or ValueError saying what is wrong."""
+    if hasattr(data, "getlist"):  # a form: `topics` repeated
+        values = data.getlist("topics")
+    else:  # JSON: a list of slugs, or one
+        values = data.get("topics")
+        values = [] if values is None else values if isinstance(values, list) else [values]
+    if len(values) > topics.MAX_VALUES:
+        raise ValueError(f"Too many topics sent ({len(values)}); at most {topics.MAX_VALUES}.")
+    if not all(isinstance(value, str) for value in values):
+        raise ValueError("Each topic must be a text value, like knees.")
+    available = topics.available(settings) if values else []
+    known = {topic.slug for topic in available}
+    if known and any(value.strip() and value.strip() not in known for value in values):
+        available = topics.reread(settings)  # a topic the blog published since?
+    chosen = topics.from_form(values, available)
+    frequency = data.get("frequency")
+    if frequency is None or frequency == "":
+        frequency = default_frequency(settings.announce.mode)
+    if not isinstance(frequency, str) or frequency.strip().lower() not in FREQUENCIES:
+        shown = ascii(frequency)[:40] if isinstance(frequency, str) else "that value"
+        raise ValueError(f"How often: {shown} is not a choice; use each or weekly.")
+    return topics.encode(chosen), frequency.strip().lower()
 
 
 def _spend(client: str) -> Response | None:

@@ -12,7 +12,12 @@ from the article's `Id` metadata (never its URL), the author, categories and tag
 most `max_items`; the feed's own date is the newest entry's, so rebuilding unchanged content
 writes byte-identical files. Drafts, hidden and future-dated articles are never included. An
 article with `Announce: no` carries `<category domain="announce">no</category>` so the
-newsletter can skip it. A plugin may give an article `feed_html`, {id: HTML}: each `<figure
+newsletter can skip it. Each entry says its category's slug as `<category domain="topic">`
+(`feed_contract.TOPIC_DOMAIN`), and every build writes the topics a reader may choose (the
+published articles' categories, "videos" with VIDEO_CHANNEL_FEED_URL, the author's
+NEWSLETTER_TOPICS names and order: `feed_contract.topic_list`) to `feed_contract.TOPICS_JSON`,
+and gives them to the templates as `NEWSLETTER_TOPIC_CHOICES` (the "Stay tuned" form's
+checkboxes). A plugin may give an article `feed_html`, {id: HTML}: each `<figure
 id="...">` of the article with such an id is that HTML in the feeds (plugins/video_embeds: the
 video facade becomes a plain linked thumbnail, no script or button).
 """
@@ -247,6 +252,7 @@ def build_feed(
         fe.description(summary)
         fe.content(content, type="html")
         fe.category(term=str(article.category), label=str(article.category))
+        fe.category(term=str(article.category.slug), scheme=feed_contract.TOPIC_DOMAIN)
         for tag in getattr(article, "tags", []):
             fe.category(term=str(tag), label=str(tag))
         if feed_contract.opts_out(getattr(article, "announce", "yes")):
@@ -336,7 +342,32 @@ def write_feeds(generator) -> list[str]:
         _write(generator.output_path, atom_path, atom)
         _write(generator.output_path, json_path, data)
         written += [rss_path, atom_path, json_path]
-    return written
+    document = {
+        "version": feed_contract.TOPICS_VERSION,
+        "site": siteurl,
+        "topics": topic_choices(generator),
+    }
+    _write(generator.output_path, feed_contract.TOPICS_JSON,
+           (json.dumps(document, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))  # fmt: skip
+    return written + [feed_contract.TOPICS_JSON]
+
+
+def topic_choices(generator) -> list[dict]:
+    """The topics a reader may choose: the published articles' categories, in the author's
+    order and names, plus "videos" when the site has a video channel."""
+    settings = generator.settings
+    categories = {}
+    for article in published(generator.articles):
+        categories.setdefault(article.category.slug, str(article.category))
+    return feed_contract.topic_list(
+        categories.items(),
+        settings.get("NEWSLETTER_TOPICS") or {},
+        videos=bool(settings.get("VIDEO_CHANNEL_FEED_URL")),
+    )
+
+
+def _topics_for_templates(generator) -> None:
+    generator.context["NEWSLETTER_TOPIC_CHOICES"] = topic_choices(generator)
 
 
 def _check(pelican) -> None:
@@ -352,4 +383,5 @@ def _write_after_articles(generator, writer) -> None:
 def register():
     signals.initialized.connect(_check)
     signals.article_writer_finalized.connect(_write_after_articles)
+    signals.article_generator_finalized.connect(_topics_for_templates)
     pelican_seam.feeds_wanted.connect(write_feeds)  # `invoke feed`: blog.build.build_feeds
