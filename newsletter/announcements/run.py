@@ -548,9 +548,11 @@ def _next_run(settings, ledger, feed, send_existing, check_live, yes, notes) -> 
 def _reading(settings: Settings) -> Iterator[Ledger]:
     """The ledger, read-only (SQLite refuses any write); a database that does not exist yet is
     not created: an empty one in a temporary folder stands in (the next run is a first run)."""
-    path = Path(settings.core.database)
+    target = settings.core.database
     with tempfile.TemporaryDirectory() as spare:
-        database = Database(path if path.exists() else Path(spare) / "empty.sqlite3")
+        if isinstance(target, Path) and not target.exists():
+            target = Path(spare) / "empty.sqlite3"
+        database = Database(target)
         try:
             database.read_only()
             yield Ledger(database)

@@ -101,7 +101,7 @@ class MailLedger:
         insert = _INSERT[to]
         rows = ((kind, sid, about_id, now, due or now, now) for sid in subscriber_ids)
         if isinstance(subscriber_ids, Sequence) and len(subscriber_ids) == 1:
-            return db.execute(insert, next(rows)).lastrowid
+            return db.execute(insert + " RETURNING id", next(rows)).fetchone()[0]
         db.executemany(insert, rows)  # streamed: nothing held per recipient
         return 0
 

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import BadRequest, HTTPException
 
+from newsletter.database import ERRORS
 from newsletter.subscriptions import addresses
 from newsletter.subscriptions.emails import unsubscribe_url
 from newsletter.subscriptions.subscribers import Confirmation, Status
@@ -261,7 +261,7 @@ def healthz():
     nl = newsletter()
     try:
         nl.database.db.execute("SELECT 1 FROM subscribers LIMIT 1").fetchall()
-    except sqlite3.Error as problem:
+    except ERRORS as problem:
         log.error("healthz: database error: %s", problem)
         return jsonify(status="error", database="unavailable"), 503
     return jsonify(status="ok", database="ok", sender="running" if nl.sender.running else "stopped")
