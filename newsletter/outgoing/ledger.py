@@ -148,6 +148,8 @@ class MailLedger:
         )
         if not self.database.db.execute(select, (*args, 1)).fetchone():
             return []  # a read: an idle sender's look takes no write lock
+        if self.database.dialect == "postgresql":  # rows another sender holds are passed over
+            select += " FOR UPDATE SKIP LOCKED"
         with self.database.transaction() as db:
             rows = db.execute(select, (*args, limit)).fetchall()
             db.executemany(
