@@ -486,6 +486,34 @@ def bounces_review(c, clear=False):
 
 
 bounces_tasks = Collection("bounces", bounces_fetch, bounces_review)
+
+
+# The database: `invoke db.copy --to URL`, a front door into newsletter.dbcopy
+@task(
+    name="copy",
+    help={"to": "the target: a postgresql:// URL or a path to a new SQLite file (must be empty)"},
+)
+def db_copy(c, to):
+    """Copy the whole list (NEWSLETTER_DATABASE) into an empty database, and check the counts."""
+    from newsletter import dbcopy
+    from newsletter.database import DatabaseError
+    from newsletter.settings import ConfigError, Settings
+
+    try:
+        settings = Settings.from_env()
+        target = to if "://" in to else Path(to).expanduser().resolve()
+        counts = dbcopy.copy(settings.core.database, target)
+    except (dbcopy.CopyRefused, dbcopy.CopyFailed, DatabaseError, ConfigError) as error:
+        raise Exit(f"db.copy: {error}", code=1) from None
+    from newsletter.postgres import redact
+
+    shown = redact(to) if "://" in to else str(target)
+    for table, count in counts.items():
+        print(f"  {table}: {count}")
+    print(f"Copied {sum(counts.values())} rows into {shown}; counts checked, table by table.")
+
+
+db_tasks = Collection("db", db_copy)
 ns = Collection(
     clean, build, rebuild, serve, preview, publish, feed, new, test, lint, bench, lighthouse, docs
 )
@@ -493,3 +521,4 @@ ns.add_task(reminders)
 ns.add_collection(subscribers)
 ns.add_collection(announce_tasks)
 ns.add_collection(bounces_tasks)
+ns.add_collection(db_tasks)

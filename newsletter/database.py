@@ -1,13 +1,16 @@
-"""The database: one SQLite file, the standard library's sqlite3, and its migrations.
+"""The database: one SQLite file (the embedded default, the standard library's sqlite3) or a
+PostgreSQL server (`Database("postgresql://...")` is a `newsletter.postgres.PostgresDatabase`,
+under the same contract), and its one schema history (`newsletter.schema`).
 
 Contract:
 - `Database(path)` opens (creating it and its folder if needed, 0600 in 0700, tightening an
-  existing file and its -wal and -shm to 0600: `private_files`) and migrates the file: it runs
-  the numbered `migrations/NNNN_*.sql` (or `NNNN_*.py`, whose `migrate(db)` runs inside the same
-  transaction, for a change SQL cannot say) it has not had yet (PRAGMA user_version); a new file
-  runs them all. WAL mode, foreign keys on (erasing a subscriber cascades to every row about them),
-  and a busy timeout, so concurrent writers (threads, gunicorn workers, tasks) wait their turn
-  instead of failing with "database is locked".
+  existing file and its -wal and -shm to 0600: `private_files`) and migrates the file: one made
+  before the one schema history first runs the numbered `migrations/NNNN_*.sql` (or `NNNN_*.py`,
+  whose `migrate(db)` runs inside the same transaction) it has not had (PRAGMA user_version), up
+  to the baseline, and is stamped with it; then `newsletter.schema` (Alembic) brings every
+  database, a new one from nothing, to the head. WAL mode, foreign keys on (erasing a subscriber
+  cascades to every row about them), and a busy timeout, so concurrent writers (threads,
+  gunicorn workers, tasks) wait their turn instead of failing with "database is locked".
 - `transaction()` is one `BEGIN IMMEDIATE` write transaction. Writers of this code also queue
   on the one file lock (`<db>-writer.lock`), which hands over at once, unlike SQLite's polling
   busy handler. A transaction opened inside another one in the same thread joins it (one
@@ -16,6 +19,11 @@ Contract:
   --preload): a child never touches its parent's connections.
 - `background_checkpoints=True` (the web app): commits never checkpoint the WAL; the caller's
   background thread runs `checkpoint()` instead.
+- `run_lock(name)`: the lock of one job on this database (one announce run at a time): the file
+  lock `<db>-<name>.lock` here, an advisory lock on PostgreSQL; released when its holder ends or
+  dies. `ERRORS` and `BUSY` are the exception classes of both backends.
+- SQL is written once, in the spelling both backends share (`?` parameters, `ON CONFLICT`,
+  `RETURNING`); `dialect` says which one runs, for the rare statement that must differ.
 - Timestamps are fixed-width UTC ISO 8601 text (`stamp`, `parse_stamp`), so they sort as they
   compare. The features own their tables and queries; this module knows none of them.
 """
@@ -36,8 +44,18 @@ from pathlib import Path
 from newsletter.filelock import FileLock
 from newsletter.private_files import create_private, private_folder, tighten
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"  # before the one history
 BUSY_TIMEOUT_S = 30.0
+
+try:  # PostgreSQL is an optional extra: `pip install -e '.[postgres]'`
+    import psycopg as _psycopg
+
+    ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, _psycopg.Error)
+    BUSY: tuple[type[BaseException], ...] = (sqlite3.OperationalError, _psycopg.OperationalError)
+    INTEGRITY: tuple[type[BaseException], ...] = (sqlite3.IntegrityError, _psycopg.IntegrityError)
+except ImportError:  # pragma: no cover - without the extra
+    ERRORS, BUSY = (sqlite3.Error,), (sqlite3.OperationalError,)
+    INTEGRITY = (sqlite3.IntegrityError,)
 
 
 class DatabaseError(Exception):
@@ -105,6 +123,20 @@ class _Holder:
 
 
 class Database:
+    dialect = "sqlite"
+
+    def __new__(cls, target: str | Path, **options):
+        if cls is Database and _is_url(target):
+            try:
+                from newsletter.postgres import PostgresDatabase
+            except ImportError as error:
+                raise DatabaseError(
+                    f"{error}: a postgresql:// database needs the extra: "
+                    "pip install -e '.[postgres]'"
+                ) from None
+            return super().__new__(PostgresDatabase)
+        return super().__new__(cls)
+
     def __init__(
         self,
         path: str | Path,
@@ -113,6 +145,8 @@ class Database:
         background_checkpoints: bool = False,
     ):
         self.path = Path(path)
+        self.target = self.path  # what opens it again: the file, or the server's URL
+        self.describe = str(self.path)
         self.clock = clock
         self.background_checkpoints = background_checkpoints
         self._local = threading.local()
@@ -230,6 +264,23 @@ class Database:
         state, whatever a view does."""
         self.db.execute(f"PRAGMA query_only = {1 if on else 0}")
 
+    @contextmanager
+    def erasing(self) -> Iterator[None]:
+        """Deletes inside leave no copy of the rows in the files: the freed pages are zeroed
+        (secure_delete), and the write-ahead log, which still holds the rows as they were, is
+        copied back and emptied afterwards."""
+        self.db.execute("PRAGMA secure_delete = ON")
+        try:
+            yield
+        finally:
+            self.db.execute("PRAGMA secure_delete = OFF")
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def run_lock(self, name: str) -> FileLock:
+        """The lock of one job (`name`) on this database: `acquire(wait=False)` raises
+        `filelock.Locked` naming the holder."""
+        return FileLock(self.path.with_name(f"{self.path.name}-{name}.lock"))
+
     def checkpoint(self) -> None:
         """Copy the write-ahead log into the database file (PASSIVE: never waits on, nor
         blocks, readers and writers). With `background_checkpoints`, a background thread calls
@@ -250,33 +301,100 @@ class Database:
 
     # Schema ---------------------------------------------------------------------------------
     @property
-    def version(self) -> int:
+    def version(self) -> str | None:
+        """The schema revision in place (`newsletter.schema.HEAD` once opened)."""
+        from newsletter import schema
+
+        return schema.current(self.db)
+
+    def _user_version(self) -> int:
+        """How far the numbered SQL files of before the one history took this file."""
         return self.db.execute("PRAGMA user_version").fetchone()[0]
 
-    def migrate(self) -> int:
-        """Create or upgrade the schema; return the version now in place. Safe to run from many
-        processes at once: the first one takes the write lock, the others find it done."""
+    def migrate(self) -> str:
+        """Create or upgrade the schema; return the revision now in place. Safe to run from
+        many processes at once: the first one takes the write lock, the others find it done."""
+        from newsletter import schema
+
+        if schema.current(self.db) == schema.HEAD:
+            return schema.HEAD  # the usual open: one query
+        import sqlalchemy as sa
+
+        try:
+            self._legacy_migrate()
+            engine = self._engine()
+            try:
+                with engine.begin() as connection:  # BEGIN IMMEDIATE, under the writer lock
+                    revision = schema.current(connection.connection.driver_connection)
+                    if revision is None and self._user_version():
+                        schema.run(connection, schema.BASELINE, stamp=True)
+                    self._refuse_newer(schema.current(connection.connection.driver_connection))
+                    schema.run(connection)
+            finally:
+                engine.dispose()
+        except (*ERRORS, sa.exc.SQLAlchemyError) as error:
+            raise DatabaseError(f"cannot migrate {self.describe}: {error}") from None
+        return schema.HEAD
+
+    def _refuse_newer(self, revision: str | None) -> None:
+        from newsletter import schema
+
+        if revision is not None and revision not in schema.revisions():
+            raise DatabaseError(
+                f"{self.describe} is at schema revision {revision}, newer than this code "
+                f"({schema.HEAD}); update the code"
+            )
+
+    def _legacy_migrate(self) -> None:
+        """A file made before the one schema history: its numbered SQL migrations, up to the
+        baseline. A new file has none of them (the baseline creates every table)."""
         steps = migrations()
         latest = steps[-1][0] if steps else 0
-        try:
-            with self.transaction() as db:
-                current = db.execute("PRAGMA user_version").fetchone()[0]
-                if current > latest:
-                    raise DatabaseError(
-                        f"{self.path} is at schema version {current}, newer than this code "
-                        f"({latest}); update the code"
-                    )
-                scripts = [path for number, path in steps if number > current]
-                for script in scripts:
-                    if script.suffix == ".py":
-                        _run_python(script, db)
-                        continue
-                    for statement in split_statements(script.read_text(encoding="utf-8")):
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version = {latest}")
-        except sqlite3.Error as error:
-            raise DatabaseError(f"cannot migrate {self.path}: {error}") from None
-        return latest
+        with self.transaction() as db:
+            current = db.execute("PRAGMA user_version").fetchone()[0]
+            if current == 0 or current == latest:
+                return
+            if current > latest:
+                raise DatabaseError(
+                    f"{self.path} is at schema version {current}, newer than this code "
+                    f"({latest}); update the code"
+                )
+            for number, script in steps:
+                if number <= current:
+                    continue
+                if script.suffix == ".py":
+                    _run_python(script, db)
+                    continue
+                for statement in split_statements(script.read_text(encoding="utf-8")):
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {latest}")
+
+    def _engine(self):
+        """A SQLAlchemy engine for Alembic on this file: its transactions are BEGIN IMMEDIATE
+        under the writer lock, with foreign keys on, as `transaction()`'s."""
+        import sqlalchemy as sa
+
+        lock = self._writer_lock
+
+        def connect():
+            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            connection.execute("PRAGMA foreign_keys = ON")
+            return connection
+
+        engine = sa.create_engine("sqlite://", creator=connect, poolclass=sa.pool.NullPool)
+
+        @sa.event.listens_for(engine, "begin")
+        def begin(connection):
+            lock.acquire()
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                lock.release()
+                raise
+
+        for name in ("commit", "rollback"):
+            sa.event.listen(engine, name, lambda connection: lock.release())
+        return engine
 
 
 def _run_python(script: Path, db: sqlite3.Connection) -> None:
@@ -287,8 +405,15 @@ def _run_python(script: Path, db: sqlite3.Connection) -> None:
     module.migrate(db)
 
 
+def _is_url(target) -> bool:
+    return isinstance(target, str) and target.split(":", 1)[0] in ("postgresql", "postgres")
+
+
 __all__ = [
+    "BUSY",
     "Database",
+    "ERRORS",
+    "INTEGRITY",
     "DatabaseError",
     "migrations",
     "parse_stamp",

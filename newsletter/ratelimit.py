@@ -90,14 +90,19 @@ class RateLimiter:
 # token, it loses one only when it then holds at least one; RETURNING gives a row exactly when a
 # token was taken. Only when none is returned does hit() look further: no bucket yet (a new one
 # starts full, less the token taken) or a refusal (the wait). One row, one page written.
+# (Two-argument min and max are SQLite's spelling of PostgreSQL's least and greatest.)
 _TAKE = """
 UPDATE rate_limits SET
-    tokens = min(:capacity, tokens + max(0, :now - updated) * :per_second) - 1,
-    updated = max(updated, :now)
+    tokens = {least}(:capacity, tokens + {greatest}(0, :now - updated) * :per_second) - 1,
+    updated = {greatest}(updated, :now)
 WHERE scope = :scope AND key = :key
-    AND min(:capacity, tokens + max(0, :now - updated) * :per_second) >= 1
+    AND {least}(:capacity, tokens + {greatest}(0, :now - updated) * :per_second) >= 1
 RETURNING tokens
 """
+_SPELLING = {
+    "sqlite": {"least": "min", "greatest": "max"},
+    "postgresql": {"least": "least", "greatest": "greatest"},
+}
 _NEW = (
     "INSERT INTO rate_limits (scope, key, tokens, updated)"
     " VALUES (:scope, :key, :capacity - 1, :now)"
@@ -124,6 +129,7 @@ class SharedRateLimiter:
             raise ValueError("a shared rate limit hashes its keys with a secret: give one")
         self._secret = secret.encode() if isinstance(secret, str) else bytes(secret)
         self._next_prune = 0.0
+        self._take = _TAKE.format(**_SPELLING[database.dialect])
 
     def key(self, client: str) -> bytes:
         """What is stored for `client`: a keyed hash, so the table never holds an address."""
@@ -140,7 +146,7 @@ class SharedRateLimiter:
                   "now": now, "per_second": self.per_second}  # fmt: skip
         with self.database.transaction() as db:
             wait = None
-            if db.execute(_TAKE, params).fetchone() is None:
+            if db.execute(self._take, params).fetchone() is None:
                 row = db.execute(_READ, params).fetchone()
                 if row is None:
                     db.execute(_NEW, params)

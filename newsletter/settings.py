@@ -143,6 +143,16 @@ def _hour(raw: str) -> int:
     return value
 
 
+def _database(raw: str) -> Path | str:
+    """A path (the SQLite file) or a `postgresql://` URL (kept as it is)."""
+    text = _text(raw)
+    return text if _is_database_url(text) else Path(text).expanduser()
+
+
+def _is_database_url(value) -> bool:
+    return isinstance(value, str) and value.split(":", 1)[0] in ("postgresql", "postgres")
+
+
 def _port(raw: str) -> int:
     value = _int(raw)
     if not 1 <= value <= 65535:
@@ -187,8 +197,11 @@ def _url(name: str, value: str, *, query: bool = False) -> str:
     return value if query else value.rstrip("/")
 
 
-def _unpublished(name: str, value: Path | str) -> Path:
-    """A data path, resolved, never under output/ (which is published; symlinks followed)."""
+def _unpublished(name: str, value: Path | str) -> Path | str:
+    """A data path, resolved, never under output/ (which is published; symlinks followed). A
+    database URL is not a path: it is kept as it is."""
+    if _is_database_url(value):
+        return value
     path = Path(value).resolve()
     if path.is_relative_to((ROOT / "output").resolve()):
         raise ConfigError(f"{name}={value}: must not be under output/, which is published")
@@ -258,8 +271,11 @@ class CoreSettings:
     env: str = var(
         "NEWSLETTER_ENV", "development", _one_of(ENVIRONMENTS), "development or production"
     )
-    database: Path = var(
-        "NEWSLETTER_DATABASE", ROOT / "var" / "newsletter.sqlite3", _path, "the SQLite file"
+    database: Path | str = var(
+        "NEWSLETTER_DATABASE",
+        ROOT / "var" / "newsletter.sqlite3",
+        _database,
+        "the SQLite file, or a postgresql:// URL (with the extra: pip install -e '.[postgres]')",
     )
     secret_key: str = secret(
         "NEWSLETTER_SECRET_KEY", DEV_SECRET_KEY, "signs the links; required in production"

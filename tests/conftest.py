@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import functools
 import http.server
+import shutil
+import tempfile
 import threading
 import uuid
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ import pytest
 
 from blog.build import ROOT, build
 from newsletter.settings import Settings
+from tests import backends
 from tests.clock import Clock, MonotonicClock
 
 pytest_plugins = ["tests.browser"]
@@ -115,7 +118,9 @@ def artifacts():
 
 
 # The newsletter's settings ---------------------------------------------------------------------
-def newsletter_settings(tmp_path: Path | None = None, **changes) -> Settings:
+def newsletter_settings(
+    tmp_path: Path | None = None, *, backend: str = "sqlite", **changes
+) -> Settings:
     """`Settings` for a test: the database and the outbox under `tmp_path`/var, a test key, a
     real-looking sender, site and endpoint URLs and postal address, no pause between announcement
     retry passes; `changes` override any of them. Without `tmp_path` (settings that only compose
@@ -130,16 +135,61 @@ def newsletter_settings(tmp_path: Path | None = None, **changes) -> Settings:
     )
     if tmp_path is not None:
         values.update(
-            database=tmp_path / "var" / "newsletter.sqlite3", outbox=tmp_path / "var" / "outbox"
+            database=backends.target(tmp_path, backend),
+            outbox=tmp_path / "var" / "outbox",
         )
     values.update(changes)
     return Settings(**values)
 
 
 @pytest.fixture
-def make_settings(tmp_path):
-    """`make_settings(**changes)`: `newsletter_settings` over this test's tmp_path."""
-    return functools.partial(newsletter_settings, tmp_path)
+def make_settings(tmp_path, backend):
+    """`make_settings(**changes)`: `newsletter_settings` over this test's tmp_path, on this
+    test's database backend."""
+    return functools.partial(newsletter_settings, tmp_path, backend=backend)
+
+
+# The database backends ---------------------------------------------------------------------------
+def pytest_generate_tests(metafunc):
+    """A test that uses the newsletter's database (through `make_settings`, `database_target`
+    or `backend`) runs on SQLite and on PostgreSQL; on SQLite only when marked `sqlite_only`
+    (it is about the file itself) or `browser` (the page is the same on both)."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    marked = metafunc.definition.get_closest_marker
+    both = not (marked("sqlite_only") or marked("browser"))
+    metafunc.parametrize("backend", backends.BACKENDS if both else ("sqlite",), indirect=True)
+
+
+@pytest.fixture
+def backend(request):
+    """The database backend of this test: "sqlite" or "postgresql"."""
+    if request.param == "postgresql":
+        request.getfixturevalue("postgres_server")
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The test run's own PostgreSQL server (started at the first test that needs it, stopped
+    at the end of the run)."""
+    if backends.binaries() is None:
+        pytest.skip("PostgreSQL is not installed: bash bin/setup --test installs it")
+    folder = Path(tempfile.mkdtemp(prefix="newsletter-postgres-"))
+    server = backends.PostgresServer(folder)
+    try:
+        backends.SERVER = server.start()
+        yield server
+    finally:
+        backends.SERVER = None
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def database_target(tmp_path, backend):
+    """What NEWSLETTER_DATABASE takes for this test's backend (a file, or a fresh database)."""
+    return backends.target(tmp_path, backend)
 
 
 # The test clocks ------------------------------------------------------------------------------

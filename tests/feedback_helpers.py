@@ -13,7 +13,6 @@ import http.server
 import ipaddress
 import json
 import re
-import sqlite3
 import ssl
 import threading
 import uuid
@@ -30,6 +29,7 @@ from hypothesis import strategies as st
 
 from newsletter.mail import proof
 from newsletter.subscriptions import webhooks
+from tests import backends
 from tests.smtp_server import self_signed_certificate
 
 SAMPLES = Path(__file__).resolve().parent / "dsn_samples"  # real reports: docs/bounces.md
@@ -293,25 +293,15 @@ def exim(*victims: str) -> str:
 
 # The database seen from outside ----------------------------------------------------------------
 def query(settings, sql: str, *args) -> list[tuple]:
-    db = sqlite3.connect(settings.database)
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
+    return backends.query(settings.database, sql, *args)
 
 
 def snapshot(settings, *, tokens: bool = True) -> dict[str, list]:
     """Every row of every table but the rate limits' (refusals and downloads are counted
     there), to compare before and after a request that must change nothing; without the used
     Mailgun tokens when `tokens` is False (a signed request spends its token whatever it says)."""
-    db = sqlite3.connect(settings.database)
-    try:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        tables = [t for t in tables if t != "rate_limits"]
-        tables = [t for t in tables if tokens or t != "webhook_tokens"]
-        return {t: db.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
-    finally:
-        db.close()
+    skip = ("rate_limits",) if tokens else ("rate_limits", "webhook_tokens")
+    return backends.contents(settings.database, skip=skip)
 
 
 def public_id(settings, email: str) -> str:
@@ -333,8 +323,11 @@ def events_of(settings) -> list[tuple]:
 
 def reviews_of(settings) -> list[tuple]:
     """(provider, kind, why, the names it kept) of every report kept for review, in order."""
-    return query(
+    found: dict[int, list] = {}
+    for review_id, provider, kind, why, email in query(
         settings,
-        "SELECT r.provider, r.kind, r.why, group_concat(n.email) FROM feedback_reviews r"
-        " JOIN feedback_review_names n ON n.review_id = r.id GROUP BY r.id ORDER BY r.id",
-    )
+        "SELECT r.id, r.provider, r.kind, r.why, n.email FROM feedback_reviews r"
+        " JOIN feedback_review_names n ON n.review_id = r.id ORDER BY r.id, n.email_key",
+    ):
+        found.setdefault(review_id, [provider, kind, why, []])[3].append(email)
+    return [(p, k, w, ",".join(names)) for p, k, w, names in found.values()]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from newsletter.announcements.test_send import TEST_PUBLIC_ID, TestSendRefused, 
 from newsletter.mail import proof
 from newsletter.subscriptions.app import create_app
 from newsletter.subscriptions.subscribers import Status, Subscribers
+from tests import backends
 from tests.announce_helpers import add_subscribers, build, recent, recipients
 from tests.conftest import write_article
 from tests.smtp_server import SmtpSink
@@ -63,21 +63,17 @@ def digest_since(settings, files):
 
 def dump(settings) -> list[str]:
     """Every table's every row (and the schema), as SQL: the whole database's content."""
-    connection = sqlite3.connect(settings.database)
-    try:
-        return list(connection.iterdump())
-    finally:
-        connection.close()
+    return [f"{table}: {row!r}" for table, found in backends.contents(settings.database).items()
+            for row in found]  # fmt: skip
+
+
+def drop_ledger(lines: list[str]) -> list[str]:
+    return [line for line in lines if not line.startswith("outgoing_mail:")]
 
 
 def counts(settings) -> dict[str, int]:
-    connection = sqlite3.connect(settings.database)
-    try:
-        tables = [row[0] for row in connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]  # fmt: skip
-        return {t: connection.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables}
-    finally:
-        connection.close()
+    return {t: backends.query(settings.database, f'SELECT count(*) FROM "{t}"')[0][0]
+            for t in backends.table_names(settings.database)}  # fmt: skip
 
 
 def body(message) -> str:
@@ -233,7 +229,9 @@ def test_the_unsubscribe_link_of_a_test_unsubscribes_nobody(blog):
         assert clicked.status_code == 200
     finally:
         app.extensions["newsletter"].close()
-    assert dump(settings) == before  # ann is still confirmed; nobody changed
+    # ann is still confirmed; nobody changed (the endpoint's sender may meanwhile have sent a
+    # confirmation that was queued before: the ledger is not compared here)
+    assert drop_ledger(dump(settings)) == drop_ledger(before)
 
 
 def test_a_running_announce_neither_blocks_nor_is_blocked_by_a_test(blog):
@@ -249,7 +247,7 @@ def test_a_running_announce_neither_blocks_nor_is_blocked_by_a_test(blog):
 
 
 def test_a_missing_database_is_not_created(make_settings, tmp_path, content_dir):
-    settings = make_settings()
+    settings = make_settings(database=tmp_path / "var" / "newsletter.sqlite3")  # a file
     write_article(content_dir, "first", "The first article", recent(2))
     feed = build(content_dir, tmp_path / "output")
     report = announce.run(settings, feed_url=feed, test=ME)

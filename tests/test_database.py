@@ -7,7 +7,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from newsletter import schema
 from newsletter.database import (
     Database,
     DatabaseError,
@@ -28,27 +30,13 @@ def database(tmp_path):
     database.close()
 
 
-def schema_of(path):
-    db = sqlite3.connect(path)
-    try:
-        sql = {
-            name: " ".join(text.split())
-            for name, text in db.execute(
-                "SELECT name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND sql"
-            )
-        }
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-    finally:
-        db.close()
-    return sql, version
-
-
 def test_a_new_database_is_wal_and_runs_every_migration(database):
     assert database.path.is_file()
     assert database.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert database.db.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
     assert database.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    assert database.version == migrations()[-1][0]
+    assert database.version == schema.HEAD
+    assert database.db.execute("PRAGMA user_version").fetchone()[0] == 0  # never the old files
     tables = {row[0] for row in database.db.execute("SELECT name FROM sqlite_master")}
     assert {"subscribers", "outgoing_mail", "announcements", "feed_items"} <= tables
     assert not {"email_queue", "deliveries"} & tables  # 0009: one ledger of outgoing mail
@@ -56,11 +44,28 @@ def test_a_new_database_is_wal_and_runs_every_migration(database):
     assert Database(database.path).migrate() == database.version  # again: nothing changes
 
 
+def differences(path) -> list:
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as connection:
+            return schema.differences(connection)
+    finally:
+        engine.dispose()
+
+
+def test_a_new_file_has_exactly_the_schema_the_code_describes(database):
+    assert differences(database.path) == []
+    database.db.execute("ALTER TABLE subscribers ADD COLUMN extra TEXT")
+    database.db.execute("DROP INDEX outgoing_mail_due")
+    found = str(differences(database.path))
+    assert "extra" in found and "outgoing_mail_due" in found  # the comparison can fail
+
+
 def test_a_database_at_each_earlier_version_migrates_in_place(tmp_path):
-    """A file made by an earlier release keeps its rows and ends with the same schema."""
-    fresh = tmp_path / "fresh.sqlite3"
-    Database(fresh).close()
-    for stop in range(1, len(migrations())):
+    """A file made by an earlier release (the numbered SQL files, PRAGMA user_version) keeps
+    its rows, is stamped with the baseline of the one schema history, and ends with exactly the
+    schema the code describes (newsletter/schema/tables.py), as a new file does."""
+    for stop in range(1, len(migrations()) + 1):
         path = tmp_path / f"v{stop}.sqlite3"
         db = sqlite3.connect(path)
         for number, script in migrations()[:stop]:
@@ -80,15 +85,62 @@ def test_a_database_at_each_earlier_version_migrates_in_place(tmp_path):
         assert [tuple(r) for r in migrated.db.execute("SELECT email FROM subscribers")] == [
             ("a@example.com",)
         ]
+        assert migrated.version == schema.HEAD
         migrated.close()
-        assert schema_of(path) == schema_of(fresh)
+        assert differences(path) == [], f"after the file at version {stop}"
 
 
 def test_a_newer_database_is_refused(database):
-    database.db.execute("PRAGMA user_version = 999")
+    database.db.execute("UPDATE alembic_version SET version_num = '9999'")
     database.close()
-    with pytest.raises(DatabaseError, match="newer than this code"):
+    with pytest.raises(DatabaseError, match="revision 9999, newer than this code"):
         Database(database.path)
+
+
+def test_a_newer_file_of_before_the_one_history_is_refused(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 999")
+    db.close()
+    with pytest.raises(DatabaseError, match="newer than this code"):
+        Database(path)
+
+
+def test_a_migration_that_fails_changes_nothing(tmp_path, monkeypatch):
+    """One transaction: a revision that fails halfway leaves no table behind, and the next
+    open (with the fault gone) migrates from the start."""
+    path = tmp_path / "newsletter.sqlite3"
+    real = schema.tables.metadata.create_all
+
+    def half(bind, **options):
+        bind.exec_driver_sql("CREATE TABLE half_done (x INTEGER)")
+        raise sa.exc.OperationalError("CREATE TABLE", {}, Exception("disk full"))
+
+    monkeypatch.setattr(schema.tables.metadata, "create_all", half)
+    with pytest.raises(DatabaseError, match="disk full"):
+        Database(path)
+    monkeypatch.setattr(schema.tables.metadata, "create_all", real)
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall() == []
+    db.close()
+    database = Database(path)
+    assert database.version == schema.HEAD
+    database.close()
+
+
+def test_the_revisions_follow_one_another_from_the_baseline():
+    """One history: each revision names the one before it; while the baseline is the only one
+    it may build tables.py as it is, and no later revision may exist while it still does."""
+    from alembic.script import ScriptDirectory
+
+    from newsletter.schema import _config
+
+    script = ScriptDirectory.from_config(_config(None))
+    chain = [rev.revision for rev in reversed(list(script.walk_revisions()))]
+    assert chain == schema.revisions() and chain[0] == schema.BASELINE
+    baseline = (schema.VERSIONS / "0011_baseline.py").read_text()
+    if len(chain) > 1:
+        assert "schema import tables" not in baseline, "freeze the baseline's tables first"
 
 
 def test_a_nested_transaction_joins_the_outer_one_and_never_waits_on_itself(database):
@@ -196,7 +248,7 @@ def test_a_file_written_before_the_mailbox_key_upgrades_in_place(tmp_path, caplo
     with caplog.at_level("WARNING", logger="newsletter.migrations"):
         database = Database(path)
     try:
-        assert database.version == migrations()[-1][0]
+        assert database.version == schema.HEAD
         db = database.db
         keys = dict(db.execute("SELECT email, email_key FROM subscribers").fetchall())
         assert set(keys) == set(old)  # no row lost

@@ -10,7 +10,6 @@ import email.utils
 import json
 import math
 import re
-import sqlite3
 import time
 from datetime import UTC, datetime
 
@@ -23,6 +22,7 @@ from newsletter.database import Database
 from newsletter.subscriptions import bounces
 from newsletter.subscriptions.app import create_app
 from newsletter.subscriptions.feedback import Kind
+from tests import backends
 from tests import test_webhooks_mailgun as mailgun_tests
 from tests import test_webhooks_ses as ses_tests
 from tests.announce_helpers import add_confirmed_bulk, outbox_messages, recipients
@@ -91,22 +91,13 @@ def mailbox_report(sample: str, was: str, address: str, was_id: str, message_id:
 
 
 def events(settings) -> list[tuple[str, str, str, str]]:
-    db = sqlite3.connect(settings.database)
-    try:
-        return sorted(db.execute(
-            "SELECT s.email, e.kind, e.provider, e.message_id FROM feedback_events e"
-            " JOIN subscribers s ON s.id = e.subscriber_id"
-        ).fetchall())  # fmt: skip
-    finally:
-        db.close()
+    return sorted(backends.query(settings.database,
+        "SELECT s.email, e.kind, e.provider, e.message_id FROM feedback_events e"
+        " JOIN subscribers s ON s.id = e.subscriber_id"))  # fmt: skip
 
 
 def statuses(settings) -> dict[str, str]:
-    db = sqlite3.connect(settings.database)
-    try:
-        return dict(db.execute("SELECT email, status FROM subscribers").fetchall())
-    finally:
-        db.close()
+    return dict(backends.query(settings.database, "SELECT email, status FROM subscribers"))
 
 
 # The scenario ----------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ transaction, the delivery states, and the run lock."""
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from newsletter.announcements.ledger import (
     Ledger,
     LedgerLocked,
 )
+from newsletter.database import INTEGRITY
 from newsletter.outgoing.ledger import MailLedger
 from newsletter.subscriptions.subscribers import Status, Subscribers
 from tests.announce_helpers import add_subscribers
@@ -138,7 +138,7 @@ def test_plan_makes_one_delivery_per_confirmed_subscriber_in_one_transaction(set
     assert sorted(r["email"] for r in rows) == ["a@example.com", "b@example.com"]
     assert {r["status"] for r in rows} == {"queued"}
     assert {r["kind"] for r in rows} == {"announcement"}  # rows of the one outgoing-mail ledger
-    with pytest.raises(sqlite3.IntegrityError):  # unique per (announcement, subscriber)
+    with pytest.raises(INTEGRITY):  # unique per (announcement, subscriber)
         with ledger.database.transaction() as db:
             MailLedger.add(db, "announcement", [people["a@example.com"].id],
                            about_id=announcement.id, now="x")  # fmt: skip
@@ -146,7 +146,7 @@ def test_plan_makes_one_delivery_per_confirmed_subscriber_in_one_transaction(set
     decisions = ledger.select([item(3), item(4)], now=NOW, max_age=WEEK)
     clash = [Draft("article", "same", "x", [decisions[0].item]),
              Draft("article", "same", "y", [decisions[1].item])]  # fmt: skip
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY):
         ledger.plan(decisions, clash)
     assert len(ledger.items()) == 2 and ledger.counts()["queued"] == 2
 

@@ -1,10 +1,9 @@
 """The one outgoing-mail ledger on a real SQLite file: every kind of email in one table, each
 row claimed once under a lease, the one retry policy, idempotent results, and no feature in it."""
 
-import sqlite3
-
 import pytest
 
+from newsletter.database import INTEGRITY
 from newsletter.outgoing.ledger import MailLedger, Policy
 from newsletter.subscriptions.addresses import normalize
 from newsletter.subscriptions.subscribers import CONFIRMATION, Status, Subscribers
@@ -14,8 +13,8 @@ POLICY = Policy(base=60, cap=3600, max_attempts=3)
 
 
 @pytest.fixture
-def store(tmp_path, clock):
-    store = Subscribers.open(tmp_path / "var" / "newsletter.sqlite3", clock=clock)
+def store(database_target, clock):
+    store = Subscribers.open(database_target, clock=clock)
     yield store
     store.close()
 
@@ -86,7 +85,7 @@ def test_kinds_and_what_they_are_about_stay_apart(store):
     assert [e.about_id for e in ledger.claim(kinds=["announcement"], about_id=8)] == [8]
     (confirmation,) = ledger.claim(kinds=[CONFIRMATION])
     assert confirmation.about_id is None
-    with pytest.raises(sqlite3.IntegrityError):  # one email per (kind, about, reader)
+    with pytest.raises(INTEGRITY):  # one email per (kind, about, reader)
         owe(store, "announcement", [ann.id], about_id=7)
     # The announcer, under its run lock, takes back what a dead run left in flight.
     assert ledger.release(kinds=["announcement"]) == 1

@@ -7,7 +7,6 @@ import email
 import email.policy
 import json
 import shutil
-import sqlite3
 import subprocess
 import time
 
@@ -17,6 +16,7 @@ from bs4 import BeautifulSoup
 from newsletter.announcements.emails import Composer
 from newsletter.announcements.feed import FeedItem
 from newsletter.announcements.ledger import Announcement, Delivery
+from newsletter.database import ERRORS
 from newsletter.ratelimit import Rate
 from newsletter.subscriptions import addresses, topics
 from newsletter.subscriptions.address_changes import ADDRESS_CHANGE, AddressChanges
@@ -27,6 +27,7 @@ from newsletter.subscriptions.preferences_views import ADDRESS_RATE
 from newsletter.subscriptions.sender import Sender
 from newsletter.subscriptions.subscribers import Status
 from newsletter.subscriptions.tokens import Tokens
+from tests import backends
 from tests.conftest import ROOT, SECRET_KEY, newsletter_settings, serve_folder
 from tests.newsletter_helpers import wait_for_emails
 from tests.smtp_server import SmtpSink
@@ -101,13 +102,8 @@ def alert(response) -> str:
 
 def snapshot(app) -> list:
     """Every row of every table but the rate limits: what a request may have changed."""
-    db = nl(app).database.db
-    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    return [
-        (t, sorted(map(tuple, db.execute(f"SELECT * FROM {t}"))))
-        for t in sorted(tables)
-        if t not in ("rate_limits",) and not t.startswith("sqlite_")
-    ]
+    found = backends.contents(nl(app).settings.core.database, skip=("rate_limits",))
+    return sorted(found.items())
 
 
 # The page -------------------------------------------------------------------------------------
@@ -148,7 +144,7 @@ def test_a_get_runs_read_only_even_if_a_view_tried_to_write(app):
     the address link's GET rely on it)."""
     with app.test_request_context(page_of(app, reader(app)), method="GET"):
         app.preprocess_request()
-        with pytest.raises(sqlite3.OperationalError, match="readonly|read-only|read only"):
+        with pytest.raises(ERRORS, match="readonly|read-only|read only"):
             nl(app).database.db.execute("UPDATE subscribers SET frequency = 'weekly'")
 
 

@@ -3,12 +3,12 @@ one at a time (burst 1) for pacing; `wait()` sleeps just long enough; a zero rat
 The shared one, on a real SQLite file: the same answers, one bucket for every connection (so
 every worker), keys stored hashed, full buckets pruned, a hit undone with its transaction."""
 
-import sqlite3
 
 import pytest
 
 from newsletter.database import Database
 from newsletter.ratelimit import Rate, RateLimiter, SharedRateLimiter
+from tests import backends
 from tests.race import race, race_each
 
 
@@ -99,8 +99,8 @@ SECRET = "rate-limit-tests-secret"
 
 
 @pytest.fixture
-def database(tmp_path):
-    database = Database(tmp_path / "var" / "newsletter.sqlite3")
+def database(database_target):
+    database = Database(database_target)
     yield database
     database.close()
 
@@ -110,11 +110,7 @@ def shared(database, rate, clock, *, scope="subscribe", secret=SECRET):
 
 
 def rows(database):
-    db = sqlite3.connect(database.path)
-    try:
-        return db.execute("SELECT scope, key, tokens, updated FROM rate_limits").fetchall()
-    finally:
-        db.close()
+    return backends.query(database.target, "SELECT scope, key, tokens, updated FROM rate_limits")
 
 
 def test_shared_count_hits_then_the_wait_then_the_refill(database, clock):
@@ -132,7 +128,7 @@ def test_shared_count_hits_then_the_wait_then_the_refill(database, clock):
 
 def test_every_connection_shares_one_bucket(database, clock, tmp_path):
     """Two Database objects (as two workers have), four threads: exactly `count` get through."""
-    other = Database(database.path)
+    other = Database(database.target)
     limiters = [shared(database, Rate(20, 3600), clock), shared(other, Rate(20, 3600), clock)]
 
     def hammer(n):
@@ -176,7 +172,7 @@ def test_keys_are_stored_as_a_keyed_hash_never_the_address(database, clock):
     for scope, key, _tokens, _updated in stored:
         assert scope == "subscribe" and isinstance(key, bytes) and len(key) == 16
         assert b"198.51.100" not in key and b"2001:db8" not in key
-    dumped = "\n".join(sqlite3.connect(database.path).iterdump())
+    dumped = repr(backends.contents(database.target))
     assert "198.51.100" not in dumped and "2001:db8" not in dumped
     other_secret = shared(database, Rate(1, 60), clock, secret="another secret")
     assert other_secret.hit("198.51.100.7") is None  # another key: the hash is keyed

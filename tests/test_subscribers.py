@@ -1,9 +1,8 @@
 """Subscribers on a real SQLite file: consent, the states and their timestamps, forgetting."""
 
-import sqlite3
-
 import pytest
 
+from newsletter.database import INTEGRITY
 from newsletter.outgoing.ledger import MailLedger
 from newsletter.subscriptions.addresses import normalize
 from newsletter.subscriptions.subscribers import (
@@ -16,8 +15,8 @@ from newsletter.subscriptions.subscribers import (
 
 
 @pytest.fixture
-def store(tmp_path, clock):
-    store = Subscribers.open(tmp_path / "var" / "newsletter.sqlite3", clock=clock)
+def store(database_target, clock):
+    store = Subscribers.open(database_target, clock=clock)
     yield store
     store.close()
 
@@ -36,13 +35,13 @@ def test_addresses_are_normalised_and_unique_case_insensitively(store):
     assert subscribe(store, "mark.williams@example.com") == Outcome.THROTTLED
     (only,) = store.list()
     assert only.email == "Mark.Williams@example.com" and only.status == Status.UNCONFIRMED
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY):
         with store.database.transaction() as db:
             db.execute(
                 "INSERT INTO subscribers (public_id, email, email_key, confirm_nonce, created_at,"
                 " status_changed_at) VALUES ('p', 'x', 'mark.williams@example.com', 'n', 't', 't')"
             )
-    with pytest.raises(sqlite3.IntegrityError):  # the status enum is enforced by SQLite too
+    with pytest.raises(INTEGRITY):  # the status enum is enforced by SQLite too
         with store.database.transaction() as db:
             db.execute("UPDATE subscribers SET status = 'maybe'")
 

@@ -1,12 +1,13 @@
 """Every route of the endpoint through create_app, over a real SQLite file, with bad input."""
 
 import socket
-import sqlite3
 import time
+from datetime import timedelta
 
 import pytest
 from bs4 import BeautifulSoup
 
+from newsletter.database import stamp, utcnow
 from newsletter.ratelimit import Rate
 from newsletter.subscriptions.app import create_app
 from newsletter.subscriptions.subscribers import Status
@@ -14,6 +15,7 @@ from newsletter.subscriptions.tokens import Tokens
 from newsletter.subscriptions.views import THANKS
 from newsletter.subscriptions.web import ip_hash as _ip_hash
 from newsletter.subscriptions.web import network as _network
+from tests import backends
 from tests.newsletter_helpers import link, path_of, wait_for_emails
 
 SITE = "https://walkagain.example"
@@ -77,9 +79,11 @@ def settle(app):
 
 def stored(app):
     """(subscribers and sign-up requests, queued emails): what any input left behind."""
-    subscribers = (
-        sum(nl(app).subscribers.counts().values()) + nl(app).subscribers.pending_requests()
-    )
+    # One statement, one snapshot: the background sender turns a request into a subscriber
+    # between two separate reads.
+    (subscribers,) = nl(app).database.db.execute(
+        "SELECT (SELECT count(*) FROM subscribers) + (SELECT count(*) FROM signup_requests)"
+    ).fetchone()
     return subscribers, len(nl(app).sender.ledger.rows())
 
 
@@ -228,8 +232,8 @@ def test_one_confirmation_per_address_per_ten_minutes_and_resubscribe(client, ap
     time.sleep(0.3)
     assert len(wait_for_emails(settings.outbox, 1)) == 1
     store = nl(app).subscribers
-    backdate = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-11 minutes') || ''"
-    store.database.db.execute(f"UPDATE subscribers SET confirmation_sent_at = {backdate}")
+    backdate = stamp(utcnow() - timedelta(minutes=11))
+    store.database.db.execute("UPDATE subscribers SET confirmation_sent_at = ?", (backdate,))
     client.post("/subscribe", data={"email": "A@EXAMPLE.com"}, headers=JSON)
     first, second = wait_for_emails(settings.outbox, 2)
     tokens = nl(app).tokens
@@ -237,7 +241,7 @@ def test_one_confirmation_per_address_per_ten_minutes_and_resubscribe(client, ap
     assert tokens.read_confirm(link(second, "confirm").rsplit("/", 1)[1]) == opt_in
     # Unsubscribed, then back later: a new confirmation with a new link.
     client.post(path_of(link(first, "unsubscribe")).removeprefix("/newsletter"), headers=JSON)
-    store.database.db.execute(f"UPDATE subscribers SET confirmation_sent_at = {backdate}")
+    store.database.db.execute("UPDATE subscribers SET confirmation_sent_at = ?", (backdate,))
     client.post("/subscribe", data={"email": "a@example.com"}, headers=JSON)
     third = wait_for_emails(settings.outbox, 3)[-1]
     assert tokens.read_confirm(link(third, "confirm").rsplit("/", 1)[1]) != opt_in
@@ -465,12 +469,9 @@ def test_the_limits_table_holds_no_client_address(settings):
         for n, ip in enumerate(("198.51.100.77", "2001:db8:77::1")):
             assert client.post("/subscribe", data={"email": f"c{n}@example.com"}, headers=JSON,
                                environ_base={"REMOTE_ADDR": ip}).status_code == 200  # fmt: skip
-        db = sqlite3.connect(settings.database)
-        try:
-            assert db.execute("SELECT count(*) FROM rate_limits").fetchone()[0] == 2
-            dumped = "\n".join(line for line in db.iterdump() if "rate_limits" in line)
-        finally:
-            db.close()
+        limits = backends.rows(settings.database, "rate_limits")
+        assert len(limits) == 2
+        dumped = repr(limits) + repr([bytes(row[1]).hex() for row in limits])
         assert "198.51.100" not in dumped and "2001:db8" not in dumped
     finally:
         nl(app).close()
@@ -530,10 +531,7 @@ def test_pages_wear_the_blog_theme_and_are_locked_down(client):
 # Only a POST changes state (HEAD, scanners, odd methods) ---------------------------------------
 def snapshot(app):
     """Every row of every table: what any request could have changed."""
-    db = nl(app).database.db
-    tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-    return {t: [tuple(row) for row in db.execute(f"SELECT * FROM {t} ORDER BY rowid")]
-            for t in tables}  # fmt: skip
+    return backends.contents(nl(app).settings.core.database)
 
 
 def links_of(app, settings):

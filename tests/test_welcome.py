@@ -8,10 +8,12 @@ import json
 import os
 import subprocess
 import time
+from datetime import timedelta
 
 import pytest
 import requests
 
+from newsletter.database import stamp, utcnow
 from newsletter.outgoing.ledger import MailLedger
 from newsletter.settings import ConfigError
 from newsletter.subscriptions import admin, articles
@@ -28,7 +30,10 @@ from tests.smtp_server import SmtpSink
 JSON = {"Accept": "application/json"}
 TEXT = "Hello from the author.\n\nA second paragraph, in my own words."
 PICKS = f"Why knees hurt on stairs | {SITE_URL}/2026/item-3/\nThe one exercise | {SITE_URL}/x/"
-BACKDATE = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-11 minutes') || ''"
+
+
+def backdate() -> str:
+    return stamp(utcnow() - timedelta(minutes=11))
 
 
 @pytest.fixture
@@ -101,7 +106,7 @@ def test_confirming_sends_one_welcome_once_ever(tmp_path, feed):
         # Unsubscribe, sign up again, confirm again: a new confirmation, no second welcome.
         requests.post(url + path_of(unsubscribe), headers=JSON, timeout=5)
         store = endpoint.nl.subscribers
-        store.database.db.execute(f"UPDATE subscribers SET confirmation_sent_at = {BACKDATE}")
+        store.database.db.execute("UPDATE subscribers SET confirmation_sent_at = ?", (backdate(),))
         subscribe()
         third = wait_for_emails(outbox, 3)[-1]
         assert third["Subject"].startswith("Confirm")

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from newsletter.announcements.feed import FeedItem
 from newsletter.database import Database, stamp
-from newsletter.filelock import FileLock, Locked
+from newsletter.filelock import FileLock, Locked  # FileLock: the type of a run lock
 from newsletter.outgoing.ledger import MailLedger
 from newsletter.subscriptions import digests
 from newsletter.subscriptions.choices import Choices
@@ -190,7 +190,9 @@ class Ledger:
         with self.database.transaction() as db:
             for key in ("initialized_at", *(f"initialized_at:{s}" for s in sources)):
                 db.execute(
-                    "INSERT OR IGNORE INTO announce_state (key, value) VALUES (?, ?)", (key, now)
+                    "INSERT INTO announce_state (key, value) VALUES (?, ?)"
+                    " ON CONFLICT (key) DO NOTHING",
+                    (key, now),
                 )
             for draft in drafts:
                 announcement_id = self._insert(db, draft, now)
@@ -224,14 +226,15 @@ class Ledger:
         "each", and one owed digest row per such reader at frequency "weekly"."""
         cursor = db.execute(
             "INSERT INTO announcements (kind, key, subject, items, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?) RETURNING id",
             (draft.kind, draft.key, draft.subject,
              json.dumps([item.to_dict() for item in draft.items]), now),
         )  # fmt: skip
+        announcement_id = cursor.fetchone()[0]
         readers = Choices.readers(db, draft.topic, digests.EACH)
-        MailLedger.add(db, ANNOUNCEMENT, readers, about_id=cursor.lastrowid, now=now)
-        digests.owe(db, cursor.lastrowid, draft.topic)
-        return cursor.lastrowid
+        MailLedger.add(db, ANNOUNCEMENT, readers, about_id=announcement_id, now=now)
+        digests.owe(db, announcement_id, draft.topic)
+        return announcement_id
 
     def rows(self, item: FeedItem) -> list:
         """The ledger's rows about `item`: its guid, or another guid with the same link."""
@@ -319,9 +322,7 @@ class Ledger:
         """One announcer at a time: the file lock `<db>-announce.lock`, released by the kernel
         when the run ends or dies. A second run gets `LedgerLocked` naming the holder. The
         holder takes back the announcement emails a dead run left in flight (their lease)."""
-        run_lock = FileLock(
-            self.database.path.with_name(self.database.path.name + "-announce.lock")
-        )
+        run_lock = self.database.run_lock("announce")
         try:
             run_lock.acquire(wait=False)
         except Locked as held:

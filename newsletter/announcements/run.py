@@ -611,12 +611,11 @@ def _next_digest(settings, ledger, coming: list[Announcement], notes) -> Announc
 def _reading(settings: Settings, clock=None) -> Iterator[Ledger]:
     """The ledger, read-only (SQLite refuses any write); a database that does not exist yet is
     not created: an empty one in a temporary folder stands in (the next run is a first run)."""
-    path = Path(settings.core.database)
+    target = settings.core.database
     with tempfile.TemporaryDirectory() as spare:
-        database = Database(
-            path if path.exists() else Path(spare) / "empty.sqlite3",
-            **({"clock": clock} if clock else {}),
-        )
+        if isinstance(target, Path) and not target.exists():
+            target = Path(spare) / "empty.sqlite3"
+        database = Database(target, **({"clock": clock} if clock else {}))
         try:
             database.read_only()
             yield Ledger(database)

@@ -107,8 +107,8 @@ class MailLedger:
         insert = _INSERT[to] + (" ON CONFLICT DO NOTHING" if once else "")
         rows = ((kind, sid, about_id, now, due or now, now) for sid in subscriber_ids)
         if isinstance(subscriber_ids, Sequence) and len(subscriber_ids) == 1:
-            cursor = db.execute(insert, next(rows))
-            return cursor.lastrowid if cursor.rowcount == 1 else 0
+            row = db.execute(insert + " RETURNING id", next(rows)).fetchone()
+            return row[0] if row else 0
         db.executemany(insert, rows)  # streamed: nothing held per recipient
         return 0
 
@@ -164,6 +164,8 @@ class MailLedger:
         )
         if not self.database.db.execute(select, (*args, 1)).fetchone():
             return []  # a read: an idle sender's look takes no write lock
+        if self.database.dialect == "postgresql":  # rows another sender holds are passed over
+            select += " FOR UPDATE SKIP LOCKED"
         with self.database.transaction() as db:
             rows = db.execute(select, (*args, limit)).fetchall()
             db.executemany(

@@ -181,12 +181,10 @@ def forget(settings: Settings, email: str) -> tuple[Subscriber | None, list[Path
         normal = key = addresses.mailbox_key(local, domain) if local else email.strip()
     store = open_store(settings)
     try:
-        store.database.db.execute("PRAGMA secure_delete = ON")  # the freed bytes zeroed
-        subscriber = store.forget(key)
-        PlanFollows(store.database, settings).forget(normal, key=key)  # the plans they follow
-        Feedback(store.database).forget_reviews(key)  # reports kept for review that name them
-        # The write-ahead log still holds the rows as they were, while the endpoint keeps it.
-        store.database.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        with store.database.erasing():  # no copy of the rows left in the database's files
+            subscriber = store.forget(key)
+            PlanFollows(store.database, settings).forget(normal, key=key)  # the plans they follow
+            Feedback(store.database).forget_reviews(key)  # reports kept for review naming them
     finally:
         store.close()
     names = {email.strip(), normal, key, subscriber.email if subscriber else ""}

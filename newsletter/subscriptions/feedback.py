@@ -186,16 +186,17 @@ class Feedback:
             cursor = db.execute(
                 "INSERT INTO feedback_reviews (report_key, provider, kind, subject, reason,"
                 " message_id, why, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (report_key) DO NOTHING",
+                " ON CONFLICT (report_key) DO NOTHING RETURNING id",
                 (event_key(claim.report_key), claim.provider[:40], claim.kind[:40],
                  claim.subject[:200] or None, claim.reason[:300] or None,
                  (claim.message_id or "")[:300] or None, claim.why[:300], self.database.now()),
             )  # fmt: skip
-            if not cursor.rowcount:
+            review = cursor.fetchone()
+            if review is None:
                 return Applied.REVIEW  # kept before
             db.executemany(
                 "INSERT INTO feedback_review_names (review_id, email, email_key) VALUES (?, ?, ?)",
-                [(cursor.lastrowid, email, key) for email, key in names],
+                [(review[0], email, key) for email, key in names],
             )
             db.execute(
                 "DELETE FROM feedback_reviews WHERE id <= (SELECT id FROM feedback_reviews"
@@ -208,7 +209,7 @@ class Feedback:
         db = self.database.db
         names: dict[int, list[str]] = {}
         for review_id, email in db.execute(
-            "SELECT review_id, email FROM feedback_review_names ORDER BY rowid"
+            "SELECT review_id, email FROM feedback_review_names ORDER BY review_id, email_key"
         ):
             names.setdefault(review_id, []).append(email)
         return [

@@ -217,10 +217,11 @@ class PlanFollows:
                 follow_id = db.execute(
                     "INSERT INTO plan_follows (public_id, email, email_key, plan_id, weekday, hour,"
                     " weeks, status, confirm_nonce, created_at, consent_at, consent_source,"
-                    " consent_ip_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " consent_ip_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " RETURNING id",
                     (new_public_id(), email, key, found["id"], day, at, found["weeks"],
                      UNCONFIRMED, new_nonce(), now, now, source, client),
-                ).lastrowid  # fmt: skip
+                ).fetchone()[0]  # fmt: skip
             MailLedger.add(db, PLAN_CONFIRMATION, [follow_id], now=now, to="follow")
             return Result("queued", self._one(db, "id", follow_id), found)
 

@@ -387,14 +387,15 @@ class Subscribers:
             "INSERT INTO subscribers (public_id, email, email_key, status, confirm_nonce,"
             " created_at, status_changed_at, confirmed_at, confirmation_sent_at, consent_at,"
             " consent_source, consent_ip_hash, topics, frequency)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (new_public_id(), email, key, status, new_nonce(), now, now,
              now if confirmed else None, None if confirmed else now, now, source, ip_hash,
              topics, frequency or "each"),
         )  # fmt: skip
+        subscriber_id = cursor.fetchone()[0]
         if not confirmed:
-            MailLedger.add(db, CONFIRMATION, [cursor.lastrowid], now=now)
-        return cursor.lastrowid
+            MailLedger.add(db, CONFIRMATION, [subscriber_id], now=now)
+        return subscriber_id
 
     def forget(self, key: str) -> Subscriber | None:
         """Delete the subscriber and, by cascade, every row that refers to them."""

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from blog.feed_contract import FREQUENCIES
+from newsletter.database import ERRORS
 from newsletter.subscriptions import addresses, topics
 from newsletter.subscriptions.choices import default_frequency
 from newsletter.subscriptions.emails import unsubscribe_url
@@ -313,7 +313,7 @@ def healthz():
     nl = newsletter()
     try:
         nl.database.db.execute("SELECT 1 FROM subscribers LIMIT 1").fetchall()
-    except sqlite3.Error as problem:
+    except ERRORS as problem:
         log.error("healthz: database error: %s", problem)
         return jsonify(status="error", database="unavailable"), 503
     return jsonify(status="ok", database="ok", sender="running" if nl.sender.running else "stopped")

@@ -19,10 +19,11 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import sqlite3
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
+
+from newsletter.database import BUSY
 
 log = logging.getLogger(__name__)
 MAX_JSON_DEPTH = 20
@@ -45,7 +46,8 @@ def init_app(app: Flask) -> None:
     app.teardown_request(after_request_done)
     app.after_request(headers)
     app.register_error_handler(HTTPException, http_error)
-    app.register_error_handler(sqlite3.OperationalError, database_busy)
+    for busy in BUSY:  # SQLite's, and PostgreSQL's when it is the database
+        app.register_error_handler(busy, database_busy)
     app.register_error_handler(Exception, unexpected)
 
 

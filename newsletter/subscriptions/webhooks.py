@@ -51,7 +51,6 @@ import json
 import logging
 import math
 import re
-import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -66,7 +65,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from newsletter.database import stamp
+from newsletter.database import BUSY, ERRORS, stamp
 from newsletter.mail import proof
 from newsletter.ratelimit import Rate
 from newsletter.subscriptions import addresses
@@ -131,7 +130,7 @@ def release_token(database, token: str) -> None:
     try:
         with database.transaction() as db:
             db.execute("DELETE FROM webhook_tokens WHERE token = ?", (token,))
-    except sqlite3.Error:
+    except ERRORS:
         log.warning("webhook token could not be released; the retry will be refused (406)")
 
 
@@ -584,10 +583,13 @@ def _too_large(_problem) -> Response:
     return answer(413, f"The request is too large: at most {limit} KB is accepted.")
 
 
-@bp.errorhandler(sqlite3.OperationalError)
 def _database_busy(problem) -> Response:
     log.error("webhook %s: database error: %s", request.path, problem)
     return answer(503, "The database is busy: send this again in a moment.", retry_after=30)
+
+
+for _busy in BUSY:  # SQLite's, and PostgreSQL's when it is the database
+    bp.register_error_handler(_busy, _database_busy)
 
 
 def refuse(client: str, message: str) -> Response:
