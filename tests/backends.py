@@ -103,6 +103,7 @@ class PostgresServer:
 
 
 SERVER: PostgresServer | None = None  # set by the session's fixture (tests/conftest.py)
+CURRENT = "sqlite"  # the backend of the test running now (the `backend` fixture sets it)
 
 
 def target(tmp_path: Path, backend: str) -> Path | str:

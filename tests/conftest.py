@@ -119,7 +119,7 @@ def artifacts():
 
 # The newsletter's settings ---------------------------------------------------------------------
 def newsletter_settings(
-    tmp_path: Path | None = None, *, backend: str = "sqlite", **changes
+    tmp_path: Path | None = None, *, backend: str | None = None, **changes
 ) -> Settings:
     """`Settings` for a test: the database and the outbox under `tmp_path`/var, a test key, a
     real-looking sender, site and endpoint URLs and postal address, no pause between announcement
@@ -135,7 +135,7 @@ def newsletter_settings(
     )
     if tmp_path is not None:
         values.update(
-            database=backends.target(tmp_path, backend),
+            database=backends.target(tmp_path, backend or backends.CURRENT),
             outbox=tmp_path / "var" / "outbox",
         )
     values.update(changes)
@@ -163,10 +163,14 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture
 def backend(request):
-    """The database backend of this test: "sqlite" or "postgresql"."""
+    """The database backend of this test: "sqlite" or "postgresql". While it runs,
+    `newsletter_settings(tmp_path)` uses it too (a module of helpers that build settings opts
+    in with `pytestmark = pytest.mark.usefixtures("backend")`)."""
     if request.param == "postgresql":
         request.getfixturevalue("postgres_server")
-    return request.param
+    backends.CURRENT = request.param
+    yield request.param
+    backends.CURRENT = "sqlite"
 
 
 @pytest.fixture(scope="session")

@@ -91,7 +91,7 @@ def test_import_validates_deduplicates_and_reports(settings, tmp_path):
         admin.import_csv(settings, tmp_path / "missing.csv")
 
 
-def test_export_round_trips_and_defuses_formulas(settings, tmp_path):
+def test_export_round_trips_and_defuses_formulas(settings, tmp_path, backend):
     admin.add(settings, "a@example.com", confirmed=True)
     admin.add(settings, "=cmd@example.com", confirmed=True)
     out = io.StringIO()
@@ -101,7 +101,7 @@ def test_export_round_trips_and_defuses_formulas(settings, tmp_path):
     assert rows[0]["status"] == "confirmed" and rows[0]["confirmed_at"]
     exported = tmp_path / "export.csv"
     exported.write_text(out.getvalue())
-    other = newsletter_settings(tmp_path / "other")
+    other = newsletter_settings(tmp_path / "other", backend=backend)
     assert admin.import_csv(other, exported, confirmed=True).added == [
         "a@example.com",
         "=cmd@example.com",

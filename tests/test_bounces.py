@@ -91,9 +91,10 @@ def imap(tls):
 
 
 @pytest.fixture
-def world(tmp_path, imap):
+def world(tmp_path, imap, backend):
     settings = newsletter_settings(
         tmp_path,
+        backend=backend,
         imap_host="127.0.0.1",
         imap_port=imap.port,
         imap_user=imap.user,
@@ -251,10 +252,13 @@ def test_a_failed_move_is_read_again_and_changes_nothing(world, imap, tls):
 
 
 @pytest.mark.parametrize("capabilities", [("MOVE", "UIDPLUS"), ("UIDPLUS",), ()])
-def test_handled_reports_move_with_or_without_the_move_command(tmp_path, tls, capabilities):
+def test_handled_reports_move_with_or_without_the_move_command(
+    tmp_path, tls, capabilities, backend
+):
     with ImapServer(tls[0], capabilities=capabilities) as imap:
-        settings = newsletter_settings(tmp_path, imap_host="127.0.0.1", imap_port=imap.port,
-                                       imap_user=imap.user, imap_password=imap.password,
+        settings = newsletter_settings(tmp_path, backend=backend, imap_host="127.0.0.1",
+                                       imap_port=imap.port, imap_user=imap.user,
+                                       imap_password=imap.password,
                                        imap_done_folder="Bounces/Done 2026")  # fmt: skip
         people = add_subscribers(settings, {"omar@example.com": Status.CONFIRMED}, since=JOINED)
         imap.deliver(sample("gmail-address-not-found.eml", settings, people))
@@ -310,14 +314,14 @@ def test_two_fetches_and_a_busy_writer_at_once_record_each_event_once(world, ima
 
 
 # Refusals ----------------------------------------------------------------------------------------
-def test_the_mailbox_says_why_it_cannot_be_read(tmp_path, imap, tls):
+def test_the_mailbox_says_why_it_cannot_be_read(tmp_path, imap, tls, backend):
     with pytest.raises(bounces.MailboxError, match="NEWSLETTER_IMAP_HOST is not set"):
-        bounces.fetch(newsletter_settings(tmp_path))
+        bounces.fetch(newsletter_settings(tmp_path, backend=backend))
     base = dict(imap_host="127.0.0.1", imap_port=imap.port, imap_user=imap.user)
-    wrong = newsletter_settings(tmp_path, **base, imap_password="wrong")
+    wrong = newsletter_settings(tmp_path, backend=backend, **base, imap_password="wrong")
     with pytest.raises(bounces.MailboxError, match="refused the login of bounces@"):
         bounces.fetch(wrong, ssl_context=tls[1])
-    right = newsletter_settings(tmp_path, **base, imap_password=imap.password)
+    right = newsletter_settings(tmp_path, backend=backend, **base, imap_password=imap.password)
     with pytest.raises(bounces.MailboxError, match="cannot connect.*(CERTIFICATE|certificate)"):
         bounces.fetch(right)  # the default context does not trust the test's certificate
     missing = right.replace(imap_folder="Nowhere")
@@ -331,7 +335,7 @@ def test_the_task_reads_the_mailbox_with_settings_from_the_environment(world, im
     deliver_samples(imap, people, settings)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(settings.database.parent),
+        "HOME": str(settings.mail.outbox.parent),
         "SSL_CERT_FILE": str(tls[2]),  # what ssl.create_default_context() trusts, in production
         "NEWSLETTER_DATABASE": str(settings.database),
         "NEWSLETTER_SECRET_KEY": settings.secret_key,
@@ -358,14 +362,14 @@ def test_the_task_reads_the_mailbox_with_settings_from_the_environment(world, im
 
 
 # Forged reports: anyone can mail the bounce mailbox ----------------------------------------------
-def test_forged_reports_change_nobody_and_are_kept_for_review(tmp_path, imap, tls):
+def test_forged_reports_change_nobody_and_are_kept_for_review(tmp_path, imap, tls, backend):
     """The four forgeries of the issue (a stranger's DSN naming 25 readers without an original,
     an ARF naming a reader, a DSN quoting an invented Message-ID of our shape, a text bounce
     naming two readers), with NEWSLETTER_VERP_DOMAIN set: no subscriber changes, every report
     stays in INBOX and is listed by `invoke bounces.review`. A genuine report that lists 24 other
     readers besides the one it proves bounces exactly that one."""
     settings = newsletter_settings(
-        tmp_path, imap_host="127.0.0.1", imap_port=imap.port, imap_user=imap.user,
+        tmp_path, backend=backend, imap_host="127.0.0.1", imap_port=imap.port, imap_user=imap.user,
         imap_password=imap.password, verp_domain=VERP_DOMAIN,
     )  # fmt: skip
     readers = [f"reader{n}@example.com" for n in range(30)]

@@ -61,7 +61,7 @@ class Endpoint:
 
 
 @pytest.fixture
-def world(tmp_path):
+def world(tmp_path, backend):
     """The SMTP server, the static site (built with the form posting to the endpoint) and the
     endpoint, all on 127.0.0.1."""
     forget_cache()
@@ -71,7 +71,7 @@ def world(tmp_path):
         site = serve_folder(output)
         endpoint = Endpoint()
         settings = newsletter_settings(
-            tmp_path, transport="smtp", smtp_host="127.0.0.1", smtp_port=sink.port,
+            tmp_path, backend=backend, transport="smtp", smtp_host="127.0.0.1", smtp_port=sink.port,
             smtp_security="none", smtp_timeout=5, site_url=site.url, base_url=endpoint.url,
             retry_delay=0.2,
         )  # fmt: skip

@@ -74,8 +74,8 @@ def clock():
 
 
 @pytest.fixture
-def store(tmp_path, blog, clock):
-    settings = newsletter_settings(tmp_path, site_url=blog.url)
+def store(tmp_path, blog, clock, backend):
+    settings = newsletter_settings(tmp_path, backend=backend, site_url=blog.url)
     database = Database(settings.core.database, clock=clock)
     yield PlanFollows(database, settings)
     database.close()
@@ -157,8 +157,10 @@ def test_bad_input_is_refused_with_a_sentence_and_nothing_is_stored(
     assert rows(store) == [] and ledger(store) == []
 
 
-def test_plans_that_cannot_be_read_refuse_clearly_and_store_nothing(tmp_path, clock):
-    settings = newsletter_settings(tmp_path, site_url="http://127.0.0.1:9")  # nothing listens
+def test_plans_that_cannot_be_read_refuse_clearly_and_store_nothing(tmp_path, clock, backend):
+    settings = newsletter_settings(
+        tmp_path, backend=backend, site_url="http://127.0.0.1:9"
+    )  # nothing listens
     database = Database(settings.core.database, clock=clock)
     follows = PlanFollows(database, settings)
     with pytest.raises(PlansUnavailable, match="127.0.0.1:9/exercises/plans.json"):
@@ -261,8 +263,8 @@ def test_an_ended_follow_is_erased_after_the_keep_days_with_its_emails(store, cl
     assert rows(store) == [] and ledger(store) == []
 
 
-def test_the_keep_days_are_a_setting(tmp_path, blog, clock):
-    settings = newsletter_settings(tmp_path, site_url=blog.url, plan_keep_days=2)
+def test_the_keep_days_are_a_setting(tmp_path, blog, clock, backend):
+    settings = newsletter_settings(tmp_path, backend=backend, site_url=blog.url, plan_keep_days=2)
     database = Database(settings.core.database, clock=clock)
     follows = PlanFollows(database, settings)
     pending = ask(follows).follow
@@ -315,8 +317,8 @@ def test_stop_all_deletes_every_plan_of_that_mailbox_only(store):
     assert store.stop_all("not an address") == 0 and store.stop_all_of("nobody") == 0
 
 
-def test_forgetting_an_address_erases_its_plans_and_stats_count_per_plan(tmp_path, blog):
-    settings = newsletter_settings(tmp_path, site_url=blog.url)
+def test_forgetting_an_address_erases_its_plans_and_stats_count_per_plan(tmp_path, blog, backend):
+    settings = newsletter_settings(tmp_path, backend=backend, site_url=blog.url)
     database = Database(settings.core.database)
     follows = PlanFollows(database, settings)
     for address in ("gone@example.com", "stays@example.com"):
@@ -409,11 +411,11 @@ def test_the_plans_are_cached_for_a_short_while(tmp_path):
 
 # The confirmation email ---------------------------------------------------------------------------
 def test_the_confirmation_email_says_what_when_what_is_kept_and_carries_the_stop_link(
-    tmp_path, blog
+    tmp_path, blog, backend
 ):
     with SmtpSink() as server:
         settings = newsletter_settings(
-            tmp_path, site_url=blog.url, transport="smtp", smtp_host="127.0.0.1",
+            tmp_path, backend=backend, site_url=blog.url, transport="smtp", smtp_host="127.0.0.1",
             smtp_port=server.port, smtp_security="none", smtp_timeout=2,
         )  # fmt: skip
         database = Database(settings.core.database)
@@ -439,8 +441,8 @@ def test_the_confirmation_email_says_what_when_what_is_kept_and_carries_the_stop
     database.close()
 
 
-def test_no_confirmation_email_once_confirmed_or_stopped(tmp_path, blog):
-    settings = newsletter_settings(tmp_path, site_url=blog.url)
+def test_no_confirmation_email_once_confirmed_or_stopped(tmp_path, blog, backend):
+    settings = newsletter_settings(tmp_path, backend=backend, site_url=blog.url)
     database = Database(settings.core.database)
     tokens = Tokens(settings.core.secret_key)
     follows = PlanFollows(database, settings, tokens=tokens)
@@ -457,10 +459,10 @@ def test_no_confirmation_email_once_confirmed_or_stopped(tmp_path, blog):
     database.close()
 
 
-def test_a_refused_address_deletes_the_pending_follow(tmp_path, blog):
+def test_a_refused_address_deletes_the_pending_follow(tmp_path, blog, backend):
     with SmtpSink(refuse={"nobody@example.com"}) as server:
         settings = newsletter_settings(
-            tmp_path, site_url=blog.url, transport="smtp", smtp_host="127.0.0.1",
+            tmp_path, backend=backend, site_url=blog.url, transport="smtp", smtp_host="127.0.0.1",
             smtp_port=server.port, smtp_security="none", smtp_timeout=2,
         )  # fmt: skip
         database = Database(settings.core.database)

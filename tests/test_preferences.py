@@ -53,9 +53,14 @@ def blog(tmp_path):
 
 
 @pytest.fixture
-def settings(tmp_path, blog):
+def settings(tmp_path, blog, backend):
     return newsletter_settings(
-        tmp_path, site_url=SITE, base_url=BASE, feed_url=blog, rate_limit=Rate(1000, 60)
+        tmp_path,
+        backend=backend,
+        site_url=SITE,
+        base_url=BASE,
+        feed_url=blog,
+        rate_limit=Rate(1000, 60),
     )
 
 
@@ -323,10 +328,10 @@ def ask(client, app, subscriber, new):
     return client.post(page_of(app, subscriber) + "/address", data={"email": new})
 
 
-def test_change_of_address_end_to_end_over_smtp(tmp_path, blog):
+def test_change_of_address_end_to_end_over_smtp(tmp_path, blog, backend):
     with SmtpSink() as server:
         settings = newsletter_settings(
-            tmp_path, site_url=SITE, base_url=BASE, feed_url=blog, transport="smtp",
+            tmp_path, backend=backend, site_url=SITE, base_url=BASE, feed_url=blog, transport="smtp",
             smtp_host="127.0.0.1", smtp_port=server.port, smtp_security="none", smtp_timeout=5,
         )  # fmt: skip
         app = create_app(settings)
@@ -392,9 +397,11 @@ def test_the_new_address_must_confirm_before_it_takes_over_and_the_newest_reques
     assert nl(app).subscribers.list()[0].email == "second@example.com"
 
 
-def test_an_expired_or_forged_address_link_changes_nothing(tmp_path, blog):
+def test_an_expired_or_forged_address_link_changes_nothing(tmp_path, blog, backend):
     now = [time.time()]
-    settings = newsletter_settings(tmp_path, site_url=SITE, base_url=BASE, feed_url=blog)
+    settings = newsletter_settings(
+        tmp_path, backend=backend, site_url=SITE, base_url=BASE, feed_url=blog
+    )
     app = create_app(settings)
     try:
         client = app.test_client()
@@ -492,10 +499,10 @@ def test_changes_of_address_are_rate_limited_per_reader(client, app):
     assert ask(client, app, other, "fine@example.com").status_code == 200  # per reader
 
 
-def test_a_refused_new_address_drops_the_change_and_bounces_nobody(tmp_path, blog):
+def test_a_refused_new_address_drops_the_change_and_bounces_nobody(tmp_path, blog, backend):
     with SmtpSink(refuse=["nobody@example.com"]) as server:
         settings = newsletter_settings(
-            tmp_path, site_url=SITE, base_url=BASE, feed_url=blog, transport="smtp",
+            tmp_path, backend=backend, site_url=SITE, base_url=BASE, feed_url=blog, transport="smtp",
             smtp_host="127.0.0.1", smtp_port=server.port, smtp_security="none", smtp_timeout=5,
         )  # fmt: skip
         app = create_app(settings)
@@ -535,9 +542,11 @@ def test_every_announcement_carries_its_readers_own_preferences_link(client, app
 
 
 def test_a_typed_address_is_kept_no_longer_than_its_link_and_forget_erases_it(
-    tmp_path, blog, clock
+    tmp_path, blog, clock, backend
 ):
-    settings = newsletter_settings(tmp_path, site_url=SITE, base_url=BASE, feed_url=blog)
+    settings = newsletter_settings(
+        tmp_path, backend=backend, site_url=SITE, base_url=BASE, feed_url=blog
+    )
     app = create_app(settings)
     try:
         nl(app).database.clock = clock
@@ -577,10 +586,14 @@ def test_a_digest_carries_its_readers_own_preferences_link_too(app, settings):
     assert composer.outgoing(delivery).variables["preferences_url"] == own  # Mailgun's batches
 
 
-def test_when_the_blogs_topics_cannot_be_read_the_page_still_works(tmp_path):
+def test_when_the_blogs_topics_cannot_be_read_the_page_still_works(tmp_path, backend):
     topics.forget_cache()
     settings = newsletter_settings(
-        tmp_path, site_url=SITE, base_url=BASE, feed_url="http://127.0.0.1:9/feeds/all.rss.xml"
+        tmp_path,
+        backend=backend,
+        site_url=SITE,
+        base_url=BASE,
+        feed_url="http://127.0.0.1:9/feeds/all.rss.xml",
     )
     app = create_app(settings)
     try:

@@ -21,7 +21,6 @@ import pytest
 
 from newsletter.announcements import reminders
 from newsletter.database import Database, stamp
-from newsletter.filelock import FileLock
 from newsletter.outgoing.ledger import MailLedger
 from newsletter.subscriptions.addresses import normalize
 from newsletter.subscriptions.app import create_app
@@ -31,7 +30,10 @@ from newsletter.subscriptions.subscribers import new_nonce, new_public_id
 from tests.conftest import newsletter_settings, serve_folder
 from tests.smtp_server import SmtpSink
 
-pytestmark = pytest.mark.slow  # an SMTP server, a served site, runs in subprocesses
+pytestmark = [
+    pytest.mark.slow,  # an SMTP server, a served site, runs in subprocesses
+    pytest.mark.usefixtures("backend"),  # on both databases
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 MONDAY = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)  # 08:00 in London (GMT in winter)
@@ -312,20 +314,21 @@ def test_a_second_run_waits_for_nobody_and_announce_does_not_block_it(tmp_path, 
     with SmtpSink() as sink:
         settings = smtp_settings(tmp_path, sink, published)
         follow(settings, published.plan["id"], "ivy@example.com", SUNDAY_NOON)
-        path = settings.core.database
-        held = FileLock(path.with_name(path.name + "-reminders.lock"))
+        database = Database(settings.core.database)  # the locks as another process takes them
+        held = database.run_lock("reminders")
         held.acquire()
         try:
             with pytest.raises(reminders.RemindersLocked, match="another reminders run"):
                 reminders.run(settings, as_of=MONDAY)
         finally:
             held.release()
-        announcing = FileLock(path.with_name(path.name + "-announce.lock"))
+        announcing = database.run_lock("announce")
         announcing.acquire()
         try:
             assert reminders.run(settings, as_of=MONDAY).tally.sent == 1
         finally:
             announcing.release()
+            database.close()
 
 
 # Text from the site reaches no email's structure -------------------------------------------------

@@ -21,8 +21,8 @@ JOINED = datetime(2000, 1, 1, tzinfo=UTC)  # the samples are years old: readers 
 
 
 @pytest.fixture
-def world(tmp_path):
-    settings = newsletter_settings(tmp_path, verp_domain=VERP_DOMAIN)
+def world(tmp_path, backend):
+    settings = newsletter_settings(tmp_path, backend=backend, verp_domain=VERP_DOMAIN)
     people = add_subscribers(
         settings,
         dict.fromkeys(["max@example.com", "reader@example.com", "other@example.com"],

@@ -20,6 +20,8 @@ from newsletter.subscriptions.tokens import Tokens
 from tests.conftest import newsletter_settings
 from tests.smtp_server import SmtpSink
 
+pytestmark = pytest.mark.usefixtures("backend")  # on both databases
+
 
 def make(tmp_path, port=None, **changes):
     settings = newsletter_settings(

@@ -22,7 +22,7 @@ def choose(settings, email: str, choice: Choice) -> None:
         database.close()
 
 
-def test_export_and_import_carry_topics_and_frequency(make_settings, tmp_path):
+def test_export_and_import_carry_topics_and_frequency(make_settings, tmp_path, backend):
     settings = make_settings()
     admin.add(settings, "all@example.com", confirmed=True)
     admin.add(settings, "knees@example.com", confirmed=True)
@@ -40,7 +40,7 @@ def test_export_and_import_carry_topics_and_frequency(make_settings, tmp_path):
     )
     exported = tmp_path / "export.csv"
     exported.write_text(out.getvalue())
-    other = newsletter_settings(tmp_path / "other")
+    other = newsletter_settings(tmp_path / "other", backend=backend)
     assert len(admin.import_csv(other, exported, confirmed=True).added) == 2
     again = io.StringIO()
     admin.export_csv(other, again)

@@ -120,8 +120,10 @@ def test_confirming_sends_one_welcome_once_ever(tmp_path, feed):
         endpoint.stop()
 
 
-def test_the_welcome_goes_without_the_list_when_the_feed_cannot_be_read(tmp_path):
-    settings = newsletter_settings(tmp_path, feed_url="http://127.0.0.1:9/feeds/all.rss.xml")
+def test_the_welcome_goes_without_the_list_when_the_feed_cannot_be_read(tmp_path, backend):
+    settings = newsletter_settings(
+        tmp_path, backend=backend, feed_url="http://127.0.0.1:9/feeds/all.rss.xml"
+    )
     assert articles.latest(settings) == []
     store = Subscribers.open(settings.database)
     sender = Sender(settings, store.database, Tokens(settings.secret_key))
@@ -137,8 +139,8 @@ def test_the_welcome_goes_without_the_list_when_the_feed_cannot_be_read(tmp_path
     store.close()
 
 
-def test_a_reader_no_longer_confirmed_is_skipped(tmp_path):
-    settings = newsletter_settings(tmp_path)
+def test_a_reader_no_longer_confirmed_is_skipped(tmp_path, backend):
+    settings = newsletter_settings(tmp_path, backend=backend)
     store = Subscribers.open(settings.database)
     subscriber = store.add(*normalize("reader@example.com"), status=Status.CONFIRMED, welcome=True)
     store.unsubscribe(subscriber.public_id)
@@ -150,8 +152,8 @@ def test_a_reader_no_longer_confirmed_is_skipped(tmp_path):
     store.close()
 
 
-def test_readers_added_by_the_author_get_a_welcome_only_when_asked(tmp_path):
-    settings = newsletter_settings(tmp_path)
+def test_readers_added_by_the_author_get_a_welcome_only_when_asked(tmp_path, backend):
+    settings = newsletter_settings(tmp_path, backend=backend)
     admin.add(settings, "quiet@example.com", confirmed=True)
     admin.add(settings, "greeted@example.com", confirmed=True, welcome=True)
     admin.add(settings, "greeted@example.com", confirmed=True, welcome=True)  # known: nothing
@@ -194,10 +196,11 @@ def test_invoke_subscribers_add_with_and_without_welcome(tmp_path):
     assert sorted(m["To"] for m in messages) == ["greeted@example.com", "z@example.com"]
 
 
-def test_a_refused_address_fails_the_welcome_and_bounces_the_reader(tmp_path):
+def test_a_refused_address_fails_the_welcome_and_bounces_the_reader(tmp_path, backend):
     with SmtpSink(refuse=["gone@example.com"]) as server:
         settings = newsletter_settings(
             tmp_path,
+            backend=backend,
             transport="smtp",
             smtp_host="127.0.0.1",
             smtp_port=server.port,
@@ -252,10 +255,10 @@ def test_the_latest_articles_from_a_feed_file(tmp_path):
     assert articles.exercise_library(newsletter_settings(), source=feed) == SITE_URL + "/exercises/"
 
 
-def test_the_welcome_email_at_360_px(tmp_path, feed, new_context, artifacts):
+def test_the_welcome_email_at_360_px(tmp_path, feed, new_context, artifacts, backend):
     """Look at it once: the welcome's HTML in Chromium at 360 px, no horizontal scroll."""
     settings = newsletter_settings(
-        tmp_path, feed_url=feed, welcome_text=TEXT, welcome_start_here=PICKS
+        tmp_path, backend=backend, feed_url=feed, welcome_text=TEXT, welcome_start_here=PICKS
     )
     admin.add(settings, "reader@example.com", confirmed=True, welcome=True)
     admin.send_queued(settings, timeout=10)

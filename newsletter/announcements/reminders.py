@@ -53,7 +53,7 @@ from zoneinfo import ZoneInfo
 from newsletter import mail
 from newsletter.announcements import reminder_emails
 from newsletter.database import Database, stamp, utcnow
-from newsletter.filelock import FileLock, Locked
+from newsletter.filelock import Locked
 from newsletter.mail import message as compose
 from newsletter.mail import proof
 from newsletter.outgoing.dispatcher import MAX_WAIT, Dispatcher, Skip, Tally
@@ -269,7 +269,7 @@ class Summary:
 def run_lock(database: Database) -> Iterator[None]:
     """One reminders run at a time: `<database>-reminders.lock`, released by the kernel when the
     run ends or dies. The holder takes back the reminders a dead run left in flight."""
-    lock = FileLock(database.path.with_name(database.path.name + "-reminders.lock"))
+    lock = database.run_lock("reminders")
     try:
         lock.acquire(wait=False)
     except Locked as held:

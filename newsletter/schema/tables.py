@@ -101,6 +101,8 @@ signup_requests = sa.Table(
     sa.Column("source", TEXT),
     sa.Column("ip_hash", TEXT),
     sa.Column("created_at", TEXT, nullable=False),
+    sa.Column("topics", TEXT),
+    sa.Column("frequency", TEXT),
 )
 
 feedback_events = sa.Table(
@@ -187,6 +189,55 @@ address_changes = sa.Table(
     sa.Column("email_key", TEXT, nullable=False),
     sa.Column("nonce", TEXT, nullable=False),
     sa.Column("requested_at", TEXT, nullable=False),
+    sa.Column("mail_id", INT),
+)
+
+digests = sa.Table(
+    "digests",
+    metadata,
+    _pk(),
+    sa.Column(
+        "subscriber_id", INT, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("period", TEXT, nullable=False),
+    sa.Column("created_at", TEXT, nullable=False),
+    sa.UniqueConstraint("subscriber_id", "period"),
+)
+
+digest_items = sa.Table(
+    "digest_items",
+    metadata,
+    sa.Column(
+        "subscriber_id",
+        INT,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column(
+        "announcement_id",
+        INT,
+        sa.ForeignKey("announcements.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column("topic", TEXT, nullable=False, server_default=""),
+    sa.Column("digest_id", INT, sa.ForeignKey("digests.id", ondelete="CASCADE")),
+)
+_owed = sa.text("digest_id IS NULL")
+sa.Index(
+    "digest_items_owed",
+    digest_items.c.subscriber_id,
+    sqlite_where=_owed,
+    postgresql_where=_owed,
+)
+sa.Index("digest_items_digest", digest_items.c.digest_id)
+
+digest_periods = sa.Table(
+    "digest_periods",
+    metadata,
+    sa.Column("period", TEXT, primary_key=True),
+    sa.Column("closed_at", TEXT, nullable=False),
 )
 
 plan_follows = sa.Table(
