@@ -5,16 +5,17 @@ under the same contract), and its one schema history (`newsletter.schema`).
 Contract:
 - `Database(path)` opens (creating it and its folder if needed, 0600 in 0700, tightening an
   existing file and its -wal and -shm to 0600: `private_files`) and migrates the file: one made
-  before the one schema history first runs the numbered `migrations/NNNN_*.sql` (or `NNNN_*.py`,
-  whose `migrate(db)` runs inside the same transaction) it has not had (PRAGMA user_version), up
-  to the baseline, and is stamped with it; then `newsletter.schema` (Alembic) brings every
-  database, a new one from nothing, to the head. WAL mode, foreign keys on (erasing a subscriber
-  cascades to every row about them), and a busy timeout, so concurrent writers (threads,
-  gunicorn workers, tasks) wait their turn instead of failing with "database is locked".
-- `transaction()` is one `BEGIN IMMEDIATE` write transaction. Writers of this code also queue
-  on the one file lock (`<db>-writer.lock`), which hands over at once, unlike SQLite's polling
-  busy handler. A transaction opened inside another one in the same thread joins it (one
-  commit, or one rollback for both); it never waits on itself.
+  before the one schema history first runs the numbered `migrations/NNNN_*.sql` (or
+  `NNNN_*.py`, whose `migrate(db)` runs inside the same transaction) it has not had (PRAGMA
+  user_version), up to the baseline, and is stamped with it; then `newsletter.schema`
+  (Alembic) brings every database, a new one from nothing, to the head. WAL mode, foreign
+  keys on (erasing a subscriber cascades to every row about them), and a busy timeout, so
+  concurrent writers (threads, gunicorn workers, tasks) wait their turn instead of failing
+  with "database is locked".
+- `transaction(concurrent=False)` is one `BEGIN IMMEDIATE` write transaction. Writers of this
+  code also queue on the one file lock (`<db>-writer.lock`), which hands over at once, unlike
+  SQLite's polling busy handler. A transaction opened inside another one in the same thread
+  joins it (one commit, or one rollback for both); it never waits on itself.
 - Each thread gets its own connection; `close()` closes them all. Safe across fork (gunicorn
   --preload): a child never touches its parent's connections.
 - `background_checkpoints=True` (the web app): commits never checkpoint the WAL; the caller's
@@ -229,10 +230,13 @@ class Database:
         return FileLock(self.path.with_name(self.path.name + "-writer.lock"), describe=False)
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, concurrent: bool = False) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken at once (BEGIN IMMEDIATE) so that a read never has to
         become a write mid-transaction (which fails at once in WAL mode instead of waiting).
-        Inside another transaction of this thread, it joins that one."""
+        Inside another transaction of this thread, it joins that one. `concurrent`: the
+        transaction only makes writes that are safe side by side (single-statement updates,
+        inserts that expect a conflict), so PostgreSQL may run it without the writer lock; on
+        SQLite every writer takes its turn all the same."""
         db = self.db
         if getattr(self._local, "depth", 0):
             self._local.depth += 1

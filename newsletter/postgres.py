@@ -12,7 +12,9 @@ Contract (what differs from SQLite, and how the contract is kept):
 - `transaction()` is one write transaction that first takes the one writer lock of the
   database (`pg_advisory_xact_lock`): writers take turns, on every host, exactly as they do on
   the SQLite file, so no read-then-write of a feature can interleave with another's. It is
-  released by the commit or rollback, or when the connection dies.
+  released by the commit or rollback, or when the connection dies. A transaction said to be
+  `concurrent` (only writes that are safe side by side: the sign-up form's) skips it, so the
+  commits of many sign-ups, each waiting on its disk flush, overlap.
 - `run_lock(name)`: a session advisory lock on a connection of its own, released by
   `release()` or when the holder dies (the server closes its connection): no stale lock.
 - `read_only(True)`: the connection's transactions are READ ONLY until `read_only(False)`.
@@ -247,11 +249,13 @@ class Connections:
 
 
 @contextmanager
-def write_transaction(connection: Connection) -> Iterator[Connection]:
-    """BEGIN, the one writer lock, then COMMIT (or ROLLBACK on any error)."""
+def write_transaction(connection: Connection, *, lock: bool = True) -> Iterator[Connection]:
+    """BEGIN, the one writer lock (unless `lock` is False: a concurrent transaction), then
+    COMMIT (or ROLLBACK on any error)."""
     connection.execute("BEGIN")
     try:
-        connection.execute("SELECT pg_advisory_xact_lock(?)", (WRITER_LOCK,))
+        if lock:
+            connection.execute("SELECT pg_advisory_xact_lock(?)", (WRITER_LOCK,))
         yield connection
     except BaseException:
         if not connection.raw.closed:
@@ -304,7 +308,7 @@ class PostgresDatabase(Database):
         self._connections.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, *, concurrent: bool = False) -> Iterator[Connection]:
         db = self.db
         if getattr(self._depth, "depth", 0):
             self._depth.depth += 1
@@ -315,7 +319,7 @@ class PostgresDatabase(Database):
             return
         self._depth.depth = 1
         try:
-            with write_transaction(db) as connection:
+            with write_transaction(db, lock=not concurrent) as connection:
                 yield connection
         finally:
             self._depth.depth = 0

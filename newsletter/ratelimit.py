@@ -106,6 +106,7 @@ _SPELLING = {
 _NEW = (
     "INSERT INTO rate_limits (scope, key, tokens, updated)"
     " VALUES (:scope, :key, :capacity - 1, :now)"
+    " ON CONFLICT (scope, key) DO NOTHING RETURNING tokens"
 )
 _READ = "SELECT tokens, updated FROM rate_limits WHERE scope = :scope AND key = :key"
 _PRUNE = "DELETE FROM rate_limits WHERE scope = :scope AND updated < :full_before"
@@ -144,14 +145,16 @@ class SharedRateLimiter:
         now = self.clock()
         params = {"scope": self.scope, "key": self.key(key), "capacity": self.capacity,
                   "now": now, "per_second": self.per_second}  # fmt: skip
-        with self.database.transaction() as db:
+        # Safe side by side (PostgreSQL runs it without the writer lock): the take is one
+        # statement on one row. When it takes nothing, there is no bucket yet (the insert makes
+        # a full one, less this token) or there is one, perhaps made meanwhile by another
+        # first hit (the insert waits for it, then does nothing): then one more take decides.
+        with self.database.transaction(concurrent=True) as db:
             wait = None
             if db.execute(self._take, params).fetchone() is None:
-                row = db.execute(_READ, params).fetchone()
-                if row is None:
-                    db.execute(_NEW, params)
-                else:
-                    wait = self._wait(row, now)
+                if db.execute(_NEW, params).fetchone() is None:
+                    if db.execute(self._take, params).fetchone() is None:
+                        wait = self._wait(db.execute(_READ, params).fetchone(), now)
             if now >= self._next_prune:
                 self._next_prune = now + self.PRUNE_EVERY
                 full_before = now - self.capacity / self.per_second

@@ -52,7 +52,8 @@ class PostgresServer:
             timeout=120,
         )
 
-    def start(self) -> PostgresServer:
+    def start(self, *, durable: bool = False) -> PostgresServer:
+        """initdb and start; `durable` keeps fsync on (benchmarks), else off (tests)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         if self.user:
             shutil.chown(self.folder, self.user)
@@ -60,9 +61,10 @@ class PostgresServer:
                   "--no-sync")  # fmt: skip
         options = (
             f"-c listen_addresses='' -c unix_socket_directories={self.folder}"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             " -c max_connections=200"
         )
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l",
                   str(self.folder / "server.log"), "-w", "start")  # fmt: skip
         return self

@@ -96,7 +96,7 @@ def machine_values(folder: Path, **ports) -> dict[str, str]:
     }
 
 
-def nginx_conf(folder: Path, site: Path) -> Path:
+def nginx_conf(folder: Path, site: Path, connections: int = 256) -> Path:
     """A minimal nginx.conf around the rendered site, every path it writes under `folder`."""
     temp = folder / "nginx-temp"
     temp.mkdir()
@@ -108,7 +108,7 @@ def nginx_conf(folder: Path, site: Path) -> Path:
         f"error_log {folder / 'nginx-error.log'} warn;",
         # As root, the workers would be `nobody`, who cannot read pytest's 0700 folders.
         "user root;" if os.geteuid() == 0 else "",
-        "events { worker_connections 64; }",
+        f"events {{ worker_connections {connections}; }}",
         "http {",
         f"    include {mime};" if mime.is_file() else "",
         "    default_type application/octet-stream;",

@@ -77,7 +77,8 @@ class TwoHosts:
 
 
 def start_host(name: str, folder: Path, https: int, public: str, database: str, cert: Path,
-               key: Path, site: Path, content: Path) -> Host:  # fmt: skip
+               key: Path, site: Path, content: Path,
+               extra: dict | None = None) -> Host:  # fmt: skip
     folder.mkdir()
     http, endpoint = free_port(), free_port()
     values = machine_values(folder, https=https, http=http, endpoint=endpoint)
@@ -86,6 +87,7 @@ def start_host(name: str, folder: Path, https: int, public: str, database: str, 
     render.render_all(values, rendered)
     env_values = settings_env(public, folder)  # one public URL: a load balancer's name
     env_values["NEWSLETTER_DATABASE"] = database
+    env_values.update(extra or {})
     env_file = Path(values["ENV_FILE"])
     env_file.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env_values.items()))
     env_file.chmod(0o600)

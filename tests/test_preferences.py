@@ -331,8 +331,9 @@ def ask(client, app, subscriber, new):
 def test_change_of_address_end_to_end_over_smtp(tmp_path, blog, backend):
     with SmtpSink() as server:
         settings = newsletter_settings(
-            tmp_path, backend=backend, site_url=SITE, base_url=BASE, feed_url=blog, transport="smtp",
-            smtp_host="127.0.0.1", smtp_port=server.port, smtp_security="none", smtp_timeout=5,
+            tmp_path, backend=backend, site_url=SITE, base_url=BASE, feed_url=blog,
+            transport="smtp", smtp_host="127.0.0.1", smtp_port=server.port,
+            smtp_security="none", smtp_timeout=5,
         )  # fmt: skip
         app = create_app(settings)
         try:
@@ -502,8 +503,9 @@ def test_changes_of_address_are_rate_limited_per_reader(client, app):
 def test_a_refused_new_address_drops_the_change_and_bounces_nobody(tmp_path, blog, backend):
     with SmtpSink(refuse=["nobody@example.com"]) as server:
         settings = newsletter_settings(
-            tmp_path, backend=backend, site_url=SITE, base_url=BASE, feed_url=blog, transport="smtp",
-            smtp_host="127.0.0.1", smtp_port=server.port, smtp_security="none", smtp_timeout=5,
+            tmp_path, backend=backend, site_url=SITE, base_url=BASE, feed_url=blog,
+            transport="smtp", smtp_host="127.0.0.1", smtp_port=server.port,
+            smtp_security="none", smtp_timeout=5,
         )  # fmt: skip
         app = create_app(settings)
         try:

@@ -116,7 +116,9 @@ def subscribe():
             400, str(problem), template="subscribe.html", email=email, source=source, **_offered()
         )
     client_hash = ip_hash(settings.core.secret_key, request.remote_addr)
-    with nl.database.transaction():  # one short write: the token and the request, or neither
+    # One short write: the token and the request, or neither; safe side by side (a rate-limit
+    # row update and an insert), so PostgreSQL runs it without the writer lock.
+    with nl.database.transaction(concurrent=True):
         if (wait := nl.limiter.hit(client)) is None:
             nl.subscribers.request(
                 email, key, source=source, ip_hash=client_hash, topics=chosen, frequency=frequency
