@@ -252,3 +252,23 @@ def test_digests_through_the_real_smtp_server_with_faults(week):
         assert Subscribers(database).by_ids([ids[C]])[ids[C]].status == Status.BOUNCED
     finally:
         database.close()
+
+
+def test_a_digest_left_in_flight_by_a_dead_run_goes_once_with_the_next(week):
+    """A run killed while a digest was being sent (its row `sending`, under a lease): the next
+    run holds the run lock, takes it back at once and sends it; nothing twice."""
+    settings, clock, feed, ids, _items = week
+    publish(week, 1, "Knees one", "knees")
+    take(settings)
+    clock.now = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    database = Database(settings.database, clock=clock)
+    try:
+        assert weekly.close_due(database, settings) == 1
+        (claimed,) = MailLedger(database).claim(kinds=[weekly.KIND])  # then the run dies
+        assert claimed.subscriber_id == ids[B]
+    finally:
+        database.close()
+    summary = announce.run(settings, feed_url=str(feed), clock=clock)
+    assert summary.tally.sent == 1 and summary.pending == 0
+    assert take(settings) == {B: ["Knees one", "digest: 1"]}
+    assert announce.run(settings, feed_url=str(feed), clock=clock).tally.sent == 0

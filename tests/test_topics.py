@@ -72,9 +72,14 @@ def test_available_reads_the_blogs_file_beside_its_feed(make_settings, tmp_path)
         video = settings.replace(video_feed_url="https://www.youtube.com/feeds/videos.xml?c=1")
         assert topics.available(video) == [KNEES, VIDEOS]
         (tmp_path / "feeds" / "topics.json").unlink()
+        topics._cache[topics.source_of(settings)] = (0.0, [KNEES])  # kept, and now stale
         assert topics.available(settings) == [KNEES]  # the last list read, for a while
         topics.forget_cache()
         assert topics.available(settings) == []  # unknown: from_form then checks the shape
+        (tmp_path / "feeds" / "topics.json").write_bytes(document(("hips", "Hips")))
+        assert topics.available(settings) == []  # a failure is not retried at once ...
+        topics._cache[topics.source_of(settings)] = (0.0, [])
+        assert topics.available(settings) == [HIPS]  # ... but after REREAD_SECONDS
     finally:
         server.stop()
         topics.forget_cache()

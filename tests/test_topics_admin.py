@@ -6,11 +6,27 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+
+import pytest
 
 from newsletter.database import Database
-from newsletter.subscriptions import admin
+from newsletter.subscriptions import admin, topics
 from newsletter.subscriptions.choices import Choice, Choices
 from tests.conftest import newsletter_settings
+
+
+@pytest.fixture(autouse=True)
+def blog_topics(tmp_path, monkeypatch):
+    """The blog's topics, as the build writes them (not whatever output/ holds now)."""
+    path = tmp_path / "topics.json"
+    listed = [{"slug": "knees", "name": "Knee pain"}, {"slug": "hips", "name": "Hip pain"},
+              {"slug": "ankles", "name": "Ankles"}]  # fmt: skip
+    path.write_text(json.dumps({"version": 1, "site": "https://x.example", "topics": listed}))
+    monkeypatch.setattr(topics, "DEFAULT_SOURCE", path)
+    topics.forget_cache()
+    yield
+    topics.forget_cache()
 
 
 def choose(settings, email: str, choice: Choice) -> None:

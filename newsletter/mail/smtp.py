@@ -222,9 +222,6 @@ class SmtpConnection:
         self._out.append(line)
         self._replies.append((name, flight))
 
-    def data_ready(self) -> bool:
-        return self._ready is not None
-
     def put_data(self) -> None:
         """The message whose DATA was answered 354: its data and end (the server takes it as
         the end arrives)."""

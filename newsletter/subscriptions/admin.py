@@ -342,18 +342,13 @@ def _choice_of(row: dict[str, str], available, default: str) -> tuple[str | None
     """The `topics` and `frequency` cells of an imported row (both optional), checked:
     (encoded topics, frequency), or ValueError naming the column."""
     cell = (row.get("topics") or "").strip()
-    chosen = None
+    encoded = None
     if cell and cell.lower() != EVERYTHING:
         slugs = [slug for slug in re.split(r"[\s,|]+", cell.lower()) if slug]
         try:
-            chosen = topics.from_form(slugs, available)
-            encoded = topics.encode(chosen)
+            encoded = topics.encode(topics.from_form(slugs, available))
         except topics.TopicError as error:
             raise ValueError(f"column topics: {error}") from None
-    else:
-        encoded = None
-    if chosen is None:
-        encoded = None
     frequency = (row.get("frequency") or "").strip().lower() or default
     if frequency not in ("each", "weekly"):
         raise ValueError(f"column frequency: {frequency[:40]!r} is not each or weekly")

@@ -20,7 +20,7 @@ sentence for the reader.
 
 from __future__ import annotations
 
-import hashlib
+import binascii
 import hmac
 import re
 import time
@@ -28,7 +28,6 @@ import zlib
 from collections.abc import Callable
 
 from itsdangerous import BadData, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
-from itsdangerous.encoding import base64_encode
 
 CONFIRM_MAX_AGE = 48 * 3600
 MAX_TOKEN_LENGTH = 200
@@ -53,8 +52,7 @@ class _Lasting(URLSafeSerializer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         signer = self.make_signer()
-        self._mac = hmac.new(signer.derive_key(), digestmod=hashlib.sha1)  # Signer's defaults
-        self._sep = signer.sep
+        self._key, self._sep = signer.derive_key(), signer.sep  # Signer's defaults: HMAC-SHA1
         slow = super().dumps
         self._fast = all(self._plain(probe) == slow(probe) for probe in ("probe-1", "a" * 40))
 
@@ -62,17 +60,24 @@ class _Lasting(URLSafeSerializer):
         payload = b'"' + value.encode() + b'"'
         compressed = zlib.compress(payload)  # as itsdangerous: compressed when that is shorter
         if len(compressed) < len(payload) - 1:
-            payload = b"." + base64_encode(compressed)
+            payload = b"." + _base64(compressed)
         else:
-            payload = base64_encode(payload)
-        mac = self._mac.copy()
-        mac.update(payload)
-        return (payload + self._sep + base64_encode(mac.digest())).decode("ascii")
+            payload = _base64(payload)
+        signature = _base64(hmac.digest(self._key, payload, "sha1"))
+        return (payload + self._sep + signature).decode("ascii")
 
     def dumps(self, obj, salt=None):
         if self._fast and salt is None and type(obj) is str and _PLAIN.fullmatch(obj):
             return self._plain(obj)
         return super().dumps(obj, salt)
+
+
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def _base64(data: bytes) -> bytes:
+    """itsdangerous' base64_encode (URL-safe, no padding), without its checks."""
+    return binascii.b2a_base64(data, newline=False).translate(_URL_SAFE).rstrip(b"=")
 
 
 class _Clocked(URLSafeTimedSerializer):

@@ -11,7 +11,8 @@ Contract:
 - `Topic(slug, name)`.
 - `available(settings, source=None) -> list[Topic]`, in the author's order; never raises: a
   file that cannot be read gives the last list read in this process (kept `CACHE_SECONDS`), or
-  [] (logged). [] means "unknown": `from_form` then checks the shape of a slug, not its name.
+  [] (logged), and is not read again for `REREAD_SECONDS` (no request waits on a blog that is
+  down). [] means "unknown": `from_form` then checks the shape of a slug, not its name.
 - `reread(settings)`: the same, fetched again when the list kept is older than
   `REREAD_SECONDS` (the form names a topic the list kept does not know: one published since).
 - `parse(data, videos=False) -> list[Topic]`: the file's bytes to topics, or `TopicError`.
@@ -115,7 +116,10 @@ def available(settings: Settings, source: str | Path | None = None) -> list[Topi
         topics = parse(read_source(where, settings.http.timeout))
     except Exception as problem:  # noqa: BLE001 - the form still works, with the last list
         log.warning("topics: %s could not be read: %s", where, problem)
-        return _with_videos(cached[1], videos) if cached else _with_videos([], videos)
+        kept = cached[1] if cached else []
+        with _cache_lock:  # not read again for REREAD_SECONDS: no request waits on a dead blog
+            _cache[where] = (now - CACHE_SECONDS + REREAD_SECONDS, kept)
+        return _with_videos(kept, videos)
     with _cache_lock:
         _cache[where] = (now, topics)
     return _with_videos(topics, videos)
