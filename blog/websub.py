@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from blog.feed_contract import feed_settings
+from blog.feed_contract import TOPICS_JSON, feed_settings
 
 TIMEOUT = (5, 15)  # seconds: to connect, then to read the hub's answer
 USER_AGENT = "walkagain-publish (WebSub publisher)"
@@ -62,7 +62,7 @@ def feed_urls(settings: dict, folder: str | Path) -> list[str]:
         for key in ("category_rss", "category_atom", "category_json")
         for path in folder.glob(conf[key].format(slug="*"))
     }
-    found += sorted(categories - set(found))
+    found += sorted(categories - set(found) - {TOPICS_JSON})  # the topics' list is no feed
     siteurl = settings["SITEURL"].rstrip("/")
     return [f"{siteurl}/{path}" for path in found]
 

@@ -68,8 +68,11 @@ THEME_IDS = frozenset(
     | {"share-mastodon", "share-mastodon-nojs", "mastodon-server", "mastodon-server-help",
        "mastodon-text", "mastodon-status"}  # share_mastodon.html
     | {f"{name}-{form}" for name in ("stay-tuned", "stay-tuned-title", "email", "consent",
-                                     "website") for form in ("article", "footer")}
+                                     "website", "frequency-each", "frequency-weekly")
+       for form in ("article", "footer")}
 )  # fmt: skip
+# The topics' checkboxes (subscribe_choices.html): one id per topic slug and form.
+THEME_ID_PATTERN = re.compile(r"topic-.+-(article|footer)")
 ALERTS = {
     "note": '<aside class="fact-box">',
     "tip": '<aside class="fact-box fact-box-tip">',
@@ -148,7 +151,7 @@ def _add_heading_ids(html: str) -> str:
     def with_id(match):
         base = slugify(match[2])
         slug, n = base, 0
-        while slug in taken:
+        while slug in taken or THEME_ID_PATTERN.fullmatch(slug):
             n += 1
             slug = f"{base}-{n}"
         taken.add(slug)
