@@ -111,10 +111,16 @@ CURRENT = "sqlite"  # the backend of the test running now (the `backend` fixture
 def target(tmp_path: Path, backend: str) -> Path | str:
     """What NEWSLETTER_DATABASE takes for `backend`: a file under tmp_path, or a fresh database
     on the test run's server."""
-    if backend == "postgresql":
+    if backend == "postgresql":  # one folder, one database, as one folder holds one file
         assert SERVER is not None, "the postgresql backend needs the postgres_server fixture"
-        return SERVER.fresh()
+        key = str(Path(tmp_path).resolve())
+        if key not in _DATABASES:
+            _DATABASES[key] = SERVER.fresh()
+        return _DATABASES[key]
     return tmp_path / "var" / "newsletter.sqlite3"
+
+
+_DATABASES: dict[str, str] = {}  # tmp_path -> its database on the server
 
 
 # The database seen from outside (either backend) ------------------------------------------------

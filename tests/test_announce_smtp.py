@@ -34,7 +34,10 @@ from tests.conftest import newsletter_settings, write_article
 from tests.newsletter_helpers import start_endpoint
 from tests.smtp_server import SmtpSink
 
-pytestmark = pytest.mark.slow  # an SMTP server, announcers in subprocesses
+pytestmark = [
+    pytest.mark.slow,  # an SMTP server, announcers in subprocesses
+    pytest.mark.usefixtures("backend"),  # on both databases
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 
