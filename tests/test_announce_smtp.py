@@ -237,6 +237,46 @@ def test_sigkill_in_the_middle_of_2000_emails_then_rerun(tmp_path, content_dir):
     assert 0 <= duplicates <= workers  # at most the messages in flight at the kill
 
 
+def test_sigkill_in_the_middle_of_1500_weekly_digests_then_rerun(tmp_path):
+    """The crash promise holds for weekly digests (issue 20): a run killed while it sends the
+    week's digests, then a re-run, leave each weekly reader with exactly one digest; at most
+    the messages in flight at the kill are sent twice (with the same Message-ID)."""
+    from datetime import UTC, datetime
+
+    from newsletter.database import Database
+    from tests.reader_choices_helpers import topic_feed
+
+    workers, readers = 4, 1500
+    with SmtpSink(parse=False) as sink:
+        settings = smtp_settings(tmp_path, sink, smtp_workers=workers, timezone="Europe/London")
+        feed = topic_feed(tmp_path / "feed.xml", [])
+        tuesday, wednesday = "2026-12-01T10:00Z", "2026-12-02T10:00Z"
+        monday = "2026-12-07T08:05Z"  # the digest: Mondays at 08:00, London
+        assert invoke_announce(settings, feed, "--as-of", tuesday).wait(60) == 0  # the first
+        add_confirmed_bulk(settings, readers)
+        database = Database(settings.database)
+        with database.transaction() as db:
+            db.execute("UPDATE subscribers SET frequency = 'weekly'")
+        database.close()
+        published = datetime(2026, 12, 2, 9, 55, tzinfo=UTC)
+        topic_feed(feed, [(1, "Knees one", "knees", published)])
+        assert invoke_announce(settings, feed, "--as-of", wednesday).wait(60) == 0
+        assert not sink.accepted  # weekly readers wait for Monday
+        run = invoke_announce(settings, feed, "--as-of", monday)
+        deadline = time.monotonic() + 60
+        while sum(sink.accepted.values()) < 500 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(10)
+        killed_at = sum(sink.accepted.values())
+        assert 500 <= killed_at < readers, "the run must die in the middle"
+        again = invoke_announce(settings, feed, "--as-of", monday)
+        out, _ = again.communicate(timeout=120)
+        assert again.returncode == 0, out
+    assert set(sink.accepted) == {f"reader{n}@example.com" for n in range(readers)}
+    assert 0 <= sum(sink.accepted.values()) - readers <= workers
+
+
 @pytest.fixture(autouse=True)
 def _no_leftover_environment(monkeypatch):
     for name in [n for n in os.environ if n.startswith("NEWSLETTER_")]:
