@@ -94,10 +94,25 @@ def start_sink(kind: str = "aiosmtpd", folder: Path | None = None):
 
 
 # Fixtures: a database with N confirmed subscribers, a feed with one new article -------------
-def make_database(folder: Path, count: int) -> Path:
+def database_of(folder: Path):
+    """The run's database: a PostgreSQL database when `--database postgresql` made one (its URL
+    in `database.url`), else the SQLite file."""
+    url = folder / "database.url"
+    return url.read_text() if url.exists() else folder / "newsletter.sqlite3"
+
+
+def make_database(folder: Path, count: int):
     from newsletter.subscriptions.subscribers import Subscribers
 
-    store = Subscribers.open(folder / "newsletter.sqlite3")
+    if server := os.environ.get("BENCH_POSTGRES"):  # a fresh database on the bench's server
+        import psycopg
+
+        name = f"bench_{folder.name.lower().replace('-', '_')}"
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        base, _, query = server.partition("?")
+        (folder / "database.url").write_text(f"{base.rsplit('/', 1)[0]}/{name}?{query}")
+    store = Subscribers.open(database_of(folder))
     now = store.database.now()
     with store.database.transaction() as db:
         db.executemany(
@@ -108,7 +123,7 @@ def make_database(folder: Path, count: int) -> Path:
               now, now, now) for n in range(count)),
         )  # fmt: skip
     store.close()
-    return folder / "newsletter.sqlite3"
+    return database_of(folder)
 
 
 def make_feed(folder: Path) -> Path:
@@ -135,7 +150,7 @@ def settings(database: Path, port: int, workers: int):
     from newsletter.settings import Settings
 
     return Settings(
-        database=database,
+        database=database_of(database.parent),
         outbox=database.parent / "outbox",
         secret_key=SECRET,
         transport="smtp",
@@ -156,7 +171,7 @@ def composer_for(config):
     from newsletter.announcements.ledger import Announcement
     from newsletter.subscriptions.tokens import Tokens
 
-    feed = read_feed(config.database.parent / "all.rss.xml")
+    feed = read_feed(config.mail.outbox.parent / "all.rss.xml")
     (draft,) = drafts(feed.items, config)
     announcement = Announcement(1, draft.kind, draft.key, draft.subject, draft.items, "", None)
     return Composer(config, Tokens(config.secret_key), announcement)
@@ -302,6 +317,11 @@ def main() -> None:
         "--sink", choices=("aiosmtpd", "postfix"), default="aiosmtpd",
         help="aiosmtpd (default, as the older figures) or Postfix's smtp-sink",
     )  # fmt: skip
+    parser.add_argument(
+        "--database", choices=("sqlite", "postgresql"), default="sqlite",
+        help="the list on a SQLite file (default) or on a PostgreSQL server started here "
+        "(durable: fsync on; needs initdb, as bin/setup --test installs)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.scenario:  # a child: one scenario, its result as the last line of JSON
         result = SCENARIOS[args.scenario](Path(args.folder), args.port, args.count, args.workers)
@@ -313,13 +333,30 @@ def main() -> None:
         print(json.dumps(result))
         return
 
+    if args.database == "postgresql":
+        sys.path.insert(0, str(ROOT))
+        from tests.backends import PostgresServer
+
+        server = PostgresServer(Path(tempfile.mkdtemp(prefix="bench-postgres-")))
+        os.environ["BENCH_POSTGRES"] = server.start(durable=True).url()
+        try:
+            return _main(args)
+        finally:
+            server.stop()
+    return _main(args)
+
+
+def _main(args) -> None:
     sink_folder = tempfile.TemporaryDirectory()
     sink, port, counter = start_sink(args.sink, Path(sink_folder.name))
     results = (
         RESULTS if args.sink == "aiosmtpd" else RESULTS.with_name("announce_smtp-postfix.json")
     )
+    if args.database == "postgresql":
+        results = results.with_name(results.stem + "-postgresql.json")
     report = {
         "sink": args.sink,
+        "database": args.database,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
         "load_before": os.getloadavg()[0],

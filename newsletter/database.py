@@ -230,13 +230,17 @@ class Database:
         return FileLock(self.path.with_name(self.path.name + "-writer.lock"), describe=False)
 
     @contextmanager
-    def transaction(self, *, concurrent: bool = False) -> Iterator[sqlite3.Connection]:
+    def transaction(
+        self, *, concurrent: bool = False, durable: bool = True
+    ) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken at once (BEGIN IMMEDIATE) so that a read never has to
         become a write mid-transaction (which fails at once in WAL mode instead of waiting).
         Inside another transaction of this thread, it joins that one. `concurrent`: the
         transaction only makes writes that are safe side by side (single-statement updates,
         inserts that expect a conflict), so PostgreSQL may run it without the writer lock; on
-        SQLite every writer takes its turn all the same."""
+        SQLite every writer takes its turn all the same. `durable=False`: PostgreSQL does not
+        wait for the disk at commit, which is what every SQLite commit is here (WAL,
+        synchronous NORMAL): safe from any process's crash, not from a power cut."""
         db = self.db
         if getattr(self._local, "depth", 0):
             self._local.depth += 1
@@ -261,6 +265,13 @@ class Database:
                     self._local.depth = 0
             finally:
                 self._writer_lock.release()
+
+    def write_one(self, statement: str, args=(), *, durable: bool = True) -> int:
+        """One statement that is atomic on its own (an UPDATE by ids), in its own concurrent
+        transaction (see `transaction`); the number of rows it changed. On PostgreSQL it costs
+        one round trip to the server, however the transaction starts and ends."""
+        with self.transaction(concurrent=True, durable=durable) as db:
+            return db.execute(statement, args).rowcount
 
     def read_only(self, on: bool = True) -> None:
         """This thread's connection refuses every write while `on` (SQLite's `query_only`): the

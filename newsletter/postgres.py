@@ -249,13 +249,19 @@ class Connections:
 
 
 @contextmanager
-def write_transaction(connection: Connection, *, lock: bool = True) -> Iterator[Connection]:
+def write_transaction(
+    connection: Connection, *, lock: bool = True, durable: bool = True
+) -> Iterator[Connection]:
     """BEGIN, the one writer lock (unless `lock` is False: a concurrent transaction), then
     COMMIT (or ROLLBACK on any error)."""
-    connection.execute("BEGIN")
+    # One round trip to the server for the start, whatever it holds.
+    start = ["BEGIN"]
+    if not durable:  # as SQLite's WAL with synchronous NORMAL: no wait for the disk
+        start.append("SET LOCAL synchronous_commit TO OFF")
+    if lock:
+        start.append(f"SELECT pg_advisory_xact_lock({WRITER_LOCK})")
+    connection.raw.execute("; ".join(start))
     try:
-        if lock:
-            connection.execute("SELECT pg_advisory_xact_lock(?)", (WRITER_LOCK,))
         yield connection
     except BaseException:
         if not connection.raw.closed:
@@ -308,7 +314,9 @@ class PostgresDatabase(Database):
         self._connections.close()
 
     @contextmanager
-    def transaction(self, *, concurrent: bool = False) -> Iterator[Connection]:
+    def transaction(
+        self, *, concurrent: bool = False, durable: bool = True
+    ) -> Iterator[Connection]:
         db = self.db
         if getattr(self._depth, "depth", 0):
             self._depth.depth += 1
@@ -319,10 +327,23 @@ class PostgresDatabase(Database):
             return
         self._depth.depth = 1
         try:
-            with write_transaction(db, lock=not concurrent) as connection:
+            with write_transaction(db, lock=not concurrent, durable=durable) as connection:
                 yield connection
         finally:
             self._depth.depth = 0
+
+    def write_one(self, statement: str, args=(), *, durable: bool = True) -> int:
+        db = self.db
+        if getattr(self._depth, "depth", 0):  # inside a transaction: part of it
+            return db.execute(statement, args).rowcount
+        raw = db.raw
+        with raw.pipeline():  # BEGIN ... COMMIT sent at once: one round trip
+            raw.execute("BEGIN")
+            if not durable:
+                raw.execute("SET LOCAL synchronous_commit TO OFF")
+            cursor = raw.execute(translate(statement), args or None, prepare=False)
+            raw.execute("COMMIT")
+        return cursor.rowcount
 
     def read_only(self, on: bool = True) -> None:
         self.db.execute(
