@@ -114,3 +114,32 @@ def test_who_left_before_their_turn_is_skipped(world):
     tally, mailer, _ = run(ledger, composer)
     assert "r4@example.com" not in mailer.pushed
     assert (tally.sent, tally.skipped) == (5, 1) and ledger.finish_if_done(composer.announcement.id)
+
+
+def test_while_a_run_sends_the_log_is_copied_by_a_thread_not_by_the_senders_commits(tmp_path):
+    """checkpoints_aside: the sending connection never checkpoints (no fsync in its commits),
+    yet the write-ahead log reaches the database file while the run goes on; SQLite's setting
+    is back afterwards."""
+    import time
+
+    from newsletter.announcements.dispatch import CHECKPOINT_EVERY, checkpoints_aside
+    from newsletter.database import Database
+
+    database = Database(tmp_path / "newsletter.sqlite3")
+    try:
+        db = database.db
+        db.execute("CREATE TABLE filler (x BLOB)")
+        file = database.path
+        with checkpoints_aside(database):
+            assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+            before = file.stat().st_size
+            for _ in range(40):  # 40 commits of 64 KB: 2.5 MB through the log
+                with database.transaction() as tx:
+                    tx.execute("INSERT INTO filler VALUES (randomblob(65536))")
+            deadline = time.monotonic() + 10 * CHECKPOINT_EVERY
+            while file.stat().st_size < before + 2_000_000 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert file.stat().st_size >= before + 2_000_000  # copied while still sending
+        assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    finally:
+        database.close()

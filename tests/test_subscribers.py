@@ -133,3 +133,19 @@ def test_forget_deletes_every_trace(store):
     rows = store.database.db.execute("SELECT * FROM outgoing_mail").fetchall()
     assert [row["subscriber_id"] for row in rows] == [store.list()[0].id]
     assert store.forget("a@example.com") is None
+
+
+def test_recipients_are_what_by_ids_says_in_short(store):
+    """Bulk email reads (status, public id, address) per page: the same facts as `by_ids`, for
+    the subscribers that still exist, whatever their status."""
+    subscribe(store, "a@example.com")
+    subscribe(store, "b@example.com")
+    first, second = store.list()
+    store.confirm(first.public_id, first.confirm_nonce)
+    ids = [first.id, second.id, 10**6]  # the last one does not exist
+    full = store.by_ids(ids)
+    short = store.recipients(ids)
+    assert set(short) == set(full) == {first.id, second.id}
+    for sid, person in full.items():
+        assert short[sid] == (person.status, person.public_id, person.email)
+    assert short[first.id][0] == Status.CONFIRMED and short[second.id][0] == Status.UNCONFIRMED

@@ -22,8 +22,9 @@ Contract, over the `Database`:
 - `ever_owed(db, kind, subscriber_id)`: whether that reader was ever owed one of `kind` (a
   welcome is owed at most once per reader, ever).
 - Each result is recorded right after the transport answered, one transaction per call (the
-  answers a mailer reports together, in one): `sent`, `retry` (the one `Policy`: the one backoff, then `failed` after `max_attempts`),
-  `fail`, `skip`. Recording is idempotent: a row already finished is never changed.
+  answers a mailer reports together, in one): `sent`, `retry` (the one `Policy`: the one
+  backoff, then `failed` after `max_attempts`), `fail`, `skip`. Recording is idempotent: a
+  row already finished is never changed.
 - Nothing here reads another table: who a subscriber is, is the subscriptions room's question.
 """
 
