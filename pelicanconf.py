@@ -146,8 +146,9 @@ EXERCISE_FOLLOW_BY_EMAIL = True
 # with a video channel), each named by its category unless given a friendlier name here; the ones
 # listed come first, in this order (e.g. {"knees": "Knee pain", "hips": "Hip pain"}).
 NEWSLETTER_TOPICS = {"rehab": "Rehab and exercises", "videos": "New videos"}
-# How often a new reader gets email unless they choose: "each" (one per article) or "weekly" (one
-# digest); the newsletter's own default is NEWSLETTER_ANNOUNCE_MODE (each -> each, digest -> weekly).
+# How often a new reader gets email unless they choose: "each" (one per article) or "weekly"
+# (one digest); the newsletter's own default is NEWSLETTER_ANNOUNCE_MODE (each -> each, digest ->
+# weekly).
 NEWSLETTER_DEFAULT_FREQUENCY = (
     "weekly" if os.environ.get("NEWSLETTER_ANNOUNCE_MODE", "").lower() == "digest" else "each"
 )

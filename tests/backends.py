@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -69,9 +71,28 @@ class PostgresServer:
                   str(self.folder / "server.log"), "-w", "start")  # fmt: skip
         return self
 
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's pid while it runs (its first line of postmaster.pid)."""
+        try:
+            return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+
     def stop(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        """Stop it (immediate: test data is thrown away) and be sure it is gone."""
+        pid = self.pid
+        if pid is None:
+            return
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "-t", "30", "stop")
+        except subprocess.SubprocessError:
+            pass
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
     def url(self, name: str = "postgres") -> str:
         return f"postgresql://postgres@/{name}?host={self.folder}"
@@ -102,6 +123,16 @@ class PostgresServer:
         with self._admin() as admin:
             admin.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 SERVER: PostgresServer | None = None  # set by the session's fixture (tests/conftest.py)

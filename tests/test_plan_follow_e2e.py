@@ -4,8 +4,8 @@ with the card's form (no JavaScript) for Mondays at 08:00 and confirm from the e
 then its button); `invoke reminders --as-of`, stepped day by day through seven weeks, sends
 the first exactly six weekly emails and one closing email, in order, each once; the second
 reader's stop link in week 2 (a page, then its button) ends theirs at once; the follow record
-is gone 30 days after the end (the stop link then says there is nothing to stop). The card's calendar feed (its `webcal://` link) expands to the
-plan's 30 sessions."""
+is gone 30 days after the end (the stop link then says there is nothing to stop). The card's
+calendar feed (its `webcal://` link) expands to the plan's 30 sessions."""
 
 from __future__ import annotations
 

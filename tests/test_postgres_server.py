@@ -1,5 +1,6 @@
-"""The test run's own PostgreSQL server (tests/postgres.py): it answers psycopg on its Unix socket,
-takes no TCP port, and is gone once the session ends, also when a test failed."""
+"""The test run's own PostgreSQL server (tests/backends.py, the `postgres_server` fixture): it
+answers psycopg on its Unix socket, takes no TCP port, and is gone once the session ends, also
+when a test failed."""
 
 import json
 import os
@@ -10,15 +11,15 @@ import textwrap
 import pytest
 
 from blog.build import ROOT
-from tests.postgres import binaries, postgres_server  # noqa: F401 - the fixture
+from tests.backends import binaries
 
 psycopg = pytest.importorskip("psycopg", reason="the postgres extra: bin/setup --test")
 
 pytestmark = pytest.mark.slow
 
 
-def test_the_server_answers_psycopg_on_its_own_socket(postgres_server):  # noqa: F811
-    url = postgres_server.url
+def test_the_server_answers_psycopg_on_its_own_socket(postgres_server):
+    url = postgres_server.url()
     assert url.startswith("postgresql://postgres@/postgres?host=")
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute("CREATE TABLE readers (id serial PRIMARY KEY, email text UNIQUE)")
@@ -36,7 +37,7 @@ def test_the_server_answers_psycopg_on_its_own_socket(postgres_server):  # noqa:
 
 INNER = """
 import json, os
-from tests.postgres import postgres_server  # noqa: F401
+from tests.conftest import postgres_server  # noqa: F401
 
 def test_inner(postgres_server):
     with open(os.environ["REPORT"], "w") as out:

@@ -3,7 +3,6 @@ one at a time (burst 1) for pacing; `wait()` sleeps just long enough; a zero rat
 The shared one, on a real SQLite file: the same answers, one bucket for every connection (so
 every worker), keys stored hashed, full buckets pruned, a hit undone with its transaction."""
 
-
 import pytest
 
 from newsletter.database import Database

@@ -81,9 +81,13 @@ def stored(app):
     """(subscribers and sign-up requests, queued emails): what any input left behind."""
     # One statement, one snapshot: the background sender turns a request into a subscriber
     # between two separate reads.
-    (subscribers,) = nl(app).database.db.execute(
-        "SELECT (SELECT count(*) FROM subscribers) + (SELECT count(*) FROM signup_requests)"
-    ).fetchone()
+    (subscribers,) = (
+        nl(app)
+        .database.db.execute(
+            "SELECT (SELECT count(*) FROM subscribers) + (SELECT count(*) FROM signup_requests)"
+        )
+        .fetchone()
+    )
     return subscribers, len(nl(app).sender.ledger.rows())
 
 

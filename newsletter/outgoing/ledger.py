@@ -236,7 +236,7 @@ class MailLedger:
     # Recording ------------------------------------------------------------------------------
     def sent(self, ids: Iterable[int]) -> None:
         """The server accepted these messages (those of one report: the answers read together
-        from every connection): recorded at once, in one transaction."""
+        from every connection): recorded at once, one statement and transaction per 500."""
         now, ids = self.database.now(), list(ids)
         for start in range(0, len(ids), PAGE):  # one statement per page of ids (one report:
             page = ids[start : start + PAGE]  # one page, but for a Mailgun batch)
