@@ -291,6 +291,36 @@ class Database:
             self.db.execute("PRAGMA secure_delete = OFF")
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
+    @contextmanager
+    def checkpoints_aside(self, every: float) -> Iterator[None]:
+        """While a run sends, its commits never copy the write-ahead log into the database file
+        (nor wait on that copy's fsync): a thread does it every `every` seconds, PASSIVE (it
+        never blocks the sender), and SQLite's own setting is back afterwards. A database that
+        checkpoints in the background already (the web app's) is left as it is."""
+        if self.background_checkpoints:
+            yield
+            return
+        db = self.db
+        before = int(db.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+        db.execute("PRAGMA wal_autocheckpoint = 0")
+        done = threading.Event()
+
+        def work() -> None:
+            while not done.wait(every):
+                try:
+                    self.checkpoint()
+                except Exception:  # noqa: BLE001 - the sender's own commits go on regardless
+                    return
+
+        thread = threading.Thread(target=work, name="checkpoints", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+            db.execute(f"PRAGMA wal_autocheckpoint = {before}")
+
     def run_lock(self, name: str) -> FileLock:
         """The lock of one job (`name`) on this database: `acquire(wait=False)` raises
         `filelock.Locked` naming the holder."""

@@ -354,6 +354,11 @@ class PostgresDatabase(Database):
         """Nothing to do: the server checkpoints."""
 
     @contextmanager
+    def checkpoints_aside(self, every: float) -> Iterator[None]:
+        """Nothing to set aside: the server checkpoints on its own."""
+        yield
+
+    @contextmanager
     def erasing(self) -> Iterator[None]:
         """Deletes inside, then VACUUM: the server marks the dead rows' space free for reuse
         (it does not zero it; the server's own files and backups are the operator's to keep)."""

@@ -122,7 +122,7 @@ def test_while_a_run_sends_the_log_is_copied_by_a_thread_not_by_the_senders_comm
     is back afterwards."""
     import time
 
-    from newsletter.announcements.dispatch import CHECKPOINT_EVERY, checkpoints_aside
+    from newsletter.announcements.dispatch import CHECKPOINT_EVERY
     from newsletter.database import Database
 
     database = Database(tmp_path / "newsletter.sqlite3")
@@ -130,7 +130,7 @@ def test_while_a_run_sends_the_log_is_copied_by_a_thread_not_by_the_senders_comm
         db = database.db
         db.execute("CREATE TABLE filler (x BLOB)")
         file = database.path
-        with checkpoints_aside(database):
+        with database.checkpoints_aside(CHECKPOINT_EVERY):
             assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
             before = file.stat().st_size
             for _ in range(40):  # 40 commits of 64 KB: 2.5 MB through the log

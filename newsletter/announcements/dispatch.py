@@ -11,16 +11,14 @@ is itself the retry of the runs before), later ones the temporary failures as th
 policy makes them due (`retry_delay`, doubling; failed after `max_attempts` answers), `retries`
 times; what is still queued then waits for the next run. A refused message (our account) stops
 the run with the provider's words: fix it, then run again. The announcement is marked finished
-when nothing of it is left. While it sends, `checkpoints_aside(database)`: the sending thread's
+when nothing of it is left. While it sends, `database.checkpoints_aside()`: the sending thread's
 commits leave the write-ahead log to a checkpoint thread (no fsync in the send loop).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 from newsletter import mail
 from newsletter.announcements.emails import Composer
@@ -77,7 +75,7 @@ def dispatch(
     dispatcher.handlers[ANNOUNCEMENT] = Deliveries(
         ledger, composer, policy, with_data=not getattr(mailer, "batches", False)
     )
-    with checkpoints_aside(dispatcher.ledger.database):
+    with dispatcher.ledger.database.checkpoints_aside(CHECKPOINT_EVERY):
         tally = dispatcher.run(
             mailer,
             kinds=[ANNOUNCEMENT],
@@ -93,35 +91,4 @@ def dispatch(
     return tally
 
 
-@contextmanager
-def checkpoints_aside(database) -> Iterator[None]:
-    """While a run sends, its commits never copy the write-ahead log into the database file
-    (nor wait on that copy's fsync): a thread does it every CHECKPOINT_EVERY seconds, PASSIVE
-    (it never blocks the sender), and SQLite's own setting is back afterwards. A database that
-    checkpoints in the background already (the web app's) is left as it is."""
-    if database.background_checkpoints:
-        yield
-        return
-    db = database.db
-    before = int(db.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
-    db.execute("PRAGMA wal_autocheckpoint = 0")
-    done = threading.Event()
-
-    def work() -> None:
-        while not done.wait(CHECKPOINT_EVERY):
-            try:
-                database.checkpoint()
-            except Exception:  # noqa: BLE001 - the sender's own commits go on regardless
-                return
-
-    thread = threading.Thread(target=work, name="checkpoints", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
-        db.execute(f"PRAGMA wal_autocheckpoint = {before}")
-
-
-__all__ = ["Deliveries", "NoProgress", "Progress", "Tally", "checkpoints_aside", "dispatch"]
+__all__ = ["Deliveries", "NoProgress", "Progress", "Tally", "dispatch"]

@@ -139,14 +139,12 @@ class Subscribers:
         found: dict[int, tuple[str, str, str]] = {}
         for start in range(0, len(ids), 500):  # SQLite's limit on bound parameters
             chunk = ids[start : start + 500]
-            cursor = self.database.db.cursor()
-            cursor.row_factory = None  # plain tuples: no Row, no Subscriber per reader
-            cursor.execute(
+            rows = self.database.db.execute(
                 "SELECT id, status, public_id, email FROM subscribers"
                 f" WHERE id IN ({', '.join('?' * len(chunk))})",
                 chunk,
             )
-            found.update((row[0], row[1:]) for row in cursor)
+            found.update((row[0], (row[1], row[2], row[3])) for row in rows)  # no Subscriber
         return found
 
     @staticmethod
