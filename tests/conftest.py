@@ -157,7 +157,8 @@ def pytest_generate_tests(metafunc):
     if "backend" not in metafunc.fixturenames:
         return
     marked = metafunc.definition.get_closest_marker
-    both = not (marked("sqlite_only") or marked("browser"))
+    in_chromium = "browser" in metafunc.fixturenames  # tests/browser.py marks these later
+    both = not (marked("sqlite_only") or marked("browser") or in_chromium)
     metafunc.parametrize("backend", backends.BACKENDS if both else ("sqlite",), indirect=True)
 
 

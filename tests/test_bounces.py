@@ -431,6 +431,7 @@ def test_forged_reports_change_nobody_and_are_kept_for_review(tmp_path, imap, tl
     assert sum(status == Status.BOUNCED for status in after.values()) == 1
 
 
+@pytest.mark.sqlite_only  # about the report parser's logging, not the database (run once)
 def test_a_detector_that_raises_is_one_warning_line(world, imap, tls, caplog, monkeypatch):
     """flufl.bounce logs a detector's exception with its traceback; a hostile report in the
     mailbox makes that one warning naming the report instead, and stays in the folder."""

@@ -92,7 +92,7 @@ def start_host(name: str, folder: Path, https: int, public: str, database: str, 
     env_file.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env_values.items()))
     env_file.chmod(0o600)
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env.update(env_values, REQUESTS_CA_BUNDLE=str(cert))
+    env.update(env_values, REQUESTS_CA_BUNDLE=str(cert), SSL_CERT_FILE=str(cert))
     conf = nginx_conf(folder, rendered / "nginx-site.conf")
     checked = subprocess.run(nginx(folder, conf, "-t"), capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
