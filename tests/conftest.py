@@ -153,12 +153,16 @@ def make_settings(tmp_path, backend):
 def pytest_generate_tests(metafunc):
     """A test that uses the newsletter's database (through `make_settings`, `database_target`
     or `backend`) runs on SQLite and on PostgreSQL; on SQLite only when marked `sqlite_only`
-    (it is about the file itself) or `browser` (the page is the same on both)."""
+    (it is about the file itself), `browser` (the page is the same on both), or `slow` without
+    `both_backends`."""
     if "backend" not in metafunc.fixturenames:
         return
     marked = metafunc.definition.get_closest_marker
     in_chromium = "browser" in metafunc.fixturenames  # tests/browser.py marks these later
-    both = not (marked("sqlite_only") or marked("browser") or in_chromium)
+    # A slow test runs on PostgreSQL too only when it is marked `both_backends` (the crash,
+    # lock and concurrency tests): the suite stays within its ten minutes.
+    slow_once = marked("slow") and not marked("both_backends")
+    both = not (marked("sqlite_only") or marked("browser") or in_chromium or slow_once)
     metafunc.parametrize("backend", backends.BACKENDS if both else ("sqlite",), indirect=True)
 
 

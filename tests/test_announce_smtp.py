@@ -87,6 +87,7 @@ def first_article(content, output):
     return build(content, output)
 
 
+@pytest.mark.both_backends  # a promise to keep on PostgreSQL too
 def test_headers_as_received_and_one_click_unsubscribe(tmp_path, content_dir):
     output = tmp_path / "output"
     endpoint = start_endpoint(tmp_path)  # the same database, key and site as the announcer's
@@ -210,6 +211,7 @@ def test_a_server_that_stays_down_leaves_everything_pending(tmp_path, content_di
     assert "still pending: 3" in "\n".join(summary.lines())
 
 
+@pytest.mark.both_backends  # a promise to keep on PostgreSQL too
 def test_sigkill_in_the_middle_of_2000_emails_then_rerun(tmp_path, content_dir):
     workers = 4
     with SmtpSink(parse=False) as sink:
@@ -237,6 +239,7 @@ def test_sigkill_in_the_middle_of_2000_emails_then_rerun(tmp_path, content_dir):
     assert 0 <= duplicates <= workers  # at most the messages in flight at the kill
 
 
+@pytest.mark.both_backends  # a promise to keep on PostgreSQL too
 def test_sigkill_in_the_middle_of_1500_weekly_digests_then_rerun(tmp_path):
     """The crash promise holds for weekly digests (issue 20): a run killed while it sends the
     week's digests, then a re-run, leave each weekly reader with exactly one digest; at most

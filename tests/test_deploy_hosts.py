@@ -98,26 +98,35 @@ def start_host(name: str, folder: Path, https: int, public: str, database: str, 
     assert checked.returncode == 0, checked.stderr
     stack = Stack(f"https://127.0.0.1:{https}", https, http, folder, cert, content, rendered,
                   conf, env)  # fmt: skip
-    unit = service_section(rendered / "walkagain-newsletter.service")
     log = folder / "gunicorn.log"
-    with log.open("wb") as out:
-        gunicorn = subprocess.Popen(
-            shlex.split(unit["ExecStart"]), cwd=unit["WorkingDirectory"], env=env,
-            umask=int(unit["UMask"], 8), stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+    gunicorn = start_gunicorn(stack, log)
     server = subprocess.Popen(nginx(folder, conf), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     host = Host(name, stack, gunicorn, server, log)
+    wait_healthy(host)
+    return host
 
+
+def start_gunicorn(stack: Stack, log: Path) -> subprocess.Popen:
+    """The host's gunicorn, with walkagain-newsletter.service's command, folder and umask."""
+    unit = service_section(stack.rendered / "walkagain-newsletter.service")
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            shlex.split(unit["ExecStart"]), cwd=unit["WorkingDirectory"], env=stack.env,
+            umask=int(unit["UMask"], 8), stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def wait_healthy(host: Host) -> None:
     def healthy() -> bool:
         try:
-            return stack.request("GET", "/newsletter/healthz").status == 200
+            return host.stack.request("GET", "/newsletter/healthz").status == 200
         except OSError:
             return False
 
-    wait_until(healthy, f"host {name}", [(gunicorn, log), (server, folder / "nginx-error.log")])
-    return host
+    processes = [(host.gunicorn, host.log), (host.nginx, host.stack.folder / "nginx-error.log")]
+    wait_until(healthy, f"host {host.name}", processes)
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +219,8 @@ def test_a_sigkill_of_one_host_in_the_middle_of_500_sign_ups_loses_none(hosts):
         list(pool.map(sign_up, range(SIGN_UPS)))
     a.gunicorn.wait(10)
     assert killed.is_set() and a.gunicorn.returncode is not None
+    a.gunicorn = start_gunicorn(a.stack, a.log)  # the host comes back (systemd's Restart=)
+    wait_healthy(a)
     assert len(answered) >= SIGN_UPS // 2  # host b answered its half at least
     missing = set(answered) - hosts.stored()
     assert not missing, f"{len(missing)} answered sign-ups were lost, e.g. {sorted(missing)[:3]}"

@@ -196,6 +196,7 @@ def test_a_second_run_is_refused_while_the_first_holds_the_lock(settings, ledger
         other.close()
 
 
+@pytest.mark.both_backends  # a promise to keep on PostgreSQL too
 def test_a_run_in_another_process_holds_the_lock_until_it_dies(settings, ledger):
     """The run lock is a flock: another process holding it refuses us, naming its pid; when
     that process is killed (SIGKILL: no cleanup at all), the kernel releases it at once."""

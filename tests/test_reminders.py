@@ -128,6 +128,7 @@ def html_of(message: EmailMessage) -> str:
 
 
 # Seven weeks ------------------------------------------------------------------------------------
+@pytest.mark.both_backends  # a promise to keep on PostgreSQL too
 def test_seven_weeks_send_six_weekly_emails_and_one_closing_email_each_once_in_order(
     tmp_path, published
 ):
@@ -442,6 +443,7 @@ def add_followers_bulk(settings, plan_id: str, count: int, starts: datetime) -> 
         database.close()
 
 
+@pytest.mark.both_backends  # a promise to keep on PostgreSQL too
 def test_sigkill_in_the_middle_of_a_run_then_a_rerun_sends_each_email_once(tmp_path, published):
     workers, count = 4, 1500
     with SmtpSink(parse=False) as sink:

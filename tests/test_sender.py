@@ -114,6 +114,7 @@ def test_background_thread_sends_as_soon_as_woken_and_stops(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.both_backends  # a promise to keep on PostgreSQL too
 def test_sigkill_in_the_middle_of_600_confirmations_then_a_rerun_after_the_lease(tmp_path):
     """The crash promise for confirmations (as for announcements, tests/test_announce_smtp.py):
     a sender killed with SIGKILL mid-send (no cleanup at all) loses nothing: a sender that looks
