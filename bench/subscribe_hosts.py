@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests import backends  # noqa: E402 - the test run's server, the deploy helpers
-from tests.test_deploy import self_signed_certificate, stop  # noqa: E402
+from tests.test_deploy import free_port, self_signed_certificate, stop  # noqa: E402
 from tests.test_deploy_hosts import start_host  # noqa: E402
 
 LUA = r"""
@@ -111,7 +111,7 @@ def one_run(kind: str, server, connections: int, duration: int, run: int) -> dic
     shutil.copytree(ROOT / "content", content)
     database = server.empty() if kind == "postgres" else folder / "newsletter.sqlite3"
     count = 2 if kind == "postgres" else 1
-    ports = [_free_port() for _ in range(count)]
+    ports = [free_port() for _ in range(count)]
     public = f"https://127.0.0.1:{ports[0]}"
     hosts = []
     script = folder / "subscribe.lua"
@@ -143,14 +143,6 @@ def one_run(kind: str, server, connections: int, duration: int, run: int) -> dic
             if host.gunicorn.poll() is None:
                 stop(host.gunicorn, "gunicorn")
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> None:

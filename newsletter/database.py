@@ -44,6 +44,7 @@ from pathlib import Path
 
 from newsletter.filelock import FileLock
 from newsletter.private_files import create_private, private_folder, tighten
+from newsletter.settings import is_database_url
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"  # before the one history
 BUSY_TIMEOUT_S = 30.0
@@ -127,7 +128,7 @@ class Database:
     dialect = "sqlite"
 
     def __new__(cls, target: str | Path, **options):
-        if cls is Database and _is_url(target):
+        if cls is Database and is_database_url(target):
             try:
                 from newsletter.postgres import PostgresDatabase
             except ImportError as error:
@@ -448,10 +449,6 @@ def _run_python(script: Path, db: sqlite3.Connection) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.migrate(db)
-
-
-def _is_url(target) -> bool:
-    return isinstance(target, str) and target.split(":", 1)[0] in ("postgresql", "postgres")
 
 
 __all__ = [

@@ -271,10 +271,6 @@ def write_transaction(
         connection.execute("COMMIT")
 
 
-def is_url(target) -> bool:
-    return isinstance(target, str) and target.split(":", 1)[0] in ("postgresql", "postgres")
-
-
 def redact(url: str) -> str:
     """The URL without its password, for messages."""
     return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)

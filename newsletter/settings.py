@@ -146,10 +146,10 @@ def _hour(raw: str) -> int:
 def _database(raw: str) -> Path | str:
     """A path (the SQLite file) or a `postgresql://` URL (kept as it is)."""
     text = _text(raw)
-    return text if _is_database_url(text) else Path(text).expanduser()
+    return text if is_database_url(text) else Path(text).expanduser()
 
 
-def _is_database_url(value) -> bool:
+def is_database_url(value) -> bool:
     return isinstance(value, str) and value.split(":", 1)[0] in ("postgresql", "postgres")
 
 
@@ -200,7 +200,7 @@ def _url(name: str, value: str, *, query: bool = False) -> str:
 def _unpublished(name: str, value: Path | str) -> Path | str:
     """A data path, resolved, never under output/ (which is published; symlinks followed). A
     database URL is not a path: it is kept as it is."""
-    if _is_database_url(value):
+    if is_database_url(value):
         return value
     path = Path(value).resolve()
     if path.is_relative_to((ROOT / "output").resolve()):
