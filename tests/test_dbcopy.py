@@ -112,12 +112,15 @@ def test_invoke_db_copy(tmp_path, postgres):
     source = tmp_path / "list.sqlite3"
     fill(source)
     env = {"NEWSLETTER_DATABASE": str(source), "PATH": "/usr/bin:/bin"}
-    done = invoke_copy(env, postgres)
+    with_password = postgres.replace("postgres@", "postgres:s3cret-pw@")  # trust: accepted
+    done = invoke_copy(env, with_password)
     assert done.returncode == 0, done.stderr
     assert "subscribers: 10000" in done.stdout and "counts checked" in done.stdout
-    assert "postgres@" in done.stdout  # the target named, without a password
-    again = invoke_copy(env, postgres)
+    assert "postgres:***@" in done.stdout  # the target named, its password hidden
+    again = invoke_copy(env, with_password)
     assert again.returncode == 1 and "is not empty" in again.stderr
+    for run in (done, again):
+        assert "s3cret-pw" not in run.stdout + run.stderr
 
 
 def invoke_copy(env: dict, target: str) -> subprocess.CompletedProcess:
