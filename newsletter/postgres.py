@@ -17,31 +17,94 @@ Contract (what differs from SQLite, and how the contract is kept):
   commits of many sign-ups, each waiting on its disk flush, overlap.
 - `run_lock(name)`: a session advisory lock on a connection of its own, released by
   `release()` or when the holder dies (the server closes its connection): no stale lock.
+- `write_soon(statement)`: the `Recorder` thread writes it on its own connection while the
+  caller goes on (`Written`), in the order the writes came.
 - `read_only(True)`: the connection's transactions are READ ONLY until `read_only(False)`.
 - Timestamps stay the same fixed-width text as on SQLite, so every comparison is the same.
+- Errors: psycopg's leave this module as `database.PostgresError` (`PostgresOperationalError`,
+  `PostgresIntegrityError`), with psycopg's message, SQLSTATE and the error itself as the cause,
+  so the features' `except database.ERRORS / BUSY / INTEGRITY` is the same on both backends.
+  psycopg is imported here only: when a postgresql:// database is opened, never for SQLite.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import os
 import re
+import select
 import socket
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import psycopg
+from psycopg import pq
 
-from newsletter.database import Database, DatabaseError, utcnow
+from newsletter.database import (
+    Database,
+    DatabaseError,
+    PostgresError,
+    PostgresIntegrityError,
+    PostgresOperationalError,
+    Written,
+    utcnow,
+)
 from newsletter.filelock import Locked
 
 WRITER_LOCK = 0x4E4C5752  # "NLWR": the one writer lock (pg_advisory_xact_lock key)
 RUN_LOCKS = 0x4E4C524C  # "NLRL": the run locks' first key; the second is the name's hash
 CONNECT_TIMEOUT_S = 10
+_OPEN = (psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR)
+
+
+def translated(error: psycopg.Error) -> PostgresError:
+    """psycopg's `error` as the project's class (see `database.ERRORS`, `BUSY`, `INTEGRITY`),
+    with its message and SQLSTATE; raise it `from error`."""
+    if isinstance(error, psycopg.IntegrityError):
+        problem = PostgresIntegrityError(str(error))
+    elif isinstance(error, psycopg.OperationalError):
+        problem = PostgresOperationalError(str(error))
+    else:
+        problem = PostgresError(str(error))
+    problem.sqlstate = error.sqlstate
+    return problem
+
+
+class _Translating:
+    """`with translating:` a psycopg error inside leaves as `translated(error)`."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if isinstance(error, psycopg.Error):
+            raise translated(error) from error
+        return False
+
+
+translating = _Translating()
+
+
+@contextmanager
+def ending_failed(raw: psycopg.Connection) -> Iterator[None]:
+    """What fails inside (a transaction's start, `write_one`) leaves no transaction open on the
+    connection, aborted or not: else the thread's next statement would fail ("current
+    transaction is aborted, commands ignored until end of transaction block")."""
+    try:
+        yield
+    except BaseException:
+        if not raw.closed and raw.info.transaction_status in _OPEN:
+            with translating:
+                raw.execute("ROLLBACK")
+        raise
 
 
 class Row(tuple):
@@ -101,16 +164,19 @@ class Cursor:
         self._cursor = cursor
 
     def fetchone(self):
-        return self._cursor.fetchone() if self._cursor.description else None
+        with translating:
+            return self._cursor.fetchone() if self._cursor.description else None
 
     def fetchmany(self, size: int) -> list:
-        return self._cursor.fetchmany(size) if self._cursor.description else []
+        with translating:
+            return self._cursor.fetchmany(size) if self._cursor.description else []
 
     def fetchall(self) -> list:
-        return self._cursor.fetchall() if self._cursor.description else []
+        with translating:
+            return self._cursor.fetchall() if self._cursor.description else []
 
     def __iter__(self):
-        return iter(self._cursor) if self._cursor.description else iter(())
+        return _rows(self._cursor) if self._cursor.description else iter(())
 
     @property
     def rowcount(self) -> int:
@@ -119,6 +185,13 @@ class Cursor:
     @property
     def lastrowid(self):  # pragma: no cover - the features use RETURNING id
         raise AttributeError("PostgreSQL has no lastrowid: use INSERT ... RETURNING id")
+
+
+def _rows(cursor: psycopg.Cursor) -> Iterator:
+    try:
+        yield from cursor
+    except psycopg.Error as error:
+        raise translated(error) from error
 
 
 class Connection:
@@ -132,12 +205,18 @@ class Connection:
 
     def execute(self, statement: str, args=()) -> Cursor:
         cursor = self.raw.cursor()
-        cursor.execute(translate(statement), args if args else None, prepare=False)
+        try:
+            cursor.execute(translate(statement), args if args else None, prepare=False)
+        except psycopg.Error as error:
+            raise translated(error) from error
         return Cursor(cursor)
 
     def executemany(self, statement: str, rows) -> Cursor:
         cursor = self.raw.cursor()
-        cursor.executemany(translate(statement), rows)
+        try:
+            cursor.executemany(translate(statement), rows)
+        except psycopg.Error as error:
+            raise translated(error) from error
         return Cursor(cursor)
 
     def close(self) -> None:
@@ -145,14 +224,15 @@ class Connection:
 
 
 def connect(url: str, **options) -> Connection:
-    raw = psycopg.connect(
-        url,
-        autocommit=True,
-        row_factory=_row_factory,
-        connect_timeout=CONNECT_TIMEOUT_S,
-        **options,
-    )
-    raw.execute("SET TIME ZONE 'UTC'")
+    with translating:
+        raw = psycopg.connect(
+            url,
+            autocommit=True,
+            row_factory=_row_factory,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            **options,
+        )
+        raw.execute("SET TIME ZONE 'UTC'")
     return Connection(raw)
 
 
@@ -248,6 +328,149 @@ class Connections:
         self._local = threading.local()
 
 
+class Soon(Written):
+    """A `Written` of the `Recorder`: asking whether it is done moves the recorder on."""
+
+    __slots__ = ("_recorder",)
+
+    def __init__(self, recorder: Recorder):
+        super().__init__()
+        self._recorder = recorder
+
+    def done(self) -> bool:
+        if not self._finished:
+            self._recorder.progress()
+        return self._finished
+
+    def wait(self) -> int:
+        while not self._finished:
+            self._recorder.progress(block=True)
+        return super().wait()
+
+    def fileno(self) -> int:
+        """The socket the recorder's answers arrive on (for `select`)."""
+        return self._recorder.fileno()
+
+
+class Recorder:
+    """`write_soon`'s writer, one per thread: its own connection (synchronous_commit off: these
+    writes are not durable), driven through libpq's asynchronous calls (`psycopg.pq`) by the
+    thread that writes. A statement is sent at once when the server is free, else queued; the
+    thread goes on, and whenever it asks a `Soon` whether it is done, the answers that arrived
+    are taken and the next statement is sent. No thread, no wait: a record costs the sending
+    thread a few microseconds. Statements run in the order they came, each its own
+    transaction, each prepared once per connection."""
+
+    def __init__(self, url: str):
+        self.url, self.pid = url, os.getpid()
+        self._connection: Connection | None = None
+        self._prepared: dict[str, bytes] = {}
+        self._queue: deque[tuple[str, tuple, Soon]] = deque()
+        self._flight: Soon | None = None  # the statement the server is working on
+
+    def submit(self, statement: str, args) -> Soon:
+        soon = Soon(self)
+        self._queue.append((statement, args, soon))
+        self.progress()
+        return soon
+
+    def progress(self, *, block: bool = False) -> None:
+        """Take the answer that arrived (waiting for it when `block`), send the next."""
+        try:
+            if self._flight is not None and not self._answered(block):
+                return
+            if self._flight is None and self._queue:
+                self._send(*self._queue.popleft())
+        except Exception as error:  # noqa: BLE001 - every write on its way fails with it
+            self._fail(translated(error) if isinstance(error, psycopg.Error) else error)
+
+    def _answered(self, block: bool) -> bool:
+        pgconn = self._connection.raw.pgconn
+        pgconn.consume_input()
+        while pgconn.is_busy():
+            if not block:
+                return False
+            select.select([pgconn.socket], [], [])
+            pgconn.consume_input()
+        result, flight, self._flight = pgconn.get_result(), self._flight, None
+        while pgconn.get_result() is not None:  # the end of this statement's results
+            pass
+        try:
+            _check(pgconn, result)
+        except psycopg.Error as error:
+            flight.finish(error=translated(error))
+        else:
+            flight.finish(int(result.command_tuples or 0))
+        return True
+
+    def _send(self, statement: str, args, soon: Soon) -> None:
+        self._flight = soon
+        if self._connection is None or self._connection.raw.closed:
+            self._connection, self._prepared = connect(self.url), {}
+            self._connection.raw.execute("SET synchronous_commit TO OFF")
+        pgconn = self._connection.raw.pgconn
+        name = self._prepared.get(statement)
+        if name is None:  # once per statement and connection, while nothing is on its way
+            name = f"w{len(self._prepared)}".encode()
+            _check(pgconn, pgconn.prepare(name, numbered(statement)))
+            self._prepared[statement] = name
+        values = [None if value is None else str(value).encode() for value in args]
+        pgconn.send_query_prepared(name, values)
+        while pgconn.flush():  # a statement is small: it leaves at once
+            select.select([], [pgconn.socket], [])
+
+    def _fail(self, error: BaseException) -> None:
+        """The connection is lost (or unusable): what was on its way and what is queued fail
+        with `error`; the next write opens a new connection."""
+        failed = [self._flight] if self._flight is not None else []
+        failed += [soon for *_, soon in self._queue]
+        self._flight, self._queue = None, deque()
+        for soon in failed:
+            soon.finish(error=error)
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def fileno(self) -> int:
+        connection = self._connection
+        return connection.raw.pgconn.socket if connection is not None else -1
+
+    def close(self) -> None:
+        """Finish what is on its way and queued, then hang up."""
+        while self._flight is not None or self._queue:
+            self.progress(block=True)
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _check(pgconn: pq.abc.PGconn, result: pq.abc.PGresult) -> None:
+    if result.status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+        return
+    message = (result.error_message or pgconn.error_message).decode("utf-8", "replace")
+    code = result.error_field(pq.DiagnosticField.SQLSTATE)
+    try:
+        kind = psycopg.errors.lookup(code.decode()) if code else psycopg.OperationalError
+    except KeyError:
+        kind = psycopg.DatabaseError
+    raise kind(message.strip())
+
+
+@functools.lru_cache(maxsize=256)
+def numbered(statement: str) -> bytes:
+    """SQLite's `?` parameters as libpq's `$1`, `$2`, ... (outside literals and comments)."""
+    count = itertools.count(1)
+
+    def one(match: re.Match) -> str:
+        if match.group(0) == "?":
+            return f"${next(count)}"
+        if match.group(1):
+            raise ValueError("a statement written soon takes `?` parameters only")
+        return match.group(0)
+
+    return _TOKEN.sub(one, statement).encode()
+
+
 @contextmanager
 def write_transaction(
     connection: Connection, *, lock: bool = True, durable: bool = True
@@ -260,7 +483,8 @@ def write_transaction(
         start.append("SET LOCAL synchronous_commit TO OFF")
     if lock:
         start.append(f"SELECT pg_advisory_xact_lock({WRITER_LOCK})")
-    connection.raw.execute("; ".join(start))
+    with ending_failed(connection.raw), translating:
+        connection.raw.execute("; ".join(start))
     try:
         yield connection
     except BaseException:
@@ -296,9 +520,12 @@ class PostgresDatabase(Database):
         self.background_checkpoints = background_checkpoints
         self._connections = Connections(url)
         self._depth = threading.local()
+        self._recorders = threading.local()  # one per thread (write_soon)
+        self._every_recorder: list[Recorder] = []
+        self._lock = threading.Lock()
         try:
             self.db  # noqa: B018 - connect now: a wrong URL fails here, named
-        except psycopg.Error as error:
+        except PostgresError as error:
             raise DatabaseError(f"cannot connect to {self.describe}: {error}") from None
         self.migrate()
 
@@ -307,6 +534,12 @@ class PostgresDatabase(Database):
         return self._connections.get()
 
     def close(self) -> None:
+        with self._lock:
+            recorders, self._every_recorder = self._every_recorder, []
+        for recorder in recorders:
+            if recorder.pid == os.getpid():
+                recorder.close()
+        self._recorders = threading.local()
         self._connections.close()
 
     @contextmanager
@@ -333,13 +566,23 @@ class PostgresDatabase(Database):
         if getattr(self._depth, "depth", 0):  # inside a transaction: part of it
             return db.execute(statement, args).rowcount
         raw = db.raw
-        with raw.pipeline():  # BEGIN ... COMMIT sent at once: one round trip
+        with ending_failed(raw), translating, raw.pipeline():  # BEGIN ... COMMIT: one round trip
             raw.execute("BEGIN")
             if not durable:
                 raw.execute("SET LOCAL synchronous_commit TO OFF")
             cursor = raw.execute(translate(statement), args or None, prepare=False)
             raw.execute("COMMIT")
         return cursor.rowcount
+
+    def write_soon(self, statement: str, args=()) -> Written:
+        if getattr(self._depth, "depth", 0):  # inside a transaction: part of it, now
+            return Written.now(self.db.execute(statement, args).rowcount)
+        recorder = getattr(self._recorders, "recorder", None)
+        if recorder is None or recorder.pid != os.getpid():  # first use here, or a child
+            recorder = self._recorders.recorder = Recorder(self.url)
+            with self._lock:
+                self._every_recorder.append(recorder)
+        return recorder.submit(statement, args)
 
     def read_only(self, on: bool = True) -> None:
         self.db.execute(
@@ -382,7 +625,7 @@ class PostgresDatabase(Database):
                 revision = _current(connection)
                 self._refuse_newer(revision)
                 schema.run(connection)
-        except (psycopg.Error, sa.exc.SQLAlchemyError) as error:
+        except (psycopg.Error, PostgresError, sa.exc.SQLAlchemyError) as error:
             raise DatabaseError(f"cannot migrate {self.describe}: {error}") from None
         finally:
             engine.dispose()
@@ -398,4 +641,13 @@ def _current(connection) -> str | None:
     return row[0] if row else None
 
 
-__all__ = ["AdvisoryLock", "Connection", "PostgresDatabase", "Row", "connect", "translate"]
+__all__ = [
+    "AdvisoryLock",
+    "Connection",
+    "PostgresDatabase",
+    "Row",
+    "connect",
+    "translate",
+    "translated",
+    "translating",
+]

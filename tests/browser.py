@@ -53,7 +53,8 @@ def pytest_collection_modifyitems(items):
     """Mark the browser tests (before `-m` deselects), and run them last, in the order they had
     (pytest-randomly's shuffle, when it is on). Between its calls the sync Playwright marks its
     event loop as running in the main thread, so starting the one session Playwright after every
-    other test keeps that loop out of their way."""
+    other test keeps that loop out of their way. Under pytest-xdist (`--dist load`) each worker
+    collects the same order and is handed its tests in it, so browser tests come last on each."""
     for item in items:
         if uses_browser(item):
             item.add_marker(pytest.mark.browser)

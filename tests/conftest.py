@@ -15,8 +15,11 @@ the header; `--randomly-seed=N` repeats a run, `-p no:randomly` keeps the files'
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import hashlib
 import http.server
+import os
 import shutil
 import tempfile
 import threading
@@ -32,6 +35,22 @@ from tests import backends
 from tests.clock import Clock, MonotonicClock
 
 pytest_plugins = ["tests.browser"]
+
+WORKERS = 2  # pytest-xdist's workers for `-n auto` (addopts): this VM's two cores
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """How many workers `-n auto` (in addopts) starts: PYTEST_XDIST_AUTO_NUM_WORKERS if set; none
+    (the tests run in pytest's own process, `-s` and `breakpoint()` work) when the command line
+    names only files or tests; else WORKERS, e.g. for the whole suite (docs/testing.md)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    named = [Path(arg.split("::", 1)[0]) for arg in config.args]
+    if config.args_source == pytest.Config.ArgsSource.ARGS and all(p.is_file() for p in named):
+        return 0
+    return WORKERS
+
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 ARTICLE_PATH = "2026/the-best-muscle-to-train-for-knee-pain/"
@@ -109,6 +128,26 @@ def content_dir(tmp_path):
     for sub in ("articles", "pages", "images"):
         (folder / sub).mkdir(parents=True)
     return folder
+
+
+# The project's own output/, cache/ and var/serve.json: one test at a time -------------------------
+PROJECT_LOCK = Path(tempfile.gettempdir()) / (
+    "stay-tuned-tests-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:12] + ".lock"
+)
+
+
+@pytest.fixture
+def project_folders():
+    """For a test that runs `invoke serve`, `build`, `preview` or `publish` in the project itself:
+    they build into its output/ (or output-preview/) and keep serve's cache/, var/serve.json and
+    var/isso/, which two pytest-xdist workers (or two test runs of this checkout) would share. Such
+    tests take turns: an exclusive lock (flock on PROJECT_LOCK) is held for the test's length."""
+    with open(PROJECT_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield ROOT
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

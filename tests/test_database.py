@@ -1,7 +1,13 @@
-"""The database on a real SQLite file: WAL, migrations only, nested transactions, many writers."""
+"""The database on a real SQLite file: WAL, migrations only, nested transactions, many writers;
+and the errors the features catch (`ERRORS`, `BUSY`, `INTEGRITY`), the same on both backends,
+without psycopg ever imported for SQLite."""
 
+import json
 import shutil
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -9,10 +15,17 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from blog.build import ROOT
 from newsletter import schema
 from newsletter.database import (
+    BUSY,
+    ERRORS,
+    INTEGRITY,
     Database,
     DatabaseError,
+    PostgresError,
+    PostgresIntegrityError,
+    PostgresOperationalError,
     _run_python,
     migrations,
     parse_stamp,
@@ -20,6 +33,7 @@ from newsletter.database import (
 )
 from newsletter.subscriptions.addresses import normalize
 from newsletter.subscriptions.subscribers import Subscribers
+from tests import backends
 from tests.race import race_each
 
 
@@ -110,16 +124,18 @@ def test_a_migration_that_fails_changes_nothing(tmp_path, monkeypatch):
     """One transaction: a revision that fails halfway leaves no table behind, and the next
     open (with the fault gone) migrates from the start."""
     path = tmp_path / "newsletter.sqlite3"
-    real = schema.tables.metadata.create_all
+    from newsletter.schema import frozen_0011
+
+    real = frozen_0011.metadata.create_all
 
     def half(bind, **options):
         bind.exec_driver_sql("CREATE TABLE half_done (x INTEGER)")
         raise sa.exc.OperationalError("CREATE TABLE", {}, Exception("disk full"))
 
-    monkeypatch.setattr(schema.tables.metadata, "create_all", half)
+    monkeypatch.setattr(frozen_0011.metadata, "create_all", half)
     with pytest.raises(DatabaseError, match="disk full"):
         Database(path)
-    monkeypatch.setattr(schema.tables.metadata, "create_all", real)
+    monkeypatch.setattr(frozen_0011.metadata, "create_all", real)
     db = sqlite3.connect(path)
     assert db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall() == []
     db.close()
@@ -344,3 +360,235 @@ def test_a_file_written_before_the_one_outgoing_mail_ledger_upgrades_with_its_pe
         assert sorted(e.id for e in claimed) == [rows[1]["id"], rows[2]["id"]]
     finally:
         database.close()
+
+
+# The errors the features catch, the same on both backends ------------------------------------
+SQLITE_ANNOUNCE = """
+import json, sys
+from pathlib import Path
+from newsletter.announcements import run as announce
+from newsletter.settings import Settings
+from newsletter.subscriptions.app import create_app
+from newsletter.subscriptions.subscribers import Subscribers
+
+folder = Path(sys.argv[1])
+settings = Settings(
+    database=folder / "newsletter.sqlite3", outbox=folder / "outbox", secret_key="k" * 40,
+    sender="Walk Again <news@walkagain.example>", site_url="https://walkagain.example",
+    base_url="https://walkagain.example/newsletter", postal_address="2 Mill Lane, Leeds",
+)
+create_app(settings)
+store = Subscribers.open(settings.database)
+now = store.database.now()
+with store.database.transaction() as db:
+    db.execute(
+        "INSERT INTO subscribers (public_id, email, email_key, status, confirm_nonce, created_at,"
+        " status_changed_at, confirmed_at) VALUES ('p', 'r@example.com', 'r@example.com',"
+        " 'confirmed', 'n', ?, ?, ?)", (now, now, now),
+    )
+store.close()
+summary = announce.run(settings, feed_url=str(folder / "feed.xml"), send_existing=True)
+print(json.dumps({"sent": summary.tally.sent,
+                  "psycopg": sorted(m for m in sys.modules if m.split(".")[0] == "psycopg")}))
+"""
+
+FEED = """<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Walk Again
+</title><link>https://walkagain.example/</link><description>d</description><item><title>Knees
+</title><link>https://walkagain.example/2026/knees/</link><guid>urn:uuid:knees</guid>
+<description>About knees.</description><pubDate>{when}</pubDate></item></channel></rss>"""
+
+
+def test_the_sqlite_path_never_imports_psycopg(tmp_path):
+    """psycopg (some 20 MB of memory, and libpq's load time) is imported only when a
+    postgresql:// database is opened: a fresh interpreter that builds the web app and announces
+    an article on SQLite never loads it."""
+    from email.utils import format_datetime
+
+    from newsletter.database import utcnow
+
+    (tmp_path / "feed.xml").write_text(FEED.format(when=format_datetime(utcnow())))
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(SQLITE_ANNOUNCE), str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {"sent": 1, "psycopg": []}
+
+
+@pytest.fixture
+def store(database_target):
+    store = Subscribers.open(database_target)
+    yield store
+    store.close()
+
+
+def _subscriber(db, key: str) -> None:
+    db.execute(
+        "INSERT INTO subscribers (public_id, email, email_key, confirm_nonce, created_at,"
+        " status_changed_at) VALUES (?, ?, ?, 'n', 't', 't')",
+        (f"p-{key}", key, key),
+    )
+
+
+def test_a_refused_write_is_an_integrity_error_on_either_backend(store, backend):
+    database = store.database
+    with database.transaction() as db:
+        _subscriber(db, "a@example.com")
+        _subscriber(db, "b@example.com")
+    with pytest.raises(INTEGRITY) as in_a_transaction:
+        with database.transaction() as db:
+            _subscriber(db, "a@example.com")
+    with pytest.raises(INTEGRITY):  # the rows streamed to executemany
+        with database.transaction() as db:
+            db.executemany(
+                "UPDATE subscribers SET email_key = ? WHERE email_key = ?",
+                iter([("c@example.com", "b@example.com"), ("a@example.com", "c@example.com")]),
+            )
+    with pytest.raises(INTEGRITY):  # its own transaction (one round trip on PostgreSQL)
+        database.write_one(
+            "UPDATE subscribers SET email_key = 'a@example.com' WHERE email_key = ?",
+            ("b@example.com",),
+        )
+    keys = [row[0] for row in database.db.execute("SELECT email_key FROM subscribers ORDER BY 1")]
+    assert keys == ["a@example.com", "b@example.com"]  # each refused write rolled back
+    error = in_a_transaction.value
+    assert isinstance(error, ERRORS) and not isinstance(error, BUSY)
+    if backend == "postgresql":
+        import psycopg
+
+        assert type(error) is PostgresIntegrityError and error.sqlstate == "23505"
+        assert isinstance(error.__cause__, psycopg.errors.UniqueViolation)
+        assert "subscribers" in str(error)  # psycopg's message, as it was
+
+
+def test_a_wrong_statement_is_a_database_error_on_either_backend(store, backend):
+    with pytest.raises(ERRORS) as caught:
+        store.database.db.execute("SELECT no_such_column FROM subscribers").fetchall()
+    assert "no_such_column" in str(caught.value)
+    if backend == "postgresql":
+        assert type(caught.value) is PostgresError and caught.value.sqlstate == "42703"
+        assert not isinstance(caught.value, (*BUSY, *INTEGRITY))
+
+
+def test_a_writer_kept_waiting_is_busy_on_either_backend(store, backend):
+    """Another writer holds the database and ours gives up at once: BUSY (the web app's 503)."""
+    database = store.database
+    if backend == "postgresql":
+        import psycopg
+
+        from newsletter.postgres import WRITER_LOCK
+
+        other = psycopg.connect(database.url, autocommit=True)
+        other.execute("SELECT pg_advisory_lock(%s)", (WRITER_LOCK,))
+        database.db.execute("SET lock_timeout = '50ms'")
+    else:
+        other = sqlite3.connect(database.path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        database.db.execute("PRAGMA busy_timeout = 0")
+    try:
+        with pytest.raises(BUSY) as caught:
+            with database.transaction() as db:
+                _subscriber(db, "a@example.com")
+    finally:
+        other.close()
+    if backend == "postgresql":
+        assert type(caught.value) is PostgresOperationalError
+        assert caught.value.sqlstate == "55P03"  # lock_not_available
+
+
+def test_a_lost_server_connection_is_busy(store, backend):
+    """The server ends our session (a restart, a failover): BUSY, as a locked SQLite file is."""
+    if backend != "postgresql":
+        pytest.skip("a SQLite file has no server connection to lose")
+    import psycopg
+
+    database = store.database
+    pid = database.db.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with psycopg.connect(database.url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(BUSY) as caught:
+        database.db.execute("SELECT count(*) FROM subscribers").fetchone()
+    assert type(caught.value) is PostgresOperationalError
+    assert isinstance(caught.value.__cause__, psycopg.OperationalError)
+    with pytest.raises(DatabaseError, match="cannot connect"):  # a server that is not there
+        Database(database.url.replace("host=", "host=/nonexistent"))
+
+
+# write_soon: a write whose answer comes later --------------------------------------------------
+def test_a_write_sent_soon_is_done_in_order_and_seen_by_every_connection(store, backend):
+    """The ledger's records while the mail goes out: the caller goes on at once, the writes
+    are done in the order they were sent, and each `Written` says how many rows it changed."""
+    database = store.database
+    with database.transaction() as db:
+        for n in range(3):
+            _subscriber(db, f"r{n}@example.com")
+    writes = [
+        database.write_soon("UPDATE subscribers SET confirm_nonce = ? WHERE email = ?", (v, e))
+        for v, e in [("first", "r0@example.com"), ("second", "r0@example.com"),
+                     ("x", "r1@example.com"), ("y", "nobody@example.com")]
+    ]  # fmt: skip
+    assert [written.wait() for written in writes] == [1, 1, 1, 0]
+    assert all(written.done() for written in writes)
+    other = Database(database.target)  # another connection (another host) sees them
+    rows = other.db.execute("SELECT email, confirm_nonce FROM subscribers ORDER BY email")
+    assert [tuple(row) for row in rows][:2] == [
+        ("r0@example.com", "second"),
+        ("r1@example.com", "x"),
+    ]
+    other.close()
+
+
+def test_a_write_sent_soon_that_fails_raises_when_waited_for_and_the_next_one_works(store, backend):
+    database = store.database
+    with database.transaction() as db:
+        _subscriber(db, "a@example.com")
+    bad = database.write_soon("UPDATE subscribers SET status = 'nonsense' WHERE email = ?",
+                              ("a@example.com",))  # fmt: skip
+    with pytest.raises(INTEGRITY):  # the CHECK on the status, raised to whoever waits
+        bad.wait()
+    good = database.write_soon("UPDATE subscribers SET confirm_nonce = 'n2' WHERE email = ?",
+                               ("a@example.com",))  # fmt: skip
+    assert good.wait() == 1
+    row = database.db.execute("SELECT status, confirm_nonce FROM subscribers").fetchone()
+    assert tuple(row) == ("unconfirmed", "n2")
+
+
+def test_closing_finishes_the_writes_on_their_way(tmp_path, backend):
+    target = backends.target(tmp_path, backend)
+    database = Database(target)
+    with database.transaction() as db:
+        _subscriber(db, "a@example.com")
+    writes = [
+        database.write_soon("UPDATE subscribers SET confirm_nonce = ? WHERE id > 0", (str(n),))
+        for n in range(50)
+    ]
+    database.close()
+    assert all(written.done() for written in writes)
+    again = Database(target)
+    assert again.db.execute("SELECT confirm_nonce FROM subscribers").fetchone()[0] == "49"
+    again.close()
+
+
+def test_a_write_sent_soon_on_a_lost_connection_is_busy_and_the_next_one_reconnects(store, backend):
+    """The server ends the writer's session (a restart, a failover): the write on its way fails
+    as BUSY for whoever waits for it (the email is then sent again by the next run, never
+    counted as recorded), and the next write opens a new connection."""
+    if backend != "postgresql":
+        pytest.skip("a SQLite file has no server connection to lose")
+    import psycopg
+
+    database = store.database
+    with database.transaction() as db:
+        _subscriber(db, "a@example.com")
+    statement = "UPDATE subscribers SET confirm_nonce = ? WHERE email = 'a@example.com'"
+    assert database.write_soon(statement, ("one",)).wait() == 1
+    with psycopg.connect(database.url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE query LIKE 'UPDATE subscribers SET confirm_nonce%' AND pid <> pg_backend_pid()"
+        )
+    with pytest.raises(BUSY):
+        database.write_soon(statement, ("two",)).wait()
+    assert database.write_soon(statement, ("three",)).wait() == 1
+    assert database.db.execute("SELECT confirm_nonce FROM subscribers").fetchone()[0] == "three"

@@ -218,6 +218,62 @@ def test_a_message_is_ended_only_once_the_one_before_it_on_its_connection_was_re
     assert 1 <= worst[0] <= workers
 
 
+class Later:
+    """A record that is done a few milliseconds after the report, in another thread (as the
+    PostgreSQL recorder's): `report` returns it, and the mailer must wait for it."""
+
+    def __init__(self, count: int, recorded: list, lock: threading.Lock):
+        self._event = threading.Event()
+
+        def finish():
+            time.sleep(0.004)
+            with lock:
+                recorded[0] += count
+            self._event.set()
+
+        threading.Thread(target=finish, daemon=True).start()
+
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self) -> None:
+        self._event.wait()
+
+
+def test_a_message_is_ended_only_once_the_record_before_it_is_done_when_it_comes_later():
+    """The same promise when `report` returns its record on its way: at every instant, at most
+    one message per connection is accepted and not recorded, while `push` goes on."""
+    workers, recorded, worst, lock = 3, [0], [0], threading.Lock()
+    stop = threading.Event()
+    with SmtpSink(parse=False) as sink:
+
+        def watch():  # accepted (read first) minus recorded, sampled all along
+            while not stop.is_set():
+                accepted = sum(sink.accepted.values())
+                with lock:
+                    worst[0] = max(worst[0], accepted - recorded[0])
+                time.sleep(0.0005)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+
+        def report(outgoings, error):
+            assert error is None
+            return Later(len(outgoings), recorded, lock)
+
+        smtp_settings = SmtpSettings(port=sink.port, security="none", timeout=2)
+        mailer = SmtpMailer(smtp_settings, SENDER, report, workers=workers)
+        for n in range(120):
+            mailer.push(outgoing(n, to=f"r{n}@example.com"))
+        mailer.flush()
+        assert recorded[0] == 120  # flush returns once every record is done
+        mailer.close()
+        stop.set()
+        watcher.join()
+    assert sum(sink.accepted.values()) == 120
+    assert 1 <= worst[0] <= workers
+
+
 @pytest.mark.parametrize("fault, words", [("drop", "closed the connection"), ("421", "421")])
 def test_a_connection_lost_mid_pipeline_fails_one_message_and_the_next_goes_on_another(
     fault, words

@@ -138,7 +138,9 @@ class Serve:
 
 
 @pytest.fixture
-def serve(tmp_path):
+def serve(tmp_path, project_folders):
+    """`serve(**ports)` starts `invoke serve` in the project: its output/, cache/ and
+    var/serve.json are the project's, so such tests take turns (`project_folders`)."""
     started = []
 
     def start(**ports):
@@ -382,7 +384,7 @@ def test_invoke_build_while_serving_builds_what_serve_serves(serve):
 
 
 @pytest.fixture
-def preview_port():
+def preview_port(project_folders):  # the project's output-preview/ and output/
     port = free_port()
     started = []
     yield port, started

@@ -233,6 +233,7 @@ def invoke_publish(hub_url, target, path, *args):
     )  # fmt: skip
 
 
+@pytest.mark.usefixtures("project_folders")  # it builds into the project's output/
 def test_invoke_publish_uploads_then_pings_the_hub_and_a_refusal_does_not_fail_it(
     tmp_path, hub, local_ssh
 ):

@@ -231,7 +231,7 @@ class Ledger:
              json.dumps([item.to_dict() for item in draft.items]), now),
         )  # fmt: skip
         announcement_id = cursor.fetchone()[0]
-        readers = Choices.readers(db, draft.topic, digests.EACH)
+        readers = Choices.readers_query(draft.topic, digests.EACH)
         MailLedger.add(db, ANNOUNCEMENT, readers, about_id=announcement_id, now=now)
         digests.owe(db, announcement_id, draft.topic)
         return announcement_id

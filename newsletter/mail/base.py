@@ -14,7 +14,11 @@ Contract:
     recipient): bounce it;
   - `MessageRefused`: this message or our account (5xx to MAIL FROM or DATA, a login refused, an
     API key or domain refused, a request every recipient gets refused for): stop, bounce nobody.
-  `report` may be called from another thread, and for several messages at once (a batch).
+  `report` may be called from another thread, and for several messages at once (a batch). It
+  may return a `Pending`: the record of what it was told, still on its way; the mailer waits
+  for it (`done()`, `wait()`, which raises if the record failed) before anything that must
+  follow the record: the SMTP pool before it ends the next message on a connection, the
+  others at once (`settle`).
 - `flush()` returns when everything pushed so far has been reported. `close()` ends the session;
   anything pushed but not yet sent is dropped unreported (the caller still holds it as pending).
 - `batches` is True when the mailer uses `Outgoing.batch` (then `data` may be empty).
@@ -71,7 +75,22 @@ class Outgoing:
     envelope_from: str = ""  # the SMTP return path ("": the From address), e.g. a VERP address
 
 
-Report = Callable[[list[Outgoing], "MailError | None"], None]
+class Pending(Protocol):
+    """What a `report` may return: its record, on its way. One that also has `fileno()` (the
+    socket its answer arrives on) is waited for in the same `select` as the mail servers."""
+
+    def done(self) -> bool: ...
+
+    def wait(self) -> object: ...
+
+
+Report = Callable[[list[Outgoing], "MailError | None"], "Pending | None"]
+
+
+def settle(pending: Pending | None) -> None:
+    """Wait for the record a `report` returned (raises if it failed)."""
+    if pending is not None:
+        pending.wait()
 
 
 class Mailer(Protocol):

@@ -120,19 +120,23 @@ class MailgunMailer:
             error = failure
         else:
             error = None
-        self.report([outgoing], error)
+        base.settle(self.report([outgoing], error))
 
     def _send_batch(self, shared, batch: list[base.Outgoing]) -> None:
         detail = self._attempt(shared, batch)
         if detail is None:
             return
         if len(batch) == 1:
-            self.report(batch, _scope_of_one(detail))
+            base.settle(self.report(batch, _scope_of_one(detail)))
             return
         halves = _halves(batch)  # one level of bisection tells an address from the message
         details = [self._attempt(shared, half) for half in halves]
         if all(details):
-            self.report(batch, base.MessageRefused(f"{details[-1]} (refused for every recipient)"))
+            base.settle(
+                self.report(
+                    batch, base.MessageRefused(f"{details[-1]} (refused for every recipient)")
+                )
+            )
             return
         for half, refused in zip(halves, details, strict=True):
             if refused:
@@ -141,7 +145,7 @@ class MailgunMailer:
     def _find_refused(self, shared, part: list[base.Outgoing], detail: str) -> None:
         """`part` was refused as a whole while other recipients went: find the address(es)."""
         if len(part) == 1:
-            self.report(part, base.RecipientRefused(detail))
+            base.settle(self.report(part, base.RecipientRefused(detail)))
             return
         for half in _halves(part):
             if (refused := self._attempt(shared, half)) is not None:
@@ -156,11 +160,11 @@ class MailgunMailer:
         try:
             self._post("messages", fields)
         except base.MailError as error:
-            self.report(part, error)
+            base.settle(self.report(part, error))
         except _Refused as refused:
             return refused.detail
         else:
-            self.report(part, None)
+            base.settle(self.report(part, None))
         return None
 
     def _post(self, endpoint: str, fields: list[tuple[str, str]], files=None) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from newsletter.mail.base import MessageRefused, Outgoing, Report, TemporaryFailure
+from newsletter.mail.base import MessageRefused, Outgoing, Report, TemporaryFailure, settle
 from newsletter.private_files import private_folder, write_private
 
 
@@ -29,16 +29,16 @@ class OutboxMailer:
 
     def push(self, outgoing: Outgoing) -> None:
         if not outgoing.message_id.strip("<> "):
-            self.report([outgoing], MessageRefused("the message has no Message-ID"))
+            settle(self.report([outgoing], MessageRefused("the message has no Message-ID")))
             return
         target = self.path_for(outgoing.message_id)
         try:
             private_folder(self.folder, ours=True)
             write_private(target, outgoing.data)
         except OSError as error:
-            self.report([outgoing], TemporaryFailure(f"cannot write {target}: {error}"))
+            settle(self.report([outgoing], TemporaryFailure(f"cannot write {target}: {error}")))
         else:
-            self.report([outgoing], None)
+            settle(self.report([outgoing], None))
 
     def flush(self) -> None:
         pass

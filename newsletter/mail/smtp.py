@@ -10,18 +10,23 @@ Contract:
 - `SmtpMailer(smtp, sender, report, workers=)`: `smtp` is `SmtpSettings`, `sender` the envelope
   sender of a message that names none. `workers` connections, every one driven by the thread
   that calls `push`, `flush` and `close` (no threads: each `report` is made in that thread). With
-  one worker, `push` returns once the message is reported (the confirmation queue); with more,
-  `push` returns at once while fewer than `workers` messages wait for a connection, else it
-  first moves the connections on (announcements). Each message waits its turn under one
+  one worker, `push` returns once the message is reported and recorded (the confirmation
+  queue); with more, `push` returns at once while fewer than `workers` messages wait for a
+  connection, else it first moves on what is ready (announcements; see Overlap). `flush`
+  returns once every message pushed is reported and recorded. Each message waits its turn under one
   `RateLimiter` (NEWSLETTER_SMTP_RATE per second; 0: no limit); new messages go to the
   connections in turn.
 - PIPELINING (RFC 2920), when the server offers it: a message's data, its end, and the next
   message's MAIL FROM, RCPT TO and DATA leave in one write, and their replies come back in one
   read; without it, each command waits for its reply.
 - The record first: a connection sends the end of a message's data (the moment the server takes
-  it) only after the message before it on that connection was reported. The replies read in one
-  round are reported together: every accepted message of the round in one `report` call. So a
-  crash leaves at most one message per connection accepted and not reported.
+  it) only after the message before it on that connection was reported, and the record that
+  `report` returned (`base.Pending`) is done. The replies read in one round are reported
+  together: every accepted message of the round in one `report` call. So a crash leaves at most
+  one message per connection accepted and not recorded.
+- Overlap: while a record is on its way, or the servers have not answered yet, `push` returns
+  (the caller makes the next messages meanwhile) as long as fewer than `AHEAD` times `workers`
+  messages wait; each `push` then moves on what is ready without waiting (`poll`).
 - A lost connection (closed, reset, no answer within `timeout`) fails the oldest message on it
   (temporarily); the messages behind it, whose data never left, wait for a connection again,
   untried. A 421 is that message's temporary failure, then the connection is dropped the same
@@ -46,6 +51,7 @@ from newsletter.ratelimit import Rate, RateLimiter
 from newsletter.settings import SMTP_SECURITY, SmtpSettings
 
 CRLF = b"\r\n"
+AHEAD = 4  # messages per connection made ahead while records and replies are on their way
 MAX_REPLY = 65536  # bytes of one reply (all its lines): more is not an SMTP server
 _LINE_DOT = re.compile(rb"\n\.")  # faster than `in` or (?m)^ over a whole message
 
@@ -53,13 +59,14 @@ _LINE_DOT = re.compile(rb"\n\.")  # faster than `in` or (?m)^ over a whole messa
 class _Flight:
     """One message on its way: which reply it waits for, and its first refusal."""
 
-    __slots__ = ("outgoing", "sender", "error", "body_sent", "rcpt")
+    __slots__ = ("outgoing", "sender", "error", "body_sent", "rcpt", "record")
 
     def __init__(self, outgoing: base.Outgoing, sender: str):
         self.outgoing, self.sender = outgoing, sender
         self.error: Exception | None = None
         self.body_sent = False
         self.rcpt = b""  # without PIPELINING: RCPT TO, sent once MAIL FROM is accepted
+        self.record: base.Pending | None = None  # what `report` returned for it, if anything
 
 
 class _Lost(Exception):
@@ -94,6 +101,7 @@ class SmtpConnection:
         self._flights: deque[_Flight] = deque()  # oldest first: at most two
         self._replies: deque[tuple[str, _Flight | None]] = deque()  # awaited, in order
         self._ready: _Flight | None = None  # DATA answered 354: its data goes at the next write
+        self._ended: _Flight | None = None  # the last message that ended here (its record gates)
         self._out: list[bytes] = []
         self._buffer = b""
         self._lines: list[bytes] = []  # the lines so far of a reply that goes on
@@ -222,6 +230,12 @@ class SmtpConnection:
         self._out.append(line)
         self._replies.append((name, flight))
 
+    def gate(self) -> base.Pending | None:
+        """The record of the message that ended here last (the next may end once it is done);
+        None when there is nothing to wait for."""
+        ended = self._ended
+        return None if ended is None else ended.record
+
     def put_data(self) -> None:
         """The message whose DATA was answered 354: its data and end (the server takes it as
         the end arrives)."""
@@ -302,6 +316,7 @@ class SmtpConnection:
             self._refuse(flight, smtplib.SMTPDataError(code, text))
         elif name == "END":
             self._flights.popleft()
+            self._ended = flight
             if code != 250:
                 flight.error = classify(smtplib.SMTPDataError(code, text))
             self.done.append(flight)
@@ -346,6 +361,7 @@ class _Pool:
         self.connections, self.report, self.pace = connections, report, pace
         self.waiting: deque[_Flight] = deque()
         self.finished: list[_Flight] = []
+        self.unrecorded: deque[base.Pending] = deque()  # what `report` returned, oldest first
         self.closing = False
         self._turn = 0
 
@@ -359,14 +375,45 @@ class _Pool:
     def busy(self) -> bool:
         return bool(self.waiting) or any(c._flights for c in self.connections)
 
+    def recorded(self, *, wait: bool) -> bool:
+        """Whether every record `report` returned is done (waiting for them when `wait`);
+        raises the error of a record that failed."""
+        unrecorded = self.unrecorded
+        while unrecorded:
+            if not wait and not unrecorded[0].done():
+                return False
+            unrecorded.popleft().wait()
+        return True
+
+    def poll(self) -> None:
+        """Move on what needs no waiting: the replies already here (once every connection that
+        waits has its answer: one report, one record for them all), the ends of messages whose
+        record before them is done, new messages on free connections."""
+        self._write()
+        listening = [c for c in self.connections if c.is_open and c.waiting]
+        if listening:
+            ready = [c for c in listening if c.pending()] or select.select(listening, [], [], 0)[0]
+            if len(ready) == len(listening):  # all answered: their records go together
+                self._read(ready)
+                self._write()
+
     def _write(self) -> None:
         connections = self.connections
+        done: dict[int, bool] = {}  # each record asked once (asking may read a socket)
         for connection in connections:
-            if connection._ready is not None:
-                if self.closing:  # never started: the server drops it when we hang up
-                    connection._ready = None
-                else:
-                    connection.put_data()
+            if connection._ready is None:
+                continue
+            if self.closing:  # never started: the server drops it when we hang up
+                connection._ready = None
+                continue
+            record = connection.gate()  # the end, once the one before it is recorded
+            if record is not None:
+                key = id(record)
+                if key not in done:
+                    done[key] = record.done()
+                if not done[key]:
+                    continue
+            connection.put_data()
         count = len(connections)
         while self.waiting and not self.closing:
             for step in range(count):
@@ -408,21 +455,38 @@ class _Pool:
         self.waiting.extendleft(reversed(untried))
 
     def _round(self) -> None:
-        """Wait for replies (at most until the first connection's time is up), read them and
+        """Wait for replies (at most until the first connection's time is up), or for the
+        oldest record on its way when one is (whichever comes first), read the replies and
         report what they finished."""
         listening = [c for c in self.connections if c.is_open and c.waiting]
+        record = None if self.recorded(wait=False) else self.unrecorded[0]
+        if record is not None and not hasattr(record, "fileno"):  # nothing to select on
+            ready = [c for c in listening if c.pending()]
+            if listening and not ready:
+                ready = select.select(listening, [], [], 0)[0]
+            if not ready:
+                self.recorded(wait=True)
+                return
+            self._read(ready)
+            return
         if not listening:
+            if record is not None:
+                self.unrecorded.popleft().wait()
             return
         ready = [c for c in listening if c.pending()]
         if not ready:
             now = time.monotonic()
             wait = max(0.0, min(c._deadline for c in listening) - now)
-            ready = select.select(listening, [], [], wait)[0]
-            if not ready:
+            waited = select.select(listening + ([record] if record else []), [], [], wait)[0]
+            ready = [c for c in waited if c is not record]
+            if not waited:
                 now = time.monotonic()
                 for connection in listening:
                     if connection.expired(now):
                         self._lose(connection, _Lost(TimeoutError("timed out")))
+        self._read(ready)
+
+    def _read(self, ready: list[SmtpConnection]) -> None:
         for connection in ready:
             try:
                 self.finished += connection.read()
@@ -436,12 +500,16 @@ class _Pool:
         if not self.finished:
             return
         finished, self.finished = self.finished, []
-        accepted = [flight.outgoing for flight in finished if flight.error is None]
+        accepted = [flight for flight in finished if flight.error is None]
         if accepted:
-            self.report(accepted, None)
+            pending = self.report([flight.outgoing for flight in accepted], None)
+            if pending is not None:
+                self.unrecorded.append(pending)
+                for flight in accepted:
+                    flight.record = pending
         for flight in finished:
             if flight.error is not None:
-                self.report([flight.outgoing], flight.error)
+                base.settle(self.report([flight.outgoing], flight.error))
 
 
 class SmtpMailer:
@@ -476,13 +544,16 @@ class SmtpMailer:
         pool = self._pool
         pool.waiting.append(_Flight(outgoing, outgoing.envelope_from or self.sender))
         if self.workers == 1:
-            pool.run(lambda: not pool.busy())
+            self.flush()
         elif len(pool.waiting) >= self.workers:
-            pool.run(lambda: len(pool.waiting) < self.workers)
+            pool.poll()
+            if len(pool.waiting) >= AHEAD * self.workers:
+                pool.run(lambda: len(pool.waiting) < AHEAD * self.workers)
 
     def flush(self) -> None:
         pool = self._pool
         pool.run(lambda: not pool.busy())
+        pool.recorded(wait=True)
 
     def close(self) -> None:
         """What waits for a connection is dropped, unreported; a message whose data left is
@@ -493,6 +564,7 @@ class SmtpMailer:
         try:
             pool.report_finished()
             pool.run(lambda: not any(f.body_sent for c in pool.connections for f in c._flights))
+            pool.recorded(wait=True)
         finally:
             for connection in pool.connections:
                 connection.close()

@@ -8,7 +8,8 @@ and `refused(entry, outgoing, error)` (the address was refused for good: record 
 `Dispatcher(ledger, handlers)` is the mailer's `report` (`mail.connect(settings,
 dispatcher.report)`) and `run(mailer, kinds=..., ...)` sends, in passes:
 - accepted -> `sent`, all the messages of one report in one transaction (the SMTP mailer reports
-  together the answers it read together, and ends no connection's next message before);
+  together the answers it read together); `report` returns that record on its way (`Written`),
+  and the mailer ends no connection's next message before it is done;
 - `TemporaryFailure` (SMTP 4xx, HTTP 429/5xx, a dropped connection) -> queued again after the
   policy's backoff, or `failed` after its `max_attempts`; the next pass of the same run waits
   until every retry due within `max_wait` seconds is due, then takes them all; a later one is
@@ -25,12 +26,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
 
 from newsletter import mail
+from newsletter.database import Written
 from newsletter.outgoing.ledger import Entry, MailLedger, Policy
 
 MAX_WAIT = 600.0  # seconds: a longer wait for a retry is the next run's job
@@ -119,18 +122,26 @@ class Dispatcher:
         self.progress: Progress = NoProgress()
         self._lock = threading.Lock()
         self._inflight: dict[int, Entry] = {}
+        self._written: deque[Written] = deque()  # records on their way, oldest first
         self._temporary_in_row = 0
         self._pass_stop = ""  # why the current pass stops early ("" while it goes on)
 
     # The mailer's report ----------------------------------------------------------------------
-    def report(self, outgoings: list[mail.Outgoing], error: mail.MailError | None) -> None:
+    def report(
+        self, outgoings: list[mail.Outgoing], error: mail.MailError | None
+    ) -> Written | None:
         with self._lock:
             entries = [self._inflight.pop(outgoing.ref) for outgoing in outgoings]
         ids = [entry.id for entry in entries]
         text = str(error) if error else ""
         given_up = 0
+        written = None
         if error is None:
-            self.ledger.sent(ids)
+            written = self.ledger.sent_soon(ids)  # the mailer waits for it (see mail.Report)
+            with self._lock:
+                self._written.append(written)
+                while self._written and self._written[0].done():
+                    self._written.popleft().wait()  # raises a record that failed
         elif isinstance(error, mail.RecipientRefused):
             for entry, outgoing in zip(entries, outgoings, strict=True):
                 with self.ledger.database.transaction():
@@ -168,6 +179,7 @@ class Dispatcher:
         done = len(ids) if error is None or isinstance(error, mail.RecipientRefused) else given_up
         if done:
             self.progress.advance(done)
+        return written
 
     @property
     def stopping(self) -> bool:
@@ -242,6 +254,16 @@ class Dispatcher:
                 self._send_kind(mailer, kind, [e for e in claimed if e.kind == kind], flush_every)
         if not self.tally.stopped:
             mailer.flush()
+        self._settle()
+
+    def _settle(self) -> None:
+        """Every record on its way done (the mailer waited for them already, but a pass ends
+        with all its results in the ledger, whatever the mailer)."""
+        while self._written:
+            with self._lock:
+                written = self._written.popleft() if self._written else None
+            if written is not None:
+                written.wait()
 
     def _send_kind(self, mailer, kind: str, entries: list[Entry], flush_every) -> None:
         """Push each entry's email as soon as it is made (the mailer's workers never wait on a

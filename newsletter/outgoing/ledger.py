@@ -10,7 +10,9 @@ Contract, over the `Database`:
 - `add(db, kind, ids, about_id=..., now=..., to="subscriber" | "follow")` owes emails inside
   the caller's transaction (a sign-up and its confirmation, an announcement and its
   deliveries, enter together or not at all); with `once=True` a row already owed stays as it
-  is (`ON CONFLICT DO NOTHING`: owing again is harmless, e.g. a plan's week).
+  is (`ON CONFLICT DO NOTHING`: owing again is harmless, e.g. a plan's week). Given
+  `Recipients` (the caller's query of recipient ids) instead of ids, it owes them all in one
+  `INSERT ... SELECT`: an announcement to 100,000 readers is one statement, not 100,000.
   `add_about(db, kind, pairs, now=...)`: one per (subscriber, about) pair (each reader's own
   weekly digest).
 - States are `Status`: `queued -> sending -> sent | failed | skipped`, and `sending -> queued`
@@ -24,7 +26,8 @@ Contract, over the `Database`:
 - Each result is recorded right after the transport answered, one transaction per call (the
   answers a mailer reports together, in one): `sent`, `retry` (the one `Policy`: the one
   backoff, then `failed` after `max_attempts`), `fail`, `skip`. Recording is idempotent: a
-  row already finished is never changed.
+  row already finished is never changed. `sent_soon` returns while its record is on its way
+  (`Written`), for a caller that waits for it before whatever must follow it.
 - Nothing here reads another table: who a subscriber is, is the subscriptions room's question.
 """
 
@@ -37,7 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from newsletter import backoff
-from newsletter.database import Database, parse_stamp, stamp
+from newsletter.database import Database, Written, parse_stamp, stamp
 
 LEASE = timedelta(minutes=10)  # a sender that died mid-send gives its rows back after this
 # Claims and results touch rows by id (a claim skips rows another sender holds), so they run
@@ -88,6 +91,15 @@ class Entry:
     follow_id: int | None = None  # ... or a plan follow
 
 
+@dataclass(frozen=True)
+class Recipients:
+    """The caller's query of recipient ids (one column, in the order they are to be sent) and
+    its parameters: `add` owes each of them an email in one statement."""
+
+    sql: str
+    args: tuple = ()
+
+
 class MailLedger:
     def __init__(self, database: Database):
         self.database = database
@@ -97,7 +109,7 @@ class MailLedger:
     def add(
         db: sqlite3.Connection,
         kind: str,
-        subscriber_ids: Iterable[int],
+        subscriber_ids: Iterable[int] | Recipients,
         *,
         now: str,
         about_id: int | None = None,
@@ -111,7 +123,17 @@ class MailLedger:
         rows are streamed, nothing is held per recipient. `once`: a row already owed (the same
         kind, recipient and `about_id`) is left as it is (`ON CONFLICT DO NOTHING`), and the
         one-recipient call returns 0 for it."""
-        insert = _INSERT[to] + (" ON CONFLICT DO NOTHING" if once else "")
+        conflict = " ON CONFLICT DO NOTHING" if once else ""
+        if isinstance(subscriber_ids, Recipients):  # one statement, whatever the number
+            query = subscriber_ids
+            db.execute(
+                f"INSERT INTO outgoing_mail (kind, {to}_id, about_id, created_at, next_attempt_at,"
+                f" updated_at) SELECT ?, id, ?, ?, ?, ? FROM ({query.sql}) AS recipients"
+                f"{conflict}",
+                (kind, about_id, now, due or now, now, *query.args),
+            )
+            return 0
+        insert = _INSERT[to] + conflict
         rows = ((kind, sid, about_id, now, due or now, now) for sid in subscriber_ids)
         if isinstance(subscriber_ids, Sequence) and len(subscriber_ids) == 1:
             row = db.execute(insert + " RETURNING id", next(rows)).fetchone()
@@ -165,21 +187,20 @@ class MailLedger:
         # About one thing: in id order, on `outgoing_mail_about`; of a kind: the longest due
         # first, on the partial index of what is queued.
         order = "id" if about_id is not None else "next_attempt_at, id"
-        select = (
-            "SELECT id, kind, subscriber_id, about_id, attempts, follow_id FROM outgoing_mail"
-            f" WHERE {where} ORDER BY {order} LIMIT ?"
-        )
+        select = f"SELECT id FROM outgoing_mail WHERE {where} ORDER BY {order} LIMIT ?"
         if not self.database.db.execute(select, (*args, 1)).fetchone():
             return []  # a read: an idle sender's look takes no write lock
         if self.database.dialect == "postgresql":  # rows another sender holds are passed over
             select += " FOR UPDATE SKIP LOCKED"
-        with self.database.transaction(**RECORDING) as db:
-            rows = db.execute(select, (*args, limit)).fetchall()
-            db.executemany(
-                "UPDATE outgoing_mail SET status = 'sending', locked_until = ? WHERE id = ?",
-                [(lease_end, row[0]) for row in rows],
-            )
-        return [Entry(*row) for row in rows]
+        with self.database.transaction(**RECORDING) as db:  # one statement takes the page
+            rows = db.execute(
+                f"UPDATE outgoing_mail SET status = 'sending', locked_until = ? WHERE id IN"
+                f" ({select}) RETURNING next_attempt_at, id, kind, subscriber_id, about_id,"
+                " attempts, follow_id",
+                (lease_end, *args, limit),
+            ).fetchall()
+        rows.sort(key=(lambda row: row[1]) if about_id is not None else (lambda row: row[:2]))
+        return [Entry(*row[1:]) for row in rows]
 
     def _reclaim(self, kinds: Sequence[str], now: str) -> None:
         """Rows whose sender's lease ran out (it died mid-send) are queued again, due as they
@@ -237,17 +258,26 @@ class MailLedger:
     def sent(self, ids: Iterable[int]) -> None:
         """The server accepted these messages (those of one report: the answers read together
         from every connection): recorded at once, one statement and transaction per 500."""
+        self.sent_soon(ids).wait()
+
+    def sent_soon(self, ids: Iterable[int]) -> Written:
+        """`sent`, whose record may finish later (`Database.write_soon`: on PostgreSQL the
+        caller goes on while the server writes; `done()` or `wait()` before anything that must
+        follow the record, such as ending the next message on the same connection)."""
         now, ids = self.database.now(), list(ids)
+        written = Written.now(0)
         for start in range(0, len(ids), PAGE):  # one statement per page of ids (one report:
             page = ids[start : start + PAGE]  # one page, but for a Mailgun batch)
-            self.database.write_one(
+            if start:
+                written.wait()  # the page before (in order: a failure is never passed over)
+            written = self.database.write_soon(
                 "UPDATE outgoing_mail SET status = 'sent', sent_at = ?, updated_at = ?,"
                 " attempts = attempts + 1, locked_until = NULL, last_error = NULL"
                 f" WHERE id IN ({', '.join('?' * len(page))})"
                 " AND status IN ('queued', 'sending')",
                 (now, now, *page),
-                durable=False,
             )
+        return written
 
     def retry(self, ids: Iterable[int], error: str, policy: Policy) -> int:
         """A temporary failure: each row is queued again after the policy's backoff, or failed
@@ -386,4 +416,4 @@ _INSERT = {  # by recipient
     for to in ("subscriber", "follow")
 }
 
-__all__ = ["Entry", "LEASE", "MailLedger", "Policy", "Status", "UNFINISHED"]
+__all__ = ["Entry", "LEASE", "MailLedger", "Policy", "Recipients", "Status", "UNFINISHED"]

@@ -302,7 +302,14 @@ sa.Index(
     sqlite_where=_sending,
     postgresql_where=_sending,
 )
-sa.Index("outgoing_mail_about", outgoing_mail.c.about_id, outgoing_mail.c.kind)
+sa.Index(  # one thing's queued emails, in id order (a pass's pages)
+    "outgoing_mail_about",
+    outgoing_mail.c.about_id,
+    outgoing_mail.c.kind,
+    outgoing_mail.c.id,
+    sqlite_where=_queued,
+    postgresql_where=_queued,
+)
 sa.Index("outgoing_mail_subscriber", outgoing_mail.c.subscriber_id)
 _follows = sa.text("follow_id IS NOT NULL")
 sa.Index(

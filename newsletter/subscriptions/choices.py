@@ -19,7 +19,8 @@ Contract, over the `Database`:
   topics left.
 - `Choices.readers(db, topic, frequency="each")`: the ids of the confirmed readers of that
   frequency whose topics include `topic`, as a cursor inside the caller's transaction (one SQL
-  condition, no loop per reader).
+  condition, no loop per reader); `Choices.readers_query(topic, frequency)` is the same as a
+  query (`outgoing.Recipients`), for owing each of them an email in one statement.
 - `Choices(database).counts()`: confirmed readers per frequency and per topic ({"frequency":
   {...}, "topics": {slug: n, ...}, "everything": n}).
 - `default_frequency(mode)`: the frequency of a new reader who did not say: the site's
@@ -36,6 +37,7 @@ from datetime import datetime
 
 from blog.feed_contract import FREQUENCIES
 from newsletter.database import Database, stamp
+from newsletter.outgoing.ledger import Recipients
 from newsletter.subscriptions import digests, topics
 from newsletter.subscriptions.topics import TopicError
 
@@ -99,13 +101,17 @@ class Choices:
 
     @staticmethod
     def readers(db: sqlite3.Connection, topic: str, frequency: str = "each") -> Iterator[int]:
+        query = Choices.readers_query(topic, frequency)
+        return (row[0] for row in db.execute(query.sql, query.args))
+
+    @staticmethod
+    def readers_query(topic: str, frequency: str = "each") -> Recipients:
         condition, args = digests.topic_condition(topic)
-        cursor = db.execute(
+        return Recipients(
             "SELECT id FROM subscribers WHERE status = 'confirmed' AND frequency = ?"
             f" AND {condition} ORDER BY id",
             (frequency, *args),
         )
-        return (row[0] for row in cursor)
 
     def counts(self) -> dict:
         """Confirmed readers per frequency, per topic chosen, and how many chose everything."""
