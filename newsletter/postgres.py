@@ -37,6 +37,7 @@ import re
 import select
 import socket
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -60,6 +61,7 @@ from newsletter.filelock import Locked
 WRITER_LOCK = 0x4E4C5752  # "NLWR": the one writer lock (pg_advisory_xact_lock key)
 RUN_LOCKS = 0x4E4C524C  # "NLRL": the run locks' first key; the second is the name's hash
 CONNECT_TIMEOUT_S = 10
+DEAD_HOLDER_S = 5.0  # how long a dead local holder's lock may take to go
 _OPEN = (psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR)
 
 
@@ -236,9 +238,29 @@ def connect(url: str, **options) -> Connection:
     return Connection(raw)
 
 
+_HOLDER = re.compile(r"pid (\d+) since .* on (\S+)$")
+
+
+def _dead_here(holder: str) -> bool:
+    """Whether the holder named is a process of this machine that is gone (killed): its
+    connection is closed, and the server releases its lock as soon as it reads that."""
+    match = _HOLDER.match(holder)
+    if match is None or match.group(2) != socket.gethostname()[: len(match.group(2))]:
+        return False
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, someone else's
+        return False
+    return False
+
+
 class AdvisoryLock:
     """A run lock held by its own connection (`pg_try_advisory_lock`), the same interface as
-    `FileLock`: `acquire(wait=False)` raises `Locked`; `release()` lets go."""
+    `FileLock`: `acquire(wait=False)` raises `Locked`; `release()` lets go. A holder that is a
+    dead process of this machine (killed: its connection closed, which the server sees a moment
+    later) is waited for, up to DEAD_HOLDER_S, as the kernel frees a dead process's flock."""
 
     def __init__(self, url: str, name: str):
         self.url, self.name = url, name
@@ -258,19 +280,30 @@ class AdvisoryLock:
             self._connection.execute("SELECT pg_advisory_lock(?, ?)", self.key)
             self.held = True
             return
-        if not self._connection.execute("SELECT pg_try_advisory_lock(?, ?)", self.key).fetchone()[
-            0
-        ]:
-            holder = self._connection.execute(
-                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a"
-                " ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted"
-                " AND l.classid = ? AND l.objid = ? AND l.objsubid = 2",
-                (self.key[0], self.key[1] & 0xFFFFFFFF),
-            ).fetchone()
+        deadline = None
+        while not self._try():
+            who = self._holder()
+            if _dead_here(who):  # its process is gone: the server is about to see it
+                deadline = deadline or time.monotonic() + DEAD_HOLDER_S
+                if time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
             self.close()
-            who = holder[0] if holder and holder[0] else "another session"
-            raise Locked(f"the lock {self.name!r} is held by {who}")
+            raise Locked(f"the lock {self.name!r} is held by {who or 'another session'}")
         self.held = True
+
+    def _try(self) -> bool:
+        return self._connection.execute("SELECT pg_try_advisory_lock(?, ?)", self.key).fetchone()[0]
+
+    def _holder(self) -> str:
+        """The holder's session name ("pid N since ... on HOST"), "" if it has none."""
+        row = self._connection.execute(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a"
+            " ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted"
+            " AND l.classid = ? AND l.objid = ? AND l.objsubid = 2",
+            (self.key[0], self.key[1] & 0xFFFFFFFF),
+        ).fetchone()
+        return row[0] if row and row[0] else ""
 
     def release(self) -> None:
         if self._connection is not None and self.held:

@@ -199,7 +199,10 @@ def test_a_second_run_is_refused_while_the_first_holds_the_lock(settings, ledger
 @pytest.mark.both_backends  # a promise to keep on PostgreSQL too
 def test_a_run_in_another_process_holds_the_lock_until_it_dies(settings, ledger):
     """The run lock is a flock: another process holding it refuses us, naming its pid; when
-    that process is killed (SIGKILL: no cleanup at all), the kernel releases it at once."""
+    that process is killed (SIGKILL: no cleanup at all), the kernel releases it at once. On
+    PostgreSQL the server releases it when it reads the dead process's closed connection, a
+    moment later: the lock waits for that, since the holder it names is dead on this machine
+    (the first CI on two workers caught the moment)."""
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_THE_LOCK, str(settings.database)],
         stdout=subprocess.PIPE,
