@@ -45,6 +45,7 @@ import multiprocessing
 import os
 import platform
 import resource
+import shutil
 import smtplib
 import subprocess
 import sys
@@ -359,6 +360,7 @@ def main() -> None:
             return _main(args)
         finally:
             server.stop()
+            shutil.rmtree(server.folder, ignore_errors=True)  # its data: gigabytes at 100k
     return _main(args)
 
 

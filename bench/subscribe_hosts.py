@@ -164,6 +164,7 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
     finally:
         server.stop()
+        shutil.rmtree(server.folder, ignore_errors=True)
     print()
     print(
         "| set-up | run | sign-ups/s | p50 ms | p99 ms | not 200 | answered 200 | stored | lost |"
