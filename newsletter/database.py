@@ -325,8 +325,7 @@ class Database:
 
     def write_one(self, statement: str, args=(), *, durable: bool = True) -> int:
         """One statement that is atomic on its own (an UPDATE by ids), in its own concurrent
-        transaction (see `transaction`); the number of rows it changed. On PostgreSQL it costs
-        one round trip to the server, however the transaction starts and ends."""
+        transaction (see `transaction`); the number of rows it changed."""
         with self.transaction(concurrent=True, durable=durable) as db:
             return db.execute(statement, args).rowcount
 

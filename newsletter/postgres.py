@@ -17,8 +17,9 @@ Contract (what differs from SQLite, and how the contract is kept):
   commits of many sign-ups, each waiting on its disk flush, overlap.
 - `run_lock(name)`: a session advisory lock on a connection of its own, released by
   `release()` or when the holder dies (the server closes its connection): no stale lock.
-- `write_soon(statement)`: the `Recorder` thread writes it on its own connection while the
-  caller goes on (`Written`), in the order the writes came.
+- `write_soon(statement)`: the thread's `Recorder` sends it on a connection of its own through
+  libpq's asynchronous calls, and the caller goes on (`Written`); writes are done in the order
+  they came.
 - `read_only(True)`: the connection's transactions are READ ONLY until `read_only(False)`.
 - Timestamps stay the same fixed-width text as on SQLite, so every comparison is the same.
 - Errors: psycopg's leave this module as `database.PostgresError` (`PostgresOperationalError`,
@@ -97,7 +98,7 @@ translating = _Translating()
 
 @contextmanager
 def ending_failed(raw: psycopg.Connection) -> Iterator[None]:
-    """What fails inside (a transaction's start, `write_one`) leaves no transaction open on the
+    """What fails inside (a transaction's start) leaves no transaction open on the
     connection, aborted or not: else the thread's next statement would fail ("current
     transaction is aborted, commands ignored until end of transaction block")."""
     try:
@@ -238,7 +239,14 @@ def connect(url: str, **options) -> Connection:
     return Connection(raw)
 
 
-_HOLDER = re.compile(r"pid (\d+) since .* on (\S+)$")
+_HOLDER = re.compile(r"pid (\d+) since .* on (\S+)$")  # `_holder_name()`, read back
+
+
+def _holder_name() -> str:
+    """Who holds a run lock, as its connection's name (63 characters at most), for the message
+    another session gets: "pid 123 since 2026-12-05 04:13:50 UTC on host"."""
+    since = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f"pid {os.getpid()} since {since} UTC on {socket.gethostname()}"[:63]
 
 
 def _dead_here(holder: str) -> bool:
@@ -273,9 +281,7 @@ class AdvisoryLock:
 
     def acquire(self, wait: bool = True) -> None:
         if self._connection is None:  # its name says who holds the lock, for the message
-            since = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
-            holder = f"pid {os.getpid()} since {since} UTC on {socket.gethostname()}"
-            self._connection = connect(self.url, application_name=holder[:63])
+            self._connection = connect(self.url, application_name=_holder_name())
         if wait:
             self._connection.execute("SELECT pg_advisory_lock(?, ?)", self.key)
             self.held = True
@@ -593,19 +599,6 @@ class PostgresDatabase(Database):
                 yield connection
         finally:
             self._depth.depth = 0
-
-    def write_one(self, statement: str, args=(), *, durable: bool = True) -> int:
-        db = self.db
-        if getattr(self._depth, "depth", 0):  # inside a transaction: part of it
-            return db.execute(statement, args).rowcount
-        raw = db.raw
-        with ending_failed(raw), translating, raw.pipeline():  # BEGIN ... COMMIT: one round trip
-            raw.execute("BEGIN")
-            if not durable:
-                raw.execute("SET LOCAL synchronous_commit TO OFF")
-            cursor = raw.execute(translate(statement), args or None, prepare=False)
-            raw.execute("COMMIT")
-        return cursor.rowcount
 
     def write_soon(self, statement: str, args=()) -> Written:
         if getattr(self._depth, "depth", 0):  # inside a transaction: part of it, now

@@ -460,18 +460,10 @@ class _Pool:
         report what they finished."""
         listening = [c for c in self.connections if c.is_open and c.waiting]
         record = None if self.recorded(wait=False) else self.unrecorded[0]
-        if record is not None and not hasattr(record, "fileno"):  # nothing to select on
-            ready = [c for c in listening if c.pending()]
-            if listening and not ready:
-                ready = select.select(listening, [], [], 0)[0]
-            if not ready:
-                self.recorded(wait=True)
-                return
-            self._read(ready)
+        if record is not None and (not listening or not hasattr(record, "fileno")):
+            self.unrecorded.popleft().wait()  # nothing else to wait for, or nothing to select on
             return
         if not listening:
-            if record is not None:
-                self.unrecorded.popleft().wait()
             return
         ready = [c for c in listening if c.pending()]
         if not ready:

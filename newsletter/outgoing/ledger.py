@@ -127,9 +127,7 @@ class MailLedger:
         if isinstance(subscriber_ids, Recipients):  # one statement, whatever the number
             query = subscriber_ids
             db.execute(
-                f"INSERT INTO outgoing_mail (kind, {to}_id, about_id, created_at, next_attempt_at,"
-                f" updated_at) SELECT ?, id, ?, ?, ?, ? FROM ({query.sql}) AS recipients"
-                f"{conflict}",
+                f"{_INTO[to]} SELECT ?, id, ?, ?, ?, ? FROM ({query.sql}) AS recipients{conflict}",
                 (kind, about_id, now, due or now, now, *query.args),
             )
             return 0
@@ -410,10 +408,11 @@ def _kinds(kinds: Sequence[str]) -> str:
     return f"kind IN ({', '.join('?' * len(kinds))})"
 
 
-_INSERT = {  # by recipient
+_INTO = {  # by recipient
     to: f"INSERT INTO outgoing_mail (kind, {to}_id, about_id, created_at, next_attempt_at,"
-    " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+    " updated_at)"
     for to in ("subscriber", "follow")
 }
+_INSERT = {to: f"{into} VALUES (?, ?, ?, ?, ?, ?)" for to, into in _INTO.items()}
 
 __all__ = ["Entry", "LEASE", "MailLedger", "Policy", "Recipients", "Status", "UNFINISHED"]
