@@ -134,25 +134,30 @@ def split_statements(script: str) -> list[str]:
 
 class Written:
     """A write on its way (`Database.write_soon`): `done()` says whether it is done, `wait()`
-    waits for it and returns the number of rows it changed, or raises its error. It belongs to
-    the thread that wrote it (no other thread is involved: PostgreSQL's `Soon` is moved on by
-    that thread's own questions)."""
+    waits for it and returns the number of rows it changed, or raises its error; `rows` are
+    what its RETURNING gave, once done. It belongs to the thread that wrote it (no other
+    thread is involved: PostgreSQL's `Soon` is moved on by that thread's own questions)."""
 
-    __slots__ = ("_finished", "_error", "rowcount")
+    __slots__ = ("_finished", "_error", "rowcount", "rows")
 
     def __init__(self):
         self._finished = False
         self._error: BaseException | None = None
         self.rowcount = 0
+        self.rows: list[tuple] = []
 
     @classmethod
-    def now(cls, rowcount: int) -> Written:
+    def now(cls, rowcount: int, rows: list | None = None) -> Written:
         written = cls()
-        written.finish(rowcount)
+        written.finish(rowcount, rows=rows)
         return written
 
-    def finish(self, rowcount: int = 0, error: BaseException | None = None) -> None:
+    def finish(
+        self, rowcount: int = 0, error: BaseException | None = None, rows: list | None = None
+    ) -> None:
         self.rowcount, self._error, self._finished = rowcount, error, True
+        if rows:
+            self.rows = rows
 
     def done(self) -> bool:
         return self._finished
@@ -329,14 +334,20 @@ class Database:
         with self.transaction(concurrent=True, durable=durable) as db:
             return db.execute(statement, args).rowcount
 
-    def write_soon(self, statement: str, args=()) -> Written:
+    def write_soon(self, statement: str, args=(), *, lane: str = "records") -> Written:
         """`write_one`, not durable (`durable=False`), whose answer may come later: the caller
         goes on while the server works, and asks `Written.done()` or `wait()` before anything
-        that must follow it. Writes sent one after the other are done in that order. Here, on
-        the SQLite file, it is done at once (a commit is a few microseconds)."""
+        that must follow it; a RETURNING's rows are in `Written.rows`. Writes sent one after
+        the other in one `lane` are done in that order; each lane has its own connection on
+        PostgreSQL, so a slow write (a page claimed ahead) never holds up another lane's (the
+        records). Here, on the SQLite file, it is done at once (a commit is a few
+        microseconds)."""
         written = Written()
         try:
-            written.finish(self.write_one(statement, args, durable=False))
+            with self.transaction(concurrent=True, durable=False) as db:
+                cursor = db.execute(statement, args)
+                rows = cursor.fetchall() if cursor.description else None
+                written.finish(cursor.rowcount, rows=rows)
         except sqlite3.Error as error:  # raised to whoever waits for it, as on PostgreSQL
             written.finish(error=error)
         return written

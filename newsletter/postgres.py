@@ -47,6 +47,7 @@ from datetime import UTC, datetime
 
 import psycopg
 from psycopg import pq
+from psycopg.adapt import Transformer
 
 from newsletter.database import (
     Database,
@@ -406,6 +407,7 @@ class Recorder:
         self._prepared: dict[str, bytes] = {}
         self._queue: deque[tuple[str, tuple, Soon]] = deque()
         self._flight: Soon | None = None  # the statement the server is working on
+        self._rows = Transformer()  # text answers to Python values (ints, text, None)
 
     def submit(self, statement: str, args) -> Soon:
         soon = Soon(self)
@@ -439,7 +441,11 @@ class Recorder:
         except psycopg.Error as error:
             flight.finish(error=translated(error))
         else:
-            flight.finish(int(result.command_tuples or 0))
+            rows = None
+            if result.ntuples:  # a RETURNING's rows, loaded as psycopg loads them
+                self._rows.set_pgresult(result)
+                rows = self._rows.load_rows(0, result.ntuples, tuple)
+            flight.finish(int(result.command_tuples or 0), rows=rows)
         return True
 
     def _send(self, statement: str, args, soon: Soon) -> None:
@@ -600,12 +606,16 @@ class PostgresDatabase(Database):
         finally:
             self._depth.depth = 0
 
-    def write_soon(self, statement: str, args=()) -> Written:
+    def write_soon(self, statement: str, args=(), *, lane: str = "records") -> Written:
         if getattr(self._depth, "depth", 0):  # inside a transaction: part of it, now
-            return Written.now(self.db.execute(statement, args).rowcount)
-        recorder = getattr(self._recorders, "recorder", None)
+            cursor = self.db.execute(statement, args)
+            return Written.now(cursor.rowcount, rows=cursor.fetchall())
+        lanes = getattr(self._recorders, "lanes", None)
+        if lanes is None:
+            lanes = self._recorders.lanes = {}
+        recorder = lanes.get(lane)
         if recorder is None or recorder.pid != os.getpid():  # first use here, or a child
-            recorder = self._recorders.recorder = Recorder(self.url)
+            recorder = lanes[lane] = Recorder(self.url)
             with self._lock:
                 self._every_recorder.append(recorder)
         return recorder.submit(statement, args)

@@ -143,3 +143,32 @@ def test_while_a_run_sends_the_log_is_copied_by_a_thread_not_by_the_senders_comm
         assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
     finally:
         database.close()
+
+
+def test_pages_claimed_ahead_send_each_reader_once_in_order(world, monkeypatch):
+    """Each page is claimed while the one before it goes out (PostgreSQL: on a connection of
+    its own): every reader once, in id order, nothing left in flight."""
+    _, _, ledger, composer, _ = world
+    monkeypatch.setattr("newsletter.announcements.dispatch.PAGE", 2)
+    tally, mailer, _ = run(ledger, composer)
+    assert mailer.pushed == READERS and tally.sent == 6
+    assert ledger.counts() == {"queued": 0, "sending": 0, "sent": 6, "failed": 0, "skipped": 0}
+
+
+def test_a_stop_gives_back_the_page_claimed_ahead_untried(world, monkeypatch):
+    """Pages of two: the refusal on the second page stops the run while the third page is
+    claimed already; its rows go back to the queue as they were (no attempt counted, no lease
+    left to run out), and the next run sends them."""
+    _, _, ledger, composer, _ = world
+    monkeypatch.setattr("newsletter.announcements.dispatch.PAGE", 2)
+    refused = {"r2@example.com": [mail.MessageRefused("554 5.7.1 refused by policy")]}
+    tally, mailer, _ = run(ledger, composer, refused, retries=3)
+    assert mailer.pushed == READERS[:3] and tally.stopped
+    assert ledger.counts() == {"queued": 4, "sending": 0, "sent": 2, "failed": 0, "skipped": 0}
+    untried = ledger.database.db.execute(
+        "SELECT attempts, locked_until FROM outgoing_mail WHERE subscriber_id IN"
+        " (SELECT id FROM subscribers WHERE email IN ('r4@example.com', 'r5@example.com'))"
+    ).fetchall()
+    assert [tuple(row) for row in untried] == [(0, None), (0, None)]
+    tally, mailer, _ = run(ledger, composer)
+    assert mailer.pushed == READERS[2:] and tally.sent == 4

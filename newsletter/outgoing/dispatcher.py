@@ -239,19 +239,32 @@ class Dispatcher:
         return tally
 
     def _one_pass(self, mailer, kinds, about_id, due_by, every, page, flush_every) -> None:
-        after = 0
-        self._pushed = 0
-        while not self.stopping:
-            claimed = self.ledger.claim(
+        """Page after page, each claimed while the one before it goes out (`claim_soon`);
+        a page claimed ahead that a stop leaves unsent is given back untried."""
+
+        def claim(after: int):
+            return self.ledger.claim_soon(
                 kinds=kinds, about_id=about_id, limit=page, after_id=after, due_by=due_by,
                 every=every,
             )  # fmt: skip
-            if not claimed:
-                break
-            if about_id is not None:  # one thing's rows, in id order: the pass's next page
-                after = claimed[-1].id
-            for kind in dict.fromkeys(entry.kind for entry in claimed):
-                self._send_kind(mailer, kind, [e for e in claimed if e.kind == kind], flush_every)
+
+        self._pushed = 0
+        ahead = claim(0) if not self.stopping else None
+        try:
+            while ahead is not None:
+                claimed, ahead = ahead.entries(), None
+                if not claimed:
+                    break
+                if not self.stopping:  # one thing's rows in id order: after this page's last
+                    ahead = claim(claimed[-1].id if about_id is not None else 0)
+                for kind in dict.fromkeys(entry.kind for entry in claimed):
+                    same = [e for e in claimed if e.kind == kind]
+                    self._send_kind(mailer, kind, same, flush_every)
+                if self.stopping and ahead is not None:
+                    break
+        finally:
+            if ahead is not None:  # claimed, never tried: back in the queue as it was
+                self.ledger.give_back(entry.id for entry in ahead.entries())
         if not self.tally.stopped:
             mailer.flush()
         self._settle()

@@ -48,6 +48,10 @@ LEASE = timedelta(minutes=10)  # a sender that died mid-send gives its rows back
 # NORMAL): a commit survives the crash of any process, a power cut may forget the last ones
 # (then those emails go again, with the same Message-ID).
 RECORDING = {"concurrent": True, "durable": False}
+_LEASE_OVER = "status = 'sending' AND locked_until <= ?"
+_RECLAIM = (  # % the kinds' condition
+    f"UPDATE outgoing_mail SET status = 'queued', locked_until = NULL WHERE {_LEASE_OVER} AND %s"
+)
 PAGE = 500  # ids in one statement
 ERROR_CHARS = 500
 
@@ -89,6 +93,26 @@ class Entry:
     about_id: int | None
     attempts: int  # answers received before this claim
     follow_id: int | None = None  # ... or a plan follow
+
+
+class Claim:
+    """A page claimed (`MailLedger.claim_soon`), perhaps still on its way: `done()`, and
+    `entries()` (waits for it; raises the claim's error), in id order when about one thing, else
+    the longest due first."""
+
+    __slots__ = ("_written", "_by_id")
+
+    def __init__(self, written: Written, by_id: bool):
+        self._written, self._by_id = written, by_id
+
+    def done(self) -> bool:
+        return self._written.done()
+
+    def entries(self) -> list[Entry]:
+        written = self._written
+        written.wait()
+        rows = sorted(written.rows, key=(lambda row: row[1]) if self._by_id else (lambda r: r[:2]))
+        return [Entry(*row[1:]) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -175,9 +199,30 @@ class MailLedger:
         (default: now), or every queued one (`every`), and the ones whose sender's lease ran
         out. About one thing (`about_id`): in id order, after `after_id` (a pass's pages); else
         the longest due first."""
+        return self.claim_soon(
+            kinds=kinds, about_id=about_id, limit=limit, after_id=after_id, due_by=due_by,
+            every=every,
+        ).entries()  # fmt: skip
+
+    def claim_soon(
+        self,
+        *,
+        kinds: Sequence[str],
+        about_id: int | None = None,
+        limit: int = 200,
+        after_id: int = 0,
+        due_by: datetime | None = None,
+        every: bool = False,
+    ) -> Claim:
+        """`claim`, whose page may come later (`Claim.entries()` waits for it): on PostgreSQL
+        it is asked for on a connection of its own (`write_soon`'s lane "claims") and the
+        caller goes on meanwhile (the dispatcher claims the next page while one goes out); on
+        SQLite it is taken at once."""
         moment = self.database.clock()
         now, lease_end = stamp(moment), stamp(moment + LEASE)
-        self._reclaim(kinds, now)
+        postgres = self.database.dialect == "postgresql"
+        if not postgres:
+            self._reclaim(kinds, now)
         scope, args = self._scope(kinds, about_id, after_id)
         where = f"status = 'queued' AND {scope}"
         if not every:
@@ -186,34 +231,33 @@ class MailLedger:
         # first, on the partial index of what is queued.
         order = "id" if about_id is not None else "next_attempt_at, id"
         select = f"SELECT id FROM outgoing_mail WHERE {where} ORDER BY {order} LIMIT ?"
+        claim = (
+            f"UPDATE outgoing_mail SET status = 'sending', locked_until = ? WHERE id IN"
+            f" ({select}%s) RETURNING next_attempt_at, id, kind, subscriber_id, about_id,"
+            " attempts, follow_id"
+        )
+        if postgres:  # rows another sender holds are passed over; both in the claims' lane
+            self.database.write_soon(_RECLAIM % _kinds(kinds), (now, *kinds), lane="claims")
+            written = self.database.write_soon(
+                claim % " FOR UPDATE SKIP LOCKED", (lease_end, *args, limit), lane="claims"
+            )
+            return Claim(written, about_id is not None)
         if not self.database.db.execute(select, (*args, 1)).fetchone():
-            return []  # a read: an idle sender's look takes no write lock
-        if self.database.dialect == "postgresql":  # rows another sender holds are passed over
-            select += " FOR UPDATE SKIP LOCKED"
+            return Claim(Written.now(0), True)  # a read: an idle look takes no write lock
         with self.database.transaction(**RECORDING) as db:  # one statement takes the page
-            rows = db.execute(
-                f"UPDATE outgoing_mail SET status = 'sending', locked_until = ? WHERE id IN"
-                f" ({select}) RETURNING next_attempt_at, id, kind, subscriber_id, about_id,"
-                " attempts, follow_id",
-                (lease_end, *args, limit),
-            ).fetchall()
-        rows.sort(key=(lambda row: row[1]) if about_id is not None else (lambda row: row[:2]))
-        return [Entry(*row[1:]) for row in rows]
+            rows = db.execute(claim % "", (lease_end, *args, limit)).fetchall()
+        return Claim(Written.now(len(rows), rows), about_id is not None)
 
     def _reclaim(self, kinds: Sequence[str], now: str) -> None:
         """Rows whose sender's lease ran out (it died mid-send) are queued again, due as they
-        were: a read on the partial index of what is in flight, a write only when one is found."""
-        where = f"status = 'sending' AND locked_until <= ? AND {_kinds(kinds)}"
+        were: a read on the partial index of what is in flight, a write only when one is found
+        (on PostgreSQL the write goes ahead of each claim, in its lane: see `claim_soon`)."""
         args = (now, *kinds)
         if self.database.db.execute(
-            f"SELECT 1 FROM outgoing_mail WHERE {where} LIMIT 1", args
+            f"SELECT 1 FROM outgoing_mail WHERE {_LEASE_OVER} AND {_kinds(kinds)} LIMIT 1", args
         ).fetchone():
             with self.database.transaction() as db:
-                db.execute(
-                    "UPDATE outgoing_mail SET status = 'queued', locked_until = NULL"
-                    f" WHERE {where}",
-                    args,
-                )
+                db.execute(_RECLAIM % _kinds(kinds), args)
 
     @staticmethod
     def _scope(kinds, about_id, after_id) -> tuple[str, list]:
@@ -415,4 +459,4 @@ _INTO = {  # by recipient
 }
 _INSERT = {to: f"{into} VALUES (?, ?, ?, ?, ?, ?)" for to, into in _INTO.items()}
 
-__all__ = ["Entry", "LEASE", "MailLedger", "Policy", "Recipients", "Status", "UNFINISHED"]
+__all__ = ["Claim", "Entry", "LEASE", "MailLedger", "Policy", "Recipients", "Status", "UNFINISHED"]
