@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -537,6 +538,67 @@ def test_a_write_sent_soon_is_done_in_order_and_seen_by_every_connection(store, 
         ("r1@example.com", "x"),
     ]
     other.close()
+
+
+def test_a_write_sent_soon_gives_the_rows_of_its_returning(store, backend):
+    """A claim is an UPDATE ... RETURNING sent soon: its rows come back with the answer, as
+    Python values (ids as ints), on both databases."""
+    database = store.database
+    with database.transaction() as db:
+        for key in ("a@example.com", "b@example.com", "c@example.com"):
+            _subscriber(db, key)
+    written = database.write_soon(
+        "UPDATE subscribers SET confirm_nonce = ? WHERE email IN (?, ?) RETURNING id, email",
+        ("claimed", "a@example.com", "c@example.com"),
+        lane="claims",
+    )
+    assert written.wait() == 2
+    rows = sorted(tuple(row) for row in written.rows)
+    assert [email for _, email in rows] == ["a@example.com", "c@example.com"]
+    assert all(type(row_id) is int for row_id, _ in rows)
+    nothing = database.write_soon(
+        "UPDATE subscribers SET status = status WHERE id < 0 RETURNING id", lane="claims"
+    )
+    assert nothing.wait() == 0 and nothing.rows == []
+
+
+def test_a_write_held_up_in_one_lane_holds_up_no_other_lane(store, backend):
+    """The next page's claim waits on its own connection: while it waits for a row another
+    sender holds, the records (another lane) go on, and the claim is done once that row is
+    free."""
+    if backend != "postgresql":
+        pytest.skip("a SQLite file's writes are done at once: no lane to hold up")
+    import psycopg
+
+    database = store.database
+    with database.transaction() as db:
+        for key in ("held@example.com", "free@example.com"):
+            _subscriber(db, key)
+    other = psycopg.connect(database.url)  # another sender, in the middle of its transaction
+    other.execute("UPDATE subscribers SET confirm_nonce = 'other' WHERE email = 'held@example.com'")
+    claim = database.write_soon(
+        "UPDATE subscribers SET confirm_nonce = 'claim' WHERE email = ? RETURNING id",
+        ("held@example.com",),
+        lane="claims",
+    )
+    record = database.write_soon(
+        "UPDATE subscribers SET confirm_nonce = 'record' WHERE email = ?", ("free@example.com",)
+    )
+    try:
+        deadline = time.monotonic() + 10  # only a guard: done at once unless behind the claim
+        while not record.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert record.done(), "the record waited behind the claim of another lane"
+        assert record.wait() == 1 and not claim.done()
+    finally:
+        other.commit()
+        other.close()
+    assert claim.wait() == 1 and len(claim.rows) == 1
+    rows = database.db.execute("SELECT email, confirm_nonce FROM subscribers ORDER BY email")
+    assert [tuple(row) for row in rows] == [
+        ("free@example.com", "record"),
+        ("held@example.com", "claim"),
+    ]
 
 
 def test_a_write_sent_soon_that_fails_raises_when_waited_for_and_the_next_one_works(store, backend):
