@@ -21,6 +21,7 @@ sentence for the reader.
 from __future__ import annotations
 
 import binascii
+import functools
 import hmac
 import re
 import time
@@ -57,12 +58,7 @@ class _Lasting(URLSafeSerializer):
         self._fast = all(self._plain(probe) == slow(probe) for probe in ("probe-1", "a" * 40))
 
     def _plain(self, value: str) -> str:
-        payload = b'"' + value.encode() + b'"'
-        compressed = zlib.compress(payload)  # as itsdangerous: compressed when that is shorter
-        if len(compressed) < len(payload) - 1:
-            payload = b"." + _base64(compressed)
-        else:
-            payload = _base64(payload)
+        payload = _payload(value)
         signature = _base64(hmac.digest(self._key, payload, "sha1"))
         return (payload + self._sep + signature).decode("ascii")
 
@@ -73,6 +69,16 @@ class _Lasting(URLSafeSerializer):
 
 
 _URL_SAFE = bytes.maketrans(b"+/", b"-_")
+
+
+@functools.lru_cache(maxsize=8)  # one email's unsubscribe and preferences tokens share it
+def _payload(value: str) -> bytes:
+    """itsdangerous' payload of a plain text: its JSON, compressed when that is shorter."""
+    payload = b'"' + value.encode() + b'"'
+    compressed = zlib.compress(payload)
+    if len(compressed) < len(payload) - 1:
+        return b"." + _base64(compressed)
+    return _base64(payload)
 
 
 def _base64(data: bytes) -> bytes:
