@@ -27,7 +27,9 @@ programs come from `apt-get download postfix`, unpacked on first use, see bench/
 The machine has 2 cores: the sink takes one, the sender the other. Messages per second = messages /
 wall time of the sending phase (for "ours": the whole run() call, feed to summary, its modules
 imported before the clock starts, the database driver included: sqlite3 is imported with the
-newsletter's modules, psycopg only when a PostgreSQL database is opened). Peak memory =
+newsletter's modules, psycopg only when a PostgreSQL database is opened; on PostgreSQL the list
+of readers is vacuumed and analysed once made, as autovacuum leaves a list that has been there a
+while). Peak memory =
 the scenario's subprocess's own peak resident memory (VmHWM, the Python interpreter and imports
 included), not its ru_maxrss: Linux carries a parent's peak over to its child through fork (or
 vfork) and exec, so ru_maxrss would be at least this bench's own peak, its database of N
