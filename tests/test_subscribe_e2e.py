@@ -85,6 +85,13 @@ def test_subscribe_with_javascript_confirm_then_unsubscribe(servers, new_context
     page.get_by_role("button", name="Yes, subscribe me").click()
     expect(page.locator("h1")).to_have_text("You’re subscribed")
     assert subscriber(endpoint, "reader.js@example.com").status == Status.CONFIRMED
+    expect(page.get_by_role("link", name="your preferences")).to_be_visible()
+    assert Axe().run(page, options=WCAG).violations_count == 0
+    page.screenshot(path=artifacts / "newsletter-subscribed.png", full_page=True)
+    size = page.viewport_size
+    page.set_viewport_size({"width": 320, "height": 640})
+    page.screenshot(path=artifacts / "newsletter-subscribed-320.png", full_page=True)
+    page.set_viewport_size(size)
 
     page.goto(link(message, "unsubscribe"))
     expect(page.locator("main")).to_contain_text("R•••@example.com")

@@ -95,6 +95,32 @@ def soup(response):
     return BeautifulSoup(response.get_data(as_text=True), "html.parser")
 
 
+def test_the_subscribed_page_says_when_a_weekly_reader_hears_and_links_their_preferences(
+    client, app, settings
+):
+    """A reader who chose the weekly digest is told so (not "each time a new article is
+    out"), and finds their preferences page from the page that welcomes them."""
+    answer = client.post(
+        "/subscribe",
+        data={"email": "weekly@example.com", "source": ARTICLE, "website": "",
+              "frequency": "weekly"},
+        headers=HTML,
+    )  # fmt: skip
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    (message,) = wait_for_emails(settings.outbox, 1)
+    confirm = path_of(link(message, "confirm")).removeprefix("/newsletter")
+    confirmed = soup(client.post(confirm, headers=HTML))
+    assert confirmed.h1.get_text() == "You’re subscribed"
+    text = " ".join(confirmed.get_text().split())
+    assert "one email from" in text and "a week, on Mondays, with what is new" in text
+    assert "each time a new article is out" not in text
+    preferences = confirmed.find("a", string="your preferences")["href"]
+    shown = client.get(path_of(preferences).removeprefix("/newsletter"), headers=HTML)
+    assert shown.status_code == 200
+    weekly = soup(shown).find("input", attrs={"name": "frequency", "value": "weekly"})
+    assert weekly is not None and weekly.has_attr("checked")
+
+
 def test_subscribe_confirm_unsubscribe_without_javascript(client, app, settings):
     answer = client.post(
         "/subscribe",
@@ -116,6 +142,8 @@ def test_subscribe_confirm_unsubscribe_without_javascript(client, app, settings)
     assert nl(app).subscribers.list()[0].status == Status.UNCONFIRMED
     confirmed = client.post(confirm, headers=HTML)  # the button
     assert confirmed.status_code == 200 and soup(confirmed).h1.get_text() == "You’re subscribed"
+    assert "each time a new article is out" in confirmed.get_data(as_text=True)
+    assert soup(confirmed).find("a", string="your preferences") is not None
     (subscriber,) = nl(app).subscribers.list()
     assert subscriber.status == Status.CONFIRMED and subscriber.consent_source == ARTICLE
     assert subscriber.consent_ip_hash and "127.0.0.1" not in subscriber.consent_ip_hash

@@ -33,9 +33,10 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from blog.feed_contract import FREQUENCIES
 from newsletter.database import ERRORS
+from newsletter.settings import WEEKDAYS
 from newsletter.subscriptions import addresses, topics
 from newsletter.subscriptions.choices import default_frequency
-from newsletter.subscriptions.emails import unsubscribe_url
+from newsletter.subscriptions.emails import preferences_url, unsubscribe_url
 from newsletter.subscriptions.subscribers import Confirmation, Status
 from newsletter.subscriptions.tokens import ExpiredToken, InvalidToken
 from newsletter.subscriptions.web import (
@@ -239,12 +240,19 @@ def _not_confirmed(outcome: Confirmation, subscriber) -> Response:
 def confirmed(subscriber, *, already: bool) -> Response:
     nl = newsletter()
     settings = nl.settings
-    message = (
-        "You were already subscribed: nothing has changed."
-        if already
-        else f"Thank you! You will get one email from {settings.core.site_name} each time a new "
-        "article is out."
-    )
+    if already:
+        message = "You were already subscribed: nothing has changed."
+    elif subscriber.frequency == "weekly":  # the reader's choice on the form
+        day = WEEKDAYS[settings.announce.digest_weekday].capitalize()
+        message = (
+            f"Thank you! You will get one email from {settings.core.site_name} a week, on "
+            f"{day}s, with what is new."
+        )
+    else:
+        message = (
+            f"Thank you! You will get one email from {settings.core.site_name} each time a new "
+            "article is out."
+        )
     if wants_json():
         return jsonify(ok=True, status=subscriber.status.value, message=message)
     return page(
@@ -253,6 +261,7 @@ def confirmed(subscriber, *, already: bool) -> Response:
         lead=message,
         notes=["Every email has a link to unsubscribe with one click."],
         unsubscribe=unsubscribe_url(settings, nl.tokens, subscriber.public_id),
+        preferences=preferences_url(settings, nl.tokens, subscriber.public_id),
     )
 
 
