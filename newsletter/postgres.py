@@ -17,9 +17,9 @@ Contract (what differs from SQLite, and how the contract is kept):
   commits of many sign-ups, each waiting on its disk flush, overlap.
 - `run_lock(name)`: a session advisory lock on a connection of its own, released by
   `release()` or when the holder dies (the server closes its connection): no stale lock.
-- `write_soon(statement)`: the thread's `Recorder` sends it on a connection of its own through
-  libpq's asynchronous calls, and the caller goes on (`Written`); writes are done in the order
-  they came.
+- `write_soon(statement, lane=)`: the thread's `Recorder` of that lane sends it on a connection
+  of its own through libpq's asynchronous calls, and the caller goes on (`Written`, with the
+  rows of a RETURNING); writes of one lane are done in the order they came.
 - `read_only(True)`: the connection's transactions are READ ONLY until `read_only(False)`.
 - Timestamps stay the same fixed-width text as on SQLite, so every comparison is the same.
 - Errors: psycopg's leave this module as `database.PostgresError` (`PostgresOperationalError`,
@@ -393,13 +393,13 @@ class Soon(Written):
 
 
 class Recorder:
-    """`write_soon`'s writer, one per thread: its own connection (synchronous_commit off: these
-    writes are not durable), driven through libpq's asynchronous calls (`psycopg.pq`) by the
-    thread that writes. A statement is sent at once when the server is free, else queued; the
-    thread goes on, and whenever it asks a `Soon` whether it is done, the answers that arrived
-    are taken and the next statement is sent. No thread, no wait: a record costs the sending
-    thread a few microseconds. Statements run in the order they came, each its own
-    transaction, each prepared once per connection."""
+    """`write_soon`'s writer, one per thread and lane: its own connection (synchronous_commit
+    off: these writes are not durable), driven through libpq's asynchronous calls
+    (`psycopg.pq`) by the thread that writes. A statement is sent at once when the server is
+    free, else queued; the thread goes on, and whenever it asks a `Soon` whether it is done,
+    the answers that arrived are taken and the next statement is sent. No thread, no wait: a
+    record costs the sending thread a few microseconds. Statements run in the order they came,
+    each its own transaction, each prepared once per connection."""
 
     def __init__(self, url: str):
         self.url, self.pid = url, os.getpid()
@@ -565,7 +565,7 @@ class PostgresDatabase(Database):
         self.background_checkpoints = background_checkpoints
         self._connections = Connections(url)
         self._depth = threading.local()
-        self._recorders = threading.local()  # one per thread (write_soon)
+        self._recorders = threading.local()  # per thread, `lanes`: one Recorder per lane
         self._every_recorder: list[Recorder] = []
         self._lock = threading.Lock()
         try:

@@ -260,7 +260,7 @@ class Dispatcher:
                 for kind in dict.fromkeys(entry.kind for entry in claimed):
                     same = [e for e in claimed if e.kind == kind]
                     self._send_kind(mailer, kind, same, flush_every)
-                if self.stopping and ahead is not None:
+                if self.stopping:  # the page claimed ahead goes back (below)
                     break
         finally:
             if ahead is not None:  # claimed, never tried: back in the queue as it was

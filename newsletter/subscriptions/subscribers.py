@@ -136,15 +136,15 @@ class Subscribers:
     def recipients(self, ids: list[int]) -> dict[int, tuple[str, str, str]]:
         """(status, public id, address) of the subscribers with these row ids (the ones that
         still exist), by id: what bulk email needs per page, without the rest of each row."""
-        found: dict[int, tuple[str, str, str]] = {}
         select = "SELECT id, status, public_id, email FROM subscribers WHERE id "
         if self.database.dialect == "postgresql":  # one array: one short statement to plan
-            rows = self.database.db.execute(select + "= ANY(?)", (list(ids),))
-            found.update((row[0], (row[1], row[2], row[3])) for row in rows)  # no Subscriber
-            return found
-        for start in range(0, len(ids), 500):  # SQLite's limit on bound parameters
-            chunk = ids[start : start + 500]
-            rows = self.database.db.execute(select + f"IN ({', '.join('?' * len(chunk))})", chunk)
+            queries = [(select + "= ANY(?)", (list(ids),))]
+        else:  # SQLite's limit on bound parameters: 500 at a time
+            chunks = (ids[start : start + 500] for start in range(0, len(ids), 500))
+            queries = [(select + f"IN ({', '.join('?' * len(c))})", c) for c in chunks]
+        found: dict[int, tuple[str, str, str]] = {}
+        for sql, args in queries:
+            rows = self.database.db.execute(sql, args)
             found.update((row[0], (row[1], row[2], row[3])) for row in rows)  # no Subscriber
         return found
 

@@ -34,7 +34,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 from blog.feed_contract import FREQUENCIES
 from newsletter.database import ERRORS
 from newsletter.settings import WEEKDAYS
-from newsletter.subscriptions import addresses, topics
+from newsletter.subscriptions import addresses, digests, topics
 from newsletter.subscriptions.choices import default_frequency
 from newsletter.subscriptions.emails import preferences_url, unsubscribe_url
 from newsletter.subscriptions.subscribers import Confirmation, Status
@@ -242,7 +242,7 @@ def confirmed(subscriber, *, already: bool) -> Response:
     settings = nl.settings
     if already:
         message = "You were already subscribed: nothing has changed."
-    elif subscriber.frequency == "weekly":  # the reader's choice on the form
+    elif subscriber.frequency == digests.WEEKLY:  # the reader's choice on the form
         day = WEEKDAYS[settings.announce.digest_weekday].capitalize()
         message = (
             f"Thank you! You will get one email from {settings.core.site_name} a week, on "
