@@ -142,15 +142,19 @@ NEWSLETTER_URL = os.environ.get("NEWSLETTER_URL", "http://127.0.0.1:5000/subscri
 # (POST /plans/follow beside NEWSLETTER_URL): shown whenever NEWSLETTER_URL is set; False hides
 # it. The calendar feed link is there either way.
 EXERCISE_FOLLOW_BY_EMAIL = True
+# The days a finished plan's follow record is kept, as the form says: the newsletter's own
+# NEWSLETTER_PLAN_KEEP_DAYS (the same environment variable), so the form never promises less.
+NEWSLETTER_PLAN_KEEP_DAYS = os.environ.get(
+    "NEWSLETTER_PLAN_KEEP_DAYS", str(feed_contract.PLAN_KEEP_DAYS)
+)
 # The topics a reader may choose in the "Stay tuned" form: the blog's categories (and "videos"
 # with a video channel), each named by its category unless given a friendlier name here; the ones
 # listed come first, in this order (e.g. {"knees": "Knee pain", "hips": "Hip pain"}).
 NEWSLETTER_TOPICS = {"rehab": "Rehab and exercises", "videos": "New videos"}
 # How often a new reader gets email unless they choose: "each" (one per article) or "weekly"
-# (one digest); the newsletter's own default is NEWSLETTER_ANNOUNCE_MODE (each -> each, digest ->
-# weekly).
-NEWSLETTER_DEFAULT_FREQUENCY = (
-    "weekly" if os.environ.get("NEWSLETTER_ANNOUNCE_MODE", "").lower() == "digest" else "each"
+# (one digest): the newsletter's NEWSLETTER_ANNOUNCE_MODE, mapped as the endpoint maps it.
+NEWSLETTER_DEFAULT_FREQUENCY = feed_contract.default_frequency(
+    os.environ.get("NEWSLETTER_ANNOUNCE_MODE", "each")
 )
 NEWSLETTER_CONSENT = (
     "One email when a new article is out, nothing else. Unsubscribe with one click from any email."

@@ -31,6 +31,9 @@ The blog (`plugins/feeds`) writes the feed with these names; the announcer
   that each card's "Follow this plan by email" form POSTs to (`email`, `plan`, `weekday` 0-6
   Monday first, `hour` 0-23 in the site's TIMEZONE, `newsletter` "1" when ticked, `source` the
   page's URL, and the honeypot `website` left empty, as the "Stay tuned" form).
+- `PLAN_KEEP_DAYS`: the default of NEWSLETTER_PLAN_KEEP_DAYS, the days a finished plan's follow
+  record is kept before it is erased: the newsletter erases it then, and the card's form says so
+  (pelicanconf's NEWSLETTER_PLAN_KEEP_DAYS, read from the same environment variable).
 - Topics (issue 20): a reader chooses among the blog's categories, plus `VIDEO_TOPIC`
   ("videos", named `VIDEO_TOPIC_NAME`) when a video channel is set. Each feed item says its
   category's slug as `<category domain="topic">slug</category>` (`TOPIC_DOMAIN`); the build
@@ -42,7 +45,10 @@ The blog (`plugins/feeds`) writes the feed with these names; the announcer
   for a slug the blog does not publish is left out (no empty topic), `videos` included.
   The "Stay tuned" form posts the ticked slugs as `topics` (repeated) after one empty `topics`
   (the marker that the form offered them: only the marker means none ticked), and `frequency`
-  (`FREQUENCIES`: "each" or "weekly").
+  (`FREQUENCIES`: "each" or "weekly"). A reader who does not choose gets
+  `default_frequency(mode)`, the one mapping from NEWSLETTER_ANNOUNCE_MODE ("each" -> "each",
+  "digest" -> "weekly"), for the form's ticked default (pelicanconf's
+  NEWSLETTER_DEFAULT_FREQUENCY) and the endpoint's.
 - `feed_settings(settings)`: the FEEDS setting completed with `FEED_DEFAULTS` and checked (the
   paths plugins/feeds writes and `blog.websub` pings), or `FeedSettingsError`.
 """
@@ -68,12 +74,18 @@ PLANS_JSON = "exercises/plans.json"
 PLANS_VERSION = 1
 PLAN_CALENDAR = "exercises/{plan}.ics"
 PLAN_FOLLOW = "plans/follow"
+PLAN_KEEP_DAYS = 30  # NEWSLETTER_PLAN_KEEP_DAYS's default; the card's consent says the days
 TOPICS_JSON = "feeds/topics.json"
 TOPICS_VERSION = 1
 TOPIC_DOMAIN = "topic"
 VIDEO_TOPIC = "videos"
 VIDEO_TOPIC_NAME = "New videos"
 FREQUENCIES = ("each", "weekly")
+
+
+def default_frequency(mode: str) -> str:
+    """NEWSLETTER_ANNOUNCE_MODE ("each" or "digest", any case) as a new reader's frequency."""
+    return "weekly" if mode.strip().lower() == "digest" else "each"
 
 
 FEED_DEFAULTS = {
@@ -139,6 +151,7 @@ __all__ = [
     "EXERCISE_CLASSES",
     "FEED_DEFAULTS",
     "FREQUENCIES",
+    "default_frequency",
     "FeedSettingsError",
     "NAMESPACE",
     "OPT_OUT",
@@ -146,6 +159,7 @@ __all__ = [
     "PLANS_VERSION",
     "PLAN_CALENDAR",
     "PLAN_FOLLOW",
+    "PLAN_KEEP_DAYS",
     "PREFIX",
     "TOPICS_JSON",
     "TOPICS_VERSION",

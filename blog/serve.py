@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -44,6 +43,7 @@ from livereload.watcher import Watcher
 
 from blog.build import ROOT, BuildError, build, load_settings
 from blog.comments import IssoServer, start_local_isso
+from blog.ports import port_in_use
 
 log = logging.getLogger(__name__)
 WATCHED = ["content", "theme", "plugins", "pelicanconf.py"]
@@ -213,18 +213,6 @@ def running_helpers(timeout: float = 5.0) -> Iterator[list[subprocess.Popen]]:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, signal.SIG_DFL if handler is None else handler)
-
-
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    """True if another socket holds host:port (a listener, or a bound socket), as a bind shows."""
-    with socket.socket() as sock:
-        if os.name != "nt":  # a socket left in TIME_WAIT does not count; a listener still does
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
 
 
 def start_comments(site_url: str, port: int = 8080) -> IssoServer | None:

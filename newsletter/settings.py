@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from blog.feed_contract import PLAN_KEEP_DAYS
 from newsletter.ratelimit import Rate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -502,7 +503,10 @@ class EndpointSettings:
     max_attempts: int = var("NEWSLETTER_MAX_ATTEMPTS", 10, _int, "attempts before an email fails")
     # A plan's follow record (health data) is erased this many days after its closing email.
     plan_keep_days: int = var(
-        "NEWSLETTER_PLAN_KEEP_DAYS", 30, _int, "days a finished plan's follow record is kept"
+        "NEWSLETTER_PLAN_KEEP_DAYS",
+        PLAN_KEEP_DAYS,  # the card's consent says this number (blog.feed_contract)
+        _int,
+        "days a finished plan's follow record is kept",
     )
     # Set in code only (tests), no environment variable:
     resend_interval: float = 600.0  # at most one confirmation email per address per 10 minutes

@@ -378,6 +378,29 @@ def test_each_published_card_has_the_follow_form(built):
     assert len(ids) == len(set(ids))
 
 
+def test_the_form_says_the_days_the_newsletter_keeps_a_finished_plan(corpus, tmp_path, monkeypatch):
+    """The consent states NEWSLETTER_PLAN_KEEP_DAYS, the newsletter's own setting (the same
+    environment variable), never a number of its own; a broken value stops the build, named."""
+    from blog.build import load_settings
+    from newsletter.settings import Settings
+
+    monkeypatch.setenv("NEWSLETTER_PLAN_KEEP_DAYS", "45")
+    assert load_settings("pelicanconf.py")["NEWSLETTER_PLAN_KEEP_DAYS"] == "45"
+    assert Settings.from_env(dict(os.environ)).endpoint.plan_keep_days == 45
+    one = build_site(tmp_path / "one", SITEURL, PATH=corpus, NEWSLETTER_URL=NEWSLETTER,
+                     EXERCISE_FOLLOW_BY_EMAIL=True, ISSO_URL="",
+                     NEWSLETTER_PLAN_KEEP_DAYS="1")  # fmt: skip
+    kept = [form.select_one(".consent").get_text(" ", strip=True)
+            for form in soup(one, "2026/noted/").select("form.exercise-follow")]  # fmt: skip
+    assert len(kept) == 2
+    assert all("erase them 1 day after the plan ends." in said for said in kept), kept
+    for broken in ("a month", "-3", "30.5"):
+        with pytest.raises(BuildError, match=r"NEWSLETTER_PLAN_KEEP_DAYS: must be a whole number"):
+            build_site(tmp_path / "broken", SITEURL, PATH=corpus, NEWSLETTER_URL=NEWSLETTER,
+                       EXERCISE_FOLLOW_BY_EMAIL=True, ISSO_URL="",
+                       NEWSLETTER_PLAN_KEEP_DAYS=broken)  # fmt: skip
+
+
 def test_no_form_or_link_on_drafts_hidden_articles_and_pages(built):
     for path in ("drafts/wip.html", "2026/unlisted/", "moves/"):
         html = built.page(path) if not path.endswith(".html") else (

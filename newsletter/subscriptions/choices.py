@@ -24,7 +24,8 @@ Contract, over the `Database`:
 - `Choices(database).counts()`: confirmed readers per frequency and per topic ({"frequency":
   {...}, "topics": {slug: n, ...}, "everything": n}).
 - `default_frequency(mode)`: the frequency of a new reader who did not say: the site's
-  NEWSLETTER_ANNOUNCE_MODE "each" -> "each", "digest" -> "weekly".
+  NEWSLETTER_ANNOUNCE_MODE "each" -> "each", "digest" -> "weekly" (the feed contract's one
+  mapping, `blog.feed_contract.default_frequency`, which the blog's form uses too).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from blog.feed_contract import FREQUENCIES
+from blog.feed_contract import FREQUENCIES, default_frequency
 from newsletter.database import Database, stamp
 from newsletter.outgoing.ledger import Recipients
 from newsletter.subscriptions import digests, topics
@@ -62,11 +63,6 @@ class Choice:
 
 
 EVERYTHING_EACH = Choice(None, "each")
-
-
-def default_frequency(mode: str) -> str:
-    """NEWSLETTER_ANNOUNCE_MODE as the default frequency of a new reader."""
-    return "weekly" if mode == "digest" else "each"
 
 
 class Choices:

@@ -18,28 +18,16 @@ never runs this module.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from urllib.parse import urlsplit
 
+from blog.ports import port_in_use
 from newsletter.settings import ROOT, ConfigError, Settings
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
-
-
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    """True if another socket holds host:port (a listener, or a bound socket), as a bind shows."""
-    with socket.socket() as sock:
-        if os.name != "nt":  # a socket left in TIME_WAIT does not count; a listener still does
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
 
 
 def start(site_url: str, port: int = 5000, timeout: float = 15.0) -> subprocess.Popen | None:

@@ -26,7 +26,6 @@ import logging
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from newsletter.database import parse_stamp
-from newsletter.subscriptions import views as subscribe_views
 from newsletter.subscriptions.plan_emails import when
 from newsletter.subscriptions.plan_follows import InvalidFollow, PlanFollows
 from newsletter.subscriptions.plans import PlansUnavailable
@@ -35,10 +34,14 @@ from newsletter.subscriptions.views import LinkProblem
 from newsletter.subscriptions.web import (
     MESSAGES,
     error,
+    form_source,
+    honeypot_filled,
+    mask,
     minutes,
     network,
     newsletter,
     page,
+    submitted,
     wants_json,
 )
 
@@ -73,9 +76,9 @@ def follow():
     if (wait := nl.limiter.hit(client)) is not None:  # every POST takes a token, whatever it says
         return error(429, MESSAGES[429].format(minutes=minutes(wait)),
                      retry_after=wait)  # fmt: skip
-    data = subscribe_views._submitted()
-    source = subscribe_views._source(data)
-    if subscribe_views._filled(data.get("website")):
+    data = submitted()
+    source = form_source(data)
+    if honeypot_filled(data.get("website")):
         log.info("plan follow: honeypot filled; nothing stored")
         return _thanks(source, newsletter=False)
     values = [data.get(name) for name in ("email", "plan", "weekday", "hour")]
@@ -129,7 +132,7 @@ def confirm_page(token):
         "plan_confirm.html",
         title="Follow this plan by email",
         plan=_plan(found),
-        masked=subscribe_views._mask(found.email),
+        masked=mask(found.email),
         weekday=weekday,
         hour=hour,
         zone=settings.core.timezone,
@@ -242,7 +245,7 @@ def _stop_page(token: str, *, every: bool) -> Response:
         title="Stop all plans" if every else "Stop this plan",
         every=every,
         plan=_plan(found),
-        masked=subscribe_views._mask(found.email),
+        masked=mask(found.email),
     )
 
 

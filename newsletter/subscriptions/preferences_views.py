@@ -29,8 +29,8 @@ from newsletter.subscriptions.emails import preferences_url, unsubscribe_url
 from newsletter.subscriptions.preferences import PreferenceError, Preferences
 from newsletter.subscriptions.subscribers import Status, Subscriber
 from newsletter.subscriptions.tokens import ExpiredToken, InvalidToken
-from newsletter.subscriptions.views import LinkProblem, _submitted
-from newsletter.subscriptions.web import MESSAGES, error, minutes, newsletter, page
+from newsletter.subscriptions.views import LinkProblem
+from newsletter.subscriptions.web import MESSAGES, error, mask, minutes, newsletter, page, submitted
 
 bp = Blueprint("preferences", __name__)
 ADDRESS_RATE = Rate(5, 3600)  # changes of address asked, per reader
@@ -57,7 +57,7 @@ def choose(token):
     subscriber = _reader(prefs, token)
     if subscriber.status != Status.CONFIRMED:
         return _not_subscribed(subscriber, status=409)
-    data = _submitted()
+    data = submitted()
     try:
         prefs.choose(subscriber, _listed(data, "topics"), data.get("frequency"))
     except PreferenceError as problem:
@@ -72,7 +72,7 @@ def move(token):
     subscriber = _reader(prefs, token)
     if subscriber.status != Status.CONFIRMED:
         return _not_subscribed(subscriber, status=409)
-    data = _submitted()
+    data = submitted()
     typed = data.get("email") if isinstance(data.get("email"), str) else ""
     try:
         addresses.normalize(data.get("email"))
@@ -111,7 +111,7 @@ def address_page(token):
     if outcome != Change.CHANGED:
         return _not_changed(outcome)
     return page("address.html", title="Confirm your new address", new=pending.email,
-                old=_mask(subscriber.email))  # fmt: skip
+                old=mask(subscriber.email))  # fmt: skip
 
 
 @bp.post("/address/<token>")
@@ -215,11 +215,6 @@ def _listed(data, name: str) -> list[str]:
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return value
     raise PreferenceError(f"“{name}” must be a list of texts.")
-
-
-def _mask(email: str) -> str:
-    local, _, domain = email.rpartition("@")
-    return f"{local[:1]}•••@{domain}"
 
 
 __all__ = ["ADDRESS_RATE", "bp"]

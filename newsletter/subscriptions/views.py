@@ -24,12 +24,10 @@ input stores nothing. The views read what the app holds from `newsletter()` (see
 
 from __future__ import annotations
 
-import json
 import logging
-from urllib.parse import unquote_to_bytes, urlsplit
 
 from flask import Blueprint, Response, jsonify, request
-from werkzeug.exceptions import BadRequest, HTTPException
+from werkzeug.exceptions import HTTPException
 
 from blog.feed_contract import FREQUENCIES
 from newsletter.database import ERRORS
@@ -40,22 +38,21 @@ from newsletter.subscriptions.emails import preferences_url, unsubscribe_url
 from newsletter.subscriptions.subscribers import Confirmation, Status
 from newsletter.subscriptions.tokens import ExpiredToken, InvalidToken
 from newsletter.subscriptions.web import (
-    BODY,
-    MAX_JSON_DEPTH,
     MESSAGES,
     error,
+    form_source,
+    honeypot_filled,
     ip_hash,
+    mask,
     minutes,
-    nesting,
     network,
     newsletter,
     page,
-    text,
+    submitted,
     wants_json,
 )
 
 log = logging.getLogger(__name__)
-MAX_SOURCE_LENGTH = 500
 bp = Blueprint("subscriptions", __name__)
 
 THANKS = (
@@ -66,7 +63,8 @@ THANKS = (
 
 @bp.get("/subscribe")
 def subscribe_form():
-    return page("subscribe.html", title="Stay tuned", source=_source(request.args), **_offered())
+    source = form_source(request.args)
+    return page("subscribe.html", title="Stay tuned", source=source, **_offered())
 
 
 def _offered() -> dict:
@@ -87,13 +85,13 @@ def subscribe():
     settings = nl.settings
     client = network(request.remote_addr)
     try:
-        data = _submitted()
+        data = submitted()
     except HTTPException:
         if refused := _spend(client):
             return refused
         raise
-    source = _source(data)
-    if _filled(data.get("website")):  # the honeypot: only bots fill it; tell them nothing
+    source = form_source(data)
+    if honeypot_filled(data.get("website")):  # the honeypot: only bots fill it; tell them nothing
         if refused := _spend(client):
             return refused
         log.info("honeypot filled; nothing stored")
@@ -191,7 +189,7 @@ def confirm_page(token):
         return _not_confirmed(outcome, subscriber)
     if wants_json():
         return jsonify(ok=True, status=subscriber.status.value, confirm="POST this URL")
-    return page("confirm.html", title="Confirm your subscription", masked=_mask(subscriber.email))
+    return page("confirm.html", title="Confirm your subscription", masked=mask(subscriber.email))
 
 
 @bp.post("/confirm/<token>")
@@ -279,7 +277,7 @@ def unsubscribe_page(token):
             title="You’re not subscribed",
             lead=f"This address gets no emails from {nl.settings.core.site_name}.",
         )
-    return page("unsubscribe.html", title="Unsubscribe", masked=_mask(subscriber.email))
+    return page("unsubscribe.html", title="Unsubscribe", masked=mask(subscriber.email))
 
 
 @bp.post("/unsubscribe/<token>")
@@ -328,55 +326,6 @@ def healthz():
         log.error("healthz: database error: %s", problem)
         return jsonify(status="error", database="unavailable"), 503
     return jsonify(status="ok", database="ok", sender="running" if nl.sender.running else "stopped")
-
-
-# Input helpers ----------------------------------------------------------------------------------
-def _submitted() -> dict:
-    """The posted fields, from a JSON object or a form; a broken body is a clear 400."""
-    if request.is_json:
-        raw = request.get_data(cache=True)  # already bounded by BoundedBody
-        if nesting(raw) > MAX_JSON_DEPTH:
-            raise BadRequest(f"The JSON is nested too deeply (at most {MAX_JSON_DEPTH} levels).")
-        try:
-            data = json.loads(raw)
-        except UnicodeDecodeError:
-            raise BadRequest("The body must be UTF-8 text.") from None
-        except (ValueError, RecursionError):
-            data = None
-        if not isinstance(data, dict):
-            raise BadRequest('The body must be a JSON object, like {"email": "you@example.com"}.')
-        return data
-    if request.mimetype == "application/x-www-form-urlencoded":
-        raw = request.environ.get(BODY, b"")
-        try:  # werkzeug keeps escapes that are not UTF-8 as they are: refuse them instead
-            for field in raw.replace(b"+", b" ").split(b"&"):
-                unquote_to_bytes(field).decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadRequest("The form must be sent as UTF-8 text.") from None
-    return request.form
-
-
-def _filled(value) -> bool:
-    """The honeypot is filled by anything but nothing: an empty or blank string, or null."""
-    if value is None:
-        return False
-    return not isinstance(value, str) or bool(value.strip())
-
-
-def _source(data) -> str | None:
-    """The page the form was on, kept only if it is a page of the site (or of this endpoint)."""
-    value = text(data.get("source"))
-    if not value or len(value) > MAX_SOURCE_LENGTH or any(c in value for c in "\r\n\0"):
-        return None
-    settings = newsletter().settings
-    parts = urlsplit(value)
-    origin = f"{parts.scheme}://{parts.netloc}".lower()
-    return value if origin in (settings.core.site_origin, settings.core.base_origin) else None
-
-
-def _mask(email: str) -> str:
-    local, _, domain = email.rpartition("@")
-    return f"{local[:1]}•••@{domain}"
 
 
 __all__ = ["THANKS", "bp"]

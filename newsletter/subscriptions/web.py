@@ -8,9 +8,13 @@ Contract:
   with a sentence, as JSON or as a page in the blog's look (`error`), never a traceback.
 - `newsletter()` is what the app holds (`app.extensions["newsletter"]`); `wants_json`, `page`
   and `error` make answers; `nesting` measures JSON depth without parsing; `text` is a field's
-  stripped text; `network` is the rate-limit key of a client address (IPv4, or an IPv6 /64; the
-  IPv4 client inside an IPv4-mapped, 6to4 or Teredo address); `ip_hash` the keyed hash of the
-  client kept with a consent; `minutes` says a wait in words.
+  stripped text. The forms' input, for every view that takes one: `submitted()` the posted
+  fields (a JSON object or a UTF-8 form; else a 400 with a sentence), `honeypot_filled(value)`
+  the bot trap, `form_source(data)` the page a form was on (only a page of the site or of this
+  endpoint, at most `MAX_SOURCE_LENGTH` characters), `mask(email)` an address as a page shows
+  it to whoever holds a link. `network` is the rate-limit key of a client address (IPv4, or
+  an IPv6 /64; the IPv4 client inside an IPv4-mapped, 6to4 or Teredo address); `ip_hash` the
+  keyed hash of the client kept with a consent; `minutes` says a wait in words.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import json
 import logging
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
@@ -27,6 +33,7 @@ from newsletter.database import BUSY
 
 log = logging.getLogger(__name__)
 MAX_JSON_DEPTH = 20
+MAX_SOURCE_LENGTH = 500
 TOO_LARGE = "newsletter.body_too_large"  # set by app.BoundedBody
 BODY = "newsletter.body"  # the body's bytes, as app.BoundedBody read them
 MESSAGES = {
@@ -198,6 +205,55 @@ def nesting(raw: bytes) -> int:
     return deepest
 
 
+def submitted() -> dict:
+    """The posted fields, from a JSON object or a form; a broken body is a clear 400."""
+    if request.is_json:
+        raw = request.get_data(cache=True)  # already bounded by BoundedBody
+        if nesting(raw) > MAX_JSON_DEPTH:
+            raise BadRequest(f"The JSON is nested too deeply (at most {MAX_JSON_DEPTH} levels).")
+        try:
+            data = json.loads(raw)
+        except UnicodeDecodeError:
+            raise BadRequest("The body must be UTF-8 text.") from None
+        except (ValueError, RecursionError):
+            data = None
+        if not isinstance(data, dict):
+            raise BadRequest('The body must be a JSON object, like {"email": "you@example.com"}.')
+        return data
+    if request.mimetype == "application/x-www-form-urlencoded":
+        raw = request.environ.get(BODY, b"")
+        try:  # werkzeug keeps escapes that are not UTF-8 as they are: refuse them instead
+            for field in raw.replace(b"+", b" ").split(b"&"):
+                unquote_to_bytes(field).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("The form must be sent as UTF-8 text.") from None
+    return request.form
+
+
+def honeypot_filled(value) -> bool:
+    """The honeypot is filled by anything but nothing: an empty or blank string, or null."""
+    if value is None:
+        return False
+    return not isinstance(value, str) or bool(value.strip())
+
+
+def form_source(data) -> str | None:
+    """The page the form was on, kept only if it is a page of the site (or of this endpoint)."""
+    value = text(data.get("source"))
+    if not value or len(value) > MAX_SOURCE_LENGTH or any(c in value for c in "\r\n\0"):
+        return None
+    settings = newsletter().settings
+    parts = urlsplit(value)
+    origin = f"{parts.scheme}://{parts.netloc}".lower()
+    return value if origin in (settings.core.site_origin, settings.core.base_origin) else None
+
+
+def mask(email: str) -> str:
+    """The address as a page may show it to whoever holds a link: its first letter and domain."""
+    local, _, domain = email.rpartition("@")
+    return f"{local[:1]}•••@{domain}"
+
+
 def text(value) -> str:
     return value.strip() if isinstance(value, str) else ""
 
@@ -251,16 +307,21 @@ def newsletter():
 __all__ = [
     "BODY",
     "MAX_JSON_DEPTH",
+    "MAX_SOURCE_LENGTH",
     "MESSAGES",
     "TOO_LARGE",
     "error",
+    "form_source",
+    "honeypot_filled",
     "init_app",
     "ip_hash",
+    "mask",
     "minutes",
     "nesting",
     "network",
     "newsletter",
     "page",
+    "submitted",
     "text",
     "wants_json",
 ]

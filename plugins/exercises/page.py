@@ -9,8 +9,10 @@ generator's environment. For each card of a published article's plan (`article.e
 `calendar_url` (https), `webcal_url`, `follow_url` (NEWSLETTER_URL's base and
 blog.feed_contract.PLAN_FOLLOW; empty without NEWSLETTER_URL or with EXERCISE_FOLLOW_BY_EMAIL
 off: no form), `source` (the page's
-URL), `timezone` (the hour's zone, said to the reader). Any other HTML (an article without a
-plan, a draft, a page) comes back as it was, the same string.
+URL), `timezone` (the hour's zone, said to the reader), `keep_days` (NEWSLETTER_PLAN_KEEP_DAYS,
+default blog.feed_contract.PLAN_KEEP_DAYS: the days the form says a finished plan's record is
+kept; anything but a whole number stops the build with an error naming the setting). Any other
+HTML (an article without a plan, a draft, a page) comes back as it was, the same string.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from jinja2 import pass_environment
 
-from blog.feed_contract import PLAN_FOLLOW
+from blog.feed_contract import PLAN_FOLLOW, PLAN_KEEP_DAYS
 
 from .plans import calendar_url, site_url, webcal_url
 
@@ -40,6 +42,18 @@ def follow_url(newsletter_url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"{base}/{PLAN_FOLLOW}", "", ""))
 
 
+def keep_days(settings: dict) -> int:
+    """NEWSLETTER_PLAN_KEEP_DAYS as a number of days; a clear error for anything else."""
+    raw = settings.get("NEWSLETTER_PLAN_KEEP_DAYS", PLAN_KEEP_DAYS)
+    text = str(raw).strip()
+    if isinstance(raw, bool) or not re.fullmatch(r"[0-9]{1,5}", text):
+        raise ValueError(
+            f"NEWSLETTER_PLAN_KEEP_DAYS: must be a whole number of days (the newsletter's "
+            f"setting, which the plan form states), not {raw!r}"
+        )
+    return int(text)
+
+
 def zone_name(settings: dict) -> str:
     zone = str(settings.get("TIMEZONE") or "UTC")
     return ZONE_NAMES.get(zone, zone.replace("_", " "))
@@ -53,6 +67,7 @@ def make_filter(settings: dict):
         else ""
     )
     zone = zone_name(settings)
+    kept = keep_days(settings)
 
     @pass_environment
     def exercise_page(env, html, article):
@@ -78,6 +93,7 @@ def make_filter(settings: dict):
                 follow_url=follow,
                 source=page,
                 timezone=zone,
+                keep_days=kept,
             )
             return f"{match[1]}{pieces.strip()}\n{match[3]}"
 
