@@ -114,6 +114,12 @@ def test_the_subscribed_page_says_when_a_weekly_reader_hears_and_links_their_pre
     text = " ".join(confirmed.get_text().split())
     assert "one email from" in text and "a week, on Mondays, with what is new" in text
     assert "each time a new article is out" not in text
+    # a reader who just joined is not asked to subscribe (the footer's "Stay tuned" form)
+    assert confirmed.select(".stay-tuned, form.subscribe-form") == []
+    again = soup(client.post(confirm, headers=HTML))  # the button pressed twice
+    assert again.h1.get_text() == "Already subscribed" and again.select(".stay-tuned") == []
+    forged = soup(client.post("/confirm/forged-token", headers=HTML))  # no reader behind it:
+    assert forged.select_one("footer .stay-tuned form.subscribe-form") is not None  # it stays
     preferences = confirmed.find("a", string="your preferences")["href"]
     shown = client.get(path_of(preferences).removeprefix("/newsletter"), headers=HTML)
     assert shown.status_code == 200
