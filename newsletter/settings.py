@@ -412,7 +412,12 @@ class SmtpSettings:
     password: str = secret("NEWSLETTER_SMTP_PASSWORD", "", "SMTP password")
     timeout: float = var("NEWSLETTER_SMTP_TIMEOUT", 10.0, _float, "seconds per SMTP operation")
     # Connections sending announcements in parallel.
-    workers: int = var("NEWSLETTER_SMTP_WORKERS", 4, _int, "parallel SMTP connections")
+    workers: int = var(
+        "NEWSLETTER_SMTP_WORKERS",
+        4,
+        _int,
+        "parallel SMTP connections, at most (fewer if the server takes fewer)",
+    )
     rate: float = var(
         "NEWSLETTER_SMTP_RATE", 0.0, _rate, "messages per second at most (0: no limit)"
     )

@@ -11,8 +11,11 @@ records what it accepts and can misbehave, in two ways that can be combined.
   at DATA) until its list is empty.
 
 A transaction's fault is kept in its SMTP session, so concurrent connections never take each
-other's. `credentials=(user, password)` requires AUTH (over TLS when there is TLS); `tls_context`
-offers STARTTLS (required), or with `implicit_tls=True` the whole connection is TLS. It offers
+other's. `max_connections=n` greets a connection beyond the n open ones with "421 4.7.0 Too many
+connections" and closes it (as Postfix's smtpd_client_connection_count_limit and the big
+providers' limits do); `refused` counts those. `credentials=(user, password)` requires AUTH
+(over TLS when there is TLS); `tls_context` offers STARTTLS (required), or with
+`implicit_tls=True` the whole connection is TLS. It offers
 PIPELINING (RFC 2920), as Postfix and the big providers do, unless `pipelining=False`.
 
 Recorded: `envelopes` [(mail_from, rcpt_tos)] and `messages` (parsed; not with `parse=False`,
@@ -36,7 +39,7 @@ from collections import Counter
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 SLOW_SECONDS = 3.0
 REPLIES = {
@@ -46,6 +49,32 @@ REPLIES = {
     "554": "554 5.7.1 Message refused by policy",
 }
 ACCEPTED = "250 2.0.0 Message accepted for delivery"
+
+
+TOO_MANY = "421 4.7.0 Too many connections, try again later"
+
+
+class _Limited(SMTP):
+    """aiosmtpd's SMTP session, counted while open; past the sink's `max_connections`, the
+    greeting is a 421 and the connection is closed."""
+
+    def connection_made(self, transport):
+        sink = self.event_handler
+        with sink.lock:
+            sink.open += 1
+            self._over = sink.max_connections is not None and sink.open > sink.max_connections
+            sink.refused += self._over
+        if self._over:  # the greeting is all it gets
+            transport.write(f"{TOO_MANY}\r\n".encode())
+            transport.close()
+            return
+        super().connection_made(transport)
+
+    def connection_lost(self, error):
+        with self.event_handler.lock:
+            self.event_handler.open -= 1
+        if not self._over:
+            super().connection_lost(error)
 
 
 class _Controller(Controller):
@@ -59,7 +88,7 @@ class _Controller(Controller):
     def factory(self):
         with self.handler.lock:
             self.handler.connections += 1
-        return super().factory()
+        return _Limited(self.handler, **self.SMTP_kwargs)
 
 
 class SmtpSink:
@@ -74,6 +103,7 @@ class SmtpSink:
         tls_context: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
         pipelining: bool = True,
+        max_connections: int | None = None,
     ):
         self.faults = list(faults)
         self.refuse = {address.lower() for address in refuse}
@@ -87,6 +117,7 @@ class SmtpSink:
         self.accepted: Counter[str] = Counter()
         self.transactions = 0
         self.connections = 0
+        self.max_connections, self.open, self.refused = max_connections, 0, 0
         kwargs = {}
         if credentials:
             kwargs.update(authenticator=self._authenticate, auth_required=True)
@@ -106,6 +137,7 @@ class SmtpSink:
         self.controller.start()
         with self.lock:
             self.connections = 0  # not the controller's own check that the server is up
+            self.refused = 0
         return self
 
     def __exit__(self, *exc) -> None:

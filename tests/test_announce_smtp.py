@@ -173,6 +173,33 @@ def test_a_misbehaving_server(tmp_path, content_dir):
         assert sum(sink.accepted.values()) == 16
 
 
+def test_a_server_that_takes_fewer_connections_than_the_workers_gets_every_email_once(
+    tmp_path, content_dir
+):
+    """NEWSLETTER_SMTP_WORKERS=6 against a server that keeps 2 connections open: the run says
+    so once per connection set aside, and every reader gets one email on the first attempt
+    (nothing failed, retried or left pending)."""
+    readers = [f"reader{n}@example.com" for n in range(60)]
+    with SmtpSink(parse=False, max_connections=2) as sink:
+        settings = smtp_settings(tmp_path, sink, smtp_workers=6)
+        add_subscribers(settings, {a: Status.CONFIRMED for a in readers})
+        feed = first_article(content_dir, tmp_path / "output")
+        assert invoke_announce(settings, feed).wait(60) == 0  # first run: records, sends nothing
+        write_article(content_dir, "two", "Second article", recent(2))
+        run = invoke_announce(settings, build(content_dir, tmp_path / "output"))
+        out, _ = run.communicate(timeout=60)
+        assert run.returncode == 0, out
+        assert "sent: 60, skipped: 0, failed: 0 (0 bounced), still pending: 0" in out
+        assert out.count("would not open connection") == 4, out
+        assert sink.accepted == {address: 1 for address in readers}
+        store = Subscribers.open(settings.database)
+        try:
+            rows = list(Ledger(store.database).deliveries())
+            assert len(rows) == 60 and {(r["status"], r["attempts"]) for r in rows} == {("sent", 1)}
+        finally:
+            store.close()
+
+
 def test_a_message_the_server_refuses_stops_the_run_and_bounces_nobody(tmp_path, content_dir):
     """554 at DATA refuses the message itself (content policy, our account): the run stops at
     once with the server's words, nobody is bounced, everything stays pending; once fixed, the

@@ -30,6 +30,12 @@ Contract:
 - Overlap: while a record is on its way, or the servers have not answered yet, `push` returns
   (the caller makes the next messages meanwhile) as long as fewer than `AHEAD` times `workers`
   messages wait; each `push` then moves on what is ready without waiting (`poll`).
+- Fewer connections than `workers`, when that is what the server takes: a connection that
+  cannot be opened for a temporary reason (a 421 greeting such as "too many connections", a
+  refused or reset connection, a timeout) while another one is open is set aside for the
+  mailer's life, logged once, and its message waits for the open ones, untried (no failure, no
+  retry). With no connection open, a refusal fails the message temporarily (the caller's
+  retries and breaker), and the connections set aside may be tried again.
 - A lost connection (closed, reset, no answer within `timeout`) fails the oldest message on it
   (temporarily); the messages behind it, whose data never left, wait for a connection again,
   untried. A 421 is that message's temporary failure, then the connection is dropped the same
@@ -41,6 +47,7 @@ Contract:
 
 from __future__ import annotations
 
+import logging
 import re
 import select
 import smtplib
@@ -53,6 +60,7 @@ from newsletter.mail import base
 from newsletter.ratelimit import Rate, RateLimiter
 from newsletter.settings import SMTP_SECURITY, SmtpSettings
 
+log = logging.getLogger(__name__)
 CRLF = b"\r\n"
 AHEAD = 4  # messages per connection made ahead while records and replies are on their way
 GATHER = 0.0003  # seconds the first answers of a round wait for the others' (one record for all)
@@ -111,6 +119,7 @@ class SmtpConnection:
         self._lines: list[bytes] = []  # the lines so far of a reply that goes on
         self._rset = False  # the last transaction was refused half-way: RSET first
         self._deadline = 0.0
+        self.set_aside = False  # the server would not open it while others were open
 
     @classmethod
     def from_settings(
@@ -195,7 +204,9 @@ class SmtpConnection:
 
     def can_take(self) -> bool:
         """A new message can start: with PIPELINING, behind one whose envelope was answered;
-        without, when nothing else is under way."""
+        without, when nothing else is under way; never on a connection set aside."""
+        if self.set_aside:
+            return False
         flights = self._flights
         if not flights:
             return True
@@ -433,7 +444,11 @@ class _Pool:
                     connection.open()
                 except Exception as error:  # noqa: BLE001 - every failure becomes one of ours
                     connection.close()
-                    flight.error = classify(error)
+                    failure = classify(error)
+                    if self._set_aside(connection, failure):
+                        self.waiting.appendleft(flight)  # untried: an open connection takes it
+                        continue
+                    flight.error = failure
                     self.finished.append(flight)
                     self.report_finished()
                     continue
@@ -457,6 +472,25 @@ class _Pool:
         finished, untried = connection.drop(lost)
         self.finished += finished
         self.waiting.extendleft(reversed(untried))
+        if not any(c.is_open for c in self.connections):  # none left: each may be tried again
+            for other in self.connections:
+                other.set_aside = False
+
+    def _set_aside(self, connection: SmtpConnection, failure: base.MailError) -> bool:
+        """Whether a connection the server would not open is set aside (a temporary refusal
+        while another connection is open: the server takes fewer than we asked for)."""
+        if not isinstance(failure, base.TemporaryFailure):
+            return False  # a refused login, say: the message's failure, as always
+        if not any(c.is_open for c in self.connections if c is not connection):
+            return False
+        connection.set_aside = True
+        count = len(self.connections)
+        log.warning(
+            "SMTP server %s:%s would not open connection %d of %d (%s): going on with %d",
+            connection.host, connection.port, self.connections.index(connection) + 1, count,
+            failure, sum(c.is_open for c in self.connections),
+        )  # fmt: skip
+        return True
 
     def _round(self) -> None:
         """Wait for replies (at most until the first connection's time is up), or for the
