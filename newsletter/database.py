@@ -19,8 +19,8 @@ Contract:
 - `write_one(statement)`: one statement atomic on its own, in its own transaction;
   `write_soon(statement)` the same, not durable, returning a `Written` at once: on PostgreSQL
   the caller goes on while the server writes (the ledger's records while the mail goes out).
-- Each thread gets its own connection; `close()` closes them all. Safe across fork (gunicorn
-  --preload): a child never touches its parent's connections.
+- Each thread gets its own connection (`PerThread`, for both backends); `close()` closes them
+  all. Safe across fork (gunicorn --preload): a child never touches its parent's connections.
 - `background_checkpoints=True` (the web app): commits never checkpoint the WAL; the caller's
   background thread runs `checkpoint()` instead.
 - `run_lock(name)`: the lock of one job on this database (one announce run at a time): the file
@@ -175,7 +175,7 @@ class _Holder:
 
     __slots__ = ("connection", "__weakref__")
 
-    def __init__(self, connection: sqlite3.Connection):
+    def __init__(self, connection):
         self.connection = connection
 
     def __del__(self):
@@ -183,6 +183,46 @@ class _Holder:
             self.connection.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+
+
+class PerThread:
+    """One connection per thread, for both backends: `get()` opens this thread's with `opener`
+    on first use (again when `usable(connection)` says it is not), and the connection is closed
+    when its thread ends, or by `close()`. Safe across fork (gunicorn --preload): a child never
+    touches its parent's connections, not even to close them (they stay referenced, so that no
+    destructor closes them either), and opens its own."""
+
+    def __init__(self, opener: Callable[[], object], usable: Callable[[object], bool] = bool):
+        self._opener, self._usable = opener, usable
+        self._local = threading.local()
+        self._holders: weakref.WeakSet[_Holder] = weakref.WeakSet()
+        self._inherited: list[_Holder] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def get(self):
+        if self._pid != os.getpid():
+            with self._lock:
+                self._inherited.extend(self._holders)
+                self._holders = weakref.WeakSet()
+                self._local = threading.local()
+                self._pid = os.getpid()
+        holder = getattr(self._local, "holder", None)
+        if holder is None or not self._usable(holder.connection):
+            holder = _Holder(self._opener())
+            self._local.holder = holder
+            with self._lock:
+                self._holders.add(holder)
+        return holder.connection
+
+    def close(self) -> None:
+        """Close every thread's connection (at shutdown, when no thread uses them)."""
+        with self._lock:
+            holders = list(self._holders)
+            self._holders = weakref.WeakSet()
+        for holder in holders:
+            holder.connection.close()
+        self._local = threading.local()
 
 
 class Database:
@@ -212,11 +252,9 @@ class Database:
         self.describe = str(self.path)
         self.clock = clock
         self.background_checkpoints = background_checkpoints
-        self._local = threading.local()
-        self._holders: weakref.WeakSet[_Holder] = weakref.WeakSet()
-        self._lock = threading.Lock()
+        self._local = threading.local()  # this thread's transaction depth
+        self._connections = PerThread(self._connect)
         self._pid = os.getpid()
-        self._inherited: list[_Holder] = []
         self._writer = threading.Lock()  # one writer per process at a time ...
         self._writer_lock = self._new_writer_lock()  # ... and one per machine (flock)
         try:  # only the service reads it: 0600 before SQLite opens it (its -wal, -shm copy it)
@@ -236,13 +274,7 @@ class Database:
     def db(self) -> sqlite3.Connection:
         if self._pid != os.getpid():
             self._after_fork()
-        holder = getattr(self._local, "holder", None)
-        if holder is None:
-            holder = _Holder(self._connect())
-            self._local.holder = holder
-            with self._lock:
-                self._holders.add(holder)
-        return holder.connection
+        return self._connections.get()
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -263,23 +295,16 @@ class Database:
         return connection
 
     def _after_fork(self) -> None:
-        """In a forked child (gunicorn --preload): never touch the parent's connections, not
-        even to close them; keep them referenced so that no destructor closes them either."""
-        with self._lock:
-            self._inherited.extend(self._holders)
-            self._holders = weakref.WeakSet()
-            self._local = threading.local()
-            self._pid = os.getpid()
-            self._writer = threading.Lock()
-            self._writer_lock = self._new_writer_lock()  # the parent's file stays the parent's
+        """In a forked child (gunicorn --preload): its own writer locks (the connections are
+        `PerThread`'s: the parent's are left alone)."""
+        self._local = threading.local()
+        self._pid = os.getpid()
+        self._writer = threading.Lock()
+        self._writer_lock = self._new_writer_lock()  # the parent's file stays the parent's
 
     def close(self) -> None:
         """Close every thread's connection (at shutdown, when no thread uses the store)."""
-        with self._lock:
-            holders = list(self._holders)
-            self._holders = weakref.WeakSet()
-        for holder in holders:
-            holder.connection.close()
+        self._connections.close()
         self._local = threading.local()
         if self._pid == os.getpid():
             with self._writer:
@@ -536,6 +561,7 @@ __all__ = [
     "Database",
     "ERRORS",
     "INTEGRITY",
+    "PerThread",
     "DatabaseError",
     "PostgresError",
     "PostgresIntegrityError",

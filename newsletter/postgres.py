@@ -39,7 +39,6 @@ import select
 import socket
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -52,6 +51,7 @@ from psycopg.adapt import Transformer
 from newsletter.database import (
     Database,
     DatabaseError,
+    PerThread,
     PostgresError,
     PostgresIntegrityError,
     PostgresOperationalError,
@@ -332,42 +332,6 @@ class AdvisoryLock:
         self.release()
 
 
-class Connections:
-    """One connection per thread (autocommit), safe across fork: a child never uses its
-    parent's connections (it leaves them alone, unclosed, as the SQLite store does)."""
-
-    def __init__(self, url: str):
-        self.url = url
-        self._local = threading.local()
-        self._all: weakref.WeakSet[Connection] = weakref.WeakSet()
-        self._inherited: list[Connection] = []
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-
-    def get(self) -> Connection:
-        if self._pid != os.getpid():
-            with self._lock:
-                self._inherited.extend(self._all)
-                self._all = weakref.WeakSet()
-                self._local = threading.local()
-                self._pid = os.getpid()
-        connection = getattr(self._local, "connection", None)
-        if connection is None or connection.raw.closed:
-            connection = connect(self.url)
-            self._local.connection = connection
-            with self._lock:
-                self._all.add(connection)
-        return connection
-
-    def close(self) -> None:
-        with self._lock:
-            every = list(self._all)
-            self._all = weakref.WeakSet()
-        for connection in every:
-            connection.close()
-        self._local = threading.local()
-
-
 class Soon(Written):
     """A `Written` of the `Recorder`: asking whether it is done moves the recorder on."""
 
@@ -563,7 +527,7 @@ class PostgresDatabase(Database):
         self.describe = redact(url)
         self.clock = clock
         self.background_checkpoints = background_checkpoints
-        self._connections = Connections(url)
+        self._connections = PerThread(lambda: connect(url), lambda c: not c.raw.closed)
         self._depth = threading.local()
         self._recorders = threading.local()  # per thread, `lanes`: one Recorder per lane
         self._every_recorder: list[Recorder] = []

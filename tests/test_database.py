@@ -2,7 +2,9 @@
 and the errors the features catch (`ERRORS`, `BUSY`, `INTEGRITY`), the same on both backends,
 without psycopg ever imported for SQLite."""
 
+import gc
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -496,6 +498,45 @@ def test_a_writer_kept_waiting_is_busy_on_either_backend(store, backend):
     if backend == "postgresql":
         assert type(caught.value) is PostgresOperationalError
         assert caught.value.sqlstate == "55P03"  # lock_not_available
+
+
+def _closed(connection) -> bool:
+    raw = getattr(connection, "raw", None)  # PostgreSQL: our wrapper of psycopg's connection
+    if raw is not None:
+        return raw.closed
+    try:
+        connection.execute("SELECT 1")
+    except sqlite3.ProgrammingError:  # "Cannot operate on a closed database."
+        return True
+    return False
+
+
+def test_each_thread_and_child_has_its_own_connection_and_leaves_the_others_alone(store, backend):
+    """A thread gets its own connection, closed when the thread ends; a forked child (gunicorn
+    --preload) opens its own and never touches its parent's, which goes on working."""
+    database = store.database
+    mine = database.db
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(database.db))
+    worker.start()
+    worker.join()
+    (theirs,) = seen
+    assert theirs is not mine and database.db is mine
+    del worker
+    gc.collect()  # the ended thread's storage, and so its connection holder, is gone
+    assert _closed(theirs) and not _closed(mine)
+    seen.clear()
+    pid = os.fork()
+    if pid == 0:  # the child: its own connection, and out without a destructor
+        try:
+            child = database.db
+            ok = child is not mine and child.execute("SELECT count(*) FROM subscribers")
+            os._exit(0 if ok else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert mine.execute("SELECT count(*) FROM subscribers").fetchone()[0] == 0  # still ours
 
 
 def test_a_lost_server_connection_is_busy(store, backend):
