@@ -1,6 +1,8 @@
 """The one outgoing-mail ledger on a real SQLite file: every kind of email in one table, each
 row claimed once under a lease, the one retry policy, idempotent results, and no feature in it."""
 
+import json
+
 import pytest
 
 from newsletter.database import INTEGRITY
@@ -74,6 +76,70 @@ def test_the_one_retry_policy_doubles_and_gives_up_after_max_attempts(store, clo
     assert row["last_error"] == "gave up after 3 attempts: 451 busy"
     ledger.sent([row["id"]])  # a late answer never revives a finished row
     assert ledger.rows(CONFIRMATION)[0]["status"] == "failed"
+
+
+def _page_statement(store, ledger, monkeypatch, **claim) -> tuple[str, tuple]:
+    """The statement (and its arguments) that claims a page, as the ledger sends it."""
+    database, seen = store.database, []
+    if database.dialect == "postgresql":  # the claims' lane
+        write_soon = database.write_soon
+
+        def recording(statement, args=(), **kwargs):
+            seen.append((statement, tuple(args)))
+            return write_soon(statement, args, **kwargs)
+
+        monkeypatch.setattr(database, "write_soon", recording)
+        ledger.claim(**claim)
+        return next((s, a) for s, a in seen if "SET status = 'sending'" in s)
+    database.db.set_trace_callback(seen.append)  # SQLite gives it with its values in place
+    try:
+        ledger.claim(**claim)
+    finally:
+        database.db.set_trace_callback(None)
+    return next(s for s in seen if "SET status = 'sending'" in s), ()
+
+
+def test_a_page_of_one_thing_comes_from_its_index_in_id_order_without_a_sort(store, monkeypatch):
+    """The dispatcher's page (one announcement's queued rows after the last page, in id order)
+    is read from the partial index of what is queued (`outgoing_mail_about`) in the order it
+    needs: no sort of every owed row for each page, which at 100,000 readers would make every
+    page cost the whole list."""
+    database = store.database
+    now = database.now()
+    with database.transaction() as db:
+        db.executemany(
+            "INSERT INTO subscribers (public_id, email, email_key, status, confirm_nonce,"
+            " created_at, status_changed_at, confirmed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(f"pub-{n:07d}", f"r{n}@example.com", f"r{n}@example.com", "confirmed", "n",
+              now, now, now) for n in range(3000)],
+        )  # fmt: skip
+    ids = [row[0] for row in database.db.execute("SELECT id FROM subscribers ORDER BY id")]
+    owe(store, "announcement", ids, about_id=7)
+    owe(store, "announcement", ids[:1000], about_id=8)  # another thing's rows, the same index
+    ledger = MailLedger(store.database)
+    first = ledger.claim(kinds=["announcement"], about_id=7, limit=200)
+    assert [e.id for e in first] == sorted(e.id for e in first) and len(first) == 200
+    statement, args = _page_statement(
+        store, ledger, monkeypatch, kinds=["announcement"], about_id=7, after_id=first[-1].id
+    )
+    if database.dialect == "postgresql":
+        with database.transaction() as db:  # only what could serve the order is left to it
+            db.execute("ANALYZE outgoing_mail")
+            db.execute("SET LOCAL enable_seqscan = off")
+            db.execute("SET LOCAL enable_sort = off")
+            (plan,) = db.execute("EXPLAIN (FORMAT JSON) " + statement, args).fetchone()
+        plan = json.loads(plan) if isinstance(plan, str) else plan
+        nodes, todo = [], [plan[0]["Plan"]]
+        while todo:
+            node = todo.pop()
+            nodes.append(node)
+            todo += node.get("Plans", [])
+        assert "Sort" not in {node["Node Type"] for node in nodes}, plan
+        assert "outgoing_mail_about" in {node.get("Index Name") for node in nodes}, plan
+    else:
+        steps = [row[3] for row in database.db.execute("EXPLAIN QUERY PLAN " + statement)]
+        assert not any("TEMP B-TREE" in step for step in steps), steps
+        assert any("INDEX outgoing_mail_about" in step for step in steps), steps
 
 
 def test_kinds_and_what_they_are_about_stay_apart(store):
