@@ -299,6 +299,18 @@ def test_a_connection_lost_mid_pipeline_fails_one_message_and_the_next_goes_on_a
     assert connections == 3  # the lost one was replaced
 
 
+def send_all(sink: SmtpSink, count: int, *, workers: int) -> mail.Collect:
+    """`count` messages to different readers through one pool of `workers`, flushed, closed."""
+    results = mail.Collect()
+    smtp_settings = SmtpSettings(port=sink.port, security="none", timeout=2)
+    mailer = SmtpMailer(smtp_settings, SENDER, results, workers=workers)
+    for n in range(count):
+        mailer.push(outgoing(n, to=f"r{n}@example.com"))
+    mailer.flush()
+    mailer.close()
+    return results
+
+
 @pytest.mark.parametrize("pipelining", [True, False])
 def test_a_server_that_takes_fewer_connections_gets_what_it_takes_and_nothing_fails(
     pipelining, caplog
@@ -306,18 +318,11 @@ def test_a_server_that_takes_fewer_connections_gets_what_it_takes_and_nothing_fa
     """A server that keeps 2 connections open at most, a mailer of 5: the 3 it greets with 421
     are set aside (each tried once, logged), and every message goes out exactly once through
     the 2 it took: no failure, no retry, nothing lost."""
-    results = mail.Collect()
     with SmtpSink(parse=False, max_connections=2, pipelining=pipelining) as sink:
-        smtp_settings = SmtpSettings(port=sink.port, security="none", timeout=2)
-        mailer = SmtpMailer(smtp_settings, SENDER, results, workers=5)
-        for n in range(40):
-            mailer.push(outgoing(n, to=f"r{n}@example.com"))
-        mailer.flush()
-        mailer.close()
-        refused = sink.refused
+        results = send_all(sink, 40, workers=5)
     assert list(results.results.values()) == [None] * 40
     assert sum(sink.accepted.values()) == 40 and set(sink.accepted.values()) == {1}
-    assert refused == 3  # once each: set aside for the mailer's life
+    assert sink.refused == 3  # once each: set aside for the mailer's life
     said = [r.getMessage() for r in caplog.records if "would not open" in r.getMessage()]
     assert [line.split(" (")[0].rsplit(" ", 3)[1] for line in said] == ["3", "4", "5"], said
     assert all(line.endswith("going on with 2") for line in said), said
@@ -326,19 +331,12 @@ def test_a_server_that_takes_fewer_connections_gets_what_it_takes_and_nothing_fa
 def test_a_server_that_takes_no_connection_fails_each_message_temporarily():
     """With no connection open, a refusal is the message's temporary failure, as always (the
     caller retries it): nothing is set aside for ever, nothing counts as sent."""
-    results = mail.Collect()
     with SmtpSink(parse=False, max_connections=0) as sink:
-        smtp_settings = SmtpSettings(port=sink.port, security="none", timeout=2)
-        mailer = SmtpMailer(smtp_settings, SENDER, results, workers=3)
-        for n in range(6):
-            mailer.push(outgoing(n, to=f"r{n}@example.com"))
-        mailer.flush()
-        mailer.close()
-        refused = sink.refused
+        results = send_all(sink, 6, workers=3)
     errors = list(results.results.values())
     assert len(errors) == 6 and all(isinstance(e, mail.TemporaryFailure) for e in errors)
     assert all("Too many connections" in str(e) for e in errors) and not sink.accepted
-    assert refused == 6  # each message tried a connection: none was set aside
+    assert sink.refused == 6  # each message tried a connection: none was set aside
 
 
 @pytest.mark.parametrize("pipelining", [True, False])
