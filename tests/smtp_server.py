@@ -13,7 +13,8 @@ records what it accepts and can misbehave, in two ways that can be combined.
 A transaction's fault is kept in its SMTP session, so concurrent connections never take each
 other's. `max_connections=n` greets a connection beyond the n open ones with "421 4.7.0 Too many
 connections" and closes it (as Postfix's smtpd_client_connection_count_limit and the big
-providers' limits do); `refused` counts those. `credentials=(user, password)` requires AUTH
+providers' limits do), or with `over_limit`'s line instead ("" closes it without a word);
+`refused` counts those. `credentials=(user, password)` requires AUTH
 (over TLS when there is TLS); `tls_context` offers STARTTLS (required), or with
 `implicit_tls=True` the whole connection is TLS. It offers
 PIPELINING (RFC 2920), as Postfix and the big providers do, unless `pipelining=False`.
@@ -65,7 +66,8 @@ class _Limited(SMTP):
             self._over = sink.max_connections is not None and sink.open > sink.max_connections
             sink.refused += self._over
         if self._over:  # the greeting is all it gets
-            transport.write(f"{TOO_MANY}\r\n".encode())
+            if sink.over_limit:
+                transport.write(f"{sink.over_limit}\r\n".encode())
             transport.close()
             return
         super().connection_made(transport)
@@ -104,6 +106,7 @@ class SmtpSink:
         implicit_tls: bool = False,
         pipelining: bool = True,
         max_connections: int | None = None,
+        over_limit: str = TOO_MANY,
     ):
         self.faults = list(faults)
         self.refuse = {address.lower() for address in refuse}
@@ -118,6 +121,7 @@ class SmtpSink:
         self.transactions = 0
         self.connections = 0
         self.max_connections, self.open, self.refused = max_connections, 0, 0
+        self.over_limit = over_limit
         kwargs = {}
         if credentials:
             kwargs.update(authenticator=self._authenticate, auth_required=True)

@@ -13,7 +13,7 @@ from newsletter.mail.message import message_id, new_message, wire
 from newsletter.mail.smtp import SmtpConnection, SmtpMailer
 from newsletter.settings import DEV_FROM, SmtpSettings
 from tests.conftest import newsletter_settings
-from tests.smtp_server import SLOW_SECONDS, SmtpSink, self_signed_certificate
+from tests.smtp_server import SLOW_SECONDS, TOO_MANY, SmtpSink, self_signed_certificate
 
 SETTINGS = newsletter_settings(sender=DEV_FROM)  # its address: the envelope sender asserted below
 SENDER = SETTINGS.from_address.addr_spec
@@ -311,14 +311,20 @@ def send_all(sink: SmtpSink, count: int, *, workers: int) -> mail.Collect:
     return results
 
 
-@pytest.mark.parametrize("pipelining", [True, False])
+@pytest.mark.parametrize(
+    ("pipelining", "over_limit"),
+    [(True, TOO_MANY), (False, TOO_MANY), (True, ""), (True, "421-Too many\r\n421 at once")],
+)
 def test_a_server_that_takes_fewer_connections_gets_what_it_takes_and_nothing_fails(
-    pipelining, caplog
+    pipelining, over_limit, caplog
 ):
-    """A server that keeps 2 connections open at most, a mailer of 5: the 3 it greets with 421
-    are set aside (each tried once, logged), and every message goes out exactly once through
-    the 2 it took: no failure, no retry, nothing lost."""
-    with SmtpSink(parse=False, max_connections=2, pipelining=pipelining) as sink:
+    """A server that keeps 2 connections open at most, a mailer of 5: the 3 it turns away
+    (a 421, a multi-line 421, or a close without a word) are set aside (each tried once,
+    logged), and every message goes out exactly once through the 2 it took: no failure, no
+    retry, nothing lost."""
+    with SmtpSink(
+        parse=False, max_connections=2, pipelining=pipelining, over_limit=over_limit
+    ) as sink:
         results = send_all(sink, 40, workers=5)
     assert list(results.results.values()) == [None] * 40
     assert sum(sink.accepted.values()) == 40 and set(sink.accepted.values()) == {1}
@@ -326,6 +332,17 @@ def test_a_server_that_takes_fewer_connections_gets_what_it_takes_and_nothing_fa
     said = [r.getMessage() for r in caplog.records if "would not open" in r.getMessage()]
     assert [line.split(" (")[0].rsplit(" ", 3)[1] for line in said] == ["3", "4", "5"], said
     assert all(line.endswith("going on with 2") for line in said), said
+
+
+def test_a_permanent_refusal_to_open_is_never_set_aside_as_a_full_server(caplog):
+    """A 554 greeting on the third connection is not "too many connections": it refuses that
+    message for good (our account or our host), as before, and nothing is set aside."""
+    with SmtpSink(parse=False, max_connections=2, over_limit="554 5.7.1 No SMTP here") as sink:
+        results = send_all(sink, 3, workers=3)
+    errors = [error for error in results.results.values() if error is not None]
+    assert len(errors) == 1 and isinstance(errors[0], mail.MessageRefused), errors
+    assert "554" in str(errors[0]) and sum(sink.accepted.values()) == 2
+    assert not [r for r in caplog.records if "would not open" in r.getMessage()]
 
 
 def test_a_server_that_takes_no_connection_fails_each_message_temporarily():
