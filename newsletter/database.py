@@ -187,12 +187,14 @@ class _Holder:
 
 class PerThread:
     """One connection per thread, for both backends: `get()` opens this thread's with `opener`
-    on first use (again when `usable(connection)` says it is not), and the connection is closed
-    when its thread ends, or by `close()`. Safe across fork (gunicorn --preload): a child never
-    touches its parent's connections, not even to close them (they stay referenced, so that no
-    destructor closes them either), and opens its own."""
+    on first use (again when `usable(connection)`, if given, says it is not), and the
+    connection is closed when its thread ends, or by `close()`. Safe across fork (gunicorn
+    --preload): a child never touches its parent's connections, not even to close them (they
+    stay referenced, so that no destructor closes them either), and opens its own."""
 
-    def __init__(self, opener: Callable[[], object], usable: Callable[[object], bool] = bool):
+    def __init__(
+        self, opener: Callable[[], object], usable: Callable[[object], bool] | None = None
+    ):
         self._opener, self._usable = opener, usable
         self._local = threading.local()
         self._holders: weakref.WeakSet[_Holder] = weakref.WeakSet()
@@ -208,7 +210,7 @@ class PerThread:
                 self._local = threading.local()
                 self._pid = os.getpid()
         holder = getattr(self._local, "holder", None)
-        if holder is None or not self._usable(holder.connection):
+        if holder is None or (self._usable is not None and not self._usable(holder.connection)):
             holder = _Holder(self._opener())
             self._local.holder = holder
             with self._lock:

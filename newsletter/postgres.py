@@ -209,18 +209,14 @@ class Connection:
 
     def execute(self, statement: str, args=()) -> Cursor:
         cursor = self.raw.cursor()
-        try:
+        with translating:
             cursor.execute(translate(statement), args if args else None, prepare=False)
-        except psycopg.Error as error:
-            raise translated(error) from error
         return Cursor(cursor)
 
     def executemany(self, statement: str, rows) -> Cursor:
         cursor = self.raw.cursor()
-        try:
+        with translating:
             cursor.executemany(translate(statement), rows)
-        except psycopg.Error as error:
-            raise translated(error) from error
         return Cursor(cursor)
 
     def close(self) -> None:

@@ -260,7 +260,6 @@ def confirmed(subscriber, *, already: bool) -> Response:
         notes=["Every email has a link to unsubscribe with one click."],
         unsubscribe=unsubscribe_url(settings, nl.tokens, subscriber.public_id),
         preferences=preferences_url(settings, nl.tokens, subscriber.public_id),
-        subscribed=True,  # no "Stay tuned" form for a reader who just joined
     )
 
 
